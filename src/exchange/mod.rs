@@ -1,0 +1,376 @@
+//! One request/response pair under one policy: the sans-IO heart of the filter.
+//!
+//! The glue in `src/filter` owns the host calls; an [`Exchange`] owns the decisions. Call order:
+//!
+//! 1. [`Exchange::on_request_head`] with the request's method, path and headers: says whether the
+//!    request body is buffered for scanning and which headers to drop.
+//! 2. [`Exchange::on_request_body`] with the whole buffered body (when asked for), after checking
+//!    sizes with [`Exchange::check_request_size`] on every chunk.
+//! 3. [`Exchange::on_response_head`]: decides how the response body is handled.
+//! 4. [`Exchange::on_response_body`] with the whole buffered body, after
+//!    [`Exchange::check_response_size`] on every chunk.
+//! 5. [`Exchange::audit`] at any time: the record so far.
+//!
+//! Every `on_*` may return a [`LocalReply`]: the glue sends it instead of forwarding anything.
+
+use std::rc::Rc;
+
+use crate::audit::{AuditRecord, Decision, DirectionAudit};
+use crate::config::{DirectionConfig, Oversize};
+use crate::detect::{Action, Engine, Finding};
+use crate::policy::Policy;
+use crate::wire::json::{self, Seg};
+use crate::wire::{Api, BodyKind};
+
+/// A response the filter sends itself, in the API's own error shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub body: String,
+}
+
+impl LocalReply {
+    /// The content-type every local reply carries.
+    pub const CONTENT_TYPE: &'static str = "application/json";
+}
+
+/// The parts of a request head the core needs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestHead<'a> {
+    /// `:method`.
+    pub method: &'a str,
+    /// `:path`.
+    pub path: &'a str,
+    /// `content-type`.
+    pub content_type: Option<&'a str>,
+    /// `content-encoding`.
+    pub content_encoding: Option<&'a str>,
+}
+
+/// The parts of a response head the core needs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResponseHead<'a> {
+    /// `:status`.
+    pub status: u16,
+    /// `content-type`.
+    pub content_type: Option<&'a str>,
+    /// `content-encoding`.
+    pub content_encoding: Option<&'a str>,
+}
+
+/// How a body is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyPlan {
+    /// Buffer the whole body, then hand it to `on_*_body`. `content-length` is recomputed.
+    Buffer,
+    /// Forward as is (binary content, scanning off, or explicit pass-through).
+    Pass,
+}
+
+/// What to do with request headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestPlan {
+    /// How the body is handled.
+    pub body: BodyPlan,
+    /// Headers to remove before forwarding.
+    pub remove_headers: &'static [&'static str],
+}
+
+/// What to do with a buffered body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyOutcome {
+    /// Forward the original bytes.
+    Unchanged,
+    /// Forward these bytes instead (and fix `content-length`).
+    Replace(Vec<u8>),
+    /// Send this reply instead.
+    Reject(LocalReply),
+}
+
+/// Verdict of a size check on a growing buffered body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SizeVerdict {
+    /// Keep buffering.
+    Fits,
+    /// Too large, and the policy says to forward it unscanned from here on.
+    PassUnscanned,
+    /// Too large: send this reply.
+    Reject(LocalReply),
+}
+
+/// The state of one request/response pair.
+#[derive(Debug)]
+pub struct Exchange {
+    policy: Rc<Policy>,
+    api: Api,
+    audit: AuditRecord,
+}
+
+impl Exchange {
+    /// Starts an exchange under `policy`.
+    pub fn new(policy: Rc<Policy>) -> Exchange {
+        Exchange { policy, api: Api::Other, audit: AuditRecord { api: Api::Other.as_str(), ..Default::default() } }
+    }
+
+    /// The audit record so far.
+    pub fn audit(&self) -> &AuditRecord {
+        &self.audit
+    }
+
+    /// The API the request path belongs to.
+    pub fn api(&self) -> Api {
+        self.api
+    }
+
+    /// Handles the request head.
+    pub fn on_request_head(&mut self, head: &RequestHead) -> Result<RequestPlan, LocalReply> {
+        self.api = Api::from_path(head.path);
+        self.audit.api = self.api.as_str();
+        // Upstreams must answer in plain text so the response can be scanned.
+        let remove_headers: &'static [&'static str] = &["accept-encoding"];
+        let body = if !self.policy.request.enabled {
+            self.audit.request.unscanned_reason = Some("disabled");
+            BodyPlan::Pass
+        } else if matches!(head.method, "GET" | "HEAD" | "OPTIONS" | "DELETE") {
+            BodyPlan::Pass
+        } else if is_encoded(head.content_encoding) {
+            return Err(self.refuse(415, "unsupported_encoding", "inferguard cannot scan a compressed request body; send it uncompressed"));
+        } else if BodyKind::from_content_type(head.content_type) == BodyKind::Binary {
+            self.audit.request.unscanned_reason = Some("binary");
+            BodyPlan::Pass
+        } else {
+            BodyPlan::Buffer
+        };
+        Ok(RequestPlan { body, remove_headers })
+    }
+
+    /// Checks a growing request body against `request.max_body_bytes`.
+    pub fn check_request_size(&mut self, size: usize) -> SizeVerdict {
+        let cfg = self.policy.request.clone();
+        self.check_size(&cfg, size, 413, "request_too_large")
+    }
+
+    /// Checks a growing response body against `response.max_body_bytes`.
+    pub fn check_response_size(&mut self, size: usize) -> SizeVerdict {
+        let cfg = self.policy.response.clone();
+        self.check_size(&cfg, size, 502, "response_too_large")
+    }
+
+    fn check_size(&mut self, cfg: &DirectionConfig, size: usize, status: u16, kind: &'static str) -> SizeVerdict {
+        if (size as u64) <= cfg.max_body_bytes.get() {
+            return SizeVerdict::Fits;
+        }
+        match cfg.on_oversize {
+            Oversize::PassUnscanned => {
+                let d = if status == 413 { &mut self.audit.request } else { &mut self.audit.response };
+                d.scanned = false;
+                d.unscanned_reason = Some("oversize");
+                SizeVerdict::PassUnscanned
+            }
+            Oversize::Reject => {
+                let msg = format!("body larger than the {} bytes inferguard is configured to scan", cfg.max_body_bytes.get());
+                SizeVerdict::Reject(self.refuse(status, kind, &msg))
+            }
+        }
+    }
+
+    /// Handles the whole buffered request body.
+    pub fn on_request_body(&mut self, body: &[u8]) -> BodyOutcome {
+        self.audit.request.scanned = true;
+        if let Ok(meta) = serde_json::from_slice::<RequestMeta>(body) {
+            self.audit.model = meta.model;
+            self.audit.stream = meta.stream;
+        }
+        let kind = if body.first().is_some_and(|b| matches!(b, b'{' | b'[')) { BodyKind::Json } else { BodyKind::Text };
+        let policy = Rc::clone(&self.policy);
+        let outcome = scan_body(&policy.engine, kind, body, &mut self.audit.request);
+        self.settle(outcome, 400, "malformed_request", 403)
+    }
+
+    /// Handles the response head.
+    pub fn on_response_head(&mut self, head: &ResponseHead) -> Result<BodyPlan, LocalReply> {
+        if !self.policy.response.enabled {
+            self.audit.response.unscanned_reason = Some("disabled");
+            return Ok(BodyPlan::Pass);
+        }
+        if is_encoded(head.content_encoding) {
+            return Err(self.refuse(502, "unsupported_encoding", "the upstream answered with a content-encoding inferguard cannot scan"));
+        }
+        if BodyKind::from_content_type(head.content_type) == BodyKind::Binary {
+            self.audit.response.unscanned_reason = Some("binary");
+            return Ok(BodyPlan::Pass);
+        }
+        Ok(BodyPlan::Buffer)
+    }
+
+    /// Handles the whole buffered response body.
+    pub fn on_response_body(&mut self, content_type: Option<&str>, body: &[u8]) -> BodyOutcome {
+        self.audit.response.scanned = true;
+        let policy = Rc::clone(&self.policy);
+        let kind = BodyKind::from_content_type(content_type);
+        let outcome = scan_body(&policy.engine, kind, body, &mut self.audit.response);
+        self.settle(outcome, 502, "malformed_response", 403)
+    }
+
+    fn settle(&mut self, outcome: Scanned, bad_status: u16, bad_kind: &'static str, block_status: u16) -> BodyOutcome {
+        match outcome {
+            Scanned::Clean => BodyOutcome::Unchanged,
+            Scanned::Changed(bytes) => {
+                self.audit.decide(Decision::Redacted);
+                BodyOutcome::Replace(bytes)
+            }
+            Scanned::Blocked(rule) => {
+                let msg = format!("blocked by inferguard policy (rule {rule})");
+                self.audit.block(format!("rule:{rule}"));
+                let shape = self.api.error_shape();
+                BodyOutcome::Reject(LocalReply { status: block_status, body: shape.body(block_status, "content_blocked", &msg) })
+            }
+            Scanned::Unreadable(why) => BodyOutcome::Reject(self.refuse(bad_status, bad_kind, &why)),
+        }
+    }
+
+    fn refuse(&mut self, status: u16, kind: &'static str, message: &str) -> LocalReply {
+        self.audit.block(kind);
+        LocalReply { status, body: self.api.error_shape().body(status, kind, message) }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct RequestMeta {
+    #[serde(default, deserialize_with = "lenient_string")]
+    model: Option<String>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    stream: Option<bool>,
+}
+
+fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(v.as_str().map(|s| s.chars().take(128).collect()))
+}
+
+fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(v.as_bool())
+}
+
+use serde::Deserialize;
+
+fn is_encoded(ce: Option<&str>) -> bool {
+    ce.is_some_and(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("identity"))
+}
+
+/// The result of scanning one whole body.
+enum Scanned {
+    Clean,
+    Changed(Vec<u8>),
+    Blocked(String),
+    Unreadable(String),
+}
+
+fn scan_body(engine: &Engine, kind: BodyKind, body: &[u8], audit: &mut DirectionAudit) -> Scanned {
+    let mut blocked: Option<String> = None;
+    let mut note = |findings: &[Finding], audit: &mut DirectionAudit| {
+        audit.count(findings);
+        if blocked.is_none() {
+            if let Some(f) = findings.iter().find(|f| f.action == Action::Block) {
+                blocked = Some(f.detector.to_string());
+            }
+        }
+    };
+    let changed = match kind {
+        BodyKind::Json => {
+            let r = json::rewrite_strings(body, |path, s| {
+                let key = path.iter().rev().find_map(Seg::key);
+                let r = engine.redact_field(key, s);
+                note(&r.findings, audit);
+                (r.text != s).then_some(r.text)
+            });
+            match r {
+                Ok(v) => v,
+                Err(e) => return Scanned::Unreadable(format!("inferguard could not read the JSON body: {e}")),
+            }
+        }
+        _ => {
+            let Ok(text) = std::str::from_utf8(body) else {
+                return Scanned::Unreadable("inferguard could not read the body: it is not UTF-8 text".into());
+            };
+            let r = engine.redact(text);
+            note(&r.findings, audit);
+            (r.text != text).then(|| r.text.into_bytes())
+        }
+    };
+    if let Some(rule) = blocked {
+        return Scanned::Blocked(rule);
+    }
+    match changed {
+        Some(b) => Scanned::Changed(b),
+        None => Scanned::Clean,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(cfg: &str) -> Exchange {
+        Exchange::new(Rc::new(Policy::from_json(cfg).unwrap()))
+    }
+
+    const CHAT: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Mail jane.doe@corp.example or \u0062ob@x.io."},"finish_reason":"stop"}]}"#;
+
+    #[test]
+    fn redacts_emails_in_a_chat_completion_and_counts_them() {
+        let mut x = exchange("");
+        let plan = x.on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() }).unwrap();
+        assert_eq!(plan.body, BodyPlan::Buffer);
+        assert_eq!(plan.remove_headers, &["accept-encoding"]);
+        assert_eq!(x.on_request_body(br#"{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}]}"#), BodyOutcome::Unchanged);
+        assert_eq!(x.on_response_head(&ResponseHead { status: 200, content_type: Some("application/json"), content_encoding: None }), Ok(BodyPlan::Buffer));
+        let BodyOutcome::Replace(out) = x.on_response_body(Some("application/json"), CHAT.as_bytes()) else { panic!("not replaced") };
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            CHAT.replace(r"jane.doe@corp.example or \u0062ob@x.io", "[REDACTED:EMAIL] or [REDACTED:EMAIL]")
+        );
+        assert_eq!(
+            x.audit().to_json(),
+            r#"{"decision":"redacted","api":"openai.chat_completions","model":"m","stream":false,"request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2}}}"#
+        );
+    }
+
+    #[test]
+    fn refuses_malformed_json_responses_and_compressed_ones() {
+        let mut x = exchange("");
+        x.on_request_head(&RequestHead { method: "POST", path: "/v1/messages", ..Default::default() }).unwrap();
+        let BodyOutcome::Reject(r) = x.on_response_body(Some("application/json"), b"{\"a\":") else { panic!() };
+        assert_eq!(r.status, 502);
+        assert!(r.body.starts_with(r#"{"type":"error","error":{"type":"api_error","message":"inferguard could not read the JSON body: malformed JSON at byte 5"#), "{}", r.body);
+        let r = x.on_response_head(&ResponseHead { status: 200, content_type: Some("application/json"), content_encoding: Some("br") }).unwrap_err();
+        assert_eq!(r.status, 502);
+        assert_eq!(x.audit().decision, Decision::Blocked);
+        assert_eq!(x.audit().reason.as_deref(), Some("malformed_response"));
+    }
+
+    #[test]
+    fn enforces_body_limits_per_direction() {
+        let mut x = exchange(r#"{"request":{"max_body_bytes":10},"response":{"max_body_bytes":10,"on_oversize":"pass_unscanned"}}"#);
+        x.on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() }).unwrap();
+        assert_eq!(x.check_request_size(10), SizeVerdict::Fits);
+        let SizeVerdict::Reject(r) = x.check_request_size(11) else { panic!() };
+        assert_eq!(r.status, 413);
+        assert_eq!(x.check_response_size(11), SizeVerdict::PassUnscanned);
+        assert_eq!(x.audit().response.unscanned_reason, Some("oversize"));
+        assert_eq!(x.audit().reason.as_deref(), Some("request_too_large"));
+    }
+
+    #[test]
+    fn blocks_when_a_block_rule_fires() {
+        let mut x = exchange(r#"{"detect":{"detectors":{"email":{"action":"block"}}}}"#);
+        x.on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() }).unwrap();
+        let BodyOutcome::Reject(r) = x.on_response_body(Some("application/json"), CHAT.as_bytes()) else { panic!() };
+        assert_eq!(r.status, 403);
+        assert!(!r.body.contains("jane"));
+        assert_eq!(x.audit().reason.as_deref(), Some("rule:email"));
+    }
+}

@@ -1,0 +1,450 @@
+//! A byte-preserving JSON rewriter.
+//!
+//! The filter must change only the text it redacts: key order, whitespace, number spelling and
+//! the escapes a server chose all stay as they were, so clients, signatures over unrelated
+//! fields and byte-level diffs see no noise. [`rewrite_strings`] validates a whole document,
+//! hands every string *value* (decoded) to a callback together with its path, and re-encodes
+//! only the strings the callback replaces.
+
+use std::fmt;
+
+/// Nesting deeper than this is refused rather than risking the stack on hostile input.
+pub const MAX_DEPTH: usize = 128;
+
+/// One step of the path from the document root to a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seg {
+    /// A member of an object, by (decoded) key.
+    Key(String),
+    /// An element of an array, by index.
+    Index(usize),
+}
+
+impl Seg {
+    /// The key, if this step is an object member.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Seg::Key(k) => Some(k),
+            Seg::Index(_) => None,
+        }
+    }
+}
+
+/// Why a document could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonError {
+    /// The bytes are not one well-formed JSON value.
+    Syntax {
+        /// Byte offset where reading stopped.
+        offset: usize,
+    },
+    /// Nesting exceeds [`MAX_DEPTH`].
+    TooDeep,
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JsonError::Syntax { offset } => write!(f, "malformed JSON at byte {offset}"),
+            JsonError::TooDeep => write!(f, "JSON nested deeper than {MAX_DEPTH} levels"),
+        }
+    }
+}
+
+impl std::error::Error for JsonError {}
+
+/// Walks `input`, calling `f(path, value)` for every string value (not keys). Where `f` returns
+/// `Some(new)`, the string is replaced by `new`, re-encoded. Returns `None` when nothing changed,
+/// so callers can forward the original bytes untouched.
+///
+/// # Examples
+///
+/// ```
+/// use inferguard::wire::json::rewrite_strings;
+///
+/// let doc = br#"{"a": "x@y.com", "n": 1}"#;
+/// let out = rewrite_strings(doc, |path, s| {
+///     (path[0].key() == Some("a")).then(|| s.replace("x@y.com", "[REDACTED]"))
+/// })
+/// .unwrap()
+/// .unwrap();
+/// assert_eq!(out, br#"{"a": "[REDACTED]", "n": 1}"#);
+/// ```
+pub fn rewrite_strings<F>(input: &[u8], f: F) -> Result<Option<Vec<u8>>, JsonError>
+where
+    F: FnMut(&[Seg], &str) -> Option<String>,
+{
+    let mut w = Walker { input, pos: 0, out: Vec::new(), copied: 0, changed: false, path: Vec::new(), f };
+    w.ws();
+    w.value(0)?;
+    w.ws();
+    if w.pos != input.len() {
+        return Err(JsonError::Syntax { offset: w.pos });
+    }
+    if !w.changed {
+        return Ok(None);
+    }
+    w.out.extend_from_slice(&input[w.copied..]);
+    Ok(Some(w.out))
+}
+
+/// Checks that `input` is one well-formed JSON value.
+pub fn validate(input: &[u8]) -> Result<(), JsonError> {
+    rewrite_strings(input, |_, _| None).map(|_| ())
+}
+
+struct Walker<'a, F> {
+    input: &'a [u8],
+    pos: usize,
+    out: Vec<u8>,
+    /// Input before this offset has been copied to (or replaced in) `out`.
+    copied: usize,
+    changed: bool,
+    path: Vec<Seg>,
+    f: F,
+}
+
+impl<F> Walker<'_, F>
+where
+    F: FnMut(&[Seg], &str) -> Option<String>,
+{
+    fn err<T>(&self) -> Result<T, JsonError> {
+        Err(JsonError::Syntax { offset: self.pos })
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.input.get(self.pos).copied()
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> Result<(), JsonError> {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            self.err()
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<(), JsonError> {
+        if depth > MAX_DEPTH {
+            return Err(JsonError::TooDeep);
+        }
+        match self.peek() {
+            Some(b'{') => self.object(depth),
+            Some(b'[') => self.array(depth),
+            Some(b'"') => {
+                let start = self.pos;
+                let s = self.string()?;
+                if let Some(new) = (self.f)(&self.path, &s) {
+                    if new != s {
+                        self.out.extend_from_slice(&self.input[self.copied..start]);
+                        encode_string_into(&new, &mut self.out);
+                        self.copied = self.pos;
+                        self.changed = true;
+                    }
+                }
+                Ok(())
+            }
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => self.err(),
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<(), JsonError> {
+        self.pos += 1;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return self.err();
+            }
+            let key = self.string()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            self.path.push(Seg::Key(key));
+            self.value(depth + 1)?;
+            self.path.pop();
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return self.err(),
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<(), JsonError> {
+        self.pos += 1;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(());
+        }
+        let mut i = 0;
+        loop {
+            self.ws();
+            self.path.push(Seg::Index(i));
+            self.value(depth + 1)?;
+            self.path.pop();
+            i += 1;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return self.err(),
+            }
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), JsonError> {
+        if self.input[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            self.err()
+        }
+    }
+
+    fn number(&mut self) -> Result<(), JsonError> {
+        let digits = |w: &mut Self| {
+            let s = w.pos;
+            while let Some(b'0'..=b'9') = w.peek() {
+                w.pos += 1;
+            }
+            w.pos > s
+        };
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        if self.peek() == Some(b'0') {
+            self.pos += 1;
+        } else if !digits(self) {
+            return self.err();
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if !digits(self) {
+                return self.err();
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if !digits(self) {
+                return self.err();
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a string starting at the opening quote and returns it decoded.
+    fn string(&mut self) -> Result<String, JsonError> {
+        let (s, used) = decode_string(&self.input[self.pos..])
+            .map_err(|off| JsonError::Syntax { offset: self.pos + off })?;
+        self.pos += used;
+        Ok(s)
+    }
+}
+
+/// Decodes the JSON string at the start of `input` (which begins with `"`). Returns the text and
+/// the number of bytes consumed, or the offset of the first bad byte. Lone surrogate escapes
+/// decode to U+FFFD.
+pub fn decode_string(input: &[u8]) -> Result<(String, usize), usize> {
+    if input.first() != Some(&b'"') {
+        return Err(0);
+    }
+    let mut out = String::new();
+    let mut i = 1;
+    let mut run = 1;
+    loop {
+        let Some(&c) = input.get(i) else { return Err(i) };
+        match c {
+            b'"' => {
+                push_utf8(&mut out, &input[run..i]).map_err(|e| run + e)?;
+                return Ok((out, i + 1));
+            }
+            b'\\' => {
+                push_utf8(&mut out, &input[run..i]).map_err(|e| run + e)?;
+                let Some(&e) = input.get(i + 1) else { return Err(i) };
+                i += 2;
+                match e {
+                    b'"' => out.push('"'),
+                    b'\\' => out.push('\\'),
+                    b'/' => out.push('/'),
+                    b'b' => out.push('\u{8}'),
+                    b'f' => out.push('\u{c}'),
+                    b'n' => out.push('\n'),
+                    b'r' => out.push('\r'),
+                    b't' => out.push('\t'),
+                    b'u' => {
+                        let hi = hex4(input, i).ok_or(i)?;
+                        i += 4;
+                        let ch = if (0xD800..0xDC00).contains(&hi)
+                            && input.get(i) == Some(&b'\\')
+                            && input.get(i + 1) == Some(&b'u')
+                        {
+                            match hex4(input, i + 2) {
+                                Some(lo) if (0xDC00..0xE000).contains(&lo) => {
+                                    i += 6;
+                                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+                                }
+                                _ => None,
+                            }
+                        } else {
+                            char::from_u32(hi)
+                        };
+                        out.push(ch.unwrap_or('\u{FFFD}'));
+                    }
+                    _ => return Err(i - 1),
+                }
+                run = i;
+            }
+            0..=0x1f => return Err(i),
+            _ => i += 1,
+        }
+    }
+}
+
+fn push_utf8(out: &mut String, bytes: &[u8]) -> Result<(), usize> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => {
+            out.push_str(s);
+            Ok(())
+        }
+        Err(e) => Err(e.valid_up_to()),
+    }
+}
+
+fn hex4(input: &[u8], at: usize) -> Option<u32> {
+    let h = input.get(at..at + 4)?;
+    let mut v = 0u32;
+    for &c in h {
+        v = v * 16 + (c as char).to_digit(16)?;
+    }
+    Some(v)
+}
+
+/// Appends `s` as a JSON string literal (quotes included), escaping only what JSON requires.
+pub fn encode_string_into(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let b = s.as_bytes();
+    let mut run = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&b[run..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(format!("\\u{:04x}", c).as_bytes());
+        } else {
+            out.extend_from_slice(esc);
+        }
+        run = i + 1;
+    }
+    out.extend_from_slice(&b[run..]);
+    out.push(b'"');
+}
+
+/// `s` as a JSON string literal.
+pub fn encode_string(s: &str) -> String {
+    let mut v = Vec::with_capacity(s.len() + 2);
+    encode_string_into(s, &mut v);
+    // Only valid UTF-8 went in and only ASCII was added.
+    String::from_utf8(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keep(input: &str) -> Result<Option<Vec<u8>>, JsonError> {
+        rewrite_strings(input.as_bytes(), |_, _| None)
+    }
+
+    #[test]
+    fn accepts_well_formed_documents_and_changes_nothing() {
+        for doc in [
+            "{}", "[]", "0", "-1.5e+3", "\"x\"", "true", " null ",
+            r#"{"a":[1,2,{"b":"c\u00e9\ud83d\ude00"}],"d":false}"#,
+        ] {
+            assert_eq!(keep(doc), Ok(None), "{doc}");
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_documents() {
+        for doc in ["", "{", "[1,]", "{\"a\"}", "01", "1.", "\"\\x\"", "\"a", "{} x", "\"\u{1}\"", "tru"] {
+            assert!(keep(doc).is_err(), "{doc:?}");
+        }
+        let deep = "[".repeat(MAX_DEPTH + 2) + &"]".repeat(MAX_DEPTH + 2);
+        assert_eq!(keep(&deep), Err(JsonError::TooDeep));
+    }
+
+    #[test]
+    fn decodes_escapes_and_reports_paths() {
+        let doc = br#"{"m":[{"c":"a\u0040b.com \/ \"q\" \ud83d\ude00"}], "k":"v"}"#;
+        let mut seen = Vec::new();
+        rewrite_strings(doc, |p, s| {
+            seen.push((p.to_vec(), s.to_string()));
+            None
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                (vec![Seg::Key("m".into()), Seg::Index(0), Seg::Key("c".into())], "a@b.com / \"q\" 😀".into()),
+                (vec![Seg::Key("k".into())], "v".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn rewrites_only_the_replaced_string_and_keeps_the_rest_byte_for_byte() {
+        let doc = "{ \"a\" : \"x\\u0041\",\n  \"b\":\"y\", \"c\": 1.50 }";
+        let out = rewrite_strings(doc.as_bytes(), |p, s| {
+            (p[0].key() == Some("b")).then(|| format!("{s}\"\n\u{1}é"))
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{ \"a\" : \"x\\u0041\",\n  \"b\":\"y\\\"\\n\\u0001é\", \"c\": 1.50 }"
+        );
+    }
+
+    #[test]
+    fn encode_then_decode_round_trips() {
+        for s in ["", "plain", "q\"b\\s/ \n\t\r\u{0}\u{1f} é 😀"] {
+            let enc = encode_string(s);
+            assert_eq!(decode_string(enc.as_bytes()), Ok((s.to_string(), enc.len())));
+        }
+    }
+}
