@@ -92,7 +92,9 @@ impl Engine {
     /// Finds every confirmed match, non-overlapping, in order of position.
     pub fn find_all(&self, text: &str) -> Vec<Finding> {
         let mut out = Vec::new();
-        let Some((name, action)) = &self.email else { return out };
+        let Some((name, action)) = &self.email else {
+            return out;
+        };
         let b = text.as_bytes();
         let mut from = 0;
         while let Some(at) = text[from..].find('@').map(|i| i + from) {
@@ -109,7 +111,12 @@ impl Engine {
             }
             let domain = &text[at + 1..e];
             if s < at && domain.contains('.') && !domain.starts_with('.') {
-                out.push(Finding { detector: name.clone(), start: s, end: e, action: *action });
+                out.push(Finding {
+                    detector: name.clone(),
+                    start: s,
+                    end: e,
+                    action: *action,
+                });
                 from = e;
             } else {
                 from = at + 1;
@@ -144,7 +151,10 @@ impl Engine {
             }
         }
         out.push_str(&text[last..]);
-        Redaction { text: out, findings }
+        Redaction {
+            text: out,
+            findings,
+        }
     }
 }
 

