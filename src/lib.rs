@@ -14,6 +14,7 @@ pub mod config;
 pub mod detect;
 pub mod exchange;
 pub mod policy;
+pub mod stream;
 pub mod wire;
 
 #[cfg(target_arch = "wasm32")]

@@ -63,6 +63,24 @@ impl Redaction {
     }
 }
 
+/// Whether more text may follow what is scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// More text may follow: matches touching the end are not settled yet.
+    More,
+    /// The text is complete.
+    Final,
+}
+
+/// The result of [`Engine::scan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    /// Settled findings, in order.
+    pub findings: Vec<Finding>,
+    /// Text before this offset is final: no continuation can change its findings.
+    pub settled: usize,
+}
+
 /// A compiled set of detectors.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -136,12 +154,32 @@ impl Engine {
         self.redact(text)
     }
 
-    /// Applies the policy to `text`.
-    pub fn redact(&self, text: &str) -> Redaction {
-        let findings = self.find_all(text);
-        let mut out = String::with_capacity(text.len());
+    /// Scans `text` where `text[..from]` is released context and `end` says whether more may follow.
+    pub fn scan(&self, text: &str, from: usize, end: End) -> Scan {
+        let settled = match end {
+            End::Final => text.len(),
+            End::More => text[from..]
+                .rfind(|c: char| c.is_whitespace())
+                .map(|i| from + i + 1)
+                .unwrap_or(from),
+        };
+        let findings = self
+            .find_all(&text[..settled])
+            .into_iter()
+            .filter(|f| f.start >= from)
+            .collect();
+        Scan { findings, settled }
+    }
+
+    /// Bytes of released text a scan needs before `from`.
+    pub fn max_left_context(&self) -> usize {
+        64
+    }
+
+    /// Appends `text` with `findings` applied to `out`.
+    pub fn render(&self, text: &str, findings: &[Finding], out: &mut String) {
         let mut last = 0;
-        for f in &findings {
+        for f in findings {
             if f.action == Action::Mask {
                 out.push_str(&text[last..f.start]);
                 out.push_str("[REDACTED:");
@@ -151,6 +189,13 @@ impl Engine {
             }
         }
         out.push_str(&text[last..]);
+    }
+
+    /// Applies the policy to `text`.
+    pub fn redact(&self, text: &str) -> Redaction {
+        let findings = self.find_all(text);
+        let mut out = String::with_capacity(text.len());
+        self.render(text, &findings, &mut out);
         Redaction {
             text: out,
             findings,

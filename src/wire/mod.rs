@@ -1,6 +1,7 @@
 //! Wire formats: which inference API a request speaks, and how its bodies are framed.
 
 pub mod json;
+pub mod sse;
 
 /// The inference API a request path belongs to. Chosen from the path alone, so the decision is
 /// made before any body byte arrives.
