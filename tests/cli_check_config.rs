@@ -6,16 +6,9 @@ use std::process::Command;
 fn check(config: &str) -> (i32, String, String) {
     let mut f = tempfile();
     f.1.write_all(config.as_bytes()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_inferguard"))
-        .args(["check-config", &f.0])
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_inferguard")).args(["check-config", &f.0]).output().unwrap();
     let _ = std::fs::remove_file(&f.0);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
 
 fn tempfile() -> (String, std::fs::File) {
@@ -32,11 +25,7 @@ fn tempfile() -> (String, std::fs::File) {
 
 #[test]
 fn accepts_the_shipped_and_the_empty_configuration_with_a_one_line_summary() {
-    for cfg in [
-        "",
-        "{}",
-        &std::fs::read_to_string("envoy/inferguard.json").unwrap(),
-    ] {
+    for cfg in ["", "{}", &std::fs::read_to_string("envoy/inferguard.json").unwrap()] {
         let (code, out, err) = check(cfg);
         assert_eq!(code, 0, "{err}");
         assert_eq!(out.lines().count(), 1, "{out}");
@@ -62,24 +51,15 @@ fn rejects_a_wrong_type_naming_the_field() {
 fn rejects_an_unknown_field_naming_it() {
     let (code, _, err) = check(r#"{"request": {"max_body_byte": 5}}"#);
     assert_eq!(code, 1);
-    assert!(
-        err.contains("request.max_body_byte: unknown field `max_body_byte`, expected one of"),
-        "{err}"
-    );
+    assert!(err.contains("request.max_body_byte: unknown field `max_body_byte`, expected one of"), "{err}");
 }
 
 #[test]
 fn rejects_zero_and_broken_json() {
     let (code, _, err) = check(r#"{"request": {"max_body_bytes": 0}}"#);
     assert_eq!(code, 1);
-    assert!(
-        err.contains("request.max_body_bytes: expected a positive integer, got 0"),
-        "{err}"
-    );
+    assert!(err.contains("request.max_body_bytes: expected a positive integer, got 0"), "{err}");
     let (code, _, err) = check("{\"request\": ");
     assert_eq!(code, 1);
-    assert!(
-        err.contains("configuration: invalid JSON: EOF while parsing a value at line 1 column 12"),
-        "{err}"
-    );
+    assert!(err.contains("configuration: invalid JSON: EOF while parsing a value at line 1 column 12"), "{err}");
 }

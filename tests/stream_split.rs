@@ -13,18 +13,11 @@ use inferguard::wire::Api;
 use serde_json::{json, Value};
 
 /// Values that must never reach a client, each split across events by the generators.
-const SECRETS: &[&str] = &[
-    "jane.doe@acme-corp.com",
-    "ops+oncall@mail.example.org",
-    "x@y.io",
-];
+const SECRETS: &[&str] = &["jane.doe@acme-corp.com", "ops+oncall@mail.example.org", "x@y.io"];
 
 fn texts() -> Vec<String> {
     vec![
-        format!(
-            "Hello! Write to {} or to {} about it.",
-            SECRETS[0], SECRETS[1]
-        ),
+        format!("Hello! Write to {} or to {} about it.", SECRETS[0], SECRETS[1]),
         format!("Second choice: {}, and unicode ünï €😀 text.", SECRETS[2]),
     ]
 }
@@ -58,10 +51,7 @@ fn deltas(text: &str, seed: u64) -> Vec<String> {
 
 /// JSON as servers write it: some escape `@` or `/`, which a scanner of raw bytes would miss.
 fn js(v: &Value) -> String {
-    serde_json::to_string(v)
-        .unwrap()
-        .replace('@', "\\u0040")
-        .replace('/', "\\/")
+    serde_json::to_string(v).unwrap().replace('@', "\\u0040").replace('/', "\\/")
 }
 
 fn sse(event: Option<&str>, v: &Value) -> String {
@@ -73,34 +63,20 @@ fn sse(event: Option<&str>, v: &Value) -> String {
 
 fn openai_chat(t: &[String]) -> String {
     let chunk = |choices: Value| json!({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":choices});
-    let mut out = sse(
-        None,
-        &chunk(json!([{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}])),
-    );
+    let mut out =
+        sse(None, &chunk(json!([{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}])));
     let (a, b) = (deltas(&t[0], 1), deltas(&t[1], 2));
     for i in 0..a.len().max(b.len()) {
         // n = 2: the two choices interleave, each its own text stream.
         if let Some(d) = a.get(i) {
-            out += &sse(
-                None,
-                &chunk(json!([{"index":0,"delta":{"content":d},"finish_reason":null}])),
-            );
+            out += &sse(None, &chunk(json!([{"index":0,"delta":{"content":d},"finish_reason":null}])));
         }
         if let Some(d) = b.get(i) {
-            out += &sse(
-                None,
-                &chunk(json!([{"index":1,"delta":{"content":d},"finish_reason":null}])),
-            );
+            out += &sse(None, &chunk(json!([{"index":1,"delta":{"content":d},"finish_reason":null}])));
         }
     }
-    out += &sse(
-        None,
-        &chunk(json!([{"index":0,"delta":{},"finish_reason":"stop"}])),
-    );
-    out += &sse(
-        None,
-        &chunk(json!([{"index":1,"delta":{},"finish_reason":"stop"}])),
-    );
+    out += &sse(None, &chunk(json!([{"index":0,"delta":{},"finish_reason":"stop"}])));
+    out += &sse(None, &chunk(json!([{"index":1,"delta":{},"finish_reason":"stop"}])));
     out += &sse(
         None,
         &json!({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}),
@@ -167,24 +143,16 @@ fn responses(t: &[String]) -> String {
         json!({"item_id":"msg_1","output_index":0,"content_index":0,"part":{"type":"output_text","text":""}}),
     );
     for d in deltas(text, 5) {
-        out += &ev(
-            "response.output_text.delta",
-            json!({"item_id":"msg_1","output_index":0,"content_index":0,"delta":d}),
-        );
+        out +=
+            &ev("response.output_text.delta", json!({"item_id":"msg_1","output_index":0,"content_index":0,"delta":d}));
     }
-    out += &ev(
-        "response.output_text.done",
-        json!({"item_id":"msg_1","output_index":0,"content_index":0,"text":text}),
-    );
+    out += &ev("response.output_text.done", json!({"item_id":"msg_1","output_index":0,"content_index":0,"text":text}));
     out += &ev(
         "response.content_part.done",
         json!({"item_id":"msg_1","output_index":0,"content_index":0,"part":{"type":"output_text","text":text}}),
     );
     let item = json!({"id":"msg_1","type":"message","role":"assistant","content":[{"type":"output_text","text":text}]});
-    out += &ev(
-        "response.output_item.done",
-        json!({"output_index":0,"item":item}),
-    );
+    out += &ev("response.output_item.done", json!({"output_index":0,"item":item}));
     out + &ev(
         "response.completed",
         json!({"response":{"id":"resp_1","object":"response","status":"completed","output":[item]}}),
@@ -210,10 +178,7 @@ fn anthropic(t: &[String]) -> String {
                 out += &sse(Some("ping"), &json!({"type":"ping"}));
             }
         }
-        out += &sse(
-            Some("content_block_stop"),
-            &json!({"type":"content_block_stop","index":i}),
-        );
+        out += &sse(Some("content_block_stop"), &json!({"type":"content_block_stop","index":i}));
     }
     out += &sse(
         Some("message_delta"),
@@ -238,14 +203,11 @@ fn ollama_chat(t: &[String]) -> String {
 fn ollama_generate(t: &[String]) -> String {
     let mut out = String::new();
     for d in deltas(&t[1], 8) {
-        out += &js(
-            &json!({"model":"llama3","created_at":"2024-01-01T00:00:00Z","response":d,"done":false}),
-        );
+        out += &js(&json!({"model":"llama3","created_at":"2024-01-01T00:00:00Z","response":d,"done":false}));
         out += "\n";
     }
-    out + &js(
-        &json!({"model":"llama3","created_at":"2024-01-01T00:00:00Z","response":"","done":true,"context":[1,2]}),
-    ) + "\n"
+    out + &js(&json!({"model":"llama3","created_at":"2024-01-01T00:00:00Z","response":"","done":true,"context":[1,2]}))
+        + "\n"
 }
 
 fn tgi(t: &[String]) -> String {
@@ -291,11 +253,7 @@ fn reassemble(framing: Framing, bytes: &[u8]) -> Client {
                 Some((name, v))
             })
             .collect(),
-        Framing::Ndjson => text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .map(|v| (None, v))
-            .collect(),
+        Framing::Ndjson => text.lines().filter_map(|l| serde_json::from_str(l).ok()).map(|v| (None, v)).collect(),
         Framing::Text => unreachable!(),
     };
     for (name, v) in docs {
@@ -311,10 +269,7 @@ fn reassemble(framing: Framing, bytes: &[u8]) -> Client {
                 }
                 if let Some(calls) = ch["delta"]["tool_calls"].as_array() {
                     for call in calls {
-                        add(
-                            format!("tool{}", call["index"]),
-                            call["function"]["arguments"].as_str().unwrap_or(""),
-                        );
+                        add(format!("tool{}", call["index"]), call["function"]["arguments"].as_str().unwrap_or(""));
                     }
                 }
                 if let Some(s) = ch["text"].as_str() {
@@ -328,24 +283,11 @@ fn reassemble(framing: Framing, bytes: &[u8]) -> Client {
         } else if ty == "response.content_part.done" {
             wholes.push(v["part"]["text"].as_str().unwrap().to_string());
         } else if ty == "response.output_item.done" {
-            wholes.push(
-                v["item"]["content"][0]["text"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            );
+            wholes.push(v["item"]["content"][0]["text"].as_str().unwrap().to_string());
         } else if ty == "response.completed" {
-            wholes.push(
-                v["response"]["output"][0]["content"][0]["text"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            );
+            wholes.push(v["response"]["output"][0]["content"][0]["text"].as_str().unwrap().to_string());
         } else if ty == "content_block_delta" {
-            add(
-                format!("block{}", v["index"]),
-                v["delta"]["text"].as_str().unwrap(),
-            );
+            add(format!("block{}", v["index"]), v["delta"]["text"].as_str().unwrap());
         } else if let Some(s) = v["message"]["content"].as_str() {
             add("message".into(), s);
         } else if let Some(s) = v["response"].as_str() {
@@ -372,54 +314,19 @@ struct Case {
 fn cases() -> Vec<Case> {
     let t = texts();
     vec![
-        Case {
-            name: "openai chat, n=2",
-            framing: Framing::Sse,
-            api: Api::OpenAiChat,
-            upstream: openai_chat(&t),
-        },
-        Case {
-            name: "openai tool call",
-            framing: Framing::Sse,
-            api: Api::OpenAiChat,
-            upstream: openai_tool_call(&t),
-        },
-        Case {
-            name: "openai legacy",
-            framing: Framing::Sse,
-            api: Api::OpenAiCompletions,
-            upstream: openai_legacy(&t),
-        },
-        Case {
-            name: "openai responses",
-            framing: Framing::Sse,
-            api: Api::OpenAiResponses,
-            upstream: responses(&t),
-        },
-        Case {
-            name: "anthropic",
-            framing: Framing::Sse,
-            api: Api::AnthropicMessages,
-            upstream: anthropic(&t),
-        },
-        Case {
-            name: "ollama chat",
-            framing: Framing::Ndjson,
-            api: Api::OllamaChat,
-            upstream: ollama_chat(&t),
-        },
+        Case { name: "openai chat, n=2", framing: Framing::Sse, api: Api::OpenAiChat, upstream: openai_chat(&t) },
+        Case { name: "openai tool call", framing: Framing::Sse, api: Api::OpenAiChat, upstream: openai_tool_call(&t) },
+        Case { name: "openai legacy", framing: Framing::Sse, api: Api::OpenAiCompletions, upstream: openai_legacy(&t) },
+        Case { name: "openai responses", framing: Framing::Sse, api: Api::OpenAiResponses, upstream: responses(&t) },
+        Case { name: "anthropic", framing: Framing::Sse, api: Api::AnthropicMessages, upstream: anthropic(&t) },
+        Case { name: "ollama chat", framing: Framing::Ndjson, api: Api::OllamaChat, upstream: ollama_chat(&t) },
         Case {
             name: "ollama generate",
             framing: Framing::Ndjson,
             api: Api::OllamaGenerate,
             upstream: ollama_generate(&t),
         },
-        Case {
-            name: "tgi",
-            framing: Framing::Sse,
-            api: Api::Tgi,
-            upstream: tgi(&t),
-        },
+        Case { name: "tgi", framing: Framing::Sse, api: Api::Tgi, upstream: tgi(&t) },
     ]
 }
 
@@ -438,12 +345,7 @@ fn replay(e: &Engine, case: &Case, chunks: &[&[u8]]) -> (Vec<u8>, DirectionAudit
     }
     out.extend(s.finish(e, &mut audit));
     assert_clean(case, &out);
-    assert!(
-        s.stopped().is_none(),
-        "{}: stopped: {:?}",
-        case.name,
-        s.stopped()
-    );
+    assert!(s.stopped().is_none(), "{}: stopped: {:?}", case.name, s.stopped());
     (out, audit)
 }
 
@@ -464,11 +366,7 @@ fn assert_clean(case: &Case, out: &[u8]) {
 fn expected(e: &Engine, case: &Case) -> Client {
     let whole = reassemble(case.framing, case.upstream.as_bytes());
     Client {
-        streams: whole
-            .streams
-            .iter()
-            .map(|(k, v)| (k.clone(), e.redact(v).text))
-            .collect(),
+        streams: whole.streams.iter().map(|(k, v)| (k.clone(), e.redact(v).text)).collect(),
         wholes: whole.wholes.iter().map(|w| e.redact(w).text).collect(),
         errors: 0,
     }
@@ -479,11 +377,7 @@ fn generators_plant_every_secret_split_across_events() {
     for case in cases() {
         let c = reassemble(case.framing, case.upstream.as_bytes());
         let all: String = c.streams.values().cloned().collect();
-        assert!(
-            all.contains(SECRETS[0]) || all.contains(SECRETS[2]),
-            "{}",
-            case.name
-        );
+        assert!(all.contains(SECRETS[0]) || all.contains(SECRETS[2]), "{}", case.name);
         // A raw-byte scanner would miss them: the JSON escapes `@`.
         assert!(!case.upstream.contains(SECRETS[0]), "{}", case.name);
     }
@@ -494,12 +388,7 @@ fn whole_body_in_one_chunk() {
     let e = engine();
     for case in cases() {
         let (out, audit) = replay(&e, &case, &[case.upstream.as_bytes()]);
-        assert_eq!(
-            reassemble(case.framing, &out),
-            expected(&e, &case),
-            "{}",
-            case.name
-        );
+        assert_eq!(reassemble(case.framing, &out), expected(&e, &case), "{}", case.name);
         assert!(audit.findings["email"] >= 1, "{}", case.name);
     }
 }
@@ -513,12 +402,7 @@ fn every_single_split_point() {
         let b = case.upstream.as_bytes();
         for i in 0..=b.len() {
             let (out, _) = replay(&e, &case, &[&b[..i], &b[i..]]);
-            assert_eq!(
-                reassemble(case.framing, &out),
-                want,
-                "{} split at {i}",
-                case.name
-            );
+            assert_eq!(reassemble(case.framing, &out), want, "{} split at {i}", case.name);
             runs += 1;
         }
     }
@@ -531,12 +415,7 @@ fn one_byte_chunks() {
     for case in cases() {
         let chunks: Vec<&[u8]> = case.upstream.as_bytes().chunks(1).collect();
         let (out, _) = replay(&e, &case, &chunks);
-        assert_eq!(
-            reassemble(case.framing, &out),
-            expected(&e, &case),
-            "{}",
-            case.name
-        );
+        assert_eq!(reassemble(case.framing, &out), expected(&e, &case), "{}", case.name);
     }
 }
 
@@ -548,9 +427,7 @@ fn thousands_of_random_chunkings() {
         let want = expected(&e, &case);
         let b = case.upstream.as_bytes();
         for round in 0..400 {
-            let mut cuts: Vec<usize> = (0..1 + rng.below(40))
-                .map(|_| rng.below(b.len() + 1))
-                .collect();
+            let mut cuts: Vec<usize> = (0..1 + rng.below(40)).map(|_| rng.below(b.len() + 1)).collect();
             cuts.sort_unstable();
             let mut chunks = Vec::new();
             let mut last = 0;
@@ -560,12 +437,7 @@ fn thousands_of_random_chunkings() {
             }
             chunks.push(&b[last..]);
             let (out, _) = replay(&e, &case, &chunks);
-            assert_eq!(
-                reassemble(case.framing, &out),
-                want,
-                "{} round {round}",
-                case.name
-            );
+            assert_eq!(reassemble(case.framing, &out), want, "{} round {round}", case.name);
         }
     }
 }
@@ -578,12 +450,8 @@ fn events_keep_their_shape() {
         let out = String::from_utf8(out).unwrap();
         match case.framing {
             Framing::Sse => {
-                let names = |s: &str| {
-                    s.lines()
-                        .filter(|l| l.starts_with("event:"))
-                        .map(str::to_owned)
-                        .collect::<Vec<_>>()
-                };
+                let names =
+                    |s: &str| s.lines().filter(|l| l.starts_with("event:")).map(str::to_owned).collect::<Vec<_>>();
                 // Same named events in the same order (synthetic flush events repeat a delta's name).
                 let mut got = names(&out);
                 got.dedup();

@@ -49,9 +49,7 @@ impl DirectionAudit {
 
     /// Whether any finding changed text.
     pub fn redacted(&self) -> bool {
-        self.actions
-            .keys()
-            .any(|a| *a != Action::Report.as_str() && *a != Action::Block.as_str())
+        self.actions.keys().any(|a| *a != Action::Report.as_str() && *a != Action::Block.as_str())
     }
 }
 
@@ -106,17 +104,9 @@ mod tests {
 
     #[test]
     fn records_counts_and_never_values() {
-        let mut a = AuditRecord {
-            api: "openai.chat_completions",
-            ..Default::default()
-        };
+        let mut a = AuditRecord { api: "openai.chat_completions", ..Default::default() };
         a.response.scanned = true;
-        let f = Finding {
-            detector: Arc::from("email"),
-            start: 0,
-            end: 9,
-            action: Action::Mask,
-        };
+        let f = Finding { detector: Arc::from("email"), start: 0, end: 9, action: Action::Mask };
         a.response.count([&f, &f]);
         a.decide(Decision::Redacted);
         a.decide(Decision::Allowed);

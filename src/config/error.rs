@@ -15,10 +15,7 @@ impl ConfigError {
     /// An error about the field at `path` (dotted, with `[i]` for array elements; empty for the
     /// document itself).
     pub fn new(path: impl Into<String>, reason: impl fmt::Display) -> ConfigError {
-        ConfigError {
-            path: path.into(),
-            reason: strip_position(&reason.to_string()).to_string(),
-        }
+        ConfigError { path: path.into(), reason: strip_position(&reason.to_string()).to_string() }
     }
 
     pub(crate) fn from_serde(e: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
@@ -26,10 +23,7 @@ impl ConfigError {
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
             // Not about a field: where in the text it broke is what helps.
-            return ConfigError {
-                path: String::new(),
-                reason: format!("invalid JSON: {inner}"),
-            };
+            return ConfigError { path: String::new(), reason: format!("invalid JSON: {inner}") };
         }
         let path = if path == "." { String::new() } else { path };
         ConfigError::new(path, inner)

@@ -50,16 +50,14 @@ impl Config {
             return Ok(Config::default());
         }
         let mut de = serde_json::Deserializer::from_str(text);
-        let cfg: Config =
-            serde_path_to_error::deserialize(&mut de).map_err(ConfigError::from_serde)?;
+        let cfg: Config = serde_path_to_error::deserialize(&mut de).map_err(ConfigError::from_serde)?;
         de.end().map_err(|e| ConfigError::new("", e))?;
         Ok(cfg)
     }
 
     /// Parses configuration bytes, which must be UTF-8.
     pub fn parse_bytes(bytes: &[u8]) -> Result<Config, ConfigError> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|_| ConfigError::new("", "configuration is not valid UTF-8"))?;
+        let text = std::str::from_utf8(bytes).map_err(|_| ConfigError::new("", "configuration is not valid UTF-8"))?;
         Config::parse(text)
     }
 }
@@ -75,6 +73,13 @@ pub struct DirectionConfig {
     pub max_body_bytes: PositiveU64,
     /// What happens to a body larger than `max_body_bytes`.
     pub on_oversize: Oversize,
+    /// What findings do in this direction: apply each detector's action, block the message, or
+    /// only report (a dry run).
+    pub mode: Mode,
+    /// The most undecided text a streamed response may hold back per logical stream before the
+    /// stream is stopped (fail closed). Ordinary detectors need far less; private key blocks are
+    /// held whole until their end marker.
+    pub max_holdback_bytes: PositiveU64,
 }
 
 impl Default for DirectionConfig {
@@ -83,12 +88,44 @@ impl Default for DirectionConfig {
             enabled: true,
             max_body_bytes: PositiveU64::new(DEFAULT_MAX_BODY_BYTES),
             on_oversize: Oversize::Reject,
+            mode: Mode::Redact,
+            max_holdback_bytes: PositiveU64::new(DEFAULT_MAX_HOLDBACK_BYTES),
         }
     }
 }
 
 /// Default bound on a buffered body: 4 MiB, the limit the bundled Envoy config is sized for.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Default bound on held-back stream text.
+pub const DEFAULT_MAX_HOLDBACK_BYTES: u64 = 64 * 1024;
+
+/// What findings do in one direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Apply each detector's or rule's own action.
+    #[default]
+    Redact,
+    /// Any finding that would change text refuses the whole message instead.
+    Block,
+    /// Change nothing; findings are only counted in the audit record.
+    Report,
+}
+
+impl Mode {
+    /// Rewrites the actions of `findings` as this mode dictates.
+    pub fn apply(self, findings: &mut [crate::detect::Finding]) {
+        use crate::detect::Action;
+        match self {
+            Mode::Redact => {}
+            Mode::Block => {
+                findings.iter_mut().filter(|f| f.action != Action::Report).for_each(|f| f.action = Action::Block)
+            }
+            Mode::Report => findings.iter_mut().for_each(|f| f.action = Action::Report),
+        }
+    }
+}
 
 /// What to do with a body too large to scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

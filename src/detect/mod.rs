@@ -93,10 +93,7 @@ impl Engine {
         let mut email = Some((Arc::from("email"), Action::Mask));
         for (name, setting) in &cfg.detectors {
             if name != "email" {
-                return Err(ConfigError::new(
-                    format!("detect.detectors.{name}"),
-                    "unknown detector",
-                ));
+                return Err(ConfigError::new(format!("detect.detectors.{name}"), "unknown detector"));
             }
             if setting.enabled == Some(false) {
                 email = None;
@@ -129,12 +126,7 @@ impl Engine {
             }
             let domain = &text[at + 1..e];
             if s < at && domain.contains('.') && !domain.starts_with('.') {
-                out.push(Finding {
-                    detector: name.clone(),
-                    start: s,
-                    end: e,
-                    action: *action,
-                });
+                out.push(Finding { detector: name.clone(), start: s, end: e, action: *action });
                 from = e;
             } else {
                 from = at + 1;
@@ -158,16 +150,9 @@ impl Engine {
     pub fn scan(&self, text: &str, from: usize, end: End) -> Scan {
         let settled = match end {
             End::Final => text.len(),
-            End::More => text[from..]
-                .rfind(|c: char| c.is_whitespace())
-                .map(|i| from + i + 1)
-                .unwrap_or(from),
+            End::More => text[from..].rfind(|c: char| c.is_whitespace()).map(|i| from + i + 1).unwrap_or(from),
         };
-        let findings = self
-            .find_all(&text[..settled])
-            .into_iter()
-            .filter(|f| f.start >= from)
-            .collect();
+        let findings = self.find_all(&text[..settled]).into_iter().filter(|f| f.start >= from).collect();
         Scan { findings, settled }
     }
 
@@ -196,10 +181,7 @@ impl Engine {
         let findings = self.find_all(text);
         let mut out = String::with_capacity(text.len());
         self.render(text, &findings, &mut out);
-        Redaction {
-            text: out,
-            findings,
-        }
+        Redaction { text: out, findings }
     }
 }
 

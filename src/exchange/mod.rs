@@ -16,9 +16,11 @@
 use std::rc::Rc;
 
 use crate::audit::{AuditRecord, Decision, DirectionAudit};
-use crate::config::{DirectionConfig, Oversize};
+use crate::config::{DirectionConfig, Mode, Oversize};
 use crate::detect::{Action, Engine, Finding};
 use crate::policy::Policy;
+use crate::stream::{redact_whole, Framing, Holdback, ResponseStream};
+use crate::wire::encoding::{ContentEncoding, Decoder};
 use crate::wire::json::{self, Seg};
 use crate::wire::{Api, BodyKind};
 
@@ -65,8 +67,21 @@ pub struct ResponseHead<'a> {
 pub enum BodyPlan {
     /// Buffer the whole body, then hand it to `on_*_body`. `content-length` is recomputed.
     Buffer,
+    /// Hand each chunk to [`Exchange::on_response_chunk`] and forward what it returns at once
+    /// (SSE, NDJSON, plain text). `content-length` is removed.
+    Stream,
     /// Forward as is (binary content, scanning off, or explicit pass-through).
     Pass,
+}
+
+/// What to do with response headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponsePlan {
+    /// How the body is handled.
+    pub body: BodyPlan,
+    /// Headers to remove before forwarding (`content-length` when the body may change,
+    /// `content-encoding` when it is inflated).
+    pub remove_headers: Vec<&'static str>,
 }
 
 /// What to do with request headers.
@@ -101,11 +116,13 @@ pub enum SizeVerdict {
 }
 
 /// The state of one request/response pair.
-#[derive(Debug)]
 pub struct Exchange {
     policy: Rc<Policy>,
     api: Api,
     audit: AuditRecord,
+    response_kind: BodyKind,
+    decoder: Option<Decoder>,
+    stream: Option<ResponseStream>,
 }
 
 impl Exchange {
@@ -114,10 +131,10 @@ impl Exchange {
         Exchange {
             policy,
             api: Api::Other,
-            audit: AuditRecord {
-                api: Api::Other.as_str(),
-                ..Default::default()
-            },
+            audit: AuditRecord { api: Api::Other.as_str(), ..Default::default() },
+            response_kind: BodyKind::Text,
+            decoder: None,
+            stream: None,
         }
     }
 
@@ -154,10 +171,7 @@ impl Exchange {
         } else {
             BodyPlan::Buffer
         };
-        Ok(RequestPlan {
-            body,
-            remove_headers,
-        })
+        Ok(RequestPlan { body, remove_headers })
     }
 
     /// Checks a growing request body against `request.max_body_bytes`.
@@ -172,32 +186,20 @@ impl Exchange {
         self.check_size(&cfg, size, 502, "response_too_large")
     }
 
-    fn check_size(
-        &mut self,
-        cfg: &DirectionConfig,
-        size: usize,
-        status: u16,
-        kind: &'static str,
-    ) -> SizeVerdict {
+    fn check_size(&mut self, cfg: &DirectionConfig, size: usize, status: u16, kind: &'static str) -> SizeVerdict {
         if (size as u64) <= cfg.max_body_bytes.get() {
             return SizeVerdict::Fits;
         }
         match cfg.on_oversize {
             Oversize::PassUnscanned => {
-                let d = if status == 413 {
-                    &mut self.audit.request
-                } else {
-                    &mut self.audit.response
-                };
+                let d = if status == 413 { &mut self.audit.request } else { &mut self.audit.response };
                 d.scanned = false;
                 d.unscanned_reason = Some("oversize");
                 SizeVerdict::PassUnscanned
             }
             Oversize::Reject => {
-                let msg = format!(
-                    "body larger than the {} bytes inferguard is configured to scan",
-                    cfg.max_body_bytes.get()
-                );
+                let msg =
+                    format!("body larger than the {} bytes inferguard is configured to scan", cfg.max_body_bytes.get());
                 SizeVerdict::Reject(self.refuse(status, kind, &msg))
             }
         }
@@ -211,52 +213,140 @@ impl Exchange {
             // Every API here defaults to a non-streamed answer.
             self.audit.stream = Some(meta.stream.unwrap_or(false));
         }
-        let kind = if body.first().is_some_and(|b| matches!(b, b'{' | b'[')) {
-            BodyKind::Json
-        } else {
-            BodyKind::Text
-        };
+        let kind = if body.first().is_some_and(|b| matches!(b, b'{' | b'[')) { BodyKind::Json } else { BodyKind::Text };
         let policy = Rc::clone(&self.policy);
-        let outcome = scan_body(&policy.engine, kind, body, &mut self.audit.request);
+        let outcome = scan_body(&policy.engine, policy.request.mode, kind, body, &mut self.audit.request);
         self.settle(outcome, 400, "malformed_request", 403)
     }
 
     /// Handles the response head.
-    pub fn on_response_head(&mut self, head: &ResponseHead) -> Result<BodyPlan, LocalReply> {
-        if !self.policy.response.enabled {
+    pub fn on_response_head(&mut self, head: &ResponseHead) -> Result<ResponsePlan, LocalReply> {
+        let cfg = &self.policy.response;
+        if !cfg.enabled {
             self.audit.response.unscanned_reason = Some("disabled");
-            return Ok(BodyPlan::Pass);
+            return Ok(ResponsePlan { body: BodyPlan::Pass, remove_headers: Vec::new() });
         }
-        if is_encoded(head.content_encoding) {
-            return Err(self.refuse(
-                502,
-                "unsupported_encoding",
-                "the upstream answered with a content-encoding inferguard cannot scan",
-            ));
-        }
-        if BodyKind::from_content_type(head.content_type) == BodyKind::Binary {
+        self.response_kind = BodyKind::from_content_type(head.content_type);
+        if self.response_kind == BodyKind::Binary {
             self.audit.response.unscanned_reason = Some("binary");
-            return Ok(BodyPlan::Pass);
+            return Ok(ResponsePlan { body: BodyPlan::Pass, remove_headers: Vec::new() });
         }
-        Ok(BodyPlan::Buffer)
+        let mut remove_headers = vec!["content-length"];
+        match ContentEncoding::from_header(head.content_encoding) {
+            ContentEncoding::Identity => {}
+            ContentEncoding::Unsupported => {
+                return Err(self.refuse(
+                    502,
+                    "unsupported_encoding",
+                    "the upstream answered with a content-encoding inferguard cannot scan",
+                ));
+            }
+            enc => {
+                // Inflated here, forwarded uncompressed.
+                self.decoder = Some(Decoder::new(enc, cfg.max_body_bytes.get()));
+                remove_headers.push("content-encoding");
+            }
+        }
+        self.audit.response.scanned = true;
+        let framing = match self.response_kind {
+            BodyKind::Json => return Ok(ResponsePlan { body: BodyPlan::Buffer, remove_headers }),
+            BodyKind::Sse => Framing::Sse,
+            BodyKind::Ndjson => Framing::Ndjson,
+            _ => Framing::Text,
+        };
+        let max = usize::try_from(cfg.max_holdback_bytes.get()).unwrap_or(usize::MAX);
+        self.stream = Some(ResponseStream::with_mode(framing, self.api, max, cfg.mode));
+        Ok(ResponsePlan { body: BodyPlan::Stream, remove_headers })
     }
 
     /// Handles the whole buffered response body.
-    pub fn on_response_body(&mut self, content_type: Option<&str>, body: &[u8]) -> BodyOutcome {
+    pub fn on_response_body(&mut self, body: &[u8]) -> BodyOutcome {
         self.audit.response.scanned = true;
+        let inflated;
+        let body = match self.decoder.as_mut() {
+            None => body,
+            Some(d) => match d.push(body).and_then(|out| d.finish().map(|_| out)) {
+                Ok(out) => {
+                    inflated = out;
+                    &inflated
+                }
+                Err(e) => {
+                    return BodyOutcome::Reject(self.refuse(
+                        502,
+                        "malformed_response",
+                        &format!("inferguard could not read the response: {e}"),
+                    ))
+                }
+            },
+        };
         let policy = Rc::clone(&self.policy);
-        let kind = BodyKind::from_content_type(content_type);
-        let outcome = scan_body(&policy.engine, kind, body, &mut self.audit.response);
-        self.settle(outcome, 502, "malformed_response", 403)
+        let outcome =
+            scan_body(&policy.engine, policy.response.mode, self.response_kind, body, &mut self.audit.response);
+        match self.settle(outcome, 502, "malformed_response", 403) {
+            // An inflated body goes out inflated even when nothing in it changed.
+            BodyOutcome::Unchanged if self.decoder.is_some() => BodyOutcome::Replace(body.to_vec()),
+            o => o,
+        }
     }
 
-    fn settle(
-        &mut self,
-        outcome: Scanned,
-        bad_status: u16,
-        bad_kind: &'static str,
-        block_status: u16,
-    ) -> BodyOutcome {
+    /// Handles one chunk of a streamed response (after [`BodyPlan::Stream`]); returns the bytes
+    /// to forward in its place. With `end`, everything still held is flushed.
+    pub fn on_response_chunk(&mut self, chunk: &[u8], end: bool) -> Vec<u8> {
+        let Some(stream) = self.stream.as_mut() else { return chunk.to_vec() };
+        let engine = &self.policy.engine;
+        let mut out = Vec::new();
+        let mut decode_error = None;
+        let plain = match self.decoder.as_mut() {
+            None => Some(std::borrow::Cow::Borrowed(chunk)),
+            Some(d) => match d.push(chunk).and_then(|o| if end { d.finish().map(|_| o) } else { Ok(o) }) {
+                Ok(o) => Some(std::borrow::Cow::Owned(o)),
+                Err(e) => {
+                    decode_error = Some(e);
+                    None
+                }
+            },
+        };
+        if let Some(plain) = plain {
+            out = stream.push(engine, &plain, &mut self.audit.response);
+        }
+        if let Some(e) = decode_error {
+            if stream.stopped().is_none() {
+                let framing = match self.response_kind {
+                    BodyKind::Sse => Framing::Sse,
+                    BodyKind::Ndjson => Framing::Ndjson,
+                    _ => Framing::Text,
+                };
+                out.extend(
+                    crate::stream::error_event(
+                        framing,
+                        self.api,
+                        "malformed_response",
+                        &format!("inferguard could not read the response: {e}"),
+                    )
+                    .into_bytes(),
+                );
+                self.audit.block("malformed_response");
+            }
+            self.stream = None;
+            return out;
+        }
+        if end {
+            out.extend(stream.finish(engine, &mut self.audit.response));
+        }
+        if let Some(stop) = stream.stopped() {
+            self.audit.block(stop.reason());
+        } else if self.audit.response.redacted() {
+            self.audit.decide(Decision::Redacted);
+        }
+        out
+    }
+
+    /// Holdback statistics of the streamed response, if it was streamed.
+    pub fn holdback(&self) -> Option<Holdback> {
+        self.stream.as_ref().map(ResponseStream::holdback)
+    }
+
+    fn settle(&mut self, outcome: Scanned, bad_status: u16, bad_kind: &'static str, block_status: u16) -> BodyOutcome {
         match outcome {
             Scanned::Clean => BodyOutcome::Unchanged,
             Scanned::Changed(bytes) => {
@@ -272,18 +362,13 @@ impl Exchange {
                     body: shape.body(block_status, "content_blocked", &msg),
                 })
             }
-            Scanned::Unreadable(why) => {
-                BodyOutcome::Reject(self.refuse(bad_status, bad_kind, &why))
-            }
+            Scanned::Unreadable(why) => BodyOutcome::Reject(self.refuse(bad_status, bad_kind, &why)),
         }
     }
 
     fn refuse(&mut self, status: u16, kind: &'static str, message: &str) -> LocalReply {
         self.audit.block(kind);
-        LocalReply {
-            status,
-            body: self.api.error_shape().body(status, kind, message),
-        }
+        LocalReply { status, body: self.api.error_shape().body(status, kind, message) }
     }
 }
 
@@ -319,7 +404,7 @@ enum Scanned {
     Unreadable(String),
 }
 
-fn scan_body(engine: &Engine, kind: BodyKind, body: &[u8], audit: &mut DirectionAudit) -> Scanned {
+fn scan_body(engine: &Engine, mode: Mode, kind: BodyKind, body: &[u8], audit: &mut DirectionAudit) -> Scanned {
     let mut blocked: Option<String> = None;
     let mut note = |findings: &[Finding], audit: &mut DirectionAudit| {
         audit.count(findings);
@@ -333,26 +418,20 @@ fn scan_body(engine: &Engine, kind: BodyKind, body: &[u8], audit: &mut Direction
         BodyKind::Json => {
             let r = json::rewrite_strings(body, |path, s| {
                 let key = path.iter().rev().find_map(Seg::key);
-                let r = engine.redact_field(key, s);
+                let r = redact_whole(engine, mode, key, s);
                 note(&r.findings, audit);
                 (r.text != s).then_some(r.text)
             });
             match r {
                 Ok(v) => v,
-                Err(e) => {
-                    return Scanned::Unreadable(format!(
-                        "inferguard could not read the JSON body: {e}"
-                    ))
-                }
+                Err(e) => return Scanned::Unreadable(format!("inferguard could not read the JSON body: {e}")),
             }
         }
         _ => {
             let Ok(text) = std::str::from_utf8(body) else {
-                return Scanned::Unreadable(
-                    "inferguard could not read the body: it is not UTF-8 text".into(),
-                );
+                return Scanned::Unreadable("inferguard could not read the body: it is not UTF-8 text".into());
             };
-            let r = engine.redact(text);
+            let r = redact_whole(engine, mode, None, text);
             note(&r.findings, audit);
             (r.text != text).then(|| r.text.into_bytes())
         }
@@ -370,49 +449,36 @@ fn scan_body(engine: &Engine, kind: BodyKind, body: &[u8], audit: &mut Direction
 mod tests {
     use super::*;
 
-    fn exchange(cfg: &str) -> Exchange {
-        Exchange::new(Rc::new(Policy::from_json(cfg).unwrap()))
+    fn exchange(cfg: &str, path: &str) -> Exchange {
+        let mut x = Exchange::new(Rc::new(Policy::from_json(cfg).unwrap()));
+        x.on_request_head(&RequestHead { method: "POST", path, ..Default::default() }).unwrap();
+        x
+    }
+
+    fn json_head() -> ResponseHead<'static> {
+        ResponseHead { status: 200, content_type: Some("application/json"), content_encoding: None }
     }
 
     const CHAT: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Mail jane.doe@corp.example or \u0062ob@x.io."},"finish_reason":"stop"}]}"#;
 
     #[test]
     fn redacts_emails_in_a_chat_completion_and_counts_them() {
-        let mut x = exchange("");
+        let mut x = Exchange::new(Rc::new(Policy::from_json("").unwrap()));
         let plan = x
-            .on_request_head(&RequestHead {
-                method: "POST",
-                path: "/v1/chat/completions",
-                ..Default::default()
-            })
+            .on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() })
             .unwrap();
         assert_eq!(plan.body, BodyPlan::Buffer);
         assert_eq!(plan.remove_headers, &["accept-encoding"]);
         assert_eq!(
-            x.on_request_body(
-                br#"{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}]}"#
-            ),
+            x.on_request_body(br#"{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}]}"#),
             BodyOutcome::Unchanged
         );
-        assert_eq!(
-            x.on_response_head(&ResponseHead {
-                status: 200,
-                content_type: Some("application/json"),
-                content_encoding: None
-            }),
-            Ok(BodyPlan::Buffer)
-        );
-        let BodyOutcome::Replace(out) =
-            x.on_response_body(Some("application/json"), CHAT.as_bytes())
-        else {
-            panic!("not replaced")
-        };
+        let plan = x.on_response_head(&json_head()).unwrap();
+        assert_eq!(plan, ResponsePlan { body: BodyPlan::Buffer, remove_headers: vec!["content-length"] });
+        let BodyOutcome::Replace(out) = x.on_response_body(CHAT.as_bytes()) else { panic!("not replaced") };
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            CHAT.replace(
-                r"jane.doe@corp.example or \u0062ob@x.io",
-                "[REDACTED:EMAIL] or [REDACTED:EMAIL]"
-            )
+            CHAT.replace(r"jane.doe@corp.example or \u0062ob@x.io", "[REDACTED:EMAIL] or [REDACTED:EMAIL]")
         );
         assert_eq!(
             x.audit().to_json(),
@@ -421,20 +487,14 @@ mod tests {
     }
 
     #[test]
-    fn refuses_malformed_json_responses_and_compressed_ones() {
-        let mut x = exchange("");
-        x.on_request_head(&RequestHead {
-            method: "POST",
-            path: "/v1/messages",
-            ..Default::default()
-        })
-        .unwrap();
-        let BodyOutcome::Reject(r) = x.on_response_body(Some("application/json"), b"{\"a\":")
-        else {
-            panic!()
-        };
+    fn refuses_malformed_json_responses_and_unknown_encodings() {
+        let mut x = exchange("", "/v1/messages");
+        x.on_response_head(&json_head()).unwrap();
+        let BodyOutcome::Reject(r) = x.on_response_body(b"{\"a\":") else { panic!() };
         assert_eq!(r.status, 502);
         assert!(r.body.starts_with(r#"{"type":"error","error":{"type":"api_error","message":"inferguard could not read the JSON body: malformed JSON at byte 5"#), "{}", r.body);
+        assert_eq!(x.audit().reason.as_deref(), Some("malformed_response"));
+        let mut x = exchange("", "/v1/messages");
         let r = x
             .on_response_head(&ResponseHead {
                 status: 200,
@@ -444,24 +504,37 @@ mod tests {
             .unwrap_err();
         assert_eq!(r.status, 502);
         assert_eq!(x.audit().decision, Decision::Blocked);
-        assert_eq!(x.audit().reason.as_deref(), Some("malformed_response"));
+        assert_eq!(x.audit().reason.as_deref(), Some("unsupported_encoding"));
+    }
+
+    #[test]
+    fn inflates_a_deflate_encoded_response_and_forwards_it_plain() {
+        let mut x = exchange("", "/v1/chat/completions");
+        let plan = x
+            .on_response_head(&ResponseHead {
+                status: 200,
+                content_type: Some("application/json"),
+                content_encoding: Some("deflate"),
+            })
+            .unwrap();
+        assert_eq!(plan.remove_headers, vec!["content-length", "content-encoding"]);
+        // A raw deflate "stored" block around the JSON.
+        let body = br#"{"t":"a@b.io"}"#;
+        let mut z = vec![1u8];
+        z.extend_from_slice(&(body.len() as u16).to_le_bytes());
+        z.extend_from_slice(&(!(body.len() as u16)).to_le_bytes());
+        z.extend_from_slice(body);
+        assert_eq!(x.on_response_body(&z), BodyOutcome::Replace(br#"{"t":"[REDACTED:EMAIL]"}"#.to_vec()));
     }
 
     #[test]
     fn enforces_body_limits_per_direction() {
         let mut x = exchange(
             r#"{"request":{"max_body_bytes":10},"response":{"max_body_bytes":10,"on_oversize":"pass_unscanned"}}"#,
+            "/v1/chat/completions",
         );
-        x.on_request_head(&RequestHead {
-            method: "POST",
-            path: "/v1/chat/completions",
-            ..Default::default()
-        })
-        .unwrap();
         assert_eq!(x.check_request_size(10), SizeVerdict::Fits);
-        let SizeVerdict::Reject(r) = x.check_request_size(11) else {
-            panic!()
-        };
+        let SizeVerdict::Reject(r) = x.check_request_size(11) else { panic!() };
         assert_eq!(r.status, 413);
         assert_eq!(x.check_response_size(11), SizeVerdict::PassUnscanned);
         assert_eq!(x.audit().response.unscanned_reason, Some("oversize"));
@@ -470,19 +543,77 @@ mod tests {
 
     #[test]
     fn blocks_when_a_block_rule_fires() {
-        let mut x = exchange(r#"{"detect":{"detectors":{"email":{"action":"block"}}}}"#);
-        x.on_request_head(&RequestHead {
-            method: "POST",
-            path: "/v1/chat/completions",
-            ..Default::default()
-        })
-        .unwrap();
-        let BodyOutcome::Reject(r) = x.on_response_body(Some("application/json"), CHAT.as_bytes())
-        else {
-            panic!()
-        };
+        let mut x = exchange(r#"{"detect":{"detectors":{"email":{"action":"block"}}}}"#, "/v1/chat/completions");
+        x.on_response_head(&json_head()).unwrap();
+        let BodyOutcome::Reject(r) = x.on_response_body(CHAT.as_bytes()) else { panic!() };
         assert_eq!(r.status, 403);
         assert!(!r.body.contains("jane"));
         assert_eq!(x.audit().reason.as_deref(), Some("rule:email"));
+    }
+
+    #[test]
+    fn request_mode_block_refuses_a_prompt_and_report_changes_nothing() {
+        let prompt = br#"{"model":"m","messages":[{"role":"user","content":"I am a@b.io"}]}"#;
+        let mut x = exchange(r#"{"request":{"mode":"block"}}"#, "/v1/messages");
+        let BodyOutcome::Reject(r) = x.on_request_body(prompt) else { panic!() };
+        assert_eq!(r.status, 403);
+        assert!(r.body.contains("permission_error"));
+        let mut x = exchange(r#"{"request":{"mode":"report"}}"#, "/v1/messages");
+        assert_eq!(x.on_request_body(prompt), BodyOutcome::Unchanged);
+        assert_eq!(x.audit().request.actions.get("report"), Some(&1));
+        assert_eq!(x.audit().decision, Decision::Allowed);
+    }
+
+    #[test]
+    fn streams_sse_and_audits_the_redaction() {
+        let mut x = exchange("", "/v1/chat/completions");
+        let plan = x
+            .on_response_head(&ResponseHead {
+                status: 200,
+                content_type: Some("text/event-stream"),
+                content_encoding: None,
+            })
+            .unwrap();
+        assert_eq!(plan.body, BodyPlan::Stream);
+        let mut out = x.on_response_chunk(
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"mail a@b.i\"}}]}\n\n",
+            false,
+        );
+        out.extend(x.on_response_chunk(
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"o now\"}}]}\n\ndata: [DONE]\n\n",
+            true,
+        ));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"mail \"}}]}\n\n\
+             data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"[REDACTED:EMAIL] \"}}]}\n\n\
+             data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"now\"}}]}\n\n\
+             data: [DONE]\n\n"
+        );
+        assert_eq!(x.audit().decision, Decision::Redacted);
+        assert_eq!(x.audit().response.findings.get("email"), Some(&1));
+    }
+
+    #[test]
+    fn a_block_rule_mid_stream_ends_it_with_one_error_event() {
+        let mut x = exchange(r#"{"detect":{"detectors":{"email":{"action":"block"}}}}"#, "/v1/messages");
+        x.on_response_head(&ResponseHead {
+            status: 200,
+            content_type: Some("text/event-stream"),
+            content_encoding: None,
+        })
+        .unwrap();
+        let ev = |t: &str| {
+            format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{t}\"}}}}\n\n")
+        };
+        let mut out = x.on_response_chunk(ev("hi x@").as_bytes(), false);
+        out.extend(x.on_response_chunk(ev("y.io more").as_bytes(), false));
+        out.extend(x.on_response_chunk(ev("after").as_bytes(), true));
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.ends_with("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"permission_error\",\"message\":\"response blocked by inferguard policy (rule email)\"}}\n\n"), "{out}");
+        assert!(!out.contains("x@") && !out.contains("after"), "{out}");
+        assert_eq!(out.matches("event: error").count(), 1);
+        assert_eq!(x.audit().reason.as_deref(), Some("rule:email"));
+        assert_eq!(x.audit().decision, Decision::Blocked);
     }
 }

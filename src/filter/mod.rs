@@ -9,9 +9,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
-use crate::exchange::{
-    BodyOutcome, BodyPlan, Exchange, LocalReply, RequestHead, ResponseHead, SizeVerdict,
-};
+use crate::exchange::{BodyOutcome, BodyPlan, Exchange, LocalReply, RequestHead, ResponseHead, SizeVerdict};
 use crate::policy::Policy;
 
 proxy_wasm::main! {{
@@ -60,7 +58,6 @@ impl RootContext for Root {
             exchange: Exchange::new(policy),
             request_plan: BodyPlan::Pass,
             response_plan: BodyPlan::Pass,
-            response_content_type: None,
             replied: false,
         }))
     }
@@ -75,17 +72,13 @@ struct Filter {
     exchange: Exchange,
     request_plan: BodyPlan,
     response_plan: BodyPlan,
-    response_content_type: Option<String>,
     /// A local reply was sent: nothing more is forwarded.
     replied: bool,
 }
 
 impl Filter {
     fn publish_audit(&self) {
-        self.set_property(
-            vec![AUDIT_PROPERTY],
-            Some(self.exchange.audit().to_json().as_bytes()),
-        );
+        self.set_property(vec![AUDIT_PROPERTY], Some(self.exchange.audit().to_json().as_bytes()));
     }
 
     fn reply(&mut self, r: &LocalReply) -> Action {
@@ -93,10 +86,7 @@ impl Filter {
         self.publish_audit();
         self.send_http_response(
             u32::from(r.status),
-            vec![
-                ("content-type", LocalReply::CONTENT_TYPE),
-                ("x-inferguard", "refused"),
-            ],
+            vec![("content-type", LocalReply::CONTENT_TYPE), ("x-inferguard", "refused")],
             Some(r.body.as_bytes()),
         );
         Action::Pause
@@ -171,10 +161,7 @@ impl HttpContext for Filter {
         if self.replied {
             return Action::Continue;
         }
-        let status = self
-            .get_http_response_header(":status")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let status = self.get_http_response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
         let content_type = self.get_http_response_header("content-type");
         let content_encoding = self.get_http_response_header("content-encoding");
         let head = ResponseHead {
@@ -182,16 +169,25 @@ impl HttpContext for Filter {
             content_type: content_type.as_deref(),
             content_encoding: content_encoding.as_deref(),
         };
-        self.response_content_type = content_type.clone();
         match self.exchange.on_response_head(&head) {
             Err(r) => self.reply(&r),
             Ok(plan) => {
-                self.response_plan = plan;
-                if plan == BodyPlan::Buffer && !end_of_stream {
-                    Action::Pause
-                } else {
+                self.response_plan = plan.body;
+                if end_of_stream {
                     self.publish_audit();
-                    Action::Continue
+                    return Action::Continue;
+                }
+                for h in &plan.remove_headers {
+                    self.set_http_response_header(h, None);
+                }
+                match plan.body {
+                    // Hold the headers until the body is scanned: content-length is set then, or
+                    // the response is replaced by an error.
+                    BodyPlan::Buffer => Action::Pause,
+                    BodyPlan::Stream | BodyPlan::Pass => {
+                        self.publish_audit();
+                        Action::Continue
+                    }
                 }
             }
         }
@@ -202,35 +198,47 @@ impl HttpContext for Filter {
             // Our own local reply passes through this filter too: let it out.
             return Action::Continue;
         }
-        if self.response_plan != BodyPlan::Buffer {
-            return Action::Continue;
-        }
-        match self.exchange.check_response_size(body_size) {
-            SizeVerdict::Fits => {}
-            SizeVerdict::PassUnscanned => {
-                self.response_plan = BodyPlan::Pass;
+        match self.response_plan {
+            BodyPlan::Pass => Action::Continue,
+            BodyPlan::Stream => {
+                let chunk = self.get_http_response_body(0, body_size).unwrap_or_default();
+                let out = self.exchange.on_response_chunk(&chunk, end_of_stream);
+                if out != chunk {
+                    self.set_http_response_body(0, body_size, &out);
+                }
+                if end_of_stream {
+                    self.publish_audit();
+                }
+                Action::Continue
+            }
+            BodyPlan::Buffer => {
+                match self.exchange.check_response_size(body_size) {
+                    SizeVerdict::Fits => {}
+                    SizeVerdict::PassUnscanned => {
+                        self.response_plan = BodyPlan::Pass;
+                        self.publish_audit();
+                        return Action::Continue;
+                    }
+                    SizeVerdict::Reject(r) => return self.reply(&r),
+                }
+                if !end_of_stream {
+                    return Action::Pause;
+                }
+                let body = self.get_http_response_body(0, body_size).unwrap_or_default();
+                match self.exchange.on_response_body(&body) {
+                    BodyOutcome::Unchanged => {
+                        self.set_http_response_header("content-length", Some(&body.len().to_string()));
+                    }
+                    BodyOutcome::Replace(new) => {
+                        self.set_http_response_body(0, body_size, &new);
+                        self.set_http_response_header("content-length", Some(&new.len().to_string()));
+                    }
+                    BodyOutcome::Reject(r) => return self.reply(&r),
+                }
                 self.publish_audit();
-                return Action::Continue;
+                Action::Continue
             }
-            SizeVerdict::Reject(r) => return self.reply(&r),
         }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        let body = self
-            .get_http_response_body(0, body_size)
-            .unwrap_or_default();
-        let ct = self.response_content_type.clone();
-        match self.exchange.on_response_body(ct.as_deref(), &body) {
-            BodyOutcome::Unchanged => {}
-            BodyOutcome::Replace(new) => {
-                self.set_http_response_body(0, body_size, &new);
-                self.set_http_response_header("content-length", Some(&new.len().to_string()));
-            }
-            BodyOutcome::Reject(r) => return self.reply(&r),
-        }
-        self.publish_audit();
-        Action::Continue
     }
 
     fn on_log(&mut self) {

@@ -20,11 +20,7 @@ pub struct Policy {
 impl Policy {
     /// Compiles a parsed configuration.
     pub fn new(cfg: &Config) -> Result<Policy, ConfigError> {
-        Ok(Policy {
-            engine: Engine::new(&cfg.detect)?,
-            request: cfg.request.clone(),
-            response: cfg.response.clone(),
-        })
+        Ok(Policy { engine: Engine::new(&cfg.detect)?, request: cfg.request.clone(), response: cfg.response.clone() })
     }
 
     /// Parses and compiles a configuration document in one step: what the filter does in

@@ -66,40 +66,21 @@ pub fn classify(path: &[Seg], doc: &Value) -> Field {
                 "reasoning_content" | "reasoning" => "reasoning",
                 _ => return Field::Whole,
             };
-            Field::Delta(Key {
-                slot: choice_index(doc, *i),
-                kind,
-                sub: 0,
-            })
+            Field::Delta(Key { slot: choice_index(doc, *i), kind, sub: 0 })
         }
         [K(c), I(i), K(d), K(t), I(j), K(fun), K(a)]
-            if c == "choices"
-                && d == "delta"
-                && t == "tool_calls"
-                && fun == "function"
-                && a == "arguments" =>
+            if c == "choices" && d == "delta" && t == "tool_calls" && fun == "function" && a == "arguments" =>
         {
             let call = &doc["choices"][*i]["delta"]["tool_calls"][*j];
-            let sub = call
-                .get("index")
-                .and_then(Value::as_u64)
-                .unwrap_or(*j as u64);
-            Field::Delta(Key {
-                slot: choice_index(doc, *i),
-                kind: "tool_arguments",
-                sub,
-            })
+            let sub = call.get("index").and_then(Value::as_u64).unwrap_or(*j as u64);
+            Field::Delta(Key { slot: choice_index(doc, *i), kind: "tool_arguments", sub })
         }
         // OpenAI legacy completions, streamed.
-        [K(c), I(i), K(t)] if c == "choices" && t == "text" => Field::Delta(Key {
-            slot: choice_index(doc, *i),
-            kind: "text",
-            sub: 0,
-        }),
+        [K(c), I(i), K(t)] if c == "choices" && t == "text" => {
+            Field::Delta(Key { slot: choice_index(doc, *i), kind: "text", sub: 0 })
+        }
         // OpenAI Responses deltas.
-        [K(d)]
-            if d == "delta" && ty(doc).starts_with("response.") && ty(doc).ends_with(".delta") =>
-        {
+        [K(d)] if d == "delta" && ty(doc).starts_with("response.") && ty(doc).ends_with(".delta") => {
             let kind = match ty(doc) {
                 "response.output_text.delta" => "output_text",
                 "response.refusal.delta" => "refusal",
@@ -109,16 +90,8 @@ pub fn classify(path: &[Seg], doc: &Value) -> Field {
                 "response.custom_tool_call_input.delta" => "tool_input",
                 _ => "other",
             };
-            let sub = doc
-                .get("content_index")
-                .or(doc.get("summary_index"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            Field::Delta(Key {
-                slot: idx(doc, "output_index"),
-                kind,
-                sub,
-            })
+            let sub = doc.get("content_index").or(doc.get("summary_index")).and_then(Value::as_u64).unwrap_or(0);
+            Field::Delta(Key { slot: idx(doc, "output_index"), kind, sub })
         }
         // Anthropic content block deltas.
         [K(d), K(f)] if d == "delta" && ty(doc) == "content_block_delta" => {
@@ -128,54 +101,23 @@ pub fn classify(path: &[Seg], doc: &Value) -> Field {
                 "thinking" => "thinking",
                 _ => return Field::Whole,
             };
-            Field::Delta(Key {
-                slot: idx(doc, "index"),
-                kind,
-                sub: 0,
-            })
+            Field::Delta(Key { slot: idx(doc, "index"), kind, sub: 0 })
         }
         // TGI tokens.
-        [K(t), K(x)] if t == "token" && x == "text" => Field::Delta(Key {
-            slot: 0,
-            kind: "token",
-            sub: 0,
-        }),
+        [K(t), K(x)] if t == "token" && x == "text" => Field::Delta(Key { slot: 0, kind: "token", sub: 0 }),
         // Ollama chat and generate lines.
-        [K(m), K(f)]
-            if m == "message"
-                && doc.get("done").is_some()
-                && matches!(f.as_str(), "content" | "thinking") =>
-        {
-            Field::Delta(Key {
-                slot: 0,
-                kind: if f == "content" {
-                    "content"
-                } else {
-                    "thinking"
-                },
-                sub: 0,
-            })
+        [K(m), K(f)] if m == "message" && doc.get("done").is_some() && matches!(f.as_str(), "content" | "thinking") => {
+            Field::Delta(Key { slot: 0, kind: if f == "content" { "content" } else { "thinking" }, sub: 0 })
         }
         [K(f)] if doc.get("done").is_some() && matches!(f.as_str(), "response" | "thinking") => {
-            Field::Delta(Key {
-                slot: 0,
-                kind: if f == "response" {
-                    "response"
-                } else {
-                    "thinking"
-                },
-                sub: 0,
-            })
+            Field::Delta(Key { slot: 0, kind: if f == "response" { "response" } else { "thinking" }, sub: 0 })
         }
         _ => Field::Whole,
     }
 }
 
 fn choice_index(doc: &Value, pos: usize) -> u64 {
-    doc["choices"][pos]
-        .get("index")
-        .and_then(Value::as_u64)
-        .unwrap_or(pos as u64)
+    doc["choices"][pos].get("index").and_then(Value::as_u64).unwrap_or(pos as u64)
 }
 
 /// Which logical streams end with the event `doc` (named `event` in SSE, if it has a name).
@@ -211,14 +153,7 @@ mod tests {
     use serde_json::json;
 
     fn p(parts: &[&str]) -> Vec<Seg> {
-        parts
-            .iter()
-            .map(|s| {
-                s.parse::<usize>()
-                    .map(Seg::Index)
-                    .unwrap_or_else(|_| Seg::Key(s.to_string()))
-            })
-            .collect()
+        parts.iter().map(|s| s.parse::<usize>().map(Seg::Index).unwrap_or_else(|_| Seg::Key(s.to_string()))).collect()
     }
 
     #[test]
@@ -226,83 +161,33 @@ mod tests {
         let chat = json!({"object":"chat.completion.chunk","choices":[{"index":2,"delta":{"content":"x","tool_calls":[{"index":5,"function":{"arguments":"{"}}]}}]});
         assert_eq!(
             classify(&p(&["choices", "0", "delta", "content"]), &chat),
-            Field::Delta(Key {
-                slot: 2,
-                kind: "content",
-                sub: 0
-            })
+            Field::Delta(Key { slot: 2, kind: "content", sub: 0 })
         );
         assert_eq!(
-            classify(
-                &p(&[
-                    "choices",
-                    "0",
-                    "delta",
-                    "tool_calls",
-                    "0",
-                    "function",
-                    "arguments"
-                ]),
-                &chat
-            ),
-            Field::Delta(Key {
-                slot: 2,
-                kind: "tool_arguments",
-                sub: 5
-            })
+            classify(&p(&["choices", "0", "delta", "tool_calls", "0", "function", "arguments"]), &chat),
+            Field::Delta(Key { slot: 2, kind: "tool_arguments", sub: 5 })
         );
         assert_eq!(classify(&p(&["id"]), &chat), Field::Whole);
         let resp = json!({"type":"response.output_text.delta","output_index":1,"content_index":3,"delta":"x"});
-        assert_eq!(
-            classify(&p(&["delta"]), &resp),
-            Field::Delta(Key {
-                slot: 1,
-                kind: "output_text",
-                sub: 3
-            })
-        );
+        assert_eq!(classify(&p(&["delta"]), &resp), Field::Delta(Key { slot: 1, kind: "output_text", sub: 3 }));
         let done = json!({"type":"response.output_text.done","text":"x"});
         assert_eq!(classify(&p(&["text"]), &done), Field::Whole);
-        assert_eq!(
-            ends(&done, Some("response.output_text.done")),
-            vec![Ends::All]
-        );
+        assert_eq!(ends(&done, Some("response.output_text.done")), vec![Ends::All]);
         let anth = json!({"type":"content_block_delta","index":4,"delta":{"type":"text_delta","text":"x"}});
-        assert_eq!(
-            classify(&p(&["delta", "text"]), &anth),
-            Field::Delta(Key {
-                slot: 4,
-                kind: "text",
-                sub: 0
-            })
-        );
+        assert_eq!(classify(&p(&["delta", "text"]), &anth), Field::Delta(Key { slot: 4, kind: "text", sub: 0 }));
         assert_eq!(classify(&p(&["delta", "type"]), &anth), Field::Whole);
         let sig = json!({"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"abc"}});
         assert_eq!(classify(&p(&["delta", "signature"]), &sig), Field::Opaque);
-        assert_eq!(
-            ends(&json!({"type":"content_block_stop","index":4}), None),
-            vec![Ends::Slot(4)]
-        );
+        assert_eq!(ends(&json!({"type":"content_block_stop","index":4}), None), vec![Ends::Slot(4)]);
         let ollama = json!({"model":"m","message":{"role":"assistant","content":"x"},"done":false});
         assert_eq!(
             classify(&p(&["message", "content"]), &ollama),
-            Field::Delta(Key {
-                slot: 0,
-                kind: "content",
-                sub: 0
-            })
+            Field::Delta(Key { slot: 0, kind: "content", sub: 0 })
         );
         assert_eq!(classify(&p(&["message", "role"]), &ollama), Field::Whole);
         assert_eq!(ends(&json!({"done":true}), None), vec![Ends::All]);
         let tgi = json!({"token":{"text":"x"},"generated_text":null});
-        assert_eq!(
-            classify(&p(&["token", "text"]), &tgi),
-            Field::Delta(Key {
-                slot: 0,
-                kind: "token",
-                sub: 0
-            })
-        );
+        assert_eq!(classify(&p(&["token", "text"]), &tgi), Field::Delta(Key { slot: 0, kind: "token", sub: 0 }));
         assert_eq!(ends(&tgi, None), vec![]);
         let fin = json!({"choices":[{"index":1,"delta":{},"finish_reason":"stop"}]});
         assert_eq!(ends(&fin, None), vec![Ends::Slot(1)]);

@@ -10,5 +10,5 @@ pub mod fields;
 mod response;
 mod text;
 
-pub use response::{error_event, Framing, Holdback, ResponseStream, StreamStop};
+pub use response::{error_event, redact_whole, Framing, Holdback, ResponseStream, StreamStop};
 pub use text::{HoldbackExceeded, InvalidUtf8, TextStream, Utf8Decoder};

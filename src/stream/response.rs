@@ -5,6 +5,7 @@ use serde_json::Value;
 use super::fields::{self, Ends, Field, Key};
 use super::text::{TextStream, Utf8Decoder};
 use crate::audit::DirectionAudit;
+use crate::config::Mode;
 use crate::detect::{Action, Engine, Finding};
 use crate::wire::json::{self, Seg};
 use crate::wire::sse::{LineFramer, SseEvent, SseFramer};
@@ -47,12 +48,8 @@ impl StreamStop {
             StreamStop::Blocked(rule) => {
                 format!("response blocked by inferguard policy (rule {rule})")
             }
-            StreamStop::HoldbackExceeded => {
-                "response stopped by inferguard: too much undecided text held back".into()
-            }
-            StreamStop::Unreadable => {
-                "response stopped by inferguard: the stream is not readable text".into()
-            }
+            StreamStop::HoldbackExceeded => "response stopped by inferguard: too much undecided text held back".into(),
+            StreamStop::Unreadable => "response stopped by inferguard: the stream is not readable text".into(),
         }
     }
 }
@@ -102,6 +99,7 @@ pub struct ResponseStream {
     framing: Framing,
     api: Api,
     max_holdback: usize,
+    mode: Mode,
     sse: SseFramer,
     lines: LineFramer,
     utf8: Utf8Decoder,
@@ -114,10 +112,16 @@ impl ResponseStream {
     /// A stream of `framing` for `api`, holding at most `max_holdback` undecided bytes per
     /// logical text stream.
     pub fn new(framing: Framing, api: Api, max_holdback: usize) -> ResponseStream {
+        ResponseStream::with_mode(framing, api, max_holdback, Mode::Redact)
+    }
+
+    /// Like [`ResponseStream::new`], with findings handled as `mode` says.
+    pub fn with_mode(framing: Framing, api: Api, max_holdback: usize, mode: Mode) -> ResponseStream {
         ResponseStream {
             framing,
             api,
             max_holdback,
+            mode,
             sse: SseFramer::default(),
             lines: LineFramer::default(),
             utf8: Utf8Decoder::default(),
@@ -139,9 +143,7 @@ impl ResponseStream {
 
     /// Bytes currently held (framing and text).
     pub fn held_bytes(&self) -> usize {
-        self.sse.held()
-            + self.lines.held()
-            + self.texts.iter().map(|t| t.stream.held()).sum::<usize>()
+        self.sse.held() + self.lines.held() + self.texts.iter().map(|t| t.stream.held()).sum::<usize>()
     }
 
     /// Feeds a chunk of the body; returns the bytes to forward now.
@@ -198,13 +200,7 @@ impl ResponseStream {
         out
     }
 
-    fn sse_event(
-        &mut self,
-        engine: &Engine,
-        ev: SseEvent,
-        audit: &mut DirectionAudit,
-        out: &mut Vec<u8>,
-    ) {
+    fn sse_event(&mut self, engine: &Engine, ev: SseEvent, audit: &mut DirectionAudit, out: &mut Vec<u8>) {
         if self.stop.is_some() {
             return;
         }
@@ -225,11 +221,7 @@ impl ResponseStream {
         }
         let Ok(doc) = serde_json::from_str::<Value>(data) else {
             // Not JSON: the data of such events is one running text.
-            let key = Key {
-                slot: u64::MAX,
-                kind: "sse_data",
-                sub: 0,
-            };
+            let key = Key { slot: u64::MAX, kind: "sse_data", sub: 0 };
             let mut released = String::new();
             if let Some(findings) = self.feed(engine, key, data, &mut released) {
                 if self.note(&findings, audit, out) && !released.is_empty() {
@@ -242,9 +234,7 @@ impl ResponseStream {
         };
         let ends = fields::ends(&doc, ev.event.as_deref());
         let data = data.to_owned();
-        if let Some(json) =
-            self.json_event(engine, data.as_bytes(), &doc, &ends, Some(&ev), audit, out)
-        {
+        if let Some(json) = self.json_event(engine, data.as_bytes(), &doc, &ends, Some(&ev), audit, out) {
             out.extend_from_slice(&if json == data.as_bytes() {
                 ev.raw.clone()
             } else {
@@ -253,17 +243,8 @@ impl ResponseStream {
         }
     }
 
-    fn line(
-        &mut self,
-        engine: &Engine,
-        line: Vec<u8>,
-        audit: &mut DirectionAudit,
-        out: &mut Vec<u8>,
-    ) {
-        let body_end = line
-            .iter()
-            .rposition(|c| !matches!(c, b'\n' | b'\r'))
-            .map_or(0, |i| i + 1);
+    fn line(&mut self, engine: &Engine, line: Vec<u8>, audit: &mut DirectionAudit, out: &mut Vec<u8>) {
+        let body_end = line.iter().rposition(|c| !matches!(c, b'\n' | b'\r')).map_or(0, |i| i + 1);
         let (body, eol) = line.split_at(body_end);
         if body.iter().all(u8::is_ascii_whitespace) {
             out.extend_from_slice(&line);
@@ -279,18 +260,8 @@ impl ResponseStream {
         }
     }
 
-    fn raw_text(
-        &mut self,
-        engine: &Engine,
-        text: &str,
-        audit: &mut DirectionAudit,
-        out: &mut Vec<u8>,
-    ) {
-        let key = Key {
-            slot: 0,
-            kind: "text",
-            sub: 0,
-        };
+    fn raw_text(&mut self, engine: &Engine, text: &str, audit: &mut DirectionAudit, out: &mut Vec<u8>) {
+        let key = Key { slot: 0, kind: "text", sub: 0 };
         let mut released = String::new();
         match self.feed(engine, key, text, &mut released) {
             Some(findings) => {
@@ -316,17 +287,14 @@ impl ResponseStream {
         audit: &mut DirectionAudit,
         out: &mut Vec<u8>,
     ) -> Option<Vec<u8>> {
-        let ending = |key: &Key| {
-            ends.iter()
-                .any(|e| matches!(e, Ends::All) || *e == Ends::Slot(key.slot))
-        };
+        let ending = |key: &Key| ends.iter().any(|e| matches!(e, Ends::All) || *e == Ends::Slot(key.slot));
         let mut carried: Vec<Key> = Vec::new();
         let mut findings: Vec<Finding> = Vec::new();
         let mut overflow = false;
         let rewritten = json::rewrite_strings(data, |path, s| match fields::classify(path, doc) {
             Field::Opaque => None,
             Field::Whole => {
-                let r = engine.redact_field(path.iter().rev().find_map(Seg::key), s);
+                let r = redact_whole(engine, self.mode, path.iter().rev().find_map(Seg::key), s);
                 findings.extend(r.findings);
                 Some(r.text)
             }
@@ -365,32 +333,19 @@ impl ResponseStream {
         }
         for key in carried {
             if let Some(t) = self.texts.iter_mut().find(|t| t.key == key) {
-                t.template = Some(Template {
-                    sse: sse.cloned(),
-                    json: json.clone(),
-                });
+                t.template = Some(Template { sse: sse.cloned(), json: json.clone() });
             }
         }
         Some(json)
     }
 
     /// Feeds text to the logical stream `key`; `None` if its holdback bound was exceeded.
-    fn feed(
-        &mut self,
-        engine: &Engine,
-        key: Key,
-        text: &str,
-        out: &mut String,
-    ) -> Option<Vec<Finding>> {
+    fn feed(&mut self, engine: &Engine, key: Key, text: &str, out: &mut String) -> Option<Vec<Finding>> {
         let max = self.max_holdback;
         let i = match self.texts.iter().position(|t| t.key == key) {
             Some(i) => i,
             None => {
-                self.texts.push(Text {
-                    key,
-                    stream: TextStream::new(max),
-                    template: None,
-                });
+                self.texts.push(Text { key, stream: TextStream::new(max), template: None });
                 self.texts.len() - 1
             }
         };
@@ -405,14 +360,7 @@ impl ResponseStream {
 
     /// Ends the streams selected by `which` (except those in `skip`, which ended inside the
     /// current event), sending their held text in events shaped like their last one.
-    fn flush(
-        &mut self,
-        engine: &Engine,
-        which: Ends,
-        skip: &[Key],
-        audit: &mut DirectionAudit,
-        out: &mut Vec<u8>,
-    ) {
+    fn flush(&mut self, engine: &Engine, which: Ends, skip: &[Key], audit: &mut DirectionAudit, out: &mut Vec<u8>) {
         let mut i = 0;
         while i < self.texts.len() {
             let k = self.texts[i].key;
@@ -447,9 +395,7 @@ impl ResponseStream {
                     });
                     let json = synthetic.ok().flatten().unwrap_or_else(|| tpl.json.clone());
                     match &tpl.sse {
-                        Some(ev) => {
-                            out.extend_from_slice(&ev.with_data(&String::from_utf8_lossy(&json)))
-                        }
+                        Some(ev) => out.extend_from_slice(&ev.with_data(&String::from_utf8_lossy(&json))),
                         None => {
                             out.extend_from_slice(&json);
                             out.push(b'\n');
@@ -469,12 +415,7 @@ impl ResponseStream {
     }
 
     /// Counts findings; on a `block` finding, stops the stream. Returns whether it goes on.
-    fn note(
-        &mut self,
-        findings: &[Finding],
-        audit: &mut DirectionAudit,
-        out: &mut Vec<u8>,
-    ) -> bool {
+    fn note(&mut self, findings: &[Finding], audit: &mut DirectionAudit, out: &mut Vec<u8>) -> bool {
         audit.count(findings);
         if let Some(f) = findings.iter().find(|f| f.action == Action::Block) {
             self.halt(StreamStop::Blocked(f.detector.to_string()), out);
@@ -498,6 +439,16 @@ impl ResponseStream {
         self.stop = Some(stop);
         self.texts.clear();
     }
+}
+
+/// Redacts one complete string value under `mode`.
+pub fn redact_whole(engine: &Engine, mode: Mode, key: Option<&str>, text: &str) -> crate::detect::Redaction {
+    let mut r = engine.redact_field(key, text);
+    if mode != Mode::Redact && !r.findings.is_empty() {
+        mode.apply(&mut r.findings);
+        r.text = text.to_owned();
+    }
+    r
 }
 
 /// The error a client of `api` understands, framed for the stream.

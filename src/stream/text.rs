@@ -1,5 +1,6 @@
 //! Incremental redaction of one logical text stream.
 
+use crate::config::Mode;
 use crate::detect::{End, Engine, Finding};
 
 /// Redacts one logical stream of text (one choice, one content block) as it arrives, releasing
@@ -35,6 +36,7 @@ pub struct TextStream {
     /// Where the held text starts in `buf`.
     from: usize,
     max_holdback: usize,
+    mode: Mode,
 }
 
 /// The held text grew past the configured bound: the stream cannot decide in bounded memory,
@@ -48,11 +50,12 @@ pub struct HoldbackExceeded {
 impl TextStream {
     /// A new stream that holds at most `max_holdback` bytes of undecided text.
     pub fn new(max_holdback: usize) -> TextStream {
-        TextStream {
-            buf: String::new(),
-            from: 0,
-            max_holdback,
-        }
+        TextStream::with_mode(max_holdback, Mode::Redact)
+    }
+
+    /// A new stream whose findings are handled as `mode` says.
+    pub fn with_mode(max_holdback: usize, mode: Mode) -> TextStream {
+        TextStream { buf: String::new(), from: 0, max_holdback, mode }
     }
 
     /// Bytes received but not yet released.
@@ -62,12 +65,7 @@ impl TextStream {
 
     /// Feeds `text`; appends what can be released, redacted, to `out` and returns the findings
     /// in it.
-    pub fn push(
-        &mut self,
-        engine: &Engine,
-        text: &str,
-        out: &mut String,
-    ) -> Result<Vec<Finding>, HoldbackExceeded> {
+    pub fn push(&mut self, engine: &Engine, text: &str, out: &mut String) -> Result<Vec<Finding>, HoldbackExceeded> {
         self.buf.push_str(text);
         let scan = engine.scan(&self.buf, self.from, End::More);
         let findings = self.release(engine, scan.settled, scan.findings, out);
@@ -101,6 +99,7 @@ impl TextStream {
             f.start -= self.from;
             f.end -= self.from;
         }
+        self.mode.apply(&mut findings);
         engine.render(&self.buf[self.from..settled], &findings, out);
         // Keep only the context the next scan needs, cut on a character boundary.
         let mut cut = settled.saturating_sub(engine.max_left_context());
@@ -192,10 +191,7 @@ mod tests {
         let mut s = TextStream::new(8);
         let mut out = String::new();
         assert_eq!(s.push(&e, "abc", &mut out), Ok(vec![]));
-        assert_eq!(
-            s.push(&e, "defghijkl", &mut out),
-            Err(HoldbackExceeded { held: 12 })
-        );
+        assert_eq!(s.push(&e, "defghijkl", &mut out), Err(HoldbackExceeded { held: 12 }));
     }
 
     #[test]

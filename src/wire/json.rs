@@ -74,15 +74,7 @@ pub fn rewrite_strings<F>(input: &[u8], f: F) -> Result<Option<Vec<u8>>, JsonErr
 where
     F: FnMut(&[Seg], &str) -> Option<String>,
 {
-    let mut w = Walker {
-        input,
-        pos: 0,
-        out: Vec::new(),
-        copied: 0,
-        changed: false,
-        path: Vec::new(),
-        f,
-    };
+    let mut w = Walker { input, pos: 0, out: Vec::new(), copied: 0, changed: false, path: Vec::new(), f };
     w.ws();
     w.value(0)?;
     w.ws();
@@ -270,9 +262,7 @@ where
     /// Reads a string starting at the opening quote and returns it decoded.
     fn string(&mut self) -> Result<String, JsonError> {
         let (s, used) =
-            decode_string(&self.input[self.pos..]).map_err(|off| JsonError::Syntax {
-                offset: self.pos + off,
-            })?;
+            decode_string(&self.input[self.pos..]).map_err(|off| JsonError::Syntax { offset: self.pos + off })?;
         self.pos += used;
         Ok(s)
     }
@@ -421,19 +411,7 @@ mod tests {
 
     #[test]
     fn rejects_malformed_documents() {
-        for doc in [
-            "",
-            "{",
-            "[1,]",
-            "{\"a\"}",
-            "01",
-            "1.",
-            "\"\\x\"",
-            "\"a",
-            "{} x",
-            "\"\u{1}\"",
-            "tru",
-        ] {
+        for doc in ["", "{", "[1,]", "{\"a\"}", "01", "1.", "\"\\x\"", "\"a", "{} x", "\"\u{1}\"", "tru"] {
             assert!(keep(doc).is_err(), "{doc:?}");
         }
         let deep = "[".repeat(MAX_DEPTH + 2) + &"]".repeat(MAX_DEPTH + 2);
@@ -452,10 +430,7 @@ mod tests {
         assert_eq!(
             seen,
             vec![
-                (
-                    vec![Seg::Key("m".into()), Seg::Index(0), Seg::Key("c".into())],
-                    "a@b.com / \"q\" 😀".into()
-                ),
+                (vec![Seg::Key("m".into()), Seg::Index(0), Seg::Key("c".into())], "a@b.com / \"q\" 😀".into()),
                 (vec![Seg::Key("k".into())], "v".into()),
             ]
         );
@@ -464,11 +439,9 @@ mod tests {
     #[test]
     fn rewrites_only_the_replaced_string_and_keeps_the_rest_byte_for_byte() {
         let doc = "{ \"a\" : \"x\\u0041\",\n  \"b\":\"y\", \"c\": 1.50 }";
-        let out = rewrite_strings(doc.as_bytes(), |p, s| {
-            (p[0].key() == Some("b")).then(|| format!("{s}\"\n\u{1}é"))
-        })
-        .unwrap()
-        .unwrap();
+        let out = rewrite_strings(doc.as_bytes(), |p, s| (p[0].key() == Some("b")).then(|| format!("{s}\"\n\u{1}é")))
+            .unwrap()
+            .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "{ \"a\" : \"x\\u0041\",\n  \"b\":\"y\\\"\\n\\u0001é\", \"c\": 1.50 }"
@@ -479,10 +452,7 @@ mod tests {
     fn encode_then_decode_round_trips() {
         for s in ["", "plain", "q\"b\\s/ \n\t\r\u{0}\u{1f} é 😀"] {
             let enc = encode_string(s);
-            assert_eq!(
-                decode_string(enc.as_bytes()),
-                Ok((s.to_string(), enc.len()))
-            );
+            assert_eq!(decode_string(enc.as_bytes()), Ok((s.to_string(), enc.len())));
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Wire formats: which inference API a request speaks, and how its bodies are framed.
 
+pub mod encoding;
 pub mod json;
 pub mod sse;
 
@@ -93,19 +94,13 @@ impl BodyKind {
     /// because a server forgot a header).
     pub fn from_content_type(ct: Option<&str>) -> BodyKind {
         let Some(ct) = ct else { return BodyKind::Text };
-        let mime = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         match mime.as_str() {
             "application/json" => BodyKind::Json,
             "text/event-stream" => BodyKind::Sse,
-            "application/x-ndjson"
-            | "application/ndjson"
-            | "application/jsonl"
-            | "application/x-jsonlines" => BodyKind::Ndjson,
+            "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" => {
+                BodyKind::Ndjson
+            }
             m if m.ends_with("+json") => BodyKind::Json,
             m if m.starts_with("text/")
                 || m.ends_with("+xml")
@@ -152,14 +147,8 @@ impl ErrorShape {
         let code = json::encode_string(kind);
         match self {
             ErrorShape::OpenAi => {
-                let ty = if status >= 500 {
-                    "server_error"
-                } else {
-                    "invalid_request_error"
-                };
-                format!(
-                    r#"{{"error":{{"message":{msg},"type":"{ty}","param":null,"code":{code}}}}}"#
-                )
+                let ty = if status >= 500 { "server_error" } else { "invalid_request_error" };
+                format!(r#"{{"error":{{"message":{msg},"type":"{ty}","param":null,"code":{code}}}}}"#)
             }
             ErrorShape::Anthropic => {
                 let ty = match status {
@@ -215,8 +204,7 @@ mod tests {
     #[test]
     fn error_bodies_are_valid_json_in_each_shape() {
         let o: serde_json::Value =
-            serde_json::from_str(&ErrorShape::OpenAi.body(403, "content_blocked", "no \"x\""))
-                .unwrap();
+            serde_json::from_str(&ErrorShape::OpenAi.body(403, "content_blocked", "no \"x\"")).unwrap();
         assert_eq!(o["error"]["code"], "content_blocked");
         assert_eq!(o["error"]["message"], "no \"x\"");
         assert_eq!(o["error"]["type"], "invalid_request_error");
@@ -224,8 +212,7 @@ mod tests {
             serde_json::from_str(&ErrorShape::Anthropic.body(403, "content_blocked", "m")).unwrap();
         assert_eq!(a["type"], "error");
         assert_eq!(a["error"]["type"], "permission_error");
-        let l: serde_json::Value =
-            serde_json::from_str(&ErrorShape::Ollama.body(502, "k", "m")).unwrap();
+        let l: serde_json::Value = serde_json::from_str(&ErrorShape::Ollama.body(502, "k", "m")).unwrap();
         assert_eq!(l["error"], "m");
     }
 }

@@ -154,11 +154,7 @@ impl SseFramer {
                     let raw = self.buf[start..i].to_vec();
                     start = i;
                     // Not UTF-8: kept as a data-less event, forwarded only by an explicit choice upstream.
-                    events.push(SseEvent::parse(raw.clone()).unwrap_or(SseEvent {
-                        raw,
-                        event: None,
-                        data: None,
-                    }));
+                    events.push(SseEvent::parse(raw.clone()).unwrap_or(SseEvent { raw, event: None, data: None }));
                 }
                 at_line_start = true;
             } else {
@@ -179,11 +175,7 @@ impl SseFramer {
         }
         let raw = std::mem::take(&mut self.buf);
         self.scanned = 0;
-        SseEvent::parse(raw.clone()).or(Some(SseEvent {
-            raw,
-            event: None,
-            data: None,
-        }))
+        SseEvent::parse(raw.clone()).or(Some(SseEvent { raw, event: None, data: None }))
     }
 }
 
@@ -225,8 +217,7 @@ impl LineFramer {
 mod tests {
     use super::*;
 
-    const STREAM: &[u8] =
-        b"event: message_start\r\ndata: {\"a\":1}\r\n\r\n: ping\n\ndata:x\ndata: y\r\rid: 7\n\n";
+    const STREAM: &[u8] = b"event: message_start\r\ndata: {\"a\":1}\r\n\r\n: ping\n\ndata:x\ndata: y\r\rid: 7\n\n";
 
     fn frame_all(chunks: &[&[u8]]) -> Vec<SseEvent> {
         let mut f = SseFramer::default();
@@ -248,10 +239,7 @@ mod tests {
         assert_eq!(ev[1].raw, b": ping\n\n");
         assert_eq!(ev[2].data.as_deref(), Some("x\ny"));
         assert_eq!(ev[3].raw, b"id: 7\n\n");
-        assert_eq!(
-            ev.iter().flat_map(|e| e.raw.clone()).collect::<Vec<_>>(),
-            STREAM
-        );
+        assert_eq!(ev.iter().flat_map(|e| e.raw.clone()).collect::<Vec<_>>(), STREAM);
     }
 
     #[test]
@@ -259,11 +247,7 @@ mod tests {
         let whole = frame_all(&[STREAM]);
         for i in 0..=STREAM.len() {
             for j in i..=STREAM.len() {
-                assert_eq!(
-                    frame_all(&[&STREAM[..i], &STREAM[i..j], &STREAM[j..]]),
-                    whole,
-                    "{i} {j}"
-                );
+                assert_eq!(frame_all(&[&STREAM[..i], &STREAM[i..j], &STREAM[j..]]), whole, "{i} {j}");
             }
         }
         let bytes: Vec<&[u8]> = STREAM.chunks(1).collect();
@@ -273,10 +257,7 @@ mod tests {
     #[test]
     fn with_data_keeps_the_other_lines_and_the_spelling() {
         let ev = frame_all(&[b"event: e\r\ndata:{\"t\":1}\r\n\r\n"]);
-        assert_eq!(
-            ev[0].with_data("{\"t\":2}\nz"),
-            b"event: e\r\ndata:{\"t\":2}\r\ndata:z\r\n\r\n"
-        );
+        assert_eq!(ev[0].with_data("{\"t\":2}\nz"), b"event: e\r\ndata:{\"t\":2}\r\ndata:z\r\n\r\n");
         let ev = frame_all(&[b"data: a\n\n"]);
         assert_eq!(ev[0].with_data("b"), b"data: b\n\n");
     }
@@ -285,10 +266,7 @@ mod tests {
     fn lines_are_framed_across_chunks() {
         let mut f = LineFramer::default();
         assert!(f.push(b"{\"a\":").is_empty());
-        assert_eq!(
-            f.push(b"1}\n{\"b\"\n{"),
-            vec![b"{\"a\":1}\n".to_vec(), b"{\"b\"\n".to_vec()]
-        );
+        assert_eq!(f.push(b"1}\n{\"b\"\n{"), vec![b"{\"a\":1}\n".to_vec(), b"{\"b\"\n".to_vec()]);
         assert_eq!(f.finish(), Some(b"{".to_vec()));
     }
 }

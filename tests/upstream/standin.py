@@ -6,41 +6,65 @@ message after an `echo:` prefix (so a test decides exactly what the "model" says
 answer otherwise; `echo-b64:` takes the text base64-encoded, so the prompt does not carry it in
 the clear (the filter scans prompts too). Test-only request headers control the wire:
 
-  x-standin-split: N       write the response body in N-byte pieces, flushed one by one
-  x-standin-delay-ms: D    sleep D ms between pieces (paced like a real model)
-  x-standin-chars: N       characters of text per stream event (default 3)
-  x-standin-raw-body: 1    treat the request body's "echo:" text as the exact response body
-  x-standin-content-type:  override the response content-type (with x-standin-raw-body)
+  x-standin-split: N         write the response body in N-byte pieces, flushed one by one
+  x-standin-delay-ms: D      sleep D ms between pieces (paced like a real model)
+  x-standin-chars: N         characters of text per stream event (default 3)
+  x-standin-encoding: gzip   compress the response body (gzip or deflate) despite accept-encoding
+  x-standin-raw-body: 1      the reply text is the exact response body
+  x-standin-echo-request: 1  the reply text is the request body as received
+  x-standin-content-type: T  the response content-type (with x-standin-raw-body)
 
-Endpoints: POST /v1/chat/completions (JSON, or SSE with "stream": true), GET /health.
+APIs, streamed (`"stream": true`) or not, in the shapes real servers send:
+  POST /v1/chat/completions   OpenAI chat (n > 1, stream_options.include_usage)
+  POST /v1/completions        OpenAI legacy completions
+  POST /v1/responses          OpenAI Responses (named SSE events, full text repeated in .done)
+  POST /v1/messages           Anthropic Messages (named SSE events, ping)
+  POST /api/chat, /api/generate   Ollama NDJSON (streams unless "stream": false)
+  POST /generate, /generate_stream  TGI
+  GET  /health
 """
 import argparse
 import base64
+import gzip
 import json
-import socketserver
 import sys
-import threading
 import time
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CANNED = "Sure. Write to jane.doe@acme-corp.com and she will send the report."
 CREATED = 1700000000
 
 
+def _text_of(content) -> str:
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content or ""
+
+
+def prompt_text(req: dict) -> str:
+    """The last user text of any API's request."""
+    for m in reversed(req.get("messages") or []):
+        if isinstance(m, dict) and m.get("role") == "user":
+            return _text_of(m.get("content"))
+    inp = req.get("input")
+    if isinstance(inp, str):
+        return inp
+    if isinstance(inp, list):
+        for m in reversed(inp):
+            if isinstance(m, dict) and m.get("role") == "user":
+                return _text_of(m.get("content"))
+    for k in ("prompt", "inputs"):
+        if isinstance(req.get(k), str):
+            return req[k]
+    return ""
+
+
 def reply_text(req: dict) -> str:
-    msgs = req.get("messages") or []
-    text = ""
-    for m in reversed(msgs):
-        if m.get("role") == "user":
-            c = m.get("content")
-            if isinstance(c, list):
-                c = "".join(p.get("text", "") for p in c if isinstance(p, dict))
-            text = c or ""
-            break
+    text = prompt_text(req)
     if text.startswith("echo:"):
         return text[len("echo:"):]
     if text.startswith("echo-b64:"):
-        # Lets a test make the "model" say something the filter must not see in the prompt.
         return base64.b64decode(text[len("echo-b64:"):]).decode()
     return CANNED
 
@@ -49,96 +73,250 @@ def pieces(text: str, n: int):
     return [text[i:i + n] for i in range(0, len(text), n)] or [""]
 
 
-def chat_completion(req: dict, text: str) -> bytes:
-    body = {
-        "id": "chatcmpl-standin",
-        "object": "chat.completion",
-        "created": CREATED,
-        "model": req.get("model", "standin"),
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": text, "refusal": None},
-            "logprobs": None,
-            "finish_reason": "stop",
-        }],
-        "usage": {"prompt_tokens": 5, "completion_tokens": len(text.split()), "total_tokens": 5 + len(text.split())},
-    }
-    return json.dumps(body).encode()
+def sse(data, event=None) -> bytes:
+    head = f"event: {event}\n".encode() if event else b""
+    body = data if isinstance(data, str) else json.dumps(data)
+    return head + b"data: " + body.encode() + b"\n\n"
 
 
-def chat_stream(req: dict, text: str, chars: int) -> bytes:
+def usage(text):
+    n = len(text.split())
+    return {"prompt_tokens": 5, "completion_tokens": n, "total_tokens": 5 + n}
+
+
+# --- OpenAI chat -----------------------------------------------------------------------------
+def chat_json(req, text):
+    n = int(req.get("n") or 1)
+    return json.dumps({
+        "id": "chatcmpl-standin", "object": "chat.completion", "created": CREATED, "model": req.get("model", "standin"),
+        "choices": [{"index": i, "message": {"role": "assistant", "content": text, "refusal": None},
+                     "logprobs": None, "finish_reason": "stop"} for i in range(n)],
+        "usage": usage(text),
+    }).encode()
+
+
+def chat_sse(req, text, chars):
     model = req.get("model", "standin")
+    n = int(req.get("n") or 1)
 
-    def chunk(delta, finish=None, choices=True, usage=None):
-        c = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": CREATED, "model": model,
-             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}] if choices else []}
-        if usage is not None:
-            c["usage"] = usage
-        return b"data: " + json.dumps(c).encode() + b"\n\n"
+    def chunk(choices, **extra):
+        return sse({"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": CREATED, "model": model,
+                    "system_fingerprint": None, "choices": choices, **extra})
 
-    out = [chunk({"role": "assistant", "content": ""})]
-    out += [chunk({"content": p}) for p in pieces(text, chars)]
-    out.append(chunk({}, finish="stop"))
+    out = [chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}])
+           for i in range(n)]
+    for p in pieces(text, chars):
+        for i in range(n):  # choices interleave, as servers do with n > 1
+            out.append(chunk([{"index": i, "delta": {"content": p}, "logprobs": None, "finish_reason": None}]))
+    out += [chunk([{"index": i, "delta": {}, "logprobs": None, "finish_reason": "stop"}]) for i in range(n)]
     if (req.get("stream_options") or {}).get("include_usage"):
-        out.append(chunk(None, choices=False, usage={"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}))
-    out.append(b"data: [DONE]\n\n")
-    return b"".join(out)
+        out.append(chunk([], usage=usage(text)))
+    out.append(sse("[DONE]"))
+    return out
+
+
+# --- OpenAI legacy completions ---------------------------------------------------------------
+def completion_json(req, text):
+    return json.dumps({"id": "cmpl-standin", "object": "text_completion", "created": CREATED,
+                       "model": req.get("model", "standin"),
+                       "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}],
+                       "usage": usage(text)}).encode()
+
+
+def completion_sse(req, text, chars):
+    def chunk(t, finish=None):
+        return sse({"id": "cmpl-standin", "object": "text_completion", "created": CREATED,
+                    "model": req.get("model", "standin"),
+                    "choices": [{"index": 0, "text": t, "logprobs": None, "finish_reason": finish}]})
+    return [chunk(p) for p in pieces(text, chars)] + [chunk("", "stop"), sse("[DONE]")]
+
+
+# --- OpenAI Responses ------------------------------------------------------------------------
+def response_obj(req, text, status):
+    item = {"id": "msg_standin", "type": "message", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
+    return {"id": "resp_standin", "object": "response", "created_at": CREATED, "status": status,
+            "model": req.get("model", "standin"), "output": [item] if status == "completed" else [],
+            "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+            "usage": {"input_tokens": 5, "output_tokens": 1, "total_tokens": 6,
+                      "input_tokens_details": {"cached_tokens": 0},
+                      "output_tokens_details": {"reasoning_tokens": 0}} if status == "completed" else None}
+
+
+def responses_json(req, text):
+    return json.dumps(response_obj(req, text, "completed")).encode()
+
+
+def responses_sse(req, text, chars):
+    seq = iter(range(10 ** 6))
+
+    def ev(name, **fields):
+        return sse({"type": name, "sequence_number": next(seq), **fields}, event=name)
+
+    part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+    item = {"id": "msg_standin", "type": "message", "status": "in_progress", "role": "assistant", "content": []}
+    out = [ev("response.created", response=response_obj(req, "", "in_progress")),
+           ev("response.in_progress", response=response_obj(req, "", "in_progress")),
+           ev("response.output_item.added", output_index=0, item=item),
+           ev("response.content_part.added", item_id="msg_standin", output_index=0, content_index=0, part=part)]
+    for p in pieces(text, chars):
+        out.append(ev("response.output_text.delta", item_id="msg_standin", output_index=0, content_index=0,
+                      delta=p, logprobs=[]))
+    done = dict(part, text=text)
+    out += [ev("response.output_text.done", item_id="msg_standin", output_index=0, content_index=0, text=text,
+               logprobs=[]),
+            ev("response.content_part.done", item_id="msg_standin", output_index=0, content_index=0, part=done),
+            ev("response.output_item.done", output_index=0,
+               item=dict(item, status="completed", content=[done])),
+            ev("response.completed", response=response_obj(req, text, "completed"))]
+    return out
+
+
+# --- Anthropic Messages ----------------------------------------------------------------------
+def messages_json(req, text):
+    return json.dumps({"id": "msg_standin", "type": "message", "role": "assistant", "model": req.get("model", "standin"),
+                       "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+                       "usage": {"input_tokens": 5, "output_tokens": 1}}).encode()
+
+
+def messages_sse(req, text, chars):
+    msg = {"id": "msg_standin", "type": "message", "role": "assistant", "model": req.get("model", "standin"),
+           "content": [], "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 1}}
+    out = [sse({"type": "message_start", "message": msg}, "message_start"),
+           sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+               "content_block_start"),
+           sse({"type": "ping"}, "ping")]
+    for i, p in enumerate(pieces(text, chars)):
+        out.append(sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}},
+                       "content_block_delta"))
+        if i % 5 == 4:
+            out.append(sse({"type": "ping"}, "ping"))
+    out += [sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+            sse({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                 "usage": {"output_tokens": 9}}, "message_delta"),
+            sse({"type": "message_stop"}, "message_stop")]
+    return out
+
+
+# --- Ollama ----------------------------------------------------------------------------------
+def ollama_line(req, chat, t, done):
+    d = {"model": req.get("model", "standin"), "created_at": "2024-01-01T00:00:00Z"}
+    if chat:
+        d["message"] = {"role": "assistant", "content": t}
+    else:
+        d["response"] = t
+    d["done"] = done
+    if done:
+        d.update(done_reason="stop", total_duration=1000, eval_count=3)
+    return (json.dumps(d) + "\n").encode()
+
+
+def ollama(req, text, chars, chat):
+    if req.get("stream") is False:
+        return [ollama_line(req, chat, text, True)]
+    return [ollama_line(req, chat, p, False) for p in pieces(text, chars)] + [ollama_line(req, chat, "", True)]
+
+
+# --- TGI -------------------------------------------------------------------------------------
+def tgi_sse(req, text, chars):
+    ps = pieces(text, chars)
+    out = []
+    for i, p in enumerate(ps):
+        last = i == len(ps) - 1
+        ev = {"index": i, "token": {"id": i, "text": p, "logprob": -0.1, "special": False},
+              "generated_text": text if last else None,
+              "details": {"finish_reason": "eos_token", "generated_tokens": len(ps)} if last else None}
+        out.append(b"data:" + json.dumps(ev).encode() + b"\n\n")
+    return out
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "standin/1"
 
-    def log_message(self, fmt, *args):  # keep test output quiet; errors still go to stderr
+    def log_message(self, fmt, *args):
         if self.server.verbose:
             sys.stderr.write("standin: " + fmt % args + "\n")
 
     def do_GET(self):
         if self.path.split("?")[0] == "/health":
-            return self.send(200, "application/json", b'{"status":"ok"}')
-        self.send(404, "application/json", b'{"error":{"message":"not found","type":"invalid_request_error"}}')
+            return self.send(200, "application/json", [b'{"status":"ok"}'])
+        self.send(404, "application/json", [b'{"error":{"message":"not found","type":"invalid_request_error"}}'])
 
     def do_POST(self):
         n = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(n)
-        # What the filter forwarded, for tests that check request-side behaviour.
         self.server.last_request = {"path": self.path, "headers": dict(self.headers.items()), "body": raw}
         try:
             req = json.loads(raw or b"{}")
         except ValueError:
-            return self.send(400, "application/json", b'{"error":{"message":"bad json","type":"invalid_request_error"}}')
+            return self.send(400, "application/json", [b'{"error":{"message":"bad json","type":"invalid_request_error"}}'])
         text = reply_text(req)
+        if self.headers.get("x-standin-echo-request"):
+            # The "model" repeats the request body it received: tests see what the filter forwarded.
+            text = raw.decode()
         if self.headers.get("x-standin-raw-body"):
-            ctype = self.headers.get("x-standin-content-type", "application/json")
-            return self.send(200, ctype, text.encode())
+            return self.send(200, self.headers.get("x-standin-content-type", "application/json"), [text.encode()])
+        chars = int(self.headers.get("x-standin-chars") or 3)
         path = self.path.split("?")[0].rstrip("/")
+        stream = bool(req.get("stream"))
         if path.endswith("/chat/completions"):
-            if req.get("stream"):
-                chars = int(self.headers.get("x-standin-chars") or 3)
-                return self.send(200, "text/event-stream", chat_stream(req, text, chars))
-            return self.send(200, "application/json", chat_completion(req, text))
-        self.send(404, "application/json", b'{"error":{"message":"unknown path","type":"invalid_request_error"}}')
+            return self.send_api(stream, chat_sse(req, text, chars) if stream else chat_json(req, text))
+        if path.endswith("/v1/completions"):
+            return self.send_api(stream, completion_sse(req, text, chars) if stream else completion_json(req, text))
+        if path.endswith("/v1/responses"):
+            return self.send_api(stream, responses_sse(req, text, chars) if stream else responses_json(req, text))
+        if path.endswith("/v1/messages"):
+            return self.send_api(stream, messages_sse(req, text, chars) if stream else messages_json(req, text))
+        if path in ("/api/chat", "/api/generate"):
+            lines = ollama(req, text, chars, path == "/api/chat")
+            if req.get("stream") is False:
+                return self.send(200, "application/json", lines)
+            return self.send(200, "application/x-ndjson", lines)
+        if path == "/generate_stream":
+            return self.send(200, "text/event-stream", tgi_sse(req, text, chars))
+        if path == "/generate":
+            return self.send(200, "application/json", [json.dumps([{"generated_text": text}]).encode()])
+        self.send(404, "application/json", [b'{"error":{"message":"unknown path","type":"invalid_request_error"}}'])
 
-    def send(self, status: int, ctype: str, body: bytes):
+    def send_api(self, stream, body):
+        if stream:
+            return self.send(200, "text/event-stream", body)
+        return self.send(200, "application/json", [body])
+
+    def send(self, status, ctype, parts):
+        """Sends `parts` (a list of byte strings: events, lines, or one body)."""
         split = int(self.headers.get("x-standin-split") or 0)
         delay = float(self.headers.get("x-standin-delay-ms") or 0) / 1000
+        enc = self.headers.get("x-standin-encoding")
+        body = b"".join(parts)
+        if enc == "gzip":
+            body, parts = gzip.compress(body), None
+        elif enc == "deflate":
+            body, parts = zlib.compress(body), None
+        elif enc:
+            parts = None  # an encoding the filter cannot read: only the header says so
+        streamed = len(parts or []) > 1 or split > 0
         self.send_response(status)
         self.send_header("content-type", ctype)
-        if split > 0 or ctype == "text/event-stream":
-            self.send_header("transfer-encoding", "chunked")
-            self.end_headers()
-            step = split if split > 0 else len(body) or 1
-            for i in range(0, len(body), step):
-                piece = body[i:i + step]
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-                self.wfile.flush()
-                if delay:
-                    time.sleep(delay)
-            self.wfile.write(b"0\r\n\r\n")
-        else:
+        if enc:
+            self.send_header("content-encoding", enc)
+        if not streamed:
             self.send_header("content-length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+            self.wfile.flush()
+            return
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        if split > 0:
+            parts = [body[i:i + split] for i in range(0, len(body), split)]
+        for p in parts or [body]:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(p), p))
+            self.wfile.flush()
+            if delay:
+                time.sleep(delay)
+        self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
 
