@@ -255,7 +255,8 @@ impl Exchange {
             _ => Framing::Text,
         };
         let max = usize::try_from(cfg.max_holdback_bytes.get()).unwrap_or(usize::MAX);
-        self.stream = Some(ResponseStream::with_mode(framing, self.api, max, cfg.mode));
+        let max_event = usize::try_from(cfg.max_body_bytes.get()).unwrap_or(usize::MAX);
+        self.stream = Some(ResponseStream::with_mode(framing, self.api, max, cfg.mode).max_event_bytes(max_event));
         Ok(ResponsePlan { body: BodyPlan::Stream, remove_headers })
     }
 

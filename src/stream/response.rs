@@ -99,6 +99,7 @@ pub struct ResponseStream {
     framing: Framing,
     api: Api,
     max_holdback: usize,
+    max_event: usize,
     mode: Mode,
     sse: SseFramer,
     lines: LineFramer,
@@ -121,6 +122,7 @@ impl ResponseStream {
             framing,
             api,
             max_holdback,
+            max_event: 1 << 20,
             mode,
             sse: SseFramer::default(),
             lines: LineFramer::default(),
@@ -129,6 +131,13 @@ impl ResponseStream {
             stop: None,
             holdback: Holdback::default(),
         }
+    }
+
+    /// Bounds the bytes of one event (or NDJSON line) that may be held while it is incomplete
+    /// (default 1 MiB): past it the stream is stopped, so its memory stays bounded.
+    pub fn max_event_bytes(mut self, n: usize) -> ResponseStream {
+        self.max_event = n;
+        self
     }
 
     /// Why the stream was cut off, if it was.
@@ -167,6 +176,9 @@ impl ResponseStream {
                 Ok(text) => self.raw_text(engine, &text, audit, &mut out),
                 Err(_) => self.halt(StreamStop::Unreadable, &mut out),
             },
+        }
+        if self.sse.held().max(self.lines.held()) > self.max_event {
+            self.halt(StreamStop::HoldbackExceeded, &mut out);
         }
         out
     }
@@ -437,7 +449,10 @@ impl ResponseStream {
         };
         out.extend_from_slice(error_event(self.framing, self.api, code, &msg).as_bytes());
         self.stop = Some(stop);
+        // Nothing more is forwarded: free what was held.
         self.texts.clear();
+        self.sse = SseFramer::default();
+        self.lines = LineFramer::default();
     }
 }
 
@@ -466,5 +481,79 @@ pub fn error_event(framing: Framing, api: Api, code: &str, message: &str) -> Str
         (Framing::Sse, _) => format!("data: {}\n\n", ErrorShape::OpenAi.body(403, code, message)),
         (Framing::Ndjson, _) => format!("{{\"error\":{m}}}\n"),
         (Framing::Text, _) => format!("\n[inferguard: {message}]\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::DetectConfig;
+
+    fn engine() -> Engine {
+        Engine::new(&DetectConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn an_event_that_never_ends_is_cut_off_in_bounded_memory() {
+        let e = engine();
+        let mut s = ResponseStream::new(Framing::Sse, Api::OpenAiChat, 1024).max_event_bytes(100);
+        let mut audit = DirectionAudit::default();
+        assert!(s.push(&e, b"data: {\"choices\":[", &mut audit).is_empty());
+        let out = s.push(&e, &[b' '; 200], &mut audit);
+        assert_eq!(s.stopped(), Some(&StreamStop::HoldbackExceeded));
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .starts_with("data: {\"error\":{\"message\":\"response stopped by inferguard"));
+        assert_eq!(s.held_bytes(), 0);
+        assert!(s.push(&e, b"\n\ndata: more\n\n", &mut audit).is_empty());
+        assert!(s.finish(&e, &mut audit).is_empty());
+    }
+
+    #[test]
+    fn undecidable_text_past_the_holdback_bound_fails_closed() {
+        let e = engine();
+        let mut s = ResponseStream::new(Framing::Ndjson, Api::OllamaChat, 16);
+        let mut audit = DirectionAudit::default();
+        let line = format!("{{\"message\":{{\"content\":\"{}\"}},\"done\":false}}\n", "a".repeat(40));
+        let out = String::from_utf8(s.push(&e, line.as_bytes(), &mut audit)).unwrap();
+        assert_eq!(out, "{\"error\":\"response stopped by inferguard: too much undecided text held back\"}\n");
+        assert_eq!(s.stopped().map(StreamStop::reason).as_deref(), Some("holdback_exceeded"));
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_stop_the_stream_in_its_own_format() {
+        let e = engine();
+        for (framing, api, want) in [
+            (
+                Framing::Text,
+                Api::Other,
+                "\n[inferguard: response stopped by inferguard: the stream is not readable text]\n",
+            ),
+            (
+                Framing::Ndjson,
+                Api::OllamaGenerate,
+                "{\"error\":\"response stopped by inferguard: the stream is not readable text\"}\n",
+            ),
+        ] {
+            let mut s = ResponseStream::new(framing, api, 1024);
+            let mut audit = DirectionAudit::default();
+            let out = s.push(&e, b"ok \xff\xfe\n", &mut audit);
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+            assert_eq!(s.stopped(), Some(&StreamStop::Unreadable));
+        }
+    }
+
+    #[test]
+    fn raw_text_streams_are_redacted_across_chunks() {
+        let e = engine();
+        let mut s = ResponseStream::new(Framing::Text, Api::Other, 1024);
+        let mut audit = DirectionAudit::default();
+        let mut out = Vec::new();
+        for chunk in [&b"write a"[..], b"@b.io or \xc3", b"\xa9 c@d.io done"] {
+            out.extend(s.push(&e, chunk, &mut audit));
+        }
+        out.extend(s.finish(&e, &mut audit));
+        assert_eq!(String::from_utf8(out).unwrap(), "write [REDACTED:EMAIL] or é [REDACTED:EMAIL] done");
+        assert_eq!(audit.findings.get("email"), Some(&2));
     }
 }
