@@ -17,7 +17,7 @@ RUN_DIR   := .run
 CERTS     := certs/ca.crt certs/server.crt certs/server.key
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run build test test-unit test-e2e certs bench bench-engine clean wasm-target venv
+.PHONY: run build test test-unit test-e2e certs bench bench-engine bench-envoy clean wasm-target venv
 
 ## build: the filter (.wasm) and the native CLI
 build: $(WASM) $(CLI)
@@ -66,11 +66,14 @@ test-unit:
 test-e2e: build venv certs
 	$(PYTHON) -m pytest -q tests/e2e
 
-## bench: what inferguard costs (engine throughput)
-bench: bench-engine
+## bench: what inferguard costs: the engine natively, then Envoy with and without the filter
+bench: bench-engine bench-envoy
 
 bench-engine:
-	cargo bench --bench engine
+	@if [ -f benches/engine.rs ]; then cargo bench --bench engine; fi
+
+bench-envoy: build venv certs
+	CARGO_TARGET_DIR=$(CURDIR)/target cargo run --release --quiet --manifest-path tests/bench/Cargo.toml
 
 clean:
 	cargo clean

@@ -1,0 +1,383 @@
+//! `make bench`: what inferguard costs in Envoy, side by side with bare Envoy.
+//!
+//! Starts a fast upstream and two Envoys whose configurations differ only by the inferguard
+//! filter (both rendered from envoy/envoy.yaml), then runs each scenario in interleaved rounds
+//! (bare, inferguard, bare, inferguard, ...) so that drift on the machine cancels out, and
+//! reports medians over rounds and the ratio to bare Envoy. Loopback only, fixed durations.
+//! Prints a table and writes the same figures to target/bench/results.json.
+
+mod client;
+mod upstream;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use inferguard::exchange::{Exchange, RequestHead, ResponseHead};
+use inferguard::policy::Policy;
+use inferguard::stream::{Framing, ResponseStream};
+use inferguard::wire::Api;
+use serde_json::{json, Value};
+
+/// Counts live heap bytes, to measure the filter's own memory per stream natively.
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        System.dealloc(p, l)
+    }
+}
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+const ROUNDS: usize = 3;
+
+fn secs(name: &str, default: f64) -> Duration {
+    Duration::from_secs_f64(std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+struct Envoy {
+    name: &'static str,
+    child: Child,
+    port: u16,
+}
+
+impl Envoy {
+    fn start(name: &'static str, bare: bool, upstream: u16, dir: &str) -> Envoy {
+        let (port, plain, admin) = (free_port(), free_port(), free_port());
+        let yaml = format!("{dir}/{name}.yaml");
+        let mut render = Command::new(".venv/bin/python");
+        render.args(["envoy/render.py", "--listen-address", "127.0.0.1", "--certs", "certs"]);
+        render.args(["--https-port", &port.to_string(), "--plain-port", &plain.to_string()]);
+        render.args(["--admin-port", &admin.to_string(), "--upstream", &format!("127.0.0.1:{upstream}")]);
+        render.args(["-o", &yaml]);
+        if bare {
+            render.arg("--bare");
+        }
+        assert!(render.status().expect("render.py").success(), "render.py failed");
+        let log = std::fs::File::create(format!("{dir}/{name}.log")).expect("log file");
+        let child = Command::new(".venv/bin/envoy")
+            .args(["-c", &yaml, "--disable-hot-restart", "--concurrency", "1", "--log-level", "error"])
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start envoy");
+        let e = Envoy { name, child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && ready(admin) {
+                return e;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{name} Envoy did not become ready; see {dir}/{name}.log");
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ready(admin: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", admin)) else { return false };
+    let _ = s.write_all(b"GET /ready HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.starts_with("HTTP/1.1 200") && out.contains("LIVE")
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[derive(Default, Clone)]
+struct Figures {
+    rps: Vec<f64>,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    ttft: Vec<f64>,
+    total: Vec<f64>,
+    errors: usize,
+}
+
+impl Figures {
+    fn json(&self) -> Value {
+        let m = |v: &Vec<f64>| if v.is_empty() { Value::Null } else { json!(median(v.clone())) };
+        json!({"rps": m(&self.rps), "p50_ms": m(&self.p50), "p99_ms": m(&self.p99),
+               "ttft_ms": m(&self.ttft), "total_ms": m(&self.total), "errors": self.errors})
+    }
+}
+
+fn chat_request(prompt: &str, stream: bool) -> Vec<u8> {
+    json!({"model": "bench", "stream": stream, "messages": [{"role": "user", "content": prompt}]})
+        .to_string()
+        .into_bytes()
+}
+
+/// Throughput scenario: `conns` keep-alive connections for `dur` per round.
+fn throughput(
+    envoys: &[Envoy],
+    tls: &Arc<rustls::ClientConfig>,
+    scenario: &str,
+    body: &[u8],
+    conns: usize,
+    dur: Duration,
+) -> Vec<Figures> {
+    let mut figs = vec![Figures::default(); envoys.len()];
+    for _ in 0..ROUNDS {
+        for (i, e) in envoys.iter().enumerate() {
+            let t = client::load(tls, e.port, conns, dur, &[("x-bench", scenario)], body);
+            let ok: Vec<_> = t.iter().filter(|t| t.status == 200 && t.body_len > 0).collect();
+            figs[i].errors += t.len() - ok.len();
+            let mut lat: Vec<f64> = ok.iter().map(|t| t.latency.as_secs_f64() * 1e3).collect();
+            figs[i].rps.push(ok.len() as f64 / dur.as_secs_f64());
+            figs[i].p50.push(percentile(&mut lat, 0.5));
+            figs[i].p99.push(percentile(&mut lat, 0.99));
+        }
+    }
+    figs
+}
+
+/// Paced 500-token SSE answers: time to first token and total time.
+fn streaming(envoys: &[Envoy], tls: &Arc<rustls::ClientConfig>, streams: usize, pace_us: u64) -> Vec<Figures> {
+    let mut figs = vec![Figures::default(); envoys.len()];
+    let body = chat_request("Summarise the incident.", true);
+    let pace = pace_us.to_string();
+    for _ in 0..ROUNDS {
+        for (i, e) in envoys.iter().enumerate() {
+            let mut c = client::Conn::open(tls, e.port).expect("connect");
+            let (mut ttft, mut total) = (Vec::new(), Vec::new());
+            for _ in 0..streams {
+                match c.post("/v1/chat/completions", &[("x-bench", "sse-500"), ("x-bench-pace-us", &pace)], &body) {
+                    Ok(t) if t.status == 200 && t.first_token.is_some() => {
+                        ttft.push(t.first_token.map_or(0.0, |d| d.as_secs_f64() * 1e3));
+                        total.push(t.latency.as_secs_f64() * 1e3);
+                    }
+                    _ => figs[i].errors += 1,
+                }
+            }
+            figs[i].ttft.push(median(ttft));
+            figs[i].total.push(median(total));
+        }
+    }
+    figs
+}
+
+/// 100 open SSE streams: Envoy's resident memory while they are open.
+fn concurrent_streams(e: &Envoy, tls: &Arc<rustls::ClientConfig>, n: usize) -> (u64, u64) {
+    let idle = e.rss_kib();
+    let body = chat_request("Summarise the incident.", true);
+    let port = e.port;
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let tls = Arc::clone(tls);
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut c = client::Conn::open(&tls, port).ok()?;
+                c.post("/v1/chat/completions", &[("x-bench", "sse-500"), ("x-bench-pace-us", "6000")], &body).ok()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut peak = e.rss_kib();
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(100));
+        peak = peak.max(e.rss_kib());
+    }
+    let done = handles.into_iter().filter_map(|h| h.join().ok().flatten()).filter(|t| t.status == 200).count();
+    assert_eq!(done, n, "{}: {n} streams should complete", e.name);
+    (idle, peak)
+}
+
+/// The filter's own heap per open stream, natively (the same core the wasm runs), mid-answer.
+fn native_stream_memory(policy: &Rc<Policy>, events: &[Vec<u8>], n: usize) -> f64 {
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut xs = Vec::new();
+    for _ in 0..n {
+        let mut x = Exchange::new(Rc::clone(policy));
+        let _ = x.on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() });
+        let _ = x.on_request_body(&chat_request("Summarise the incident.", true));
+        let _ = x.on_response_head(&ResponseHead {
+            status: 200,
+            content_type: Some("text/event-stream"),
+            content_encoding: None,
+        });
+        for ev in &events[..events.len() / 2] {
+            let _ = x.on_response_chunk(ev, false);
+        }
+        xs.push(x);
+    }
+    let after = LIVE.load(Ordering::Relaxed);
+    drop(xs);
+    (after - before) as f64 / n as f64
+}
+
+/// Holdback over the 500-token answer, event by event, natively.
+fn holdback(policy: &Policy, events: &[Vec<u8>]) -> (f64, u64) {
+    let mut s = ResponseStream::new(Framing::Sse, Api::OpenAiChat, 1 << 16);
+    let mut audit = Default::default();
+    for ev in events {
+        s.push(&policy.engine, ev, &mut audit);
+    }
+    s.finish(&policy.engine, &mut audit);
+    let h = s.holdback();
+    (h.mean(), h.max)
+}
+
+/// The engine's own throughput natively, MB/s, on realistic prose.
+fn engine_native(policy: &Policy) -> f64 {
+    let text = upstream::prose(4 << 20);
+    let start = Instant::now();
+    let mut bytes = 0usize;
+    while start.elapsed() < Duration::from_secs(1) {
+        let r = policy.engine.redact(&text);
+        assert!(!r.findings.is_empty());
+        bytes += text.len();
+    }
+    bytes as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+fn main() {
+    let dir = "target/bench";
+    std::fs::create_dir_all(dir).expect("target/bench");
+    let dur = secs("BENCH_SECONDS", 3.0);
+    let answers = Arc::new(upstream::Answers::new());
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+    let up = listener.local_addr().expect("addr").port();
+    upstream::serve(listener, Arc::clone(&answers));
+
+    let config = std::fs::read_to_string("envoy/inferguard.json").unwrap_or_default();
+    let policy = Rc::new(Policy::from_json(&config).expect("envoy/inferguard.json"));
+    let wasm_bytes = std::fs::metadata("target/wasm32-wasip1/release/inferguard.wasm").map(|m| m.len()).unwrap_or(0);
+    let envoys = [Envoy::start("bare", true, up, dir), Envoy::start("inferguard", false, up, dir)];
+    let tls = client::tls_config("certs/ca.crt");
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    eprintln!(
+        "bench: upstream :{up}, bare :{}, inferguard :{}, {ROUNDS} rounds of {:?} per scenario",
+        envoys[0].port, envoys[1].port, dur
+    );
+
+    let mut results = serde_json::Map::new();
+    let mut rows: Vec<(String, Figures, Figures)> = Vec::new();
+    let scenarios: [(&str, &str, Vec<u8>, usize); 4] = [
+        ("1 KB completion", "json-1k", chat_request("Summarise the incident.", false), 8),
+        ("64 KB completion", "json-64k", chat_request("Summarise the incident.", false), 8),
+        ("1 MB completion", "json-1m", chat_request("Summarise the incident.", false), 2),
+        ("4 KB prompt scanned", "prompt-4k", chat_request(&upstream::prose(4096), false), 8),
+    ];
+    for (name, scenario, body, conns) in scenarios {
+        eprintln!("bench: {name}");
+        let f = throughput(&envoys, &tls, scenario, &body, conns, dur);
+        rows.push((name.to_string(), f[0].clone(), f[1].clone()));
+    }
+    eprintln!("bench: 500-token SSE answer");
+    let sse = streaming(&envoys, &tls, 8, 1000);
+    rows.push(("500-token SSE (1 ms/token)".into(), sse[0].clone(), sse[1].clone()));
+
+    eprintln!("bench: 100 concurrent SSE streams");
+    let (bare_idle, bare_peak) = concurrent_streams(&envoys[0], &tls, 100);
+    let (ig_idle, ig_peak) = concurrent_streams(&envoys[1], &tls, 100);
+    let per_stream_rss = ((ig_peak as f64 - ig_idle as f64) - (bare_peak as f64 - bare_idle as f64)) * 1024.0 / 100.0;
+    let per_stream_native = native_stream_memory(&policy, &answers.sse_events, 100);
+    let (hold_mean, hold_max) = holdback(&policy, &answers.sse_events);
+    let native = engine_native(&policy);
+
+    // Scanning speed inside Envoy's V8, from the 1 MB case: body size over added median latency.
+    let (b1m, i1m) = (&rows[2].1, &rows[2].2);
+    let added = median(i1m.p50.clone()) - median(b1m.p50.clone());
+    let in_envoy = if added > 0.0 { answers.json_1m.len() as f64 / (added / 1e3) / 1e6 } else { f64::NAN };
+
+    println!();
+    println!("inferguard vs bare Envoy: medians of {ROUNDS} interleaved rounds, {:?} each; Envoy --concurrency 1; {cpu}, {} cores", dur, std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "{:<28} {:>11} {:>11} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "scenario", "bare rps", "ig rps", "ratio", "bare p50", "ig p50", "bare p99", "ig p99", "+p99 ms"
+    );
+    for (name, b, i) in &rows {
+        if b.rps.is_empty() {
+            continue;
+        }
+        let (br, ir) = (median(b.rps.clone()), median(i.rps.clone()));
+        let (bp50, ip50, bp99, ip99) =
+            (median(b.p50.clone()), median(i.p50.clone()), median(b.p99.clone()), median(i.p99.clone()));
+        println!("{name:<28} {br:>11.0} {ir:>11.0} {:>6.1}% {bp50:>8.2}ms {ip50:>8.2}ms {bp99:>8.2}ms {ip99:>8.2}ms {:>+8.2}", ir / br * 100.0, ip99 - bp99);
+        results.insert(
+            name.clone(),
+            json!({"bare": b.json(), "inferguard": i.json(), "rps_ratio": ir / br, "added_p99_ms": ip99 - bp99}),
+        );
+    }
+    let (b, i) = (&sse[0], &sse[1]);
+    let (bt, it) = (median(b.ttft.clone()), median(i.ttft.clone()));
+    let (btot, itot) = (median(b.total.clone()), median(i.total.clone()));
+    println!(
+        "{:<28} time to first token: bare {bt:.3} ms, inferguard {it:.3} ms, added {:+.3} ms (median)",
+        "500-token SSE",
+        it - bt
+    );
+    println!("{:<28} total: bare {btot:.1} ms, inferguard {itot:.1} ms; holdback mean {hold_mean:.1} chars, max {hold_max} chars", "", );
+    results.insert("500-token SSE".into(), json!({"bare": b.json(), "inferguard": i.json(), "added_ttft_ms": it - bt, "holdback_mean_chars": hold_mean, "holdback_max_chars": hold_max}));
+    println!("{:<28} Envoy RSS idle/open: bare {bare_idle}/{bare_peak} KiB, inferguard {ig_idle}/{ig_peak} KiB; filter memory per stream: {:.1} KiB (RSS delta), {:.1} KiB (native heap)", "100 concurrent SSE streams", per_stream_rss / 1024.0, per_stream_native / 1024.0);
+    results.insert("100 concurrent SSE streams".into(), json!({"bare_rss_kib": [bare_idle, bare_peak], "inferguard_rss_kib": [ig_idle, ig_peak], "per_stream_bytes_rss": per_stream_rss, "per_stream_bytes_native": per_stream_native}));
+    println!("{:<28} native {native:.0} MB/s; inside Envoy (1 MB case) {in_envoy:.0} MB/s", "engine throughput");
+    println!("{:<28} {} bytes ({:.0} KiB)", "inferguard.wasm", wasm_bytes, wasm_bytes as f64 / 1024.0);
+    results.insert("engine".into(), json!({"native_mb_s": native, "in_envoy_mb_s": in_envoy}));
+    results.insert("wasm_bytes".into(), json!(wasm_bytes));
+    results.insert("machine".into(), json!({"cpu": cpu, "cores": std::thread::available_parallelism().map_or(0, |n| n.get()), "envoy_concurrency": 1, "rounds": ROUNDS, "seconds_per_round": dur.as_secs_f64()}));
+    let errors: usize = rows.iter().map(|(_, b, i)| b.errors + i.errors).sum();
+    results.insert("errors".into(), json!(errors));
+    std::fs::write(
+        format!("{dir}/results.json"),
+        serde_json::to_string_pretty(&Value::Object(results)).unwrap_or_default(),
+    )
+    .expect("results.json");
+    println!(
+        "\nwrote {dir}/results.json{}",
+        if errors > 0 { format!(" ({errors} failed requests)") } else { String::new() }
+    );
+}
