@@ -118,7 +118,6 @@ impl HttpContext for Filter {
                     // Hold the headers so content-length can be fixed once the body is scanned.
                     Action::Pause
                 } else {
-                    self.publish_audit();
                     Action::Continue
                 }
             }
@@ -136,7 +135,6 @@ impl HttpContext for Filter {
             SizeVerdict::Fits => {}
             SizeVerdict::PassUnscanned => {
                 self.request_plan = BodyPlan::Pass;
-                self.publish_audit();
                 return Action::Continue;
             }
             SizeVerdict::Reject(r) => return self.reply(&r),
@@ -153,7 +151,6 @@ impl HttpContext for Filter {
             }
             BodyOutcome::Reject(r) => return self.reply(&r),
         }
-        self.publish_audit();
         Action::Continue
     }
 
@@ -174,7 +171,6 @@ impl HttpContext for Filter {
             Ok(plan) => {
                 self.response_plan = plan.body;
                 if end_of_stream {
-                    self.publish_audit();
                     return Action::Continue;
                 }
                 for h in &plan.remove_headers {
@@ -184,10 +180,7 @@ impl HttpContext for Filter {
                     // Hold the headers until the body is scanned: content-length is set then, or
                     // the response is replaced by an error.
                     BodyPlan::Buffer => Action::Pause,
-                    BodyPlan::Stream | BodyPlan::Pass => {
-                        self.publish_audit();
-                        Action::Continue
-                    }
+                    BodyPlan::Stream | BodyPlan::Pass => Action::Continue,
                 }
             }
         }
@@ -206,9 +199,7 @@ impl HttpContext for Filter {
                 if out != chunk {
                     self.set_http_response_body(0, body_size, &out);
                 }
-                if end_of_stream {
-                    self.publish_audit();
-                }
+                if end_of_stream {}
                 Action::Continue
             }
             BodyPlan::Buffer => {
@@ -216,7 +207,6 @@ impl HttpContext for Filter {
                     SizeVerdict::Fits => {}
                     SizeVerdict::PassUnscanned => {
                         self.response_plan = BodyPlan::Pass;
-                        self.publish_audit();
                         return Action::Continue;
                     }
                     SizeVerdict::Reject(r) => return self.reply(&r),
@@ -235,7 +225,6 @@ impl HttpContext for Filter {
                     }
                     BodyOutcome::Reject(r) => return self.reply(&r),
                 }
-                self.publish_audit();
                 Action::Continue
             }
         }
