@@ -126,6 +126,13 @@ impl Det {
         true
     }
 
+    /// Whether this detector recognises a credential by its own format (a prefix, a structure),
+    /// as opposed to a generic shape or a label. At the same start, such a finding wins over a
+    /// longer generic one: `ghp_...@github.com` is a GitHub token, not an email address.
+    pub(crate) const fn specific(self) -> bool {
+        self.rank() <= Det::AwsSecretAccessKey.rank()
+    }
+
     /// Tie-break when two findings start at the same place and have the same length: the more
     /// specific detector names the finding (a JWT after `Authorization: Bearer` is a `jwt`).
     pub(crate) const fn rank(self) -> u8 {
@@ -403,7 +410,7 @@ fn is_word(c: u8) -> bool {
 
 #[inline]
 pub(crate) fn is_local(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-')
+    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-' | b'\'')
 }
 
 #[inline]
@@ -680,17 +687,25 @@ fn nanp(d: &[u8]) -> bool {
 
 fn phone(h: Hay<'_>, g: usize, sink: &mut Sink) {
     let b = h.b;
-    let mut s = g;
     match prev(b, g) {
-        Some(b'+') => s = g - 1,
+        Some(b'+') => phone_at(h, g - 1, g, sink),
         Some(b'(') => {
-            s = g - 1;
-            if prev(b, s) == Some(b'+') {
-                s -= 1;
-            }
+            // "(415) 555-2671" opens an area code; "(415-555-2671)" is a number in parentheses.
+            let s = if prev(b, g - 1) == Some(b'+') {
+                g - 2
+            } else {
+                g - 1
+            };
+            phone_at(h, s, g, sink);
+            phone_at(h, g, g, sink);
         }
-        _ => {}
+        _ => phone_at(h, g, g, sink),
     }
+}
+
+/// A phone number starting at `s` (`+`, `(` or the first digit) whose first digit is at `g`.
+fn phone_at(h: Hay<'_>, s: usize, g: usize, sink: &mut Sink) {
+    let b = h.b;
     if !number_left_ok(b, s) || prev(b, s) == Some(b'+') {
         return;
     }
@@ -935,7 +950,7 @@ fn email(h: Hay<'_>, i: usize, sink: &mut Sink) {
             return;
         }
     }
-    while s < i && matches!(b[s], b'.' | b'-' | b'+') {
+    while s < i && matches!(b[s], b'.' | b'-' | b'+' | b'\'') {
         s += 1;
     }
     if s == i || b[i - 1] == b'.' {
@@ -1351,7 +1366,7 @@ fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
             return;
         }
         let stop = e;
-        while e > vs && matches!(b[e - 1], b'.' | b':' | b'!' | b'?' | b'*') {
+        while e > vs && matches!(b[e - 1], b'.' | b':' | b'*') {
             e -= 1;
         }
         // After `:` in prose ("password: use a strong one") a plain word is only a value when

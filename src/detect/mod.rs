@@ -32,9 +32,11 @@
 //!
 //! # Overlaps
 //!
-//! When matches overlap, the one that starts first wins; at the same start the longer one; at
-//! the same span the more specific detector (custom rules, then dictionaries, then a fixed order
-//! of the catalog in which, for example, `jwt` beats `bearer_token`). Findings never overlap.
+//! When matches overlap, the one that starts first wins; at the same start a credential
+//! recognised by its own format (`ghp_...`, a JWT, a PEM block) wins over a generic shape or
+//! label, then the longer one; at the same span the more specific detector (custom rules, then
+//! dictionaries, then a fixed order of the catalog in which, for example, `jwt` beats
+//! `bearer_token`). Findings never overlap.
 
 mod catalog;
 pub mod config;
@@ -252,6 +254,8 @@ struct Cand {
     start: usize,
     end: usize,
     id: u32,
+    /// 0 for format-specific credentials, 1 for everything else.
+    tier: u8,
     rank: u32,
     det: Option<Det>,
 }
@@ -702,6 +706,7 @@ impl Engine {
                     start: h.start,
                     end: h.end,
                     id: h.det as u32,
+                    tier: u8::from(!h.det.specific()),
                     rank: 2000 + u32::from(h.det.rank()),
                     det: Some(h.det),
                 });
@@ -725,10 +730,11 @@ impl Engine {
         let mut settled = if fin { n } else { wait.min(n).max(from_n) };
         // Settled offsets must be char boundaries in the scanned text.
         settled = floor_boundary(hay_text, settled);
-        // Leftmost, then longest, then most specific.
+        // Leftmost; then a format-specific credential; then longest; then most specific.
         cands.sort_unstable_by(|a, b| {
             a.start
                 .cmp(&b.start)
+                .then(a.tier.cmp(&b.tier))
                 .then(b.end.cmp(&a.end))
                 .then(a.rank.cmp(&b.rank))
         });
@@ -1006,6 +1012,7 @@ fn dict_scan(
             start: s,
             end: e,
             id: d.id,
+            tier: 1,
             rank,
             det: None,
         });
@@ -1061,6 +1068,7 @@ fn rule_scan(
                 start: m.start(),
                 end: m.end(),
                 id: r.id,
+                tier: 1,
                 rank,
                 det: None,
             });
