@@ -1,7 +1,33 @@
 //! The `detect` section of the configuration.
+//!
+//! Every field has a default, so `{}` (or no `detect` section at all) is the default policy: the
+//! built-in detectors that are on by default, each with the `mask` action, the default JSON field
+//! rules, and no custom rules, dictionaries or allowlist. [`crate::detect::Engine::new`] checks
+//! what serde cannot (names, regular expressions, limits) and reports the path of the offending
+//! field, such as `detect.rules[2].pattern: invalid regex: ...`.
+//!
+//! ```json
+//! {
+//!   "detectors": {
+//!     "phone": { "action": "partial", "keep_last": 4 },
+//!     "ipv4": { "enabled": false },
+//!     "private_key": { "action": "block" }
+//!   },
+//!   "rules": [
+//!     { "name": "ticket", "pattern": "\\bINC-[0-9]{6}\\b", "action": "hash", "max_len": 16 }
+//!   ],
+//!   "dictionaries": [
+//!     { "name": "codename", "terms": ["Project Falcon", "Bluebird"], "action": "mask" }
+//!   ],
+//!   "allowlist": { "values": ["support@example.com"], "domains": ["example.org"], "patterns": ["10\\.0\\.0\\.[0-9]+"] },
+//!   "field_rules": { "keys": ["password", "ssn", "api_key"], "action": "mask" },
+//!   "hash_key": "a deployment secret of at least 16 bytes"
+//! }
+//! ```
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::fmt;
 
 use super::Action;
 
@@ -10,7 +36,20 @@ use super::Action;
 #[serde(deny_unknown_fields, default)]
 pub struct DetectConfig {
     /// Per built-in detector settings, keyed by detector name (`email`, `credit_card`, ...).
+    /// Detectors not named keep their defaults.
     pub detectors: BTreeMap<String, DetectorSetting>,
+    /// Custom regular-expression rules, in priority order.
+    pub rules: Vec<RuleConfig>,
+    /// Lists of terms (project names, customer names) that must not leave.
+    pub dictionaries: Vec<DictionaryConfig>,
+    /// Values that are never redacted, whatever detector finds them.
+    pub allowlist: AllowlistConfig,
+    /// JSON keys whose string values are redacted whole.
+    pub field_rules: FieldRulesConfig,
+    /// The secret that keys the `hash` action. Without it, a fixed public default key is used,
+    /// which keeps tokens stable but lets anyone who has inferguard test guesses of a value
+    /// against its token: configure a key wherever `hash` is used on guessable values.
+    pub hash_key: Option<HashKey>,
 }
 
 /// Settings for one built-in detector.
@@ -21,4 +60,123 @@ pub struct DetectorSetting {
     pub enabled: Option<bool>,
     /// What to do with what it finds; unset keeps its default (`mask`).
     pub action: Option<Action>,
+    /// For `partial`: how many trailing letters and digits stay visible (default 4).
+    pub keep_last: Option<u8>,
+}
+
+/// A named regular expression ([regex-lite syntax](https://docs.rs/regex-lite)).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// The name used in findings, audit counts and mask text (`[REDACTED:NAME]`): ASCII letters,
+    /// digits, `_`, `-` and `.`, distinct from every built-in detector name.
+    pub name: String,
+    /// The pattern. Add `(?i)` for case-insensitive matching.
+    pub pattern: String,
+    /// What to do with a match (default `mask`).
+    #[serde(default = "default_action")]
+    pub action: Action,
+    /// For `partial`: how many trailing letters and digits stay visible (default 4).
+    #[serde(default)]
+    pub keep_last: Option<u8>,
+    /// The longest match the rule is meant to find, in bytes (default 128, at most 4096).
+    /// Streams hold back this many bytes of not-yet-released text for the rule; a pattern that
+    /// can match more may find less when text arrives in pieces.
+    #[serde(default)]
+    pub max_len: Option<usize>,
+}
+
+/// A list of terms matched literally.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DictionaryConfig {
+    /// The name used in findings and audit counts, like a rule's.
+    pub name: String,
+    /// The terms. Each must be non-empty and at most 256 bytes.
+    pub terms: Vec<String>,
+    /// What to do with a match (default `mask`).
+    #[serde(default = "default_action")]
+    pub action: Action,
+    /// For `partial`: how many trailing letters and digits stay visible (default 4).
+    #[serde(default)]
+    pub keep_last: Option<u8>,
+    /// Match ASCII letters exactly as written (default false: `acme` matches `ACME`).
+    #[serde(default)]
+    pub case_sensitive: bool,
+    /// Match only whole words (default true: `ant` does not match inside `task-ant`'s `pants`).
+    #[serde(default = "yes")]
+    pub whole_word: bool,
+}
+
+/// Values that are never redacted.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AllowlistConfig {
+    /// Exact values (compared ignoring ASCII case), such as `support@example.com`.
+    pub values: Vec<String>,
+    /// Domains whose email addresses and connection-string hosts are left alone; a domain
+    /// covers its subdomains.
+    pub domains: Vec<String>,
+    /// Regular expressions a whole value must match to be left alone.
+    pub patterns: Vec<String>,
+}
+
+/// JSON keys whose string values are redacted whole, whatever they contain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FieldRulesConfig {
+    /// Keys, compared ignoring ASCII case and the separators `_`, `-` and `.`; a key also covers
+    /// compound keys that end with it (`password` covers `db_password` and `dbPassword`).
+    /// An empty list turns field rules off.
+    pub keys: Vec<String>,
+    /// What to do with such a value (default `mask`).
+    pub action: Action,
+    /// For `partial`: how many trailing letters and digits stay visible (default 4).
+    pub keep_last: Option<u8>,
+}
+
+impl Default for FieldRulesConfig {
+    fn default() -> Self {
+        FieldRulesConfig {
+            keys: DEFAULT_FIELD_KEYS.iter().map(|k| k.to_string()).collect(),
+            action: Action::Mask,
+            keep_last: None,
+        }
+    }
+}
+
+/// The field rules of the default policy.
+pub const DEFAULT_FIELD_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "client_secret",
+    "api_key",
+    "access_token",
+    "refresh_token",
+    "private_key",
+    "authorization",
+    "ssn",
+    "card_number",
+    "cvv",
+];
+
+/// The `hash` action's key. Its `Debug` output never shows the key.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct HashKey(pub String);
+
+impl fmt::Debug for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HashKey(..)")
+    }
+}
+
+fn default_action() -> Action {
+    Action::Mask
+}
+
+fn yes() -> bool {
+    true
 }

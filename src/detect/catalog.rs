@@ -1,0 +1,1820 @@
+//! The built-in detectors: how each one is found (its anchor), confirmed (its validator), and
+//! how long a tail of unfinished text it may still need to see.
+//!
+//! # Design
+//!
+//! Scanning is one pass over the bytes with a 256-entry class table. Almost every byte of prose
+//! has class 0 and costs one load and one compare. The few *anchor* bytes (digits, `@`, `:`, `=`,
+//! `_`, `-`, `A`, `J`, `b`/`B`, and the lead bytes of characters that [`super::normalize`] folds)
+//! dispatch to the detectors that byte can announce:
+//!
+//! | anchor | detectors |
+//! |---|---|
+//! | first digit of a digit group | `credit_card`, `us_ssn`, `phone`, `iban`, `ipv4` |
+//! | `@` | `email` |
+//! | `:` | `connection_string`, `slack_webhook` (`://`), `ipv6`, labels |
+//! | `:` and `=` after a label | `password_assignment`, `aws_secret_access_key` |
+//! | `_` | `github_token`, `stripe_key` |
+//! | `-` | `gitlab_token`, `slack_token`, `openai_api_key`, `anthropic_api_key`, `private_key` |
+//! | `A` | `aws_access_key_id`, `google_api_key` |
+//! | `J` (of `eyJ`) | `jwt` |
+//! | `b`, `B` (of `Bearer`, `Basic`) | `bearer_token` |
+//!
+//! An anchor is a *candidate*: the prefilter may report false candidates, never miss a true
+//! one. Each validator then reads a bounded window around its anchor and reports one of three
+//! verdicts into a [`Sink`]: a confirmed span, nothing, or *wait*: the decision depends on text
+//! past the end of what has arrived, and no match may be released from the given start on. All
+//! windows are bounded (the longest is a private key block, which is bounded by its own END
+//! line), so scanning is linear in the input; no validator backtracks.
+//!
+//! Every read past the end of the text goes through the `at!` macro, which turns it into a wait
+//! when more text may follow. That is what makes [`crate::detect::Engine::scan`] exact on
+//! streams: a validator either decided on bytes that are all present, or it waited.
+
+use super::normalize::is_fold_lead;
+use super::validate;
+
+/// A built-in detector. The discriminant indexes tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub(crate) enum Det {
+    Email,
+    Phone,
+    CreditCard,
+    UsSsn,
+    Iban,
+    Ipv4,
+    Ipv6,
+    AwsAccessKeyId,
+    AwsSecretAccessKey,
+    GithubToken,
+    GitlabToken,
+    SlackToken,
+    SlackWebhook,
+    OpenaiApiKey,
+    AnthropicApiKey,
+    StripeKey,
+    GoogleApiKey,
+    Jwt,
+    PrivateKey,
+    BearerToken,
+    PasswordAssignment,
+    ConnectionString,
+}
+
+/// Number of built-in detectors.
+pub(crate) const COUNT: usize = 22;
+
+/// Every built-in detector, in the order of [`Det`].
+pub(crate) const ALL: [Det; COUNT] = [
+    Det::Email,
+    Det::Phone,
+    Det::CreditCard,
+    Det::UsSsn,
+    Det::Iban,
+    Det::Ipv4,
+    Det::Ipv6,
+    Det::AwsAccessKeyId,
+    Det::AwsSecretAccessKey,
+    Det::GithubToken,
+    Det::GitlabToken,
+    Det::SlackToken,
+    Det::SlackWebhook,
+    Det::OpenaiApiKey,
+    Det::AnthropicApiKey,
+    Det::StripeKey,
+    Det::GoogleApiKey,
+    Det::Jwt,
+    Det::PrivateKey,
+    Det::BearerToken,
+    Det::PasswordAssignment,
+    Det::ConnectionString,
+];
+
+impl Det {
+    /// The stable snake_case name used in configuration and audit records.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Det::Email => "email",
+            Det::Phone => "phone",
+            Det::CreditCard => "credit_card",
+            Det::UsSsn => "us_ssn",
+            Det::Iban => "iban",
+            Det::Ipv4 => "ipv4",
+            Det::Ipv6 => "ipv6",
+            Det::AwsAccessKeyId => "aws_access_key_id",
+            Det::AwsSecretAccessKey => "aws_secret_access_key",
+            Det::GithubToken => "github_token",
+            Det::GitlabToken => "gitlab_token",
+            Det::SlackToken => "slack_token",
+            Det::SlackWebhook => "slack_webhook",
+            Det::OpenaiApiKey => "openai_api_key",
+            Det::AnthropicApiKey => "anthropic_api_key",
+            Det::StripeKey => "stripe_key",
+            Det::GoogleApiKey => "google_api_key",
+            Det::Jwt => "jwt",
+            Det::PrivateKey => "private_key",
+            Det::BearerToken => "bearer_token",
+            Det::PasswordAssignment => "password_assignment",
+            Det::ConnectionString => "connection_string",
+        }
+    }
+
+    /// Whether the default policy runs this detector. Every detector is on: an empty
+    /// configuration protects everything the catalog knows about.
+    pub(crate) const fn default_on(self) -> bool {
+        true
+    }
+
+    /// Whether this detector recognises a credential by its own format (a prefix, a structure),
+    /// as opposed to a generic shape or a label. At the same start, such a finding wins over a
+    /// longer generic one: `ghp_...@github.com` is a GitHub token, not an email address.
+    pub(crate) const fn specific(self) -> bool {
+        self.rank() <= Det::AwsSecretAccessKey.rank()
+    }
+
+    /// Tie-break when two findings start at the same place and have the same length: the more
+    /// specific detector names the finding (a JWT after `Authorization: Bearer` is a `jwt`).
+    pub(crate) const fn rank(self) -> u8 {
+        match self {
+            Det::PrivateKey => 0,
+            Det::Jwt => 1,
+            Det::GithubToken => 2,
+            Det::GitlabToken => 3,
+            Det::SlackWebhook => 4,
+            Det::SlackToken => 5,
+            Det::AnthropicApiKey => 6,
+            Det::OpenaiApiKey => 7,
+            Det::StripeKey => 8,
+            Det::GoogleApiKey => 9,
+            Det::AwsAccessKeyId => 10,
+            Det::AwsSecretAccessKey => 11,
+            Det::ConnectionString => 12,
+            Det::BearerToken => 13,
+            Det::CreditCard => 14,
+            Det::UsSsn => 15,
+            Det::Iban => 16,
+            Det::Email => 17,
+            Det::Ipv6 => 18,
+            Det::Ipv4 => 19,
+            Det::Phone => 20,
+            Det::PasswordAssignment => 21,
+        }
+    }
+
+    /// Looks a detector up by name.
+    pub(crate) fn from_name(name: &str) -> Option<Det> {
+        ALL.iter().copied().find(|d| d.name() == name)
+    }
+}
+
+/// How far before a match's start any validator looks (labels such as `SSN:` or
+/// `Authorization: Bearer`, word boundaries). Streams keep this much released text.
+pub(crate) const MAX_LEFT_CONTEXT: usize = 160;
+
+/// Longest email local part (RFC 5321); also bounds how much of a trailing word is held back.
+const MAX_LOCAL: usize = 64;
+
+/// The text being scanned, and whether more may follow it.
+#[derive(Clone, Copy)]
+pub(crate) struct Hay<'a> {
+    pub(crate) b: &'a [u8],
+    pub(crate) fin: bool,
+}
+
+/// A confirmed built-in match (offsets into the scanned text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hit {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) det: Det,
+}
+
+/// Where validators report.
+#[derive(Debug)]
+pub(crate) struct Sink {
+    pub(crate) hits: Vec<Hit>,
+    /// The earliest start of a match that cannot be decided yet.
+    pub(crate) wait: usize,
+    on: [bool; COUNT],
+}
+
+impl Sink {
+    pub(crate) fn new(on: [bool; COUNT]) -> Sink {
+        Sink {
+            hits: Vec::new(),
+            wait: usize::MAX,
+            on,
+        }
+    }
+
+    #[inline]
+    fn yes(&mut self, det: Det, start: usize, end: usize) {
+        if start < end {
+            self.hits.push(Hit { start, end, det });
+        }
+    }
+
+    #[inline]
+    pub(crate) fn wait(&mut self, at: usize) {
+        self.wait = self.wait.min(at);
+    }
+
+    #[inline]
+    fn on(&self, d: Det) -> bool {
+        self.on[d as usize]
+    }
+}
+
+/// Reads byte `$i`: `Some(byte)`, `None` at the true end of the text, and when more text may
+/// follow, records a wait at `$start` and returns from the validator.
+macro_rules! at {
+    ($h:expr, $sink:expr, $i:expr, $start:expr) => {
+        match $h.b.get($i) {
+            Some(&c) => Some(c),
+            None if $h.fin => None,
+            None => {
+                $sink.wait($start);
+                return;
+            }
+        }
+    };
+}
+
+/// Whether the text at `$i` starts with `$lit`, ignoring ASCII case, waiting like `at!` if the
+/// text ends inside it while still agreeing.
+macro_rules! starts_ci {
+    ($h:expr, $sink:expr, $i:expr, $lit:expr, $start:expr) => {{
+        let lit: &[u8] = $lit;
+        let mut ok = true;
+        for (k, &l) in lit.iter().enumerate() {
+            match at!($h, $sink, $i + k, $start) {
+                Some(c) if c.eq_ignore_ascii_case(&l) => {}
+                _ => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        ok
+    }};
+}
+
+const C_DIGIT: u8 = 1;
+const C_AT: u8 = 2;
+const C_COLON: u8 = 3;
+const C_EQ: u8 = 4;
+const C_UNDER: u8 = 5;
+const C_DASH: u8 = 6;
+const C_A: u8 = 7;
+const C_J: u8 = 8;
+const C_B: u8 = 9;
+const C_HIGH: u8 = 10;
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut d = b'0';
+    while d <= b'9' {
+        t[d as usize] = C_DIGIT;
+        d += 1;
+    }
+    t[b'@' as usize] = C_AT;
+    t[b':' as usize] = C_COLON;
+    t[b'=' as usize] = C_EQ;
+    t[b'_' as usize] = C_UNDER;
+    t[b'-' as usize] = C_DASH;
+    t[b'A' as usize] = C_A;
+    t[b'J' as usize] = C_J;
+    t[b'b' as usize] = C_B;
+    t[b'B' as usize] = C_B;
+    let mut x = 0usize;
+    while x < 256 {
+        if is_fold_lead(x as u8) {
+            t[x] = C_HIGH;
+        }
+        x += 1;
+    }
+    t
+};
+
+/// The scanner met a character that must be folded first; rescan the folded text.
+#[derive(Debug)]
+pub(crate) struct NeedsFold;
+
+/// Runs every enabled built-in detector over `h.b[start..]` (reading before `start` for
+/// context). Returns `Err(NeedsFold)` as soon as it meets a character that
+/// [`super::normalize`] folds, unless `folded` says the text is already folded.
+pub(crate) fn scan(
+    h: Hay<'_>,
+    start: usize,
+    folded: bool,
+    sink: &mut Sink,
+) -> Result<(), NeedsFold> {
+    let b = h.b;
+    let n = b.len();
+    let mut i = start;
+    while i < n {
+        // Skip class-0 bytes eight at a time: prose is mostly letters and spaces.
+        while i + 8 <= n {
+            let c = CLASS[b[i] as usize]
+                | CLASS[b[i + 1] as usize]
+                | CLASS[b[i + 2] as usize]
+                | CLASS[b[i + 3] as usize]
+                | CLASS[b[i + 4] as usize]
+                | CLASS[b[i + 5] as usize]
+                | CLASS[b[i + 6] as usize]
+                | CLASS[b[i + 7] as usize];
+            if c != 0 {
+                break;
+            }
+            i += 8;
+        }
+        if i >= n {
+            break;
+        }
+        let c = b[i];
+        match CLASS[c as usize] {
+            0 => {}
+            C_DIGIT => {
+                if i == 0 || !b[i - 1].is_ascii_digit() {
+                    numeric(h, i, sink);
+                }
+            }
+            C_AT => {
+                if sink.on(Det::Email) {
+                    email(h, i, sink);
+                }
+            }
+            C_COLON => colon(h, i, sink),
+            C_EQ => {
+                if !(b.get(i + 1) == Some(&b'=')
+                    || (i > 0 && matches!(b[i - 1], b'=' | b'!' | b'<' | b'>')))
+                {
+                    assign(h, i, sink);
+                }
+            }
+            C_UNDER => underscore(h, i, sink),
+            C_DASH => dash(h, i, sink),
+            C_A => upper_a(h, i, sink),
+            C_J => {
+                if sink.on(Det::Jwt) {
+                    jwt(h, i, sink);
+                }
+            }
+            C_B => {
+                if sink.on(Det::BearerToken) {
+                    bearer(h, i, sink);
+                }
+            }
+            _ => {
+                if !folded && super::normalize::fold_at(b, i).is_some() {
+                    return Err(NeedsFold);
+                }
+            }
+        }
+        i += 1;
+    }
+    if !h.fin {
+        tail(h, sink);
+    }
+    Ok(())
+}
+
+/// The pre-anchor holdback: a match whose anchor has not arrived yet can only start in the
+/// trailing run of characters that may precede an anchor (an email local part, a token prefix
+/// such as `ghp`, IPv6 hex digits, a URL scheme, `eyJ`'s `ey`, an IBAN country code), or at a
+/// trailing `(` or `+(` of a phone number.
+fn tail(h: Hay<'_>, sink: &mut Sink) {
+    let b = h.b;
+    let n = b.len();
+    let mut k = n;
+    while k > 0 && is_local(b[k - 1]) && n - k < MAX_LOCAL {
+        k -= 1;
+    }
+    if k == n && n > 0 && b[n - 1] == b'(' {
+        k = n - 1;
+        if k > 0 && b[k - 1] == b'+' {
+            k -= 1;
+        }
+    }
+    sink.wait(k);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Character classes.
+
+#[inline]
+fn is_word(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+#[inline]
+pub(crate) fn is_local(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-' | b'\'')
+}
+
+#[inline]
+fn is_b64url(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'-' || c == b'_'
+}
+
+#[inline]
+fn is_b64(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'='
+}
+
+#[inline]
+fn prev(b: &[u8], i: usize) -> Option<u8> {
+    if i == 0 {
+        None
+    } else {
+        Some(b[i - 1])
+    }
+}
+
+#[inline]
+fn is_digit(c: Option<u8>) -> bool {
+    c.is_some_and(|c| c.is_ascii_digit())
+}
+
+#[inline]
+fn is_alnum(c: Option<u8>) -> bool {
+    c.is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+/// Whether a token starting at `s` has a word boundary before it.
+#[inline]
+fn starts_word(b: &[u8], s: usize) -> bool {
+    !prev(b, s).is_some_and(is_word)
+}
+
+fn eq_ci(a: &[u8], lit: &[u8]) -> bool {
+    a.len() == lit.len() && a.iter().zip(lit).all(|(x, y)| x.eq_ignore_ascii_case(y))
+}
+
+fn ends_with_ci(a: &[u8], lit: &[u8]) -> bool {
+    a.len() >= lit.len() && eq_ci(&a[a.len() - lit.len()..], lit)
+}
+
+/// Whether a label keyword such as `ssn` or `phone` ends just before `g`, with only label
+/// punctuation (`:`, `#`, `=`, quotes, `*`, `|`, spaces) between. Reads at most 48 bytes back.
+fn label_before(b: &[u8], g: usize, words: &[&[u8]]) -> bool {
+    let mut k = g;
+    let mut skipped = 0;
+    while k > 0
+        && skipped < 8
+        && matches!(
+            b[k - 1],
+            b' ' | b'\t'
+                | b':'
+                | b'#'
+                | b'='
+                | b'"'
+                | b'\''
+                | b'`'
+                | b'*'
+                | b'|'
+                | b'-'
+                | b'.'
+                | b'('
+        )
+    {
+        k -= 1;
+        skipped += 1;
+    }
+    let lo = k.saturating_sub(40);
+    let before = &b[lo..k];
+    words.iter().any(|w| {
+        ends_with_ci(before, w) && {
+            let s = k - w.len();
+            !prev(b, s).is_some_and(|c| c.is_ascii_alphabetic())
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Numbers: credit cards, SSNs, phones, IBANs, IPv4. `g` is the first digit of a digit group.
+
+fn numeric(h: Hay<'_>, g: usize, sink: &mut Sink) {
+    if sink.on(Det::Iban) && g >= 2 {
+        iban(h, g, sink);
+    }
+    if sink.on(Det::CreditCard) {
+        card(h, g, sink);
+    }
+    if sink.on(Det::UsSsn) {
+        ssn(h, g, sink);
+    }
+    if sink.on(Det::Phone) {
+        phone(h, g, sink);
+    }
+    if sink.on(Det::Ipv4) {
+        ipv4(h, g, sink);
+    }
+}
+
+/// Left edge of a number: not glued to a word, and not the fraction or continuation of a
+/// previous number (`3.14`, `1,234`, UUID segments such as `-446655440000`).
+fn number_left_ok(b: &[u8], s: usize) -> bool {
+    match prev(b, s) {
+        None => true,
+        Some(p) if is_word(p) => false,
+        Some(b'.') => !is_digit(prev(b, s - 1)),
+        Some(b'-' | b'/') => !is_alnum(prev(b, s - 1)),
+        Some(_) => true,
+    }
+}
+
+fn card(h: Hay<'_>, g: usize, sink: &mut Sink) {
+    let b = h.b;
+    if !number_left_ok(b, g) {
+        return;
+    }
+    let mut digits = [0u8; 19];
+    let mut nd = 0usize;
+    let mut sep: Option<u8> = None;
+    let mut groups = 0usize;
+    let mut first_len = 0usize;
+    let mut best = None;
+    let mut j = g;
+    loop {
+        let gs = j;
+        while let Some(c) = at!(h, sink, j, g) {
+            if !c.is_ascii_digit() {
+                break;
+            }
+            if nd == 19 {
+                // Twenty digits: no card, and no longer one can grow from here.
+                if let Some(e) = best {
+                    sink.yes(Det::CreditCard, g, e);
+                }
+                return;
+            }
+            digits[nd] = c;
+            nd += 1;
+            j += 1;
+        }
+        let glen = j - gs;
+        groups += 1;
+        if groups == 1 {
+            first_len = glen;
+        }
+        let shape = if groups == 1 {
+            true
+        } else {
+            (4..=6).contains(&first_len) && (3..=6).contains(&glen)
+        };
+        if !shape {
+            break;
+        }
+        let next = at!(h, sink, j, g);
+        let after = if matches!(next, Some(b' ' | b'-' | b'.' | b',' | b'/')) {
+            at!(h, sink, j + 1, g)
+        } else {
+            None
+        };
+        let right_ok = match next {
+            None => true,
+            Some(c) if is_word(c) => false,
+            Some(b'.' | b',' | b'/') => !is_alnum(after),
+            Some(b'-') => !is_alnum(after),
+            Some(_) => true,
+        };
+        if (13..=19).contains(&nd) && right_ok && validate::card_ok(&digits[..nd]) {
+            best = Some(j);
+        }
+        match next {
+            Some(s @ (b' ' | b'-')) if (sep.is_none() || sep == Some(s)) && is_digit(after) => {
+                sep = Some(s);
+                j += 1;
+            }
+            _ => break,
+        }
+    }
+    if let Some(e) = best {
+        sink.yes(Det::CreditCard, g, e);
+    }
+}
+
+fn ssn(h: Hay<'_>, g: usize, sink: &mut Sink) {
+    let b = h.b;
+    if !number_left_ok(b, g) {
+        return;
+    }
+    let mut d = [0u8; 9];
+    for k in 0..3 {
+        match at!(h, sink, g + k, g) {
+            Some(c) if c.is_ascii_digit() => d[k] = c,
+            _ => return,
+        }
+    }
+    let s = at!(h, sink, g + 3, g);
+    let end;
+    let sep;
+    match s {
+        Some(c) if c.is_ascii_digit() => {
+            for k in 3..9 {
+                match at!(h, sink, g + k, g) {
+                    Some(c) if c.is_ascii_digit() => d[k] = c,
+                    _ => return,
+                }
+            }
+            end = g + 9;
+            sep = None;
+        }
+        Some(c @ (b'-' | b' ')) => {
+            let mut j = g + 4;
+            for k in 3..5 {
+                match at!(h, sink, j, g) {
+                    Some(x) if x.is_ascii_digit() => d[k] = x,
+                    _ => return,
+                }
+                j += 1;
+            }
+            if at!(h, sink, j, g) != Some(c) {
+                return;
+            }
+            j += 1;
+            for k in 5..9 {
+                match at!(h, sink, j, g) {
+                    Some(x) if x.is_ascii_digit() => d[k] = x,
+                    _ => return,
+                }
+                j += 1;
+            }
+            end = j;
+            sep = Some(c);
+        }
+        _ => return,
+    }
+    let next = at!(h, sink, end, g);
+    match next {
+        None => {}
+        Some(c) if is_word(c) => return,
+        Some(c @ (b'-' | b'.' | b'/' | b' ')) => {
+            let after = at!(h, sink, end + 1, g);
+            if is_digit(after) && (c != b' ' || sep == Some(b' ') || sep.is_none()) {
+                return;
+            }
+        }
+        Some(_) => {}
+    }
+    if !validate::ssn_ok(&d) {
+        return;
+    }
+    if sep.is_none()
+        && !label_before(
+            b,
+            g,
+            &[
+                b"ssn",
+                b"social security number",
+                b"social security no",
+                b"social security",
+                b"ss#",
+                b"ssn#",
+            ],
+        )
+    {
+        return;
+    }
+    sink.yes(Det::UsSsn, g, end);
+}
+
+fn nanp(d: &[u8]) -> bool {
+    d.len() == 10 && (b'2'..=b'9').contains(&d[0]) && (b'2'..=b'9').contains(&d[3])
+}
+
+fn phone(h: Hay<'_>, g: usize, sink: &mut Sink) {
+    let b = h.b;
+    match prev(b, g) {
+        Some(b'+') => phone_at(h, g - 1, g, sink),
+        Some(b'(') => {
+            // "(415) 555-2671" opens an area code; "(415-555-2671)" is a number in parentheses.
+            let s = if prev(b, g - 1) == Some(b'+') {
+                g - 2
+            } else {
+                g - 1
+            };
+            phone_at(h, s, g, sink);
+            phone_at(h, g, g, sink);
+        }
+        _ => phone_at(h, g, g, sink),
+    }
+}
+
+/// A phone number starting at `s` (`+`, `(` or the first digit) whose first digit is at `g`.
+fn phone_at(h: Hay<'_>, s: usize, g: usize, sink: &mut Sink) {
+    let b = h.b;
+    if !number_left_ok(b, s) || prev(b, s) == Some(b'+') {
+        return;
+    }
+    let intl = b[s] == b'+';
+    let mut open = s < g && b[g - 1] == b'(';
+    let mut digits = [0u8; 16];
+    let mut nd = 0usize;
+    let mut glens = [0u8; 8];
+    let mut ng = 0usize;
+    let mut best = None;
+    let mut j = g;
+    let mut sep_before_open = open;
+    loop {
+        let gs = j;
+        while let Some(c) = at!(h, sink, j, s) {
+            if !c.is_ascii_digit() {
+                break;
+            }
+            if nd == 16 {
+                break;
+            }
+            digits[nd] = c;
+            nd += 1;
+            j += 1;
+        }
+        if nd == 16 {
+            break;
+        }
+        let glen = j - gs;
+        let next = at!(h, sink, j, s);
+        // "+49 (0)30 ...": a trunk zero in parentheses is not dialled from abroad.
+        if intl
+            && glen == 1
+            && digits[nd - 1] == b'0'
+            && sep_before_open
+            && next == Some(b')')
+            && ng > 0
+        {
+            nd -= 1;
+        } else {
+            if ng == glens.len() {
+                break;
+            }
+            glens[ng] = glen as u8;
+            ng += 1;
+        }
+        let after = if matches!(next, Some(b'.' | b'-' | b'/')) {
+            at!(h, sink, j + 1, s)
+        } else {
+            None
+        };
+        let right_ok = match next {
+            None => true,
+            Some(c) if is_word(c) => false,
+            Some(b'.' | b'-' | b'/') => !is_alnum(after),
+            Some(_) => true,
+        };
+        if right_ok
+            && !open
+            && phone_shape(intl, &digits[..nd], &glens[..ng], || {
+                label_before(b, s, PHONE_LABELS)
+            })
+        {
+            best = Some(j);
+        }
+        // A separator of one to three characters from " -./()", then more digits.
+        let mut k = j;
+        let mut spaces = 0;
+        sep_before_open = false;
+        while k - j < 3 {
+            match at!(h, sink, k, s) {
+                Some(b' ') => spaces += 1,
+                Some(b'-' | b'.' | b'/') => {}
+                Some(b'(') => {
+                    if open {
+                        break;
+                    }
+                    open = true;
+                    sep_before_open = true;
+                }
+                Some(b')') => {
+                    if !open {
+                        break;
+                    }
+                    open = false;
+                }
+                _ => break,
+            }
+            k += 1;
+        }
+        if k == j || spaces > 1 || !is_digit(at!(h, sink, k, s)) {
+            break;
+        }
+        j = k;
+    }
+    if let Some(e) = best {
+        sink.yes(Det::Phone, s, e);
+    }
+}
+
+const PHONE_LABELS: &[&[u8]] = &[
+    b"phone",
+    b"tel",
+    b"telephone",
+    b"mobile",
+    b"cell",
+    b"call",
+    b"fax",
+    b"ph",
+    b"whatsapp",
+];
+
+fn phone_shape(intl: bool, d: &[u8], g: &[u8], label: impl Fn() -> bool) -> bool {
+    let n = d.len();
+    if intl {
+        return match (d.first(), d.get(1)) {
+            (Some(b'1'), _) => n == 11 && nanp(&d[1..]),
+            (Some(b'4'), Some(b'4')) => (11..=12).contains(&n) && d[2] != b'0',
+            (Some(b'4'), Some(b'9')) => (8..=14).contains(&n) && d[2] != b'0',
+            (Some(b'3'), Some(b'3')) => n == 11 && d[2] != b'0',
+            (Some(b'0'), _) => false,
+            _ => (8..=15).contains(&n),
+        };
+    }
+    if g.len() == 1 {
+        // An unseparated number is a phone number only right after a label such as "Tel:".
+        return ((n == 10 && nanp(d))
+            || (n == 11 && d[0] == b'1' && nanp(&d[1..]))
+            || ((10..=11).contains(&n) && d[0] == b'0' && d[1] != b'0'))
+            && label();
+    }
+    if nanp(d) && g == [3, 3, 4] {
+        return true;
+    }
+    if n == 11 && d[0] == b'1' && nanp(&d[1..]) && g == [1, 3, 3, 4] {
+        return true;
+    }
+    if d.first() == Some(&b'0') && d.get(1).is_some_and(|&c| c != b'0') {
+        // France: 0X XX XX XX XX.
+        if n == 10 && g == [2, 2, 2, 2, 2] {
+            return true;
+        }
+        // UK (11 digits) and Germany (10 to 12): an area code of 3 to 5 digits, then the rest.
+        return (10..=12).contains(&n)
+            && (3..=5).contains(&g[0])
+            && g.iter().skip(1).all(|&x| x >= 3);
+    }
+    false
+}
+
+fn iban(h: Hay<'_>, g: usize, sink: &mut Sink) {
+    let b = h.b;
+    let (c0, c1) = (b[g - 2], b[g - 1]);
+    if !c0.is_ascii_alphabetic() || !c1.is_ascii_alphabetic() {
+        return;
+    }
+    let s = g - 2;
+    if !starts_word(b, s) {
+        return;
+    }
+    let cc = [c0.to_ascii_uppercase(), c1.to_ascii_uppercase()];
+    let Some(len) = validate::iban_len(cc) else {
+        return;
+    };
+    let mut buf = [0u8; 34];
+    buf[0] = cc[0];
+    buf[1] = cc[1];
+    let mut n = 2;
+    let mut j = g;
+    while n < len {
+        match at!(h, sink, j, s) {
+            Some(c) if c.is_ascii_alphanumeric() => {
+                buf[n] = c.to_ascii_uppercase();
+                n += 1;
+                j += 1;
+            }
+            Some(b' ') if n >= 4 => match at!(h, sink, j + 1, s) {
+                Some(c) if c.is_ascii_alphanumeric() => j += 1,
+                _ => return,
+            },
+            _ => return,
+        }
+    }
+    if is_alnum(at!(h, sink, j, s)) {
+        return;
+    }
+    if validate::iban_ok(&buf[..n]) {
+        sink.yes(Det::Iban, s, j);
+    }
+}
+
+fn ipv4(h: Hay<'_>, g: usize, sink: &mut Sink) {
+    let b = h.b;
+    match prev(b, g) {
+        Some(p) if is_word(p) || p == b'.' => return,
+        Some(b'-') if is_alnum(prev(b, g - 1)) => return,
+        _ => {}
+    }
+    let mut j = g;
+    while let Some(c) = at!(h, sink, j, g) {
+        if !(c.is_ascii_digit() || c == b'.') {
+            break;
+        }
+        j += 1;
+        if j - g > 16 {
+            return;
+        }
+    }
+    if is_word_opt(b.get(j).copied()) {
+        return;
+    }
+    let mut e = j;
+    if b[e - 1] == b'.' {
+        e -= 1;
+    }
+    if validate::ipv4_ok(&b[g..e]) {
+        sink.yes(Det::Ipv4, g, e);
+    }
+}
+
+#[inline]
+fn is_word_opt(c: Option<u8>) -> bool {
+    c.is_some_and(is_word)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Email.
+
+/// File extensions that follow `@` in names such as `icon@2x.png`; not top-level domains.
+const NOT_TLDS: &[&[u8]] = &[
+    b"png", b"jpg", b"jpeg", b"gif", b"svg", b"webp", b"bmp", b"ico", b"tif", b"tiff", b"js",
+    b"mjs", b"ts", b"css", b"json", b"yaml", b"yml", b"toml", b"lock", b"txt", b"html", b"htm",
+    b"exe", b"dll", b"so", b"dylib", b"jar", b"whl", b"tgz",
+];
+
+fn email(h: Hay<'_>, i: usize, sink: &mut Sink) {
+    let b = h.b;
+    let mut s = i;
+    while s > 0 && is_local(b[s - 1]) {
+        s -= 1;
+        if i - s > MAX_LOCAL {
+            return;
+        }
+    }
+    while s < i && matches!(b[s], b'.' | b'-' | b'+' | b'\'') {
+        s += 1;
+    }
+    if s == i || b[i - 1] == b'.' {
+        return;
+    }
+    // Domain: labels of letters, digits and hyphens separated by single dots.
+    let mut j = i + 1;
+    let mut last_dot = None;
+    let mut label_start = j;
+    loop {
+        if j - i > 254 {
+            return;
+        }
+        match at!(h, sink, j, s) {
+            Some(c) if c.is_ascii_alphanumeric() || c == b'-' => j += 1,
+            Some(b'.') => {
+                if j == label_start || b[j - 1] == b'-' {
+                    break;
+                }
+                match at!(h, sink, j + 1, s) {
+                    Some(c) if c.is_ascii_alphanumeric() => {
+                        last_dot = Some(j);
+                        j += 1;
+                        label_start = j;
+                    }
+                    _ => break,
+                }
+            }
+            _ => break,
+        }
+    }
+    let Some(dot) = last_dot else { return };
+    let tld = &b[dot + 1..j];
+    let tld_ok = (tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic))
+        || (tld.len() > 4 && eq_ci(&tld[..4], b"xn--"));
+    if !tld_ok || NOT_TLDS.iter().any(|t| eq_ci(tld, t)) || b[j - 1] == b'-' || b[i + 1] == b'-' {
+        return;
+    }
+    // scp-style `git@github.com:org/repo.git` is a login, not a mailbox.
+    if at!(h, sink, j, s) == Some(b':')
+        && at!(h, sink, j + 1, s).is_some_and(|c| !c.is_ascii_whitespace())
+    {
+        return;
+    }
+    sink.yes(Det::Email, s, j);
+}
+
+// ---------------------------------------------------------------------------------------------
+// `:` — URLs with credentials, IPv6, labels.
+
+fn colon(h: Hay<'_>, i: usize, sink: &mut Sink) {
+    if sink.on(Det::ConnectionString) || sink.on(Det::SlackWebhook) {
+        url(h, i, sink);
+    }
+    if sink.on(Det::Ipv6) {
+        ipv6(h, i, sink);
+    }
+    if !(h.b.get(i + 1) == Some(&b':') || prev(h.b, i) == Some(b':')) {
+        assign(h, i, sink);
+    }
+}
+
+fn is_scheme(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'.' | b'-')
+}
+
+fn url(h: Hay<'_>, i: usize, sink: &mut Sink) {
+    let b = h.b;
+    let mut k = i;
+    while k > 0 && is_scheme(b[k - 1]) && i - k <= 32 {
+        k -= 1;
+    }
+    if k == i || i - k > 32 || !b[k].is_ascii_alphabetic() || !starts_word(b, k) {
+        return;
+    }
+    if !starts_ci!(h, sink, i + 1, b"//", k) {
+        return;
+    }
+    let u = i + 3;
+    let scheme = &b[k..i];
+    if sink.on(Det::SlackWebhook)
+        && (eq_ci(scheme, b"https") || eq_ci(scheme, b"http"))
+        && starts_ci!(h, sink, u, b"hooks.slack.com/", k)
+    {
+        let p = u + 16;
+        let path_ok = starts_ci!(h, sink, p, b"services/", k)
+            || starts_ci!(h, sink, p, b"workflows/", k)
+            || starts_ci!(h, sink, p, b"triggers/", k);
+        if path_ok {
+            let mut j = p;
+            while let Some(c) = at!(h, sink, j, k) {
+                if !(c.is_ascii_alphanumeric() || matches!(c, b'/' | b'_' | b'-')) {
+                    break;
+                }
+                j += 1;
+                if j - k > 512 {
+                    return;
+                }
+            }
+            while b[j - 1] == b'/' {
+                j -= 1;
+            }
+            if j - p > 20 {
+                sink.yes(Det::SlackWebhook, k, j);
+            }
+            return;
+        }
+    }
+    if !sink.on(Det::ConnectionString) {
+        return;
+    }
+    // userinfo "user:password@" up to the first '@'; the authority ends at '/', '?' or '#'.
+    let mut j = u;
+    let mut colon = None;
+    loop {
+        match at!(h, sink, j, u) {
+            Some(b'@') => break,
+            Some(b':') if colon.is_none() => colon = Some(j),
+            Some(c)
+                if c.is_ascii_whitespace()
+                    || matches!(
+                        c,
+                        b'/' | b'?'
+                            | b'#'
+                            | b'"'
+                            | b'\''
+                            | b'`'
+                            | b'<'
+                            | b'>'
+                            | b'['
+                            | b']'
+                            | b'\\'
+                    ) =>
+            {
+                return
+            }
+            None => return,
+            Some(_) => {}
+        }
+        j += 1;
+        if j - u > 256 {
+            return;
+        }
+    }
+    let Some(c) = colon else { return };
+    let pass = &b[c + 1..j];
+    if pass.is_empty() || placeholder(pass) {
+        return;
+    }
+    match at!(h, sink, j + 1, u) {
+        Some(x) if x.is_ascii_alphanumeric() || x == b'[' => {}
+        _ => return,
+    }
+    sink.yes(Det::ConnectionString, u, j);
+}
+
+fn ipv6(h: Hay<'_>, i: usize, sink: &mut Sink) {
+    let b = h.b;
+    let mut k = i;
+    while k > 0 && (b[k - 1].is_ascii_hexdigit() || b[k - 1] == b':') {
+        k -= 1;
+        if i - k > 45 {
+            return;
+        }
+    }
+    // Only the first colon of an address does the work.
+    if b[k..i].contains(&b':') {
+        return;
+    }
+    match prev(b, k) {
+        Some(p) if is_word(p) || p == b'.' || p == b'-' => return,
+        _ => {}
+    }
+    let mut j = i;
+    while let Some(c) = at!(h, sink, j, k) {
+        if !(c.is_ascii_hexdigit() || c == b':' || c == b'.') {
+            break;
+        }
+        j += 1;
+        if j - k > 46 {
+            return;
+        }
+    }
+    if is_word_opt(b.get(j).copied()) {
+        return;
+    }
+    let mut e = j;
+    while e > k && b[e - 1] == b'.' {
+        e -= 1;
+    }
+    if e >= k + 2 && b[e - 1] == b':' && b[e - 2] != b':' {
+        e -= 1;
+    }
+    if validate::ipv6_ok(&b[k..e]) {
+        sink.yes(Det::Ipv6, k, e);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Labels: `password = value`, `"api_key": "value"`, `AWS_SECRET_ACCESS_KEY=...`.
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Label {
+    /// password, passwd, passphrase, pwd, secret: any value that is not a placeholder.
+    Password,
+    /// token, api_key, access_key, secret_key, ...: a value that looks like a credential.
+    Token,
+    /// aws_secret_access_key and friends.
+    Aws,
+}
+
+const AWS_LABELS: &[&[u8]] = &[
+    b"secret_access_key",
+    b"secretaccesskey",
+    b"aws_secret_key",
+    b"aws_secret",
+];
+const PASSWORD_LABELS: &[&[u8]] = &[
+    b"password",
+    b"passwd",
+    b"passphrase",
+    b"pwd",
+    b"secret",
+    b"pass",
+];
+const TOKEN_LABELS: &[&[u8]] = &[
+    b"token",
+    b"api_key",
+    b"apikey",
+    b"api-key",
+    b"access_key",
+    b"accesskey",
+    b"secret_key",
+    b"secretkey",
+    b"private_key",
+    b"auth_key",
+    b"credentials",
+    b"credential",
+];
+
+/// Whether identifier `id` ends with `kw` at a word boundary: the whole identifier, after a
+/// separator (`db_password`, `db-password`, `db.password`), or at a camelCase hump
+/// (`dbPassword`).
+fn ends_with_kw(id: &[u8], kw: &[u8]) -> bool {
+    if !ends_with_ci(id, kw) {
+        return false;
+    }
+    let p = id.len() - kw.len();
+    if p == 0 {
+        return true;
+    }
+    let before = id[p - 1];
+    matches!(before, b'_' | b'-' | b'.')
+        || (id[p].is_ascii_uppercase() && (before.is_ascii_lowercase() || before.is_ascii_digit()))
+}
+
+fn classify(id: &[u8]) -> Option<Label> {
+    if AWS_LABELS.iter().any(|k| ends_with_kw(id, k)) {
+        return Some(Label::Aws);
+    }
+    if TOKEN_LABELS.iter().any(|k| ends_with_kw(id, k)) {
+        return Some(Label::Token);
+    }
+    // "pass" alone is a password label only as a whole identifier ("pass: x", not "bypass").
+    if PASSWORD_LABELS
+        .iter()
+        .any(|k| ends_with_kw(id, k) && (k != b"pass" || id.len() == 4))
+    {
+        return Some(Label::Password);
+    }
+    None
+}
+
+/// Values that stand for a secret rather than being one: `$DB_PASSWORD`, `<your-token>`,
+/// `{{ secret }}`, `********`, `null`, `YOUR_API_KEY`, our own `[REDACTED:...]` masks.
+fn placeholder(v: &[u8]) -> bool {
+    let Some(&first) = v.first() else { return true };
+    if matches!(first, b'$' | b'<' | b'{' | b'%' | b'[' | b'(') {
+        return true;
+    }
+    if v.iter().all(|&c| c == first)
+        && matches!(first, b'*' | b'x' | b'X' | b'.' | b'-' | b'_' | b'#' | b'?')
+    {
+        return true;
+    }
+    const WORDS: &[&[u8]] = &[
+        b"null",
+        b"none",
+        b"nil",
+        b"true",
+        b"false",
+        b"undefined",
+        b"redacted",
+        b"hidden",
+        b"secret",
+        b"password",
+        b"token",
+        b"string",
+        b"required",
+        b"optional",
+    ];
+    if WORDS.iter().any(|w| eq_ci(v, w)) {
+        return true;
+    }
+    if v.len() >= 4 && eq_ci(&v[..4], b"your") {
+        return true;
+    }
+    // An environment-variable name: upper-case words joined by underscores.
+    v.contains(&b'_')
+        && v.iter()
+            .all(|&c| c.is_ascii_uppercase() || c == b'_' || c.is_ascii_digit())
+        && !v.iter().all(|&c| c.is_ascii_digit() || c == b'_')
+}
+
+fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
+    let (pw, aws) = (
+        sink.on(Det::PasswordAssignment),
+        sink.on(Det::AwsSecretAccessKey),
+    );
+    if !pw && !aws {
+        return;
+    }
+    let b = h.b;
+    // Back over `"`, `]`, `*`, spaces to the identifier.
+    let mut k = i;
+    let mut skipped = 0;
+    while k > 0
+        && skipped < 6
+        && matches!(b[k - 1], b' ' | b'\t' | b'"' | b'\'' | b'`' | b']' | b'*')
+    {
+        k -= 1;
+        skipped += 1;
+    }
+    let id_end = k;
+    while k > 0 && (b[k - 1].is_ascii_alphanumeric() || matches!(b[k - 1], b'_' | b'-' | b'.')) {
+        k -= 1;
+        if id_end - k > 64 {
+            return;
+        }
+    }
+    let id = &b[k..id_end];
+    if id.len() < 3 || !starts_word(b, k) {
+        return;
+    }
+    let Some(label) = classify(id) else { return };
+    // Forward to the value.
+    let mut j = i + 1;
+    if let Some(c) = b.get(j) {
+        if (b[i] == b'=' && *c == b'>') || (b[i] == b':' && *c == b'=') {
+            j += 1;
+        }
+    }
+    let mut spaces = 0;
+    loop {
+        match at!(h, sink, j, j) {
+            Some(b' ' | b'\t' | b'*') if spaces < 8 => {
+                j += 1;
+                spaces += 1;
+            }
+            _ => break,
+        }
+    }
+    let quote = match at!(h, sink, j, j) {
+        Some(q @ (b'"' | b'\'' | b'`')) => Some(q),
+        _ => None,
+    };
+    let (vs, ve, tail_ok) = if let Some(q) = quote {
+        let vs = j + 1;
+        let mut e = vs;
+        loop {
+            match at!(h, sink, e, vs) {
+                Some(c) if c == q => break,
+                Some(b'\n' | b'\r') | None => return,
+                Some(b'\\') => e += 2,
+                Some(_) => e += 1,
+            }
+            if e - vs > 256 {
+                return;
+            }
+        }
+        (vs, e, true)
+    } else {
+        let vs = j;
+        let mut e = vs;
+        while let Some(c) = at!(h, sink, e, vs) {
+            if c.is_ascii_whitespace()
+                || matches!(
+                    c,
+                    b'"' | b'\''
+                        | b'`'
+                        | b','
+                        | b';'
+                        | b'<'
+                        | b'>'
+                        | b'('
+                        | b')'
+                        | b'['
+                        | b']'
+                        | b'{'
+                        | b'}'
+                        | b'|'
+                )
+            {
+                break;
+            }
+            e += 1;
+            if e - vs > 256 {
+                return;
+            }
+        }
+        // A call or an index, not a value: `password = getpass()`, `os.environ["PW"]`.
+        if matches!(b.get(e), Some(b'(' | b'[')) {
+            return;
+        }
+        let stop = e;
+        while e > vs && matches!(b[e - 1], b'.' | b':' | b'*') {
+            e -= 1;
+        }
+        // After `:` in prose ("password: use a strong one") a plain word is only a value when
+        // nothing else follows it on the line, as in YAML or "Password: hunter".
+        let mut t = stop;
+        let tail_ok = loop {
+            match at!(h, sink, t, vs) {
+                Some(b' ' | b'\t' | b'*') => t += 1,
+                Some(b'\n' | b'\r' | b'|') | None => break true,
+                Some(_) => break false,
+            }
+        };
+        (vs, e, tail_ok)
+    };
+    let v = &b[vs..ve];
+    if v.is_empty() || placeholder(v) {
+        return;
+    }
+    if label == Label::Aws && aws && v.len() == 40 && v.iter().all(|&c| is_b64(c)) {
+        sink.yes(Det::AwsSecretAccessKey, vs, ve);
+        return;
+    }
+    if !pw {
+        return;
+    }
+    let has_digit = v.iter().any(u8::is_ascii_digit);
+    let all_alpha = v.iter().all(u8::is_ascii_alphabetic);
+    if quote.is_none() {
+        // A dotted identifier is a reference (`config.password`), not a value.
+        let dotted = v.contains(&b'.')
+            && v.split(|&c| c == b'.').all(|p| {
+                !p.is_empty()
+                    && (p[0].is_ascii_alphabetic() || p[0] == b'_')
+                    && p.iter().all(|&c| is_word(c))
+            });
+        if dotted || (all_alpha && b[i] == b':' && !tail_ok) {
+            return;
+        }
+    }
+    let ok = match label {
+        Label::Password => v.len() >= 3 && !v.contains(&b' ') || (quote.is_some() && v.len() >= 3),
+        Label::Token | Label::Aws => v.len() >= 8 && has_digit && !v.contains(&b' '),
+    };
+    if ok {
+        sink.yes(Det::PasswordAssignment, vs, ve);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prefixed tokens.
+
+/// Reads a token body from `j` made of bytes accepted by `class`, at most `max` long, and
+/// returns its end; `None` when the body is longer than `max`.
+macro_rules! body {
+    ($h:expr, $sink:expr, $j:expr, $start:expr, $max:expr, $class:expr) => {{
+        let mut e = $j;
+        let mut over = false;
+        while let Some(c) = at!($h, $sink, e, $start) {
+            if !$class(c) {
+                break;
+            }
+            e += 1;
+            if e - $j > $max {
+                over = true;
+                break;
+            }
+        }
+        if over {
+            None
+        } else {
+            Some(e)
+        }
+    }};
+}
+
+fn underscore(h: Hay<'_>, i: usize, sink: &mut Sink) {
+    let b = h.b;
+    if sink.on(Det::GithubToken) {
+        // ghp_ gho_ ghu_ ghs_ ghr_
+        if i >= 3
+            && eq_ci(&b[i - 3..i - 1], b"gh")
+            && matches!(
+                b[i - 1].to_ascii_lowercase(),
+                b'p' | b'o' | b'u' | b's' | b'r'
+            )
+            && starts_word(b, i - 3)
+        {
+            let s = i - 3;
+            if let Some(e) = body!(h, sink, i + 1, s, 255, |c: u8| c.is_ascii_alphanumeric()) {
+                if e - (i + 1) >= 30 && !is_word_opt(b.get(e).copied()) {
+                    sink.yes(Det::GithubToken, s, e);
+                }
+            }
+        }
+        // github_pat_
+        if i >= 6 && eq_ci(&b[i - 6..i], b"github") && starts_word(b, i - 6) {
+            let s = i - 6;
+            if starts_ci!(h, sink, i + 1, b"pat_", s) {
+                if let Some(e) = body!(h, sink, i + 5, s, 255, is_word) {
+                    if e - (i + 5) >= 22 {
+                        sink.yes(Det::GithubToken, s, e);
+                    }
+                }
+            }
+        }
+    }
+    if sink.on(Det::StripeKey) {
+        // sk_live_ sk_test_ rk_live_ rk_test_, and whsec_ webhook secrets.
+        if i >= 2
+            && (eq_ci(&b[i - 2..i], b"sk") || eq_ci(&b[i - 2..i], b"rk"))
+            && starts_word(b, i - 2)
+        {
+            let s = i - 2;
+            if starts_ci!(h, sink, i + 1, b"live_", s) || starts_ci!(h, sink, i + 1, b"test_", s) {
+                if let Some(e) = body!(h, sink, i + 6, s, 255, |c: u8| c.is_ascii_alphanumeric()) {
+                    if e - (i + 6) >= 16 && !is_word_opt(b.get(e).copied()) {
+                        sink.yes(Det::StripeKey, s, e);
+                    }
+                }
+            }
+        }
+        if i >= 5 && eq_ci(&b[i - 5..i], b"whsec") && starts_word(b, i - 5) {
+            let s = i - 5;
+            if let Some(e) = body!(h, sink, i + 1, s, 255, |c: u8| c.is_ascii_alphanumeric()) {
+                if e - (i + 1) >= 24 && !is_word_opt(b.get(e).copied()) {
+                    sink.yes(Det::StripeKey, s, e);
+                }
+            }
+        }
+    }
+}
+
+const GITLAB_PREFIXES: &[&[u8]] = &[
+    b"glpat", b"gldt", b"glrt", b"glptt", b"glcbt", b"glimt", b"glft", b"glsoat", b"gloas",
+    b"glagent", b"glffct",
+];
+const SLACK_PREFIXES: &[&[u8]] = &[
+    b"xoxb", b"xoxp", b"xoxa", b"xoxr", b"xoxs", b"xoxe", b"xapp",
+];
+
+fn dash(h: Hay<'_>, i: usize, sink: &mut Sink) {
+    let b = h.b;
+    if sink.on(Det::PrivateKey) && prev(b, i) != Some(b'-') {
+        pem(h, i, sink);
+    }
+    // The alphanumeric word before the dash: a token prefix?
+    let mut k = i;
+    while k > 0 && b[k - 1].is_ascii_alphanumeric() {
+        k -= 1;
+        if i - k > 7 {
+            return;
+        }
+    }
+    if k == i || !starts_word(b, k) || prev(b, k) == Some(b'-') {
+        return;
+    }
+    let w = &b[k..i];
+    if eq_ci(w, b"sk") {
+        let anthropic = starts_ci!(h, sink, i + 1, b"ant-", k);
+        let det = if anthropic {
+            Det::AnthropicApiKey
+        } else {
+            Det::OpenaiApiKey
+        };
+        if !sink.on(det) {
+            return;
+        }
+        let from = if anthropic { i + 5 } else { i + 1 };
+        if let Some(e) = body!(h, sink, from, k, 300, is_b64url) {
+            let v = &b[from..e];
+            if v.len() >= 20
+                && v.iter().any(u8::is_ascii_digit)
+                && v.iter().any(u8::is_ascii_alphabetic)
+            {
+                sink.yes(det, k, e);
+            }
+        }
+    } else if sink.on(Det::GitlabToken) && GITLAB_PREFIXES.iter().any(|p| eq_ci(w, p)) {
+        if let Some(e) = body!(h, sink, i + 1, k, 255, is_b64url) {
+            if e - (i + 1) >= 20 {
+                sink.yes(Det::GitlabToken, k, e);
+            }
+        }
+    } else if sink.on(Det::SlackToken) && SLACK_PREFIXES.iter().any(|p| eq_ci(w, p)) {
+        if let Some(e) = body!(h, sink, i + 1, k, 255, |c: u8| c.is_ascii_alphanumeric()
+            || c == b'-')
+        {
+            let v = &b[i + 1..e];
+            if v.len() >= 10 && v.iter().any(u8::is_ascii_digit) {
+                sink.yes(Det::SlackToken, k, e);
+            }
+        }
+    }
+}
+
+/// A PEM or OpenSSH private key block, from `-----BEGIN ... PRIVATE KEY-----` to the matching
+/// END line. Lines may be separated by real newlines or by the two characters `\n` (a key inside
+/// a JSON or code string). A block whose body is interrupted by something that is not base64 or
+/// a PEM header is cut there: the key material up to that line is still a finding.
+fn pem(h: Hay<'_>, i: usize, sink: &mut Sink) {
+    let b = h.b;
+    if !starts_ci!(h, sink, i, b"-----BEGIN ", i) {
+        return;
+    }
+    let mut j = i + 11;
+    // The label, up to the closing dashes on the same line.
+    loop {
+        match at!(h, sink, j, i) {
+            Some(c) if c.is_ascii_alphanumeric() || c == b' ' => j += 1,
+            Some(b'-') => break,
+            _ => return,
+        }
+        if j - i > 80 {
+            return;
+        }
+    }
+    let label = &b[i + 11..j];
+    if !label.windows(11).any(|w| eq_ci(w, b"PRIVATE KEY")) {
+        return;
+    }
+    if !starts_ci!(h, sink, j, b"-----", i) {
+        return;
+    }
+    j += 5;
+    let mut good_end = None;
+    loop {
+        // Line separators: CR, LF, the escapes `\n` and `\r`, and indentation.
+        loop {
+            match at!(h, sink, j, i) {
+                Some(b'\n' | b'\r' | b' ' | b'\t') => j += 1,
+                Some(b'\\') => match at!(h, sink, j + 1, i) {
+                    Some(b'n' | b'r') => j += 2,
+                    _ => break,
+                },
+                _ => break,
+            }
+        }
+        if starts_ci!(h, sink, j, b"-----END ", i) {
+            let mut e = j + 9;
+            loop {
+                match at!(h, sink, e, i) {
+                    Some(c) if c.is_ascii_alphanumeric() || c == b' ' => e += 1,
+                    Some(b'-') => break,
+                    _ => {
+                        if let Some(g) = good_end {
+                            sink.yes(Det::PrivateKey, i, g);
+                        }
+                        return;
+                    }
+                }
+                if e - j > 80 {
+                    return;
+                }
+            }
+            let mut d = 0;
+            while d < 5 && at!(h, sink, e, i) == Some(b'-') {
+                e += 1;
+                d += 1;
+            }
+            sink.yes(Det::PrivateKey, i, e);
+            return;
+        }
+        // One body line: base64, or a header such as `Proc-Type: 4,ENCRYPTED`.
+        let ls = j;
+        let mut header = false;
+        let mut eof = false;
+        loop {
+            match at!(h, sink, j, i) {
+                None => {
+                    eof = true;
+                    break;
+                }
+                Some(b'\n' | b'\r') => break,
+                Some(b'\\') if matches!(b.get(j + 1), Some(b'n' | b'r')) => break,
+                Some(c) if is_b64(c) => j += 1,
+                Some(b':' | b',' | b'-' | b' ') if j > ls => {
+                    header = true;
+                    j += 1;
+                }
+                Some(_) => {
+                    j = usize::MAX;
+                    break;
+                }
+            }
+        }
+        // A header is `Name: value` with a name of letters, digits and dashes.
+        let line_ok = j != usize::MAX
+            && j > ls
+            && (!header
+                || b[ls..j].iter().position(|&c| c == b':').is_some_and(|p| {
+                    p > 0
+                        && b[ls..ls + p]
+                            .iter()
+                            .all(|&c| c.is_ascii_alphanumeric() || c == b'-')
+                }));
+        if line_ok {
+            good_end = Some(j);
+        }
+        if !line_ok || eof {
+            // A line that is no part of a key, or the end of the text: the key is cut there.
+            if let Some(g) = good_end {
+                sink.yes(Det::PrivateKey, i, g);
+            }
+            return;
+        }
+    }
+}
+
+fn upper_a(h: Hay<'_>, i: usize, sink: &mut Sink) {
+    let b = h.b;
+    if !starts_word(b, i) {
+        return;
+    }
+    let next = match b.get(i + 1) {
+        Some(&c) => c,
+        None if h.fin => return,
+        None => {
+            sink.wait(i);
+            return;
+        }
+    };
+    if sink.on(Det::GoogleApiKey) && next == b'I' {
+        if starts_ci!(h, sink, i, b"AIza", i) && &b[i..i + 4] == b"AIza" {
+            if let Some(e) = body!(h, sink, i + 4, i, 36, is_b64url) {
+                if e - (i + 4) == 35 {
+                    sink.yes(Det::GoogleApiKey, i, e);
+                }
+            }
+            return;
+        }
+    }
+    if sink.on(Det::AwsAccessKeyId)
+        && matches!(next, b'K' | b'S' | b'G' | b'I' | b'R' | b'N' | b'B' | b'C')
+    {
+        let mut p = [0u8; 4];
+        for (k, slot) in p.iter_mut().enumerate() {
+            match at!(h, sink, i + k, i) {
+                Some(c) => *slot = c,
+                None => return,
+            }
+        }
+        const PREFIXES: &[&[u8; 4]] = &[
+            b"AKIA", b"ASIA", b"AGPA", b"AIDA", b"AROA", b"AIPA", b"ANPA", b"ANVA", b"ABIA",
+            b"ACCA",
+        ];
+        if !PREFIXES.contains(&&p) {
+            return;
+        }
+        if let Some(e) = body!(h, sink, i + 4, i, 17, |c: u8| c.is_ascii_alphanumeric()) {
+            let v = &b[i + 4..e];
+            if v.len() == 16
+                && v.iter()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            {
+                sink.yes(Det::AwsAccessKeyId, i, e);
+            }
+        }
+    }
+}
+
+fn jwt(h: Hay<'_>, i: usize, sink: &mut Sink) {
+    let b = h.b;
+    if i < 2 || &b[i - 2..i] != b"ey" {
+        return;
+    }
+    let s = i - 2;
+    if prev(b, s).is_some_and(|c| is_b64url(c) || c == b'.') {
+        return;
+    }
+    let Some(e1) = body!(h, sink, i + 1, s, 4096, is_b64url) else {
+        return;
+    };
+    if at!(h, sink, e1, s) != Some(b'.') {
+        return;
+    }
+    let Some(e2) = body!(h, sink, e1 + 1, s, 65536, is_b64url) else {
+        return;
+    };
+    if e2 - (e1 + 1) < 2 || at!(h, sink, e2, s) != Some(b'.') {
+        return;
+    }
+    let Some(e3) = body!(h, sink, e2 + 1, s, 4096, is_b64url) else {
+        return;
+    };
+    if validate::jwt_header_has_alg(&b[s..e1]) {
+        sink.yes(Det::Jwt, s, e3);
+    }
+}
+
+/// `Bearer <token>` (and `Basic <credentials>`) after an `Authorization` label, or a strong
+/// looking `Bearer` token without one.
+fn bearer(h: Hay<'_>, i: usize, sink: &mut Sink) {
+    let b = h.b;
+    if !starts_word(b, i) {
+        return;
+    }
+    let basic = match at!(h, sink, i + 1, i) {
+        Some(b'e' | b'E') => false,
+        Some(b'a' | b'A') => true,
+        _ => return,
+    };
+    let word: &[u8] = if basic { b"basic" } else { b"bearer" };
+    if !starts_ci!(h, sink, i, word, i) {
+        return;
+    }
+    let mut j = i + word.len();
+    let mut spaces = 0;
+    while at!(h, sink, j, j) == Some(b' ') {
+        j += 1;
+        spaces += 1;
+        if spaces > 3 {
+            return;
+        }
+    }
+    if spaces == 0 {
+        return;
+    }
+    let labelled = {
+        let mut k = i;
+        let mut skipped = 0;
+        while k > 0
+            && skipped < 8
+            && matches!(b[k - 1], b' ' | b':' | b'=' | b'"' | b'\'' | b'`' | b'\t')
+        {
+            k -= 1;
+            skipped += 1;
+        }
+        ends_with_ci(&b[k.saturating_sub(13)..k], b"authorization")
+    };
+    if basic && !labelled {
+        return;
+    }
+    let vs = j;
+    let Some(mut e) = body!(h, sink, vs, vs, 4096, |c: u8| c.is_ascii_alphanumeric()
+        || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'='))
+    else {
+        return;
+    };
+    while e > vs && b[e - 1] == b'.' {
+        e -= 1;
+    }
+    let v = &b[vs..e];
+    if v.is_empty() || placeholder(v) {
+        return;
+    }
+    let strong =
+        v.len() >= 16 && v.iter().any(u8::is_ascii_digit) && v.iter().any(u8::is_ascii_alphabetic);
+    if (labelled && v.len() >= 8) || strong {
+        sink.yes(Det::BearerToken, vs, e);
+    }
+}

@@ -1,0 +1,185 @@
+//! `inferguard redact`, run as the built binary.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn run(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_inferguard"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn inferguard");
+    // The process may exit before reading (bad arguments): a broken pipe is fine.
+    let _ = child.stdin.take().expect("stdin").write_all(stdin);
+    child.wait_with_output().expect("wait")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("utf-8 stdout")
+}
+
+fn config(name: &str, json: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("inferguard-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, json).expect("write config");
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn plain_mode_redacts_stdin_with_the_default_policy() {
+    let o = run(
+        &["redact"],
+        b"Mail jane@example.com or call (415) 555-2671.\nKey: AKIAIOSFODNN7EXAMPLE\n",
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        stdout(&o),
+        "Mail [REDACTED:EMAIL] or call [REDACTED:PHONE].\nKey: [REDACTED:AWS_ACCESS_KEY_ID]\n"
+    );
+}
+
+#[test]
+fn plain_mode_leaves_clean_text_byte_for_byte() {
+    let text = "Nothing to see: v1.2.3, 2024-01-15, “quotes” — and 中文.\n\n";
+    let o = run(&["redact"], text.as_bytes());
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), text);
+}
+
+#[test]
+fn jsonl_mode_reports_findings_with_byte_offsets_and_keeps_order() {
+    let input = concat!(
+        r#"{"id": 1, "text": "Mail jane@example.com now"}"#,
+        "\n",
+        r#"{"id": "two", "text": "é card 4111 1111 1111 1111"}"#,
+        "\n",
+        r#"{"text": "clean"}"#,
+        "\n"
+    );
+    let o = run(&["redact", "--jsonl"], input.as_bytes());
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            r#"{"id":1,"text":"Mail [REDACTED:EMAIL] now","findings":[{"detector":"email","start":5,"end":21,"action":"mask"}]}"#,
+            r#"{"id":"two","text":"é card [REDACTED:CREDIT_CARD]","findings":[{"detector":"credit_card","start":8,"end":27,"action":"mask"}]}"#,
+            r#"{"id":null,"text":"clean","findings":[]}"#,
+        ]
+    );
+}
+
+#[test]
+fn jsonl_bad_lines_get_an_error_object_and_the_run_goes_on() {
+    let input = b"{\"id\": 1, \"text\": \"a@example.com\"}\nnot json\n\n[1,2]\n{\"id\": 7}\n{\"id\": 8, \"text\": 3}\n\xff\xfe\n{\"id\": 9, \"text\": \"ok\"}";
+    let o = run(&["redact", "--jsonl"], input);
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each output line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 7, "{out}");
+    assert_eq!(lines[0]["text"], "[REDACTED:EMAIL]");
+    assert!(
+        lines[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("line 2: invalid JSON")),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2]["error"]
+        .as_str()
+        .is_some_and(|e| e.starts_with("line 4: expected an object")));
+    assert_eq!(lines[3]["id"], 7);
+    assert_eq!(lines[3]["error"], "line 5: missing \"text\"");
+    assert_eq!(lines[4]["id"], 8);
+    assert!(lines[5]["error"]
+        .as_str()
+        .is_some_and(|e| e.starts_with("line 7: invalid JSON")));
+    assert_eq!(lines[6]["text"], "ok");
+}
+
+#[test]
+fn config_file_sets_actions_rules_dictionaries_and_allowlist() {
+    let cfg = config(
+        "policy.json",
+        r#"{"detect": {
+            "detectors": {"credit_card": {"action": "partial"}, "phone": {"enabled": false}, "email": {"action": "hash"}},
+            "rules": [{"name": "ticket", "pattern": "\\bINC-[0-9]{6}\\b", "action": "remove"}],
+            "dictionaries": [{"name": "codename", "terms": ["Project Falcon"]}],
+            "allowlist": {"domains": ["example.org"]},
+            "hash_key": "0123456789abcdef0123"
+        }}"#,
+    );
+    let o = run(&["redact", "--config", &cfg], b"a@example.com b@example.org card 4111-1111-1111-1111 call 415-555-2671 INC-123456 project falcon");
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    assert!(out.starts_with("[EMAIL:"), "{out}");
+    assert!(
+        out.ends_with(
+            "] b@example.org card ****-****-****-1111 call 415-555-2671  [REDACTED:CODENAME]"
+        ),
+        "{out}"
+    );
+    // The same value hashes to the same token.
+    let again = run(&["redact", "--config", &cfg], b"a@example.com");
+    assert_eq!(stdout(&again), out[..16]);
+}
+
+#[test]
+fn block_in_plain_mode_writes_nothing_and_exits_3() {
+    let cfg = config(
+        "block.json",
+        r#"{"detect": {"detectors": {"private_key": {"action": "block"}}}}"#,
+    );
+    let o = run(&["redact", "--config", &cfg], b"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n");
+    assert_eq!(o.status.code(), Some(3));
+    assert!(o.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("blocked by rule private_key"));
+    let o = run(
+        &["redact", "--jsonl", "--config", &cfg],
+        b"{\"id\":1,\"text\":\"-----BEGIN PRIVATE KEY-----\\nMIIE\\n-----END PRIVATE KEY-----\"}\n",
+    );
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "{\"id\":1,\"text\":null,\"blocked_by\":\"private_key\",\"findings\":[{\"detector\":\"private_key\",\"start\":0,\"end\":58,\"action\":\"block\"}]}\n");
+}
+
+#[test]
+fn bad_config_and_bad_arguments_are_refused() {
+    let cfg = config("bad.json", r#"{"detect": {"detectors": {"emial": {}}}}"#);
+    let o = run(&["redact", "--config", &cfg], b"x");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("detect.detectors.emial: unknown detector"),
+        "{o:?}"
+    );
+    let o = run(&["redact", "--frobnicate"], b"x");
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["redact", "--config"], b"x");
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(
+        &["redact", "--config", "/nonexistent/inferguard.json"],
+        b"x",
+    );
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn check_config_still_works() {
+    let cfg = config(
+        "ok.json",
+        r#"{"detect": {"rules": [{"name": "t", "pattern": "T-[0-9]+"}]}}"#,
+    );
+    let o = run(&["check-config", &cfg], b"");
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        stdout(&o).contains("22 detectors enabled, 1 rule"),
+        "{}",
+        stdout(&o)
+    );
+}
