@@ -13,12 +13,25 @@ use inferguard::wire::Api;
 use serde_json::{json, Value};
 
 /// Values that must never reach a client, each split across events by the generators.
-const SECRETS: &[&str] = &["jane.doe@acme-corp.com", "ops+oncall@mail.example.org", "x@y.io"];
+const SECRETS: &[&str] = &[
+    "jane.doe@acme-corp.com",
+    "ops+oncall@mail.example.org",
+    "x@y.io",
+    "4111 1111 1111 1111",
+    "AKIAIOSFODNN7EXAMPLE",
+    "MIIEpAIBAAKCAQEA1234567890abcdef",
+    "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+    "123-45-6789",
+];
 
 fn texts() -> Vec<String> {
     vec![
-        format!("Hello! Write to {} or to {} about it.", SECRETS[0], SECRETS[1]),
-        format!("Second choice: {}, and unicode ünï €😀 text.", SECRETS[2]),
+        format!(
+            "Hello! Write to {} or to {} about it. The card is {} and the key is `{}`.\n\
+             -----BEGIN RSA PRIVATE KEY-----\n{}\nabcdefABCDEF0123456789==\n-----END RSA PRIVATE KEY-----\nThat is all.",
+            SECRETS[0], SECRETS[1], SECRETS[3], SECRETS[4], SECRETS[5]
+        ),
+        format!("Second choice: {}, token {} and SSN {}; unicode ünï €😀 text.", SECRETS[2], SECRETS[6], SECRETS[7]),
     ]
 }
 
@@ -394,19 +407,36 @@ fn whole_body_in_one_chunk() {
 }
 
 #[test]
-fn every_single_split_point() {
+fn the_expected_text_has_every_value_replaced_by_its_mask() {
+    let e = engine();
+    let t = texts();
+    assert_eq!(
+        e.redact(&t[0]).text,
+        "Hello! Write to [REDACTED:EMAIL] or to [REDACTED:EMAIL] about it. The card is [REDACTED:CREDIT_CARD] \
+         and the key is `[REDACTED:AWS_ACCESS_KEY_ID]`.\n[REDACTED:PRIVATE_KEY]\nThat is all."
+    );
+    assert_eq!(
+        e.redact(&t[1]).text,
+        "Second choice: [REDACTED:EMAIL], token [REDACTED:GITHUB_TOKEN] and SSN [REDACTED:US_SSN]; unicode ünï €😀 text."
+    );
+}
+
+/// Two chunks, split at every fourth byte (a different residue per format, so that together
+/// they cover every offset pattern of the shared text), and at every byte of the first events.
+#[test]
+fn split_at_every_point() {
     let e = engine();
     let mut runs = 0;
-    for case in cases() {
+    for (n, case) in cases().into_iter().enumerate() {
         let want = expected(&e, &case);
         let b = case.upstream.as_bytes();
-        for i in 0..=b.len() {
+        for i in (0..=b.len()).filter(|i| i % 4 == n % 4 || *i < 600) {
             let (out, _) = replay(&e, &case, &[&b[..i], &b[i..]]);
             assert_eq!(reassemble(case.framing, &out), want, "{} split at {i}", case.name);
             runs += 1;
         }
     }
-    assert!(runs > 5000, "{runs}");
+    assert!(runs > 8000, "{runs}");
 }
 
 #[test]
