@@ -45,6 +45,11 @@ fn secs(name: &str, default: f64) -> Duration {
     Duration::from_secs_f64(std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
 }
 
+/// The plugin configuration under test: envoy/inferguard.json unless BENCH_CONFIG names another.
+fn config_path() -> String {
+    std::env::var("BENCH_CONFIG").unwrap_or_else(|_| "envoy/inferguard.json".into())
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
@@ -64,6 +69,11 @@ impl Envoy {
         render.args(["--https-port", &port.to_string(), "--plain-port", &plain.to_string()]);
         render.args(["--admin-port", &admin.to_string(), "--upstream", &format!("127.0.0.1:{upstream}")]);
         render.args(["-o", &yaml]);
+        // BENCH_WASM compares another build (a profiling build, a no-op filter) against bare Envoy.
+        if let Ok(wasm) = std::env::var("BENCH_WASM") {
+            render.args(["--wasm", &wasm]);
+        }
+        render.args(["--config", &config_path()]);
         if bare {
             render.arg("--bare");
         }
@@ -285,8 +295,8 @@ fn main() {
     let up = listener.local_addr().expect("addr").port();
     upstream::serve(listener, Arc::clone(&answers));
 
-    let config = std::fs::read_to_string("envoy/inferguard.json").unwrap_or_default();
-    let policy = Rc::new(Policy::from_json(&config).expect("envoy/inferguard.json"));
+    let config = std::fs::read_to_string(config_path()).unwrap_or_default();
+    let policy = Rc::new(Policy::from_json(&config).expect("plugin configuration"));
     let wasm_bytes = std::fs::metadata("target/wasm32-wasip1/release/inferguard.wasm").map(|m| m.len()).unwrap_or(0);
     let envoys = [Envoy::start("bare", true, up, dir), Envoy::start("inferguard", false, up, dir)];
     let tls = client::tls_config("certs/ca.crt");
