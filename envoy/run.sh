@@ -13,7 +13,7 @@ ADMIN_PORT=${ADMIN_PORT:-9901}
 RUN_DIR=${RUN_DIR:-.run}
 mkdir -p "$RUN_DIR"
 
-target/release/inferguard check-config "$CONFIG"
+target/cli/inferguard check-config "$CONFIG"
 
 pids=()
 cleanup() {
