@@ -97,15 +97,14 @@ impl Context for Filter {}
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let method = self.get_http_request_header(":method").unwrap_or_default();
-        let path = self.get_http_request_header(":path").unwrap_or_default();
-        let content_type = self.get_http_request_header("content-type");
-        let content_encoding = self.get_http_request_header("content-encoding");
+        // One host call for the whole map is cheaper than one per header.
+        let headers = self.get_http_request_headers();
+        let get = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let head = RequestHead {
-            method: &method,
-            path: &path,
-            content_type: content_type.as_deref(),
-            content_encoding: content_encoding.as_deref(),
+            method: get(":method").unwrap_or(""),
+            path: get(":path").unwrap_or(""),
+            content_type: get("content-type"),
+            content_encoding: get("content-encoding"),
         };
         match self.exchange.on_request_head(&head) {
             Err(r) => self.reply(&r),
@@ -158,13 +157,12 @@ impl HttpContext for Filter {
         if self.replied {
             return Action::Continue;
         }
-        let status = self.get_http_response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
-        let content_type = self.get_http_response_header("content-type");
-        let content_encoding = self.get_http_response_header("content-encoding");
+        let headers = self.get_http_response_headers();
+        let get = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let head = ResponseHead {
-            status,
-            content_type: content_type.as_deref(),
-            content_encoding: content_encoding.as_deref(),
+            status: get(":status").and_then(|s| s.parse().ok()).unwrap_or(0),
+            content_type: get("content-type"),
+            content_encoding: get("content-encoding"),
         };
         match self.exchange.on_response_head(&head) {
             Err(r) => self.reply(&r),

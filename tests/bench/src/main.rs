@@ -321,10 +321,23 @@ fn main() {
         ("1 MB completion", "json-1m", chat_request("Summarise the incident.", false), 2),
         ("4 KB prompt scanned", "prompt-4k", chat_request(&upstream::prose(4096), false), 8),
     ];
+    // BENCH_ONLY=json-1k,sse limits a run to some scenarios (for profiling; the report is partial).
+    let only = std::env::var("BENCH_ONLY").ok();
+    let wanted = |key: &str| only.as_deref().is_none_or(|o| o.split(',').any(|k| k == key));
     for (name, scenario, body, conns) in scenarios {
+        if !wanted(scenario) {
+            continue;
+        }
         eprintln!("bench: {name}");
         let f = throughput(&envoys, &tls, scenario, &body, conns, dur);
         rows.push((name.to_string(), f[0].clone(), f[1].clone()));
+    }
+    if !wanted("sse") {
+        for (name, b, i) in &rows {
+            let (br, ir) = (median(b.rps.clone()), median(i.rps.clone()));
+            println!("{name:<28} bare {br:.0} rps, inferguard {ir:.0} rps, {:.1}%", ir / br * 100.0);
+        }
+        return;
     }
     eprintln!("bench: 500-token SSE answer");
     let sse = streaming(&envoys, &tls, 8, 1000);
@@ -339,7 +352,8 @@ fn main() {
     let native = engine_native(&policy);
 
     // Scanning speed inside Envoy's V8, from the 1 MB case: body size over added median latency.
-    let (b1m, i1m) = (&rows[2].1, &rows[2].2);
+    let one_mb = rows.iter().find(|r| r.0.starts_with("1 MB")).map(|r| (r.1.clone(), r.2.clone())).unwrap_or_default();
+    let (b1m, i1m) = (&one_mb.0, &one_mb.1);
     let added = median(i1m.p50.clone()) - median(b1m.p50.clone());
     let in_envoy = if added > 0.0 { answers.json_1m.len() as f64 / (added / 1e3) / 1e6 } else { f64::NAN };
 
