@@ -18,7 +18,7 @@
 //! | `-` | `gitlab_token`, `slack_token`, `openai_api_key`, `anthropic_api_key`, `private_key` |
 //! | `A` | `aws_access_key_id`, `google_api_key` |
 //! | `J` (of `eyJ`) | `jwt` |
-//! | `b`, `B` (of `Bearer`, `Basic`) | `bearer_token` |
+//! | `B` (of `Bearer`), and `Authorization` labels | `bearer_token` |
 //!
 //! An anchor is a *candidate*: the prefilter may report false candidates, never miss a true
 //! one. Each validator then reads a bounded window around its anchor and reports one of three
@@ -285,7 +285,6 @@ static CLASS: [u8; 256] = {
     t[b'-' as usize] = C_DASH;
     t[b'A' as usize] = C_A;
     t[b'J' as usize] = C_J;
-    t[b'b' as usize] = C_B;
     t[b'B' as usize] = C_B;
     let mut x = 0usize;
     while x < 256 {
@@ -311,33 +310,15 @@ pub(crate) fn scan(
     sink: &mut Sink,
 ) -> Result<(), NeedsFold> {
     let b = h.b;
-    let n = b.len();
     let mut i = start;
-    while i < n {
-        // Skip class-0 bytes eight at a time: prose is mostly letters and spaces.
-        while i + 8 <= n {
-            let c = CLASS[b[i] as usize]
-                | CLASS[b[i + 1] as usize]
-                | CLASS[b[i + 2] as usize]
-                | CLASS[b[i + 3] as usize]
-                | CLASS[b[i + 4] as usize]
-                | CLASS[b[i + 5] as usize]
-                | CLASS[b[i + 6] as usize]
-                | CLASS[b[i + 7] as usize];
-            if c != 0 {
-                break;
-            }
-            i += 8;
-        }
-        if i >= n {
-            break;
-        }
-        let c = b[i];
-        match CLASS[c as usize] {
-            0 => {}
+    while let Some((at, class)) = next_anchor(b, i) {
+        i = at;
+        match class {
             C_DIGIT => {
                 if i == 0 || !b[i - 1].is_ascii_digit() {
-                    numeric(h, i, sink);
+                    // The rest of the group holds no other group start.
+                    i = numeric(h, i, sink);
+                    continue;
                 }
             }
             C_AT => {
@@ -354,7 +335,13 @@ pub(crate) fn scan(
                 }
             }
             C_UNDER => underscore(h, i, sink),
-            C_DASH => dash(h, i, sink),
+            C_DASH => {
+                dash(h, i, sink);
+                // Inside a run of dashes (a table rule, "-----") no later dash starts anything.
+                while b.get(i + 1) == Some(&b'-') {
+                    i += 1;
+                }
+            }
             C_A => upper_a(h, i, sink),
             C_J => {
                 if sink.on(Det::Jwt) {
@@ -378,6 +365,38 @@ pub(crate) fn scan(
         tail(h, sink);
     }
     Ok(())
+}
+
+/// The next anchor at or after `i` and its class. Looks at eight bytes at a time: their
+/// classes packed into a `u64`, so a window of plain text costs one test and an anchor's
+/// position is a `trailing_zeros` away.
+#[inline(always)]
+fn next_anchor(b: &[u8], mut i: usize) -> Option<(usize, u8)> {
+    while let Some(w) = b.get(i..).and_then(|r| r.first_chunk::<8>()) {
+        let m = u64::from_le_bytes([
+            CLASS[w[0] as usize],
+            CLASS[w[1] as usize],
+            CLASS[w[2] as usize],
+            CLASS[w[3] as usize],
+            CLASS[w[4] as usize],
+            CLASS[w[5] as usize],
+            CLASS[w[6] as usize],
+            CLASS[w[7] as usize],
+        ]);
+        if m != 0 {
+            let bit = m.trailing_zeros() & !7;
+            return Some((i + (bit / 8) as usize, (m >> bit) as u8));
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        let k = CLASS[c as usize];
+        if k != 0 {
+            return Some((i, k));
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The pre-anchor holdback: a match whose anchor has not arrived yet can only start in the
@@ -495,22 +514,45 @@ fn label_before(b: &[u8], g: usize, words: &[&[u8]]) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Numbers: credit cards, SSNs, phones, IBANs, IPv4. `g` is the first digit of a digit group.
 
-fn numeric(h: Hay<'_>, g: usize, sink: &mut Sink) {
-    if sink.on(Det::Iban) && g >= 2 {
+/// Runs the number detectors on the digit group starting at `g`; returns where the group ends.
+fn numeric(h: Hay<'_>, g: usize, sink: &mut Sink) -> usize {
+    let b = h.b;
+    if sink.on(Det::Iban) && g >= 2 && b[g - 1].is_ascii_alphabetic() {
         iban(h, g, sink);
     }
-    if sink.on(Det::CreditCard) {
+    // The shape of this digit group decides which detectors could match at all: most numbers
+    // in prose and code ("42,", "2024.", "x = 3") need none. Each condition below is necessary
+    // for its detector to report a match or a wait.
+    let mut e = g;
+    while e < b.len() && e - g < 20 && b[e].is_ascii_digit() {
+        e += 1;
+    }
+    let all = e == b.len() && !h.fin;
+    let l = e - g;
+    let next = b.get(e).copied();
+    let sep = matches!(next, Some(b' ' | b'-'));
+    if sink.on(Det::CreditCard) && (all || l >= 13 || ((4..=6).contains(&l) && sep)) {
         card(h, g, sink);
     }
-    if sink.on(Det::UsSsn) {
+    if sink.on(Det::UsSsn) && (all || l == 9 || (l == 3 && sep)) {
         ssn(h, g, sink);
     }
-    if sink.on(Det::Phone) {
+    // A national phone number's first group is an area code (3 digits in North America, 2 to 5
+    // starting with 0 in Europe) or the trunk prefix 1; otherwise it follows "+" or "(", or is
+    // an unseparated number after a label.
+    let first_ok = l == 3 || (l == 1 && b[g] == b'1') || ((2..=5).contains(&l) && b[g] == b'0');
+    if sink.on(Det::Phone)
+        && (all
+            || matches!(prev(b, g), Some(b'+' | b'('))
+            || (first_ok && matches!(next, Some(b' ' | b'-' | b'.' | b'/' | b'(' | b')')))
+            || (10..=11).contains(&l))
+    {
         phone(h, g, sink);
     }
-    if sink.on(Det::Ipv4) {
+    if sink.on(Det::Ipv4) && (all || ((1..=3).contains(&l) && next == Some(b'.'))) {
         ipv4(h, g, sink);
     }
+    e
 }
 
 /// Left edge of a number: not glued to a word, and not the fraction or continuation of a
@@ -1019,6 +1061,9 @@ fn is_scheme(c: u8) -> bool {
 
 fn url(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let b = h.b;
+    if b.get(i + 1).is_some_and(|&c| c != b'/') || (b.get(i + 1).is_none() && h.fin) {
+        return;
+    }
     let mut k = i;
     while k > 0 && is_scheme(b[k - 1]) && i - k <= 32 {
         k -= 1;
@@ -1109,6 +1154,14 @@ fn url(h: Hay<'_>, i: usize, sink: &mut Sink) {
 
 fn ipv6(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let b = h.b;
+    // The first colon of an address follows a hex digit, or starts "::".
+    let after = b.get(i + 1).copied();
+    if !(prev(b, i).is_some_and(|c| c.is_ascii_hexdigit())
+        || after == Some(b':')
+        || (after.is_none() && !h.fin))
+    {
+        return;
+    }
     let mut k = i;
     while k > 0 && (b[k - 1].is_ascii_hexdigit() || b[k - 1] == b':') {
         k -= 1;
@@ -1160,24 +1213,13 @@ enum Label {
     Token,
     /// aws_secret_access_key and friends.
     Aws,
+    /// Authorization: the value is `Bearer <token>` or `Basic <credentials>`.
+    Authorization,
 }
 
-const AWS_LABELS: &[&[u8]] = &[
-    b"secret_access_key",
-    b"secretaccesskey",
-    b"aws_secret_key",
-    b"aws_secret",
-];
-const PASSWORD_LABELS: &[&[u8]] = &[
-    b"password",
-    b"passwd",
-    b"passphrase",
-    b"pwd",
-    b"secret",
-    b"pass",
-];
+/// Labels ending in `y` (the other keywords are listed in [`classify`]).
+const AWS_LABELS: &[&[u8]] = &[b"secret_access_key", b"secretaccesskey", b"aws_secret_key"];
 const TOKEN_LABELS: &[&[u8]] = &[
-    b"token",
     b"api_key",
     b"apikey",
     b"api-key",
@@ -1187,8 +1229,6 @@ const TOKEN_LABELS: &[&[u8]] = &[
     b"secretkey",
     b"private_key",
     b"auth_key",
-    b"credentials",
-    b"credential",
 ];
 
 /// Whether identifier `id` ends with `kw` at a word boundary: the whole identifier, after a
@@ -1208,20 +1248,23 @@ fn ends_with_kw(id: &[u8], kw: &[u8]) -> bool {
 }
 
 fn classify(id: &[u8]) -> Option<Label> {
-    if AWS_LABELS.iter().any(|k| ends_with_kw(id, k)) {
-        return Some(Label::Aws);
+    let any = |ks: &[&[u8]]| ks.iter().any(|k| ends_with_kw(id, k));
+    // Dispatch on the last letter: most identifiers are ruled out at once.
+    match id.last().map(u8::to_ascii_lowercase)? {
+        b'd' if any(&[b"password", b"passwd", b"pwd"]) => Some(Label::Password),
+        b'e' if any(&[b"passphrase"]) => Some(Label::Password),
+        b't' if any(&[b"aws_secret"]) => Some(Label::Aws),
+        b't' if any(&[b"secret"]) => Some(Label::Password),
+        // "pass" alone is a password label only as a whole identifier ("pass: x", not "bypass").
+        b's' if eq_ci(id, b"pass") => Some(Label::Password),
+        b's' if any(&[b"credentials"]) => Some(Label::Token),
+        b'l' if any(&[b"credential"]) => Some(Label::Token),
+        b'n' if any(&[b"authorization"]) => Some(Label::Authorization),
+        b'n' if any(&[b"token"]) => Some(Label::Token),
+        b'y' if any(AWS_LABELS) => Some(Label::Aws),
+        b'y' if any(TOKEN_LABELS) => Some(Label::Token),
+        _ => None,
     }
-    if TOKEN_LABELS.iter().any(|k| ends_with_kw(id, k)) {
-        return Some(Label::Token);
-    }
-    // "pass" alone is a password label only as a whole identifier ("pass: x", not "bypass").
-    if PASSWORD_LABELS
-        .iter()
-        .any(|k| ends_with_kw(id, k) && (k != b"pass" || id.len() == 4))
-    {
-        return Some(Label::Password);
-    }
-    None
 }
 
 /// Values that stand for a secret rather than being one: `$DB_PASSWORD`, `<your-token>`,
@@ -1270,7 +1313,7 @@ fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
         sink.on(Det::PasswordAssignment),
         sink.on(Det::AwsSecretAccessKey),
     );
-    if !pw && !aws {
+    if !pw && !aws && !sink.on(Det::BearerToken) {
         return;
     }
     let b = h.b;
@@ -1296,6 +1339,21 @@ fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
         return;
     }
     let Some(label) = classify(id) else { return };
+    if label == Label::Authorization {
+        // `Authorization: bearer ...` in any case; a capital `B` is an anchor of its own.
+        if sink.on(Det::BearerToken) {
+            let mut j = i + 1;
+            while matches!(b.get(j), Some(b' ' | b'\t' | b'"' | b'\'' | b'`')) && j - i < 8 {
+                j += 1;
+            }
+            match b.get(j) {
+                Some(b'b') => bearer(h, j, sink),
+                None if !h.fin => sink.wait(j),
+                _ => {}
+            }
+        }
+        return;
+    }
     // Forward to the value.
     let mut j = i + 1;
     if let Some(c) = b.get(j) {
@@ -1408,7 +1466,9 @@ fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
     }
     let ok = match label {
         Label::Password => v.len() >= 3 && !v.contains(&b' ') || (quote.is_some() && v.len() >= 3),
-        Label::Token | Label::Aws => v.len() >= 8 && has_digit && !v.contains(&b' '),
+        Label::Token | Label::Aws | Label::Authorization => {
+            v.len() >= 8 && has_digit && !v.contains(&b' ')
+        }
     };
     if ok {
         sink.yes(Det::PasswordAssignment, vs, ve);
