@@ -18,7 +18,7 @@
 //! | `-` | `gitlab_token`, `slack_token`, `openai_api_key`, `anthropic_api_key`, `private_key` |
 //! | `A` | `aws_access_key_id`, `google_api_key` |
 //! | `J` (of `eyJ`) | `jwt` |
-//! | `b`, `B` (of `Bearer`, `Basic`) | `bearer_token` |
+//! | `B` (of `Bearer`), and `Authorization` labels | `bearer_token` |
 //!
 //! An anchor is a *candidate*: the prefilter may report false candidates, never miss a true
 //! one. Each validator then reads a bounded window around its anchor and reports one of three
@@ -201,7 +201,11 @@ pub(crate) struct Sink {
 
 impl Sink {
     pub(crate) fn new(on: [bool; COUNT]) -> Sink {
-        Sink { hits: Vec::new(), wait: usize::MAX, on }
+        Sink {
+            hits: Vec::new(),
+            wait: usize::MAX,
+            on,
+        }
     }
 
     #[inline]
@@ -281,7 +285,6 @@ static CLASS: [u8; 256] = {
     t[b'-' as usize] = C_DASH;
     t[b'A' as usize] = C_A;
     t[b'J' as usize] = C_J;
-    t[b'b' as usize] = C_B;
     t[b'B' as usize] = C_B;
     let mut x = 0usize;
     while x < 256 {
@@ -300,35 +303,22 @@ pub(crate) struct NeedsFold;
 /// Runs every enabled built-in detector over `h.b[start..]` (reading before `start` for
 /// context). Returns `Err(NeedsFold)` as soon as it meets a character that
 /// [`super::normalize`] folds, unless `folded` says the text is already folded.
-pub(crate) fn scan(h: Hay<'_>, start: usize, folded: bool, sink: &mut Sink) -> Result<(), NeedsFold> {
+pub(crate) fn scan(
+    h: Hay<'_>,
+    start: usize,
+    folded: bool,
+    sink: &mut Sink,
+) -> Result<(), NeedsFold> {
     let b = h.b;
-    let n = b.len();
     let mut i = start;
-    while i < n {
-        // Skip class-0 bytes eight at a time: prose is mostly letters and spaces.
-        while i + 8 <= n {
-            let c = CLASS[b[i] as usize]
-                | CLASS[b[i + 1] as usize]
-                | CLASS[b[i + 2] as usize]
-                | CLASS[b[i + 3] as usize]
-                | CLASS[b[i + 4] as usize]
-                | CLASS[b[i + 5] as usize]
-                | CLASS[b[i + 6] as usize]
-                | CLASS[b[i + 7] as usize];
-            if c != 0 {
-                break;
-            }
-            i += 8;
-        }
-        if i >= n {
-            break;
-        }
-        let c = b[i];
-        match CLASS[c as usize] {
-            0 => {}
+    while let Some((at, class)) = next_anchor(b, i) {
+        i = at;
+        match class {
             C_DIGIT => {
                 if i == 0 || !b[i - 1].is_ascii_digit() {
-                    numeric(h, i, sink);
+                    // The rest of the group holds no other group start.
+                    i = numeric(h, i, sink);
+                    continue;
                 }
             }
             C_AT => {
@@ -338,12 +328,20 @@ pub(crate) fn scan(h: Hay<'_>, start: usize, folded: bool, sink: &mut Sink) -> R
             }
             C_COLON => colon(h, i, sink),
             C_EQ => {
-                if !(b.get(i + 1) == Some(&b'=') || (i > 0 && matches!(b[i - 1], b'=' | b'!' | b'<' | b'>'))) {
+                if !(b.get(i + 1) == Some(&b'=')
+                    || (i > 0 && matches!(b[i - 1], b'=' | b'!' | b'<' | b'>')))
+                {
                     assign(h, i, sink);
                 }
             }
             C_UNDER => underscore(h, i, sink),
-            C_DASH => dash(h, i, sink),
+            C_DASH => {
+                dash(h, i, sink);
+                // Inside a run of dashes (a table rule, "-----") no later dash starts anything.
+                while b.get(i + 1) == Some(&b'-') {
+                    i += 1;
+                }
+            }
             C_A => upper_a(h, i, sink),
             C_J => {
                 if sink.on(Det::Jwt) {
@@ -367,6 +365,38 @@ pub(crate) fn scan(h: Hay<'_>, start: usize, folded: bool, sink: &mut Sink) -> R
         tail(h, sink);
     }
     Ok(())
+}
+
+/// The next anchor at or after `i` and its class. Looks at eight bytes at a time: their
+/// classes packed into a `u64`, so a window of plain text costs one test and an anchor's
+/// position is a `trailing_zeros` away.
+#[inline(always)]
+fn next_anchor(b: &[u8], mut i: usize) -> Option<(usize, u8)> {
+    while let Some(w) = b.get(i..).and_then(|r| r.first_chunk::<8>()) {
+        let m = u64::from_le_bytes([
+            CLASS[w[0] as usize],
+            CLASS[w[1] as usize],
+            CLASS[w[2] as usize],
+            CLASS[w[3] as usize],
+            CLASS[w[4] as usize],
+            CLASS[w[5] as usize],
+            CLASS[w[6] as usize],
+            CLASS[w[7] as usize],
+        ]);
+        if m != 0 {
+            let bit = m.trailing_zeros() & !7;
+            return Some((i + (bit / 8) as usize, (m >> bit) as u8));
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        let k = CLASS[c as usize];
+        if k != 0 {
+            return Some((i, k));
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The pre-anchor holdback: a match whose anchor has not arrived yet can only start in the
@@ -454,7 +484,18 @@ fn label_before(b: &[u8], g: usize, words: &[&[u8]]) -> bool {
         && skipped < 8
         && matches!(
             b[k - 1],
-            b' ' | b'\t' | b':' | b'#' | b'=' | b'"' | b'\'' | b'`' | b'*' | b'|' | b'-' | b'.' | b'('
+            b' ' | b'\t'
+                | b':'
+                | b'#'
+                | b'='
+                | b'"'
+                | b'\''
+                | b'`'
+                | b'*'
+                | b'|'
+                | b'-'
+                | b'.'
+                | b'('
         )
     {
         k -= 1;
@@ -473,22 +514,45 @@ fn label_before(b: &[u8], g: usize, words: &[&[u8]]) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Numbers: credit cards, SSNs, phones, IBANs, IPv4. `g` is the first digit of a digit group.
 
-fn numeric(h: Hay<'_>, g: usize, sink: &mut Sink) {
-    if sink.on(Det::Iban) && g >= 2 {
+/// Runs the number detectors on the digit group starting at `g`; returns where the group ends.
+fn numeric(h: Hay<'_>, g: usize, sink: &mut Sink) -> usize {
+    let b = h.b;
+    if sink.on(Det::Iban) && g >= 2 && b[g - 1].is_ascii_alphabetic() {
         iban(h, g, sink);
     }
-    if sink.on(Det::CreditCard) {
+    // The shape of this digit group decides which detectors could match at all: most numbers
+    // in prose and code ("42,", "2024.", "x = 3") need none. Each condition below is necessary
+    // for its detector to report a match or a wait.
+    let mut e = g;
+    while e < b.len() && e - g < 20 && b[e].is_ascii_digit() {
+        e += 1;
+    }
+    let all = e == b.len() && !h.fin;
+    let l = e - g;
+    let next = b.get(e).copied();
+    let sep = matches!(next, Some(b' ' | b'-'));
+    if sink.on(Det::CreditCard) && (all || l >= 13 || ((4..=6).contains(&l) && sep)) {
         card(h, g, sink);
     }
-    if sink.on(Det::UsSsn) {
+    if sink.on(Det::UsSsn) && (all || l == 9 || (l == 3 && sep)) {
         ssn(h, g, sink);
     }
-    if sink.on(Det::Phone) {
+    // A national phone number's first group is an area code (3 digits in North America, 2 to 5
+    // starting with 0 in Europe) or the trunk prefix 1; otherwise it follows "+" or "(", or is
+    // an unseparated number after a label.
+    let first_ok = l == 3 || (l == 1 && b[g] == b'1') || ((2..=5).contains(&l) && b[g] == b'0');
+    if sink.on(Det::Phone)
+        && (all
+            || matches!(prev(b, g), Some(b'+' | b'('))
+            || (first_ok && matches!(next, Some(b' ' | b'-' | b'.' | b'/' | b'(' | b')')))
+            || (10..=11).contains(&l))
+    {
         phone(h, g, sink);
     }
-    if sink.on(Det::Ipv4) {
+    if sink.on(Det::Ipv4) && (all || ((1..=3).contains(&l) && next == Some(b'.'))) {
         ipv4(h, g, sink);
     }
+    e
 }
 
 /// Left edge of a number: not glued to a word, and not the fraction or continuation of a
@@ -537,12 +601,20 @@ fn card(h: Hay<'_>, g: usize, sink: &mut Sink) {
         if groups == 1 {
             first_len = glen;
         }
-        let shape = if groups == 1 { true } else { (4..=6).contains(&first_len) && (3..=6).contains(&glen) };
+        let shape = if groups == 1 {
+            true
+        } else {
+            (4..=6).contains(&first_len) && (3..=6).contains(&glen)
+        };
         if !shape {
             break;
         }
         let next = at!(h, sink, j, g);
-        let after = if matches!(next, Some(b' ' | b'-' | b'.' | b',' | b'/')) { at!(h, sink, j + 1, g) } else { None };
+        let after = if matches!(next, Some(b' ' | b'-' | b'.' | b',' | b'/')) {
+            at!(h, sink, j + 1, g)
+        } else {
+            None
+        };
         let right_ok = match next {
             None => true,
             Some(c) if is_word(c) => false,
@@ -636,7 +708,14 @@ fn ssn(h: Hay<'_>, g: usize, sink: &mut Sink) {
         && !label_before(
             b,
             g,
-            &[b"ssn", b"social security number", b"social security no", b"social security", b"ss#", b"ssn#"],
+            &[
+                b"ssn",
+                b"social security number",
+                b"social security no",
+                b"social security",
+                b"ss#",
+                b"ssn#",
+            ],
         )
     {
         return;
@@ -654,7 +733,11 @@ fn phone(h: Hay<'_>, g: usize, sink: &mut Sink) {
         Some(b'+') => phone_at(h, g - 1, g, sink),
         Some(b'(') => {
             // "(415) 555-2671" opens an area code; "(415-555-2671)" is a number in parentheses.
-            let s = if prev(b, g - 1) == Some(b'+') { g - 2 } else { g - 1 };
+            let s = if prev(b, g - 1) == Some(b'+') {
+                g - 2
+            } else {
+                g - 1
+            };
             phone_at(h, s, g, sink);
             phone_at(h, g, g, sink);
         }
@@ -696,7 +779,13 @@ fn phone_at(h: Hay<'_>, s: usize, g: usize, sink: &mut Sink) {
         let glen = j - gs;
         let next = at!(h, sink, j, s);
         // "+49 (0)30 ...": a trunk zero in parentheses is not dialled from abroad.
-        if intl && glen == 1 && digits[nd - 1] == b'0' && sep_before_open && next == Some(b')') && ng > 0 {
+        if intl
+            && glen == 1
+            && digits[nd - 1] == b'0'
+            && sep_before_open
+            && next == Some(b')')
+            && ng > 0
+        {
             nd -= 1;
         } else {
             if ng == glens.len() {
@@ -705,14 +794,23 @@ fn phone_at(h: Hay<'_>, s: usize, g: usize, sink: &mut Sink) {
             glens[ng] = glen as u8;
             ng += 1;
         }
-        let after = if matches!(next, Some(b'.' | b'-' | b'/')) { at!(h, sink, j + 1, s) } else { None };
+        let after = if matches!(next, Some(b'.' | b'-' | b'/')) {
+            at!(h, sink, j + 1, s)
+        } else {
+            None
+        };
         let right_ok = match next {
             None => true,
             Some(c) if is_word(c) => false,
             Some(b'.' | b'-' | b'/') => !is_alnum(after),
             Some(_) => true,
         };
-        if right_ok && !open && phone_shape(intl, &digits[..nd], &glens[..ng], || label_before(b, s, PHONE_LABELS)) {
+        if right_ok
+            && !open
+            && phone_shape(intl, &digits[..nd], &glens[..ng], || {
+                label_before(b, s, PHONE_LABELS)
+            })
+        {
             best = Some(j);
         }
         // A separator of one to three characters from " -./()", then more digits.
@@ -750,8 +848,17 @@ fn phone_at(h: Hay<'_>, s: usize, g: usize, sink: &mut Sink) {
     }
 }
 
-const PHONE_LABELS: &[&[u8]] =
-    &[b"phone", b"tel", b"telephone", b"mobile", b"cell", b"call", b"fax", b"ph", b"whatsapp"];
+const PHONE_LABELS: &[&[u8]] = &[
+    b"phone",
+    b"tel",
+    b"telephone",
+    b"mobile",
+    b"cell",
+    b"call",
+    b"fax",
+    b"ph",
+    b"whatsapp",
+];
 
 fn phone_shape(intl: bool, d: &[u8], g: &[u8], label: impl Fn() -> bool) -> bool {
     let n = d.len();
@@ -784,7 +891,9 @@ fn phone_shape(intl: bool, d: &[u8], g: &[u8], label: impl Fn() -> bool) -> bool
             return true;
         }
         // UK (11 digits) and Germany (10 to 12): an area code of 3 to 5 digits, then the rest.
-        return (10..=12).contains(&n) && (3..=5).contains(&g[0]) && g.iter().skip(1).all(|&x| x >= 3);
+        return (10..=12).contains(&n)
+            && (3..=5).contains(&g[0])
+            && g.iter().skip(1).all(|&x| x >= 3);
     }
     false
 }
@@ -869,9 +978,9 @@ fn is_word_opt(c: Option<u8>) -> bool {
 
 /// File extensions that follow `@` in names such as `icon@2x.png`; not top-level domains.
 const NOT_TLDS: &[&[u8]] = &[
-    b"png", b"jpg", b"jpeg", b"gif", b"svg", b"webp", b"bmp", b"ico", b"tif", b"tiff", b"js", b"mjs", b"ts", b"css",
-    b"json", b"yaml", b"yml", b"toml", b"lock", b"txt", b"html", b"htm", b"exe", b"dll", b"so", b"dylib", b"jar",
-    b"whl", b"tgz",
+    b"png", b"jpg", b"jpeg", b"gif", b"svg", b"webp", b"bmp", b"ico", b"tif", b"tiff", b"js",
+    b"mjs", b"ts", b"css", b"json", b"yaml", b"yml", b"toml", b"lock", b"txt", b"html", b"htm",
+    b"exe", b"dll", b"so", b"dylib", b"jar", b"whl", b"tgz",
 ];
 
 fn email(h: Hay<'_>, i: usize, sink: &mut Sink) {
@@ -917,13 +1026,15 @@ fn email(h: Hay<'_>, i: usize, sink: &mut Sink) {
     }
     let Some(dot) = last_dot else { return };
     let tld = &b[dot + 1..j];
-    let tld_ok =
-        (tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic)) || (tld.len() > 4 && eq_ci(&tld[..4], b"xn--"));
+    let tld_ok = (tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic))
+        || (tld.len() > 4 && eq_ci(&tld[..4], b"xn--"));
     if !tld_ok || NOT_TLDS.iter().any(|t| eq_ci(tld, t)) || b[j - 1] == b'-' || b[i + 1] == b'-' {
         return;
     }
     // scp-style `git@github.com:org/repo.git` is a login, not a mailbox.
-    if at!(h, sink, j, s) == Some(b':') && at!(h, sink, j + 1, s).is_some_and(|c| !c.is_ascii_whitespace()) {
+    if at!(h, sink, j, s) == Some(b':')
+        && at!(h, sink, j + 1, s).is_some_and(|c| !c.is_ascii_whitespace())
+    {
         return;
     }
     sink.yes(Det::Email, s, j);
@@ -950,6 +1061,9 @@ fn is_scheme(c: u8) -> bool {
 
 fn url(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let b = h.b;
+    if b.get(i + 1).is_some_and(|&c| c != b'/') || (b.get(i + 1).is_none() && h.fin) {
+        return;
+    }
     let mut k = i;
     while k > 0 && is_scheme(b[k - 1]) && i - k <= 32 {
         k -= 1;
@@ -1002,7 +1116,19 @@ fn url(h: Hay<'_>, i: usize, sink: &mut Sink) {
             Some(b':') if colon.is_none() => colon = Some(j),
             Some(c)
                 if c.is_ascii_whitespace()
-                    || matches!(c, b'/' | b'?' | b'#' | b'"' | b'\'' | b'`' | b'<' | b'>' | b'[' | b']' | b'\\') =>
+                    || matches!(
+                        c,
+                        b'/' | b'?'
+                            | b'#'
+                            | b'"'
+                            | b'\''
+                            | b'`'
+                            | b'<'
+                            | b'>'
+                            | b'['
+                            | b']'
+                            | b'\\'
+                    ) =>
             {
                 return
             }
@@ -1028,6 +1154,14 @@ fn url(h: Hay<'_>, i: usize, sink: &mut Sink) {
 
 fn ipv6(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let b = h.b;
+    // The first colon of an address follows a hex digit, or starts "::".
+    let after = b.get(i + 1).copied();
+    if !(prev(b, i).is_some_and(|c| c.is_ascii_hexdigit())
+        || after == Some(b':')
+        || (after.is_none() && !h.fin))
+    {
+        return;
+    }
     let mut k = i;
     while k > 0 && (b[k - 1].is_ascii_hexdigit() || b[k - 1] == b':') {
         k -= 1;
@@ -1079,12 +1213,13 @@ enum Label {
     Token,
     /// aws_secret_access_key and friends.
     Aws,
+    /// Authorization: the value is `Bearer <token>` or `Basic <credentials>`.
+    Authorization,
 }
 
-const AWS_LABELS: &[&[u8]] = &[b"secret_access_key", b"secretaccesskey", b"aws_secret_key", b"aws_secret"];
-const PASSWORD_LABELS: &[&[u8]] = &[b"password", b"passwd", b"passphrase", b"pwd", b"secret", b"pass"];
+/// Labels ending in `y` (the other keywords are listed in [`classify`]).
+const AWS_LABELS: &[&[u8]] = &[b"secret_access_key", b"secretaccesskey", b"aws_secret_key"];
 const TOKEN_LABELS: &[&[u8]] = &[
-    b"token",
     b"api_key",
     b"apikey",
     b"api-key",
@@ -1094,8 +1229,6 @@ const TOKEN_LABELS: &[&[u8]] = &[
     b"secretkey",
     b"private_key",
     b"auth_key",
-    b"credentials",
-    b"credential",
 ];
 
 /// Whether identifier `id` ends with `kw` at a word boundary: the whole identifier, after a
@@ -1115,17 +1248,23 @@ fn ends_with_kw(id: &[u8], kw: &[u8]) -> bool {
 }
 
 fn classify(id: &[u8]) -> Option<Label> {
-    if AWS_LABELS.iter().any(|k| ends_with_kw(id, k)) {
-        return Some(Label::Aws);
+    let any = |ks: &[&[u8]]| ks.iter().any(|k| ends_with_kw(id, k));
+    // Dispatch on the last letter: most identifiers are ruled out at once.
+    match id.last().map(u8::to_ascii_lowercase)? {
+        b'd' if any(&[b"password", b"passwd", b"pwd"]) => Some(Label::Password),
+        b'e' if any(&[b"passphrase"]) => Some(Label::Password),
+        b't' if any(&[b"aws_secret"]) => Some(Label::Aws),
+        b't' if any(&[b"secret"]) => Some(Label::Password),
+        // "pass" alone is a password label only as a whole identifier ("pass: x", not "bypass").
+        b's' if eq_ci(id, b"pass") => Some(Label::Password),
+        b's' if any(&[b"credentials"]) => Some(Label::Token),
+        b'l' if any(&[b"credential"]) => Some(Label::Token),
+        b'n' if any(&[b"authorization"]) => Some(Label::Authorization),
+        b'n' if any(&[b"token"]) => Some(Label::Token),
+        b'y' if any(AWS_LABELS) => Some(Label::Aws),
+        b'y' if any(TOKEN_LABELS) => Some(Label::Token),
+        _ => None,
     }
-    if TOKEN_LABELS.iter().any(|k| ends_with_kw(id, k)) {
-        return Some(Label::Token);
-    }
-    // "pass" alone is a password label only as a whole identifier ("pass: x", not "bypass").
-    if PASSWORD_LABELS.iter().any(|k| ends_with_kw(id, k) && (k != b"pass" || id.len() == 4)) {
-        return Some(Label::Password);
-    }
-    None
 }
 
 /// Values that stand for a secret rather than being one: `$DB_PASSWORD`, `<your-token>`,
@@ -1135,7 +1274,9 @@ fn placeholder(v: &[u8]) -> bool {
     if matches!(first, b'$' | b'<' | b'{' | b'%' | b'[' | b'(') {
         return true;
     }
-    if v.iter().all(|&c| c == first) && matches!(first, b'*' | b'x' | b'X' | b'.' | b'-' | b'_' | b'#' | b'?') {
+    if v.iter().all(|&c| c == first)
+        && matches!(first, b'*' | b'x' | b'X' | b'.' | b'-' | b'_' | b'#' | b'?')
+    {
         return true;
     }
     const WORDS: &[&[u8]] = &[
@@ -1162,20 +1303,27 @@ fn placeholder(v: &[u8]) -> bool {
     }
     // An environment-variable name: upper-case words joined by underscores.
     v.contains(&b'_')
-        && v.iter().all(|&c| c.is_ascii_uppercase() || c == b'_' || c.is_ascii_digit())
+        && v.iter()
+            .all(|&c| c.is_ascii_uppercase() || c == b'_' || c.is_ascii_digit())
         && !v.iter().all(|&c| c.is_ascii_digit() || c == b'_')
 }
 
 fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
-    let (pw, aws) = (sink.on(Det::PasswordAssignment), sink.on(Det::AwsSecretAccessKey));
-    if !pw && !aws {
+    let (pw, aws) = (
+        sink.on(Det::PasswordAssignment),
+        sink.on(Det::AwsSecretAccessKey),
+    );
+    if !pw && !aws && !sink.on(Det::BearerToken) {
         return;
     }
     let b = h.b;
     // Back over `"`, `]`, `*`, spaces to the identifier.
     let mut k = i;
     let mut skipped = 0;
-    while k > 0 && skipped < 6 && matches!(b[k - 1], b' ' | b'\t' | b'"' | b'\'' | b'`' | b']' | b'*') {
+    while k > 0
+        && skipped < 6
+        && matches!(b[k - 1], b' ' | b'\t' | b'"' | b'\'' | b'`' | b']' | b'*')
+    {
         k -= 1;
         skipped += 1;
     }
@@ -1191,6 +1339,21 @@ fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
         return;
     }
     let Some(label) = classify(id) else { return };
+    if label == Label::Authorization {
+        // `Authorization: bearer ...` in any case; a capital `B` is an anchor of its own.
+        if sink.on(Det::BearerToken) {
+            let mut j = i + 1;
+            while matches!(b.get(j), Some(b' ' | b'\t' | b'"' | b'\'' | b'`')) && j - i < 8 {
+                j += 1;
+            }
+            match b.get(j) {
+                Some(b'b') => bearer(h, j, sink),
+                None if !h.fin => sink.wait(j),
+                _ => {}
+            }
+        }
+        return;
+    }
     // Forward to the value.
     let mut j = i + 1;
     if let Some(c) = b.get(j) {
@@ -1234,7 +1397,19 @@ fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
             if c.is_ascii_whitespace()
                 || matches!(
                     c,
-                    b'"' | b'\'' | b'`' | b',' | b';' | b'<' | b'>' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'|'
+                    b'"' | b'\''
+                        | b'`'
+                        | b','
+                        | b';'
+                        | b'<'
+                        | b'>'
+                        | b'('
+                        | b')'
+                        | b'['
+                        | b']'
+                        | b'{'
+                        | b'}'
+                        | b'|'
                 )
             {
                 break;
@@ -1281,7 +1456,9 @@ fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
         // A dotted identifier is a reference (`config.password`), not a value.
         let dotted = v.contains(&b'.')
             && v.split(|&c| c == b'.').all(|p| {
-                !p.is_empty() && (p[0].is_ascii_alphabetic() || p[0] == b'_') && p.iter().all(|&c| is_word(c))
+                !p.is_empty()
+                    && (p[0].is_ascii_alphabetic() || p[0] == b'_')
+                    && p.iter().all(|&c| is_word(c))
             });
         if dotted || (all_alpha && b[i] == b':' && !tail_ok) {
             return;
@@ -1289,7 +1466,9 @@ fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
     }
     let ok = match label {
         Label::Password => v.len() >= 3 && !v.contains(&b' ') || (quote.is_some() && v.len() >= 3),
-        Label::Token | Label::Aws => v.len() >= 8 && has_digit && !v.contains(&b' '),
+        Label::Token | Label::Aws | Label::Authorization => {
+            v.len() >= 8 && has_digit && !v.contains(&b' ')
+        }
     };
     if ok {
         sink.yes(Det::PasswordAssignment, vs, ve);
@@ -1329,7 +1508,10 @@ fn underscore(h: Hay<'_>, i: usize, sink: &mut Sink) {
         // ghp_ gho_ ghu_ ghs_ ghr_
         if i >= 3
             && eq_ci(&b[i - 3..i - 1], b"gh")
-            && matches!(b[i - 1].to_ascii_lowercase(), b'p' | b'o' | b'u' | b's' | b'r')
+            && matches!(
+                b[i - 1].to_ascii_lowercase(),
+                b'p' | b'o' | b'u' | b's' | b'r'
+            )
             && starts_word(b, i - 3)
         {
             let s = i - 3;
@@ -1353,7 +1535,10 @@ fn underscore(h: Hay<'_>, i: usize, sink: &mut Sink) {
     }
     if sink.on(Det::StripeKey) {
         // sk_live_ sk_test_ rk_live_ rk_test_, and whsec_ webhook secrets.
-        if i >= 2 && (eq_ci(&b[i - 2..i], b"sk") || eq_ci(&b[i - 2..i], b"rk")) && starts_word(b, i - 2) {
+        if i >= 2
+            && (eq_ci(&b[i - 2..i], b"sk") || eq_ci(&b[i - 2..i], b"rk"))
+            && starts_word(b, i - 2)
+        {
             let s = i - 2;
             if starts_ci!(h, sink, i + 1, b"live_", s) || starts_ci!(h, sink, i + 1, b"test_", s) {
                 if let Some(e) = body!(h, sink, i + 6, s, 255, |c: u8| c.is_ascii_alphanumeric()) {
@@ -1374,9 +1559,13 @@ fn underscore(h: Hay<'_>, i: usize, sink: &mut Sink) {
     }
 }
 
-const GITLAB_PREFIXES: &[&[u8]] =
-    &[b"glpat", b"gldt", b"glrt", b"glptt", b"glcbt", b"glimt", b"glft", b"glsoat", b"gloas", b"glagent", b"glffct"];
-const SLACK_PREFIXES: &[&[u8]] = &[b"xoxb", b"xoxp", b"xoxa", b"xoxr", b"xoxs", b"xoxe", b"xapp"];
+const GITLAB_PREFIXES: &[&[u8]] = &[
+    b"glpat", b"gldt", b"glrt", b"glptt", b"glcbt", b"glimt", b"glft", b"glsoat", b"gloas",
+    b"glagent", b"glffct",
+];
+const SLACK_PREFIXES: &[&[u8]] = &[
+    b"xoxb", b"xoxp", b"xoxa", b"xoxr", b"xoxs", b"xoxe", b"xapp",
+];
 
 fn dash(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let b = h.b;
@@ -1397,14 +1586,21 @@ fn dash(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let w = &b[k..i];
     if eq_ci(w, b"sk") {
         let anthropic = starts_ci!(h, sink, i + 1, b"ant-", k);
-        let det = if anthropic { Det::AnthropicApiKey } else { Det::OpenaiApiKey };
+        let det = if anthropic {
+            Det::AnthropicApiKey
+        } else {
+            Det::OpenaiApiKey
+        };
         if !sink.on(det) {
             return;
         }
         let from = if anthropic { i + 5 } else { i + 1 };
         if let Some(e) = body!(h, sink, from, k, 300, is_b64url) {
             let v = &b[from..e];
-            if v.len() >= 20 && v.iter().any(u8::is_ascii_digit) && v.iter().any(u8::is_ascii_alphabetic) {
+            if v.len() >= 20
+                && v.iter().any(u8::is_ascii_digit)
+                && v.iter().any(u8::is_ascii_alphabetic)
+            {
                 sink.yes(det, k, e);
             }
         }
@@ -1415,7 +1611,9 @@ fn dash(h: Hay<'_>, i: usize, sink: &mut Sink) {
             }
         }
     } else if sink.on(Det::SlackToken) && SLACK_PREFIXES.iter().any(|p| eq_ci(w, p)) {
-        if let Some(e) = body!(h, sink, i + 1, k, 255, |c: u8| c.is_ascii_alphanumeric() || c == b'-') {
+        if let Some(e) = body!(h, sink, i + 1, k, 255, |c: u8| c.is_ascii_alphanumeric()
+            || c == b'-')
+        {
             let v = &b[i + 1..e];
             if v.len() >= 10 && v.iter().any(u8::is_ascii_digit) {
                 sink.yes(Det::SlackToken, k, e);
@@ -1518,10 +1716,12 @@ fn pem(h: Hay<'_>, i: usize, sink: &mut Sink) {
         let line_ok = j != usize::MAX
             && j > ls
             && (!header
-                || b[ls..j]
-                    .iter()
-                    .position(|&c| c == b':')
-                    .is_some_and(|p| p > 0 && b[ls..ls + p].iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')));
+                || b[ls..j].iter().position(|&c| c == b':').is_some_and(|p| {
+                    p > 0
+                        && b[ls..ls + p]
+                            .iter()
+                            .all(|&c| c.is_ascii_alphanumeric() || c == b'-')
+                }));
         if line_ok {
             good_end = Some(j);
         }
@@ -1558,7 +1758,9 @@ fn upper_a(h: Hay<'_>, i: usize, sink: &mut Sink) {
             return;
         }
     }
-    if sink.on(Det::AwsAccessKeyId) && matches!(next, b'K' | b'S' | b'G' | b'I' | b'R' | b'N' | b'B' | b'C') {
+    if sink.on(Det::AwsAccessKeyId)
+        && matches!(next, b'K' | b'S' | b'G' | b'I' | b'R' | b'N' | b'B' | b'C')
+    {
         let mut p = [0u8; 4];
         for (k, slot) in p.iter_mut().enumerate() {
             match at!(h, sink, i + k, i) {
@@ -1566,14 +1768,19 @@ fn upper_a(h: Hay<'_>, i: usize, sink: &mut Sink) {
                 None => return,
             }
         }
-        const PREFIXES: &[&[u8; 4]] =
-            &[b"AKIA", b"ASIA", b"AGPA", b"AIDA", b"AROA", b"AIPA", b"ANPA", b"ANVA", b"ABIA", b"ACCA"];
+        const PREFIXES: &[&[u8; 4]] = &[
+            b"AKIA", b"ASIA", b"AGPA", b"AIDA", b"AROA", b"AIPA", b"ANPA", b"ANVA", b"ABIA",
+            b"ACCA",
+        ];
         if !PREFIXES.contains(&&p) {
             return;
         }
         if let Some(e) = body!(h, sink, i + 4, i, 17, |c: u8| c.is_ascii_alphanumeric()) {
             let v = &b[i + 4..e];
-            if v.len() == 16 && v.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+            if v.len() == 16
+                && v.iter()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            {
                 sink.yes(Det::AwsAccessKeyId, i, e);
             }
         }
@@ -1640,7 +1847,10 @@ fn bearer(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let labelled = {
         let mut k = i;
         let mut skipped = 0;
-        while k > 0 && skipped < 8 && matches!(b[k - 1], b' ' | b':' | b'=' | b'"' | b'\'' | b'`' | b'\t') {
+        while k > 0
+            && skipped < 8
+            && matches!(b[k - 1], b' ' | b':' | b'=' | b'"' | b'\'' | b'`' | b'\t')
+        {
             k -= 1;
             skipped += 1;
         }
@@ -1662,7 +1872,8 @@ fn bearer(h: Hay<'_>, i: usize, sink: &mut Sink) {
     if v.is_empty() || placeholder(v) {
         return;
     }
-    let strong = v.len() >= 16 && v.iter().any(u8::is_ascii_digit) && v.iter().any(u8::is_ascii_alphabetic);
+    let strong =
+        v.len() >= 16 && v.iter().any(u8::is_ascii_digit) && v.iter().any(u8::is_ascii_alphabetic);
     if (labelled && v.len() >= 8) || strong {
         sink.yes(Det::BearerToken, vs, e);
     }
