@@ -9,5 +9,8 @@ fn engine() -> Engine {
 #[test]
 fn placeholder() {
     let e = engine();
-    assert_eq!(e.redact("mail jane@example.com now").text, "mail [REDACTED:EMAIL] now");
+    assert_eq!(
+        e.redact("mail jane@example.com now").text,
+        "mail [REDACTED:EMAIL] now"
+    );
 }
