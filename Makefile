@@ -70,7 +70,7 @@ test-e2e: build venv certs
 bench: bench-engine bench-envoy
 
 bench-engine:
-	@if [ -f benches/engine.rs ]; then cargo bench --bench engine; fi
+	cargo bench --bench engine
 
 bench-envoy: build venv certs
 	CARGO_TARGET_DIR=$(CURDIR)/target/bench-build cargo run --release --quiet --manifest-path tests/bench/Cargo.toml
