@@ -36,6 +36,8 @@ pub struct Timing {
     pub latency: Duration,
     /// Time until the first non-empty `"content":"..."` arrived (streams only).
     pub first_token: Option<Duration>,
+    /// Time until the first body bytes arrived (streams only).
+    pub first_byte: Option<Duration>,
     pub body_len: usize,
 }
 
@@ -84,6 +86,7 @@ impl Conn {
             }
         }
         let mut first_token = None;
+        let mut first_byte = None;
         let mut body_len = 0;
         let mut seen = Vec::new();
         if chunked {
@@ -97,6 +100,7 @@ impl Conn {
                     break;
                 }
                 body_len += n;
+                first_byte.get_or_insert_with(|| start.elapsed());
                 if first_token.is_none() {
                     seen.extend_from_slice(&chunk[..n]);
                     if has_token(&seen) {
@@ -109,7 +113,7 @@ impl Conn {
             self.reader.read_exact(&mut b)?;
             body_len = n;
         }
-        Ok(Timing { status, latency: start.elapsed(), first_token, body_len })
+        Ok(Timing { status, latency: start.elapsed(), first_token, first_byte, body_len })
     }
 }
 

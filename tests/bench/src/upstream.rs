@@ -63,19 +63,27 @@ fn completion_of_size(size: usize) -> Vec<u8> {
     completion(&prose(size.saturating_sub(overhead)))
 }
 
-/// The 500-token SSE answer: role chunk, 500 content chunks, finish chunk, `[DONE]`.
+/// The 500-token SSE answer: role chunk, 500 content chunks, finish chunk, `[DONE]`. Tokens are
+/// cut the way tokenizers cut text: a word with its leading space (" summary"), punctuation apart.
 pub fn sse_answer(tokens: usize) -> Vec<Vec<u8>> {
-    let text = prose(tokens * 4);
+    let text = prose(tokens * 6);
     let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
         let v = serde_json::json!({"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,
             "model":"bench","choices":[{"index":0,"delta":delta,"logprobs":null,"finish_reason":finish}]});
         format!("data: {v}\n\n").into_bytes()
     };
     let mut out = vec![chunk(serde_json::json!({"role":"assistant","content":""}), serde_json::Value::Null)];
-    let chars: Vec<char> = text.chars().collect();
-    for piece in chars.chunks(chars.len().div_ceil(tokens)) {
-        let s: String = piece.iter().collect();
-        out.push(chunk(serde_json::json!({ "content": s }), serde_json::Value::Null));
+    let mut toks: Vec<String> = Vec::new();
+    for c in text.chars() {
+        let starts_token =
+            c == ' ' || c == '\n' || (c.is_ascii_punctuation() && !toks.last().is_some_and(|t| t.ends_with(' ')));
+        match toks.last_mut() {
+            Some(t) if !starts_token && !t.ends_with(|p: char| p.is_ascii_punctuation()) => t.push(c),
+            _ => toks.push(c.to_string()),
+        }
+    }
+    for t in toks.iter().take(tokens) {
+        out.push(chunk(serde_json::json!({ "content": t }), serde_json::Value::Null));
     }
     out.push(chunk(serde_json::json!({}), serde_json::json!("stop")));
     out.push(b"data: [DONE]\n\n".to_vec());
