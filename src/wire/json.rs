@@ -275,10 +275,12 @@ pub fn decode_string(input: &[u8]) -> Result<(String, usize), usize> {
     if input.first() != Some(&b'"') {
         return Err(0);
     }
-    let mut out = String::new();
+    let mut out = String::with_capacity(find_special(input, 1).map_or(0, |end| end - 1));
     let mut i = 1;
     let mut run = 1;
     loop {
+        // Skip ordinary bytes in bulk: only quotes, backslashes and control bytes matter here.
+        i = find_special(input, i).unwrap_or(input.len());
         let Some(&c) = input.get(i) else {
             return Err(i);
         };
@@ -352,18 +354,21 @@ fn hex4(input: &[u8], at: usize) -> Option<u32> {
 
 /// Appends `s` as a JSON string literal (quotes included), escaping only what JSON requires.
 pub fn encode_string_into(s: &str, out: &mut Vec<u8>) {
+    out.reserve(s.len() + 2);
     out.push(b'"');
     let b = s.as_bytes();
     let mut run = 0;
-    for (i, &c) in b.iter().enumerate() {
+    let mut from = 0;
+    while let Some(i) = find_special(b, from) {
+        from = i + 1;
+        let c = b[i];
         let esc: &[u8] = match c {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
             b'\n' => b"\\n",
             b'\r' => b"\\r",
             b'\t' => b"\\t",
-            0..=0x1f => b"",
-            _ => continue,
+            _ => b"",
         };
         out.extend_from_slice(&b[run..i]);
         if esc.is_empty() {
@@ -375,6 +380,29 @@ pub fn encode_string_into(s: &str, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&b[run..]);
     out.push(b'"');
+}
+
+/// The first byte at or after `from` that is `"`, `\\` or a control byte (below 0x20): the only
+/// bytes JSON string scanning has to stop at. Checks eight bytes at a time.
+fn find_special(b: &[u8], from: usize) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(LO) & !x;
+    let mut i = from;
+    while i + 8 <= b.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&b[i..i + 8]);
+        let w = u64::from_le_bytes(word);
+        // Bytes below 0x20, and bytes equal to '"' or '\\' (zero after xor). The lowest flagged
+        // byte is always a true match; borrows can only flag bytes above it.
+        let below = w.wrapping_sub(LO * 0x20) & !w;
+        let hit = (below | zero(w ^ (LO * u64::from(b'"'))) | zero(w ^ (LO * u64::from(b'\\')))) & HI;
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b.get(i..)?.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).map(|p| i + p)
 }
 
 /// `s` as a JSON string literal.
@@ -446,6 +474,19 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "{ \"a\" : \"x\\u0041\",\n  \"b\":\"y\\\"\\n\\u0001é\", \"c\": 1.50 }"
         );
+    }
+
+    #[test]
+    fn find_special_agrees_with_a_byte_loop_at_every_offset() {
+        let mut bytes: Vec<u8> = (0u8..=255).collect();
+        bytes.extend_from_slice(b"plain ascii text with no specials at all, then \\ and \" and \x01 and \x7f\xff");
+        for from in 0..bytes.len() {
+            for end in from..=bytes.len().min(from + 40) {
+                let b = &bytes[..end];
+                let want = b[from..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).map(|p| from + p);
+                assert_eq!(find_special(b, from), want, "{from} {end}");
+            }
+        }
     }
 
     #[test]
