@@ -506,7 +506,7 @@ fn label_before(b: &[u8], g: usize, words: &[&[u8]]) -> bool {
     words.iter().any(|w| {
         ends_with_ci(before, w) && {
             let s = k - w.len();
-            !prev(b, s).is_some_and(|c| c.is_ascii_alphabetic())
+            !prev(b, s).is_some_and(|c| c.is_ascii_alphabetic()) && !mask_ends_at(b, s)
         }
     })
 }
@@ -695,7 +695,7 @@ fn ssn(h: Hay<'_>, g: usize, sink: &mut Sink) {
         Some(c) if is_word(c) => return,
         Some(c @ (b'-' | b'.' | b'/' | b' ')) => {
             let after = at!(h, sink, end + 1, g);
-            if is_digit(after) && (c != b' ' || sep == Some(b' ') || sep.is_none()) {
+            if is_digit(after) && (c != b' ' || sep == Some(b' ')) {
                 return;
             }
         }
@@ -992,6 +992,9 @@ fn email(h: Hay<'_>, i: usize, sink: &mut Sink) {
             return;
         }
     }
+    if mask_ends_at(b, s) {
+        return;
+    }
     while s < i && matches!(b[s], b'.' | b'-' | b'+' | b'\'') {
         s += 1;
     }
@@ -1068,7 +1071,12 @@ fn url(h: Hay<'_>, i: usize, sink: &mut Sink) {
     while k > 0 && is_scheme(b[k - 1]) && i - k <= 32 {
         k -= 1;
     }
-    if k == i || i - k > 32 || !b[k].is_ascii_alphabetic() || !starts_word(b, k) {
+    if k == i
+        || i - k > 32
+        || !b[k].is_ascii_alphabetic()
+        || !starts_word(b, k)
+        || mask_ends_at(b, k)
+    {
         return;
     }
     if !starts_ci!(h, sink, i + 1, b"//", k) {
@@ -1320,9 +1328,11 @@ fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
     // Back over `"`, `]`, `*`, spaces to the identifier.
     let mut k = i;
     let mut skipped = 0;
+    // `]` only in the `headers["Authorization"]` shape, never after a mask token.
     while k > 0
         && skipped < 6
-        && matches!(b[k - 1], b' ' | b'\t' | b'"' | b'\'' | b'`' | b']' | b'*')
+        && (matches!(b[k - 1], b' ' | b'\t' | b'"' | b'\'' | b'`' | b'*')
+            || (b[k - 1] == b']' && k >= 2 && matches!(b[k - 2], b'"' | b'\'')))
     {
         k -= 1;
         skipped += 1;
@@ -1335,7 +1345,7 @@ fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
         }
     }
     let id = &b[k..id_end];
-    if id.len() < 3 || !starts_word(b, k) {
+    if id.len() < 3 || !starts_word(b, k) || mask_ends_at(b, k) {
         return;
     }
     let Some(label) = classify(id) else { return };
@@ -1441,6 +1451,13 @@ fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
     };
     let v = &b[vs..ve];
     if v.is_empty() || placeholder(v) {
+        return;
+    }
+    // A value with one of our masks inside had a finding inside: it is not a new value.
+    if v.iter()
+        .enumerate()
+        .any(|(k, &c)| c == b']' && mask_ends_at(b, vs + k + 1))
+    {
         return;
     }
     if label == Label::Aws && aws && v.len() == 40 && v.iter().all(|&c| is_b64(c)) {
@@ -1700,7 +1717,13 @@ fn pem(h: Hay<'_>, i: usize, sink: &mut Sink) {
                     break;
                 }
                 Some(b'\n' | b'\r') => break,
-                Some(b'\\') if matches!(b.get(j + 1), Some(b'n' | b'r')) => break,
+                Some(b'\\') => match at!(h, sink, j + 1, i) {
+                    Some(b'n' | b'r') => break,
+                    _ => {
+                        j = usize::MAX;
+                        break;
+                    }
+                },
                 Some(c) if is_b64(c) => j += 1,
                 Some(b':' | b',' | b'-' | b' ') if j > ls => {
                     header = true;
@@ -1877,4 +1900,70 @@ fn bearer(h: Hay<'_>, i: usize, sink: &mut Sink) {
     if (labelled && v.len() >= 8) || strong {
         sink.yes(Det::BearerToken, vs, e);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Our own mask tokens. Redacting redacted text must change nothing, so a value that starts or
+// ends right at a mask token counts as glued to it, as it was glued to the value the token
+// replaced.
+
+/// Whether a mask token this engine writes, `[REDACTED:LABEL]` or `[LABEL:1a2b3c4d]`, ends
+/// at `i`.
+pub(crate) fn mask_ends_at(b: &[u8], i: usize) -> bool {
+    if i < 3 || b[i - 1] != b']' {
+        return false;
+    }
+    let mut k = i - 1;
+    while k > 0 && is_label_byte(b[k - 1]) && i - k < MAX_MASK {
+        k -= 1;
+    }
+    k > 0 && b[k - 1] == b'[' && is_mask_body(&b[k..i - 1])
+}
+
+/// Whether a mask token starts at `i`: `Some(true)` or `Some(false)`, or `None` when the text
+/// ends inside what could still become one.
+pub(crate) fn mask_starts_at(b: &[u8], i: usize, fin: bool) -> Option<bool> {
+    match b.get(i) {
+        Some(b'[') => {}
+        None if !fin => return None,
+        _ => return Some(false),
+    }
+    let mut k = i + 1;
+    while k < b.len() && is_label_byte(b[k]) && k - i < MAX_MASK {
+        k += 1;
+    }
+    match b.get(k) {
+        Some(b']') => Some(is_mask_body(&b[i + 1..k])),
+        None if !fin && k - i < MAX_MASK => None,
+        _ => Some(false),
+    }
+}
+
+const MAX_MASK: usize = 96;
+
+fn is_label_byte(c: u8) -> bool {
+    c.is_ascii_uppercase()
+        || c.is_ascii_digit()
+        || matches!(c, b'_' | b'.' | b'-' | b':' | b'a'..=b'f')
+}
+
+/// `REDACTED:LABEL` or `LABEL:` plus eight lower-case hex digits.
+fn is_mask_body(body: &[u8]) -> bool {
+    let upper = |s: &[u8]| {
+        !s.is_empty()
+            && s.iter().all(|&c| {
+                c.is_ascii_uppercase()
+                    || c.is_ascii_digit()
+                    || matches!(c, b'_' | b'.' | b'-' | b':')
+            })
+    };
+    if let Some(label) = body.strip_prefix(b"REDACTED:") {
+        return upper(label);
+    }
+    body.len() > 9
+        && body[body.len() - 9] == b':'
+        && body[body.len() - 8..]
+            .iter()
+            .all(|&c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        && upper(&body[..body.len() - 9])
 }

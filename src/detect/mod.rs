@@ -256,6 +256,8 @@ struct Cand {
     id: u32,
     /// 0 for format-specific credentials, 1 for everything else.
     tier: u8,
+    /// Takes part in overlap resolution but is not reported (glued to a mask token).
+    hidden: bool,
     rank: u32,
     det: Option<Det>,
 }
@@ -707,6 +709,7 @@ impl Engine {
                     end: h.end,
                     id: h.det as u32,
                     tier: u8::from(!h.det.specific()),
+                    hidden: false,
                     rank: 2000 + u32::from(h.det.rank()),
                     det: Some(h.det),
                 });
@@ -726,6 +729,19 @@ impl Engine {
         }
         for (k, r) in self.rules.iter().enumerate() {
             rule_scan(r, hay_text, from_n, fin, k as u32, &mut cands, &mut wait);
+        }
+        // A value glued to one of our own mask tokens was glued to the value the token replaced:
+        // keep it rejected, so that redacting redacted text changes nothing.
+        if !cands.is_empty() && hay_text.contains(['[', ']']) {
+            let b = hay_text.as_bytes();
+            // Such a value still claims its place (as the allowlist does), so that nothing that
+            // overlaps it surfaces either.
+            for c in cands.iter_mut() {
+                match glued_to_mask(b, c.start, c.end, fin) {
+                    Some(glued) => c.hidden = glued,
+                    None => wait = wait.min(c.start),
+                }
+            }
         }
         let mut settled = if fin { n } else { wait.min(n).max(from_n) };
         // Settled offsets must be char boundaries in the scanned text.
@@ -756,7 +772,9 @@ impl Engine {
             if c.end > settled {
                 break;
             }
-            if !self.allow.is_empty() && self.allow.allows(c.det, &hay_text[c.start..c.end]) {
+            if c.hidden
+                || (!self.allow.is_empty() && self.allow.allows(c.det, &hay_text[c.start..c.end]))
+            {
                 continue;
             }
             let name = &self.names[c.id as usize];
@@ -1013,6 +1031,7 @@ fn dict_scan(
             end: e,
             id: d.id,
             tier: 1,
+            hidden: false,
             rank,
             det: None,
         });
@@ -1069,6 +1088,7 @@ fn rule_scan(
                 end: m.end(),
                 id: r.id,
                 tier: 1,
+                hidden: false,
                 rank,
                 det: None,
             });
@@ -1081,6 +1101,41 @@ fn rule_scan(
     }
     if !fin {
         *wait = (*wait).min(text.len().saturating_sub(r.max_len).max(from));
+    }
+}
+
+/// Whether the value `b[start..end]` touches one of our mask tokens, directly or across up to
+/// three characters that detectors read through (`.`, `,`, `/`, `-`, `:`, `_`, `+`, `%`, `'`,
+/// `=`, `~`, and after the value a space, which joins the groups of a spaced number); `None`
+/// when the text ends inside what could still become a mask token after it.
+fn glued_to_mask(b: &[u8], start: usize, end: usize, fin: bool) -> Option<bool> {
+    let glue = |c: u8| {
+        matches!(
+            c,
+            b'.' | b',' | b'/' | b'-' | b':' | b'_' | b'+' | b'%' | b'\'' | b'=' | b'~'
+        )
+    };
+    let mut k = start;
+    loop {
+        if catalog::mask_ends_at(b, k) {
+            return Some(true);
+        }
+        if k == 0 || start - k == 3 || !glue(b[k - 1]) {
+            break;
+        }
+        k -= 1;
+    }
+    let mut k = end;
+    loop {
+        match catalog::mask_starts_at(b, k, fin) {
+            Some(true) => return Some(true),
+            None => return None,
+            Some(false) => {}
+        }
+        match b.get(k) {
+            Some(&c) if k - end < 3 && (glue(c) || c == b' ') => k += 1,
+            _ => return Some(false),
+        }
     }
 }
 
