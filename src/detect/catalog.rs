@@ -197,6 +197,8 @@ pub(crate) struct Sink {
     /// The earliest start of a match that cannot be decided yet.
     pub(crate) wait: usize,
     on: [bool; COUNT],
+    /// The last unquoted label value run: from `.0` it stops at `.1`.
+    run: (usize, usize),
 }
 
 impl Sink {
@@ -205,6 +207,7 @@ impl Sink {
             hits: Vec::new(),
             wait: usize::MAX,
             on,
+            run: (usize::MAX, 0),
         }
     }
 
@@ -1170,15 +1173,15 @@ fn ipv6(h: Hay<'_>, i: usize, sink: &mut Sink) {
     {
         return;
     }
+    // Back over at most four hex digits; only the first colon of an address does the work.
     let mut k = i;
-    while k > 0 && (b[k - 1].is_ascii_hexdigit() || b[k - 1] == b':') {
+    while k > 0 && b[k - 1].is_ascii_hexdigit() {
         k -= 1;
-        if i - k > 45 {
+        if i - k > 4 {
             return;
         }
     }
-    // Only the first colon of an address does the work.
-    if b[k..i].contains(&b':') {
+    if prev(b, k) == Some(b':') {
         return;
     }
     match prev(b, k) {
@@ -1273,6 +1276,27 @@ fn classify(id: &[u8]) -> Option<Label> {
         b'y' if any(TOKEN_LABELS) => Some(Label::Token),
         _ => None,
     }
+}
+
+/// Whether `c` ends an unquoted value.
+fn ends_value(c: u8) -> bool {
+    c.is_ascii_whitespace()
+        || matches!(
+            c,
+            b'"' | b'\''
+                | b'`'
+                | b','
+                | b';'
+                | b'<'
+                | b'>'
+                | b'('
+                | b')'
+                | b'['
+                | b']'
+                | b'{'
+                | b'}'
+                | b'|'
+        )
 }
 
 /// Values that stand for a secret rather than being one: `$DB_PASSWORD`, `<your-token>`,
@@ -1402,33 +1426,27 @@ fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
         (vs, e, true)
     } else {
         let vs = j;
-        let mut e = vs;
-        while let Some(c) = at!(h, sink, e, vs) {
-            if c.is_ascii_whitespace()
-                || matches!(
-                    c,
-                    b'"' | b'\''
-                        | b'`'
-                        | b','
-                        | b';'
-                        | b'<'
-                        | b'>'
-                        | b'('
-                        | b')'
-                        | b'['
-                        | b']'
-                        | b'{'
-                        | b'}'
-                        | b'|'
-                )
-            {
-                break;
+        // The run ends at the same byte wherever in it it starts: remember it, so that a run
+        // full of `=` or `:` ("a=a=a=...") is read once, not once per anchor.
+        let stop = if sink.run.0 <= vs && vs <= sink.run.1 {
+            sink.run.1
+        } else {
+            let mut e = vs;
+            while b.get(e).is_some_and(|&c| !ends_value(c)) {
+                e += 1;
             }
-            e += 1;
-            if e - vs > 256 {
-                return;
-            }
+            sink.run = (vs, e);
+            e
+        };
+        // Too long is decided even if more text follows: the run can only grow.
+        if stop - vs > 256 {
+            return;
         }
+        if stop == b.len() && !h.fin {
+            sink.wait(vs);
+            return;
+        }
+        let mut e = stop;
         // A call or an index, not a value: `password = getpass()`, `os.environ["PW"]`.
         if matches!(b.get(e), Some(b'(' | b'[')) {
             return;
