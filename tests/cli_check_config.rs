@@ -63,3 +63,20 @@ fn rejects_zero_and_broken_json() {
     assert_eq!(code, 1);
     assert!(err.contains("configuration: invalid JSON: EOF while parsing a value at line 1 column 12"), "{err}");
 }
+
+#[test]
+fn the_readme_configuration_examples_are_accepted() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let mut checked = 0;
+    for block in readme.split("```json\n").skip(1) {
+        let text = block.split("```").next().unwrap();
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else { continue };
+        if v.get("detect").is_some() || v.get("request").is_some() || v.get("response").is_some() {
+            let (code, out, err) = check(text);
+            assert_eq!(code, 0, "{text}\n{err}");
+            assert!(out.contains(": ok: "), "{out}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1, "no configuration example found in README.md");
+}
