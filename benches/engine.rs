@@ -39,9 +39,7 @@ impl Rng {
         (0..n).map(|_| A[self.below(A.len())] as char).collect()
     }
     fn digits(&mut self, n: usize) -> String {
-        (0..n)
-            .map(|_| char::from(b'0' + self.below(10) as u8))
-            .collect()
+        (0..n).map(|_| char::from(b'0' + self.below(10) as u8)).collect()
     }
 }
 
@@ -155,9 +153,7 @@ const WORDS: &[&str] = &[
 /// Sensitive values, each in a context where exactly it is found, by detector name.
 fn plant(rng: &mut Rng, out: &mut String, planted: &mut BTreeMap<&'static str, usize>) {
     let first = rng.pick(&["jane", "john", "maria", "wei", "olga", "sam", "priya", "li"]);
-    let last = rng.pick(&[
-        "doe", "smith", "garcia", "chen", "novak", "lee", "patel", "kim",
-    ]);
+    let last = rng.pick(&["doe", "smith", "garcia", "chen", "novak", "lee", "patel", "kim"]);
     let (det, text): (&'static str, String) = match rng.below(14) {
         0 => (
             "email",
@@ -168,68 +164,19 @@ fn plant(rng: &mut Rng, out: &mut String, planted: &mut BTreeMap<&'static str, u
         ),
         1 => ("credit_card", format!("The card on file is {}.", card(rng))),
         2 => ("us_ssn", format!("SSN: {}", ssn(rng))),
-        3 => (
-            "phone",
-            format!(
-                "Call ({}) 555-{} during office hours.",
-                200 + rng.below(700),
-                1000 + rng.below(9000)
-            ),
-        ),
-        4 => (
-            "ipv4",
-            format!(
-                "The host at 10.{}.{}.{} responded.",
-                rng.below(256),
-                rng.below(256),
-                1 + rng.below(254)
-            ),
-        ),
+        3 => ("phone", format!("Call ({}) 555-{} during office hours.", 200 + rng.below(700), 1000 + rng.below(9000))),
+        4 => {
+            ("ipv4", format!("The host at 10.{}.{}.{} responded.", rng.below(256), rng.below(256), 1 + rng.below(254)))
+        }
         5 => ("iban", format!("Transfer to {} by Friday.", iban(rng))),
-        6 => (
-            "aws_access_key_id",
-            format!(
-                "aws_access_key_id = AKIA{}",
-                rng.alnum(16).to_ascii_uppercase()
-            ),
-        ),
-        7 => (
-            "github_token",
-            format!("export GH={}ghp_{}", "", rng.alnum(36)),
-        ),
-        8 => (
-            "openai_api_key",
-            format!("client = OpenAI(key=\"sk-proj-{}9\")", rng.alnum(40)),
-        ),
+        6 => ("aws_access_key_id", format!("aws_access_key_id = AKIA{}", rng.alnum(16).to_ascii_uppercase())),
+        7 => ("github_token", format!("export GH={}ghp_{}", "", rng.alnum(36))),
+        8 => ("openai_api_key", format!("client = OpenAI(key=\"sk-proj-{}9\")", rng.alnum(40))),
         9 => ("jwt", format!("token {}", jwt(rng))),
-        10 => (
-            "password_assignment",
-            format!("DB_PASSWORD=Pw{}x", rng.alnum(10)),
-        ),
-        11 => (
-            "connection_string",
-            format!(
-                "DATABASE_URL=postgres://app:{}@db.internal:5432/app",
-                rng.alnum(12)
-            ),
-        ),
-        12 => (
-            "ipv6",
-            format!(
-                "Listen on 2001:db8:{:x}::{:x} only.",
-                rng.below(65535),
-                1 + rng.below(65534)
-            ),
-        ),
-        _ => (
-            "slack_token",
-            format!(
-                "SLACK=xoxb-{}-{}-{}",
-                rng.digits(12),
-                rng.digits(13),
-                rng.alnum(24)
-            ),
-        ),
+        10 => ("password_assignment", format!("DB_PASSWORD=Pw{}x", rng.alnum(10))),
+        11 => ("connection_string", format!("DATABASE_URL=postgres://app:{}@db.internal:5432/app", rng.alnum(12))),
+        12 => ("ipv6", format!("Listen on 2001:db8:{:x}::{:x} only.", rng.below(65535), 1 + rng.below(65534))),
+        _ => ("slack_token", format!("SLACK=xoxb-{}-{}-{}", rng.digits(12), rng.digits(13), rng.alnum(24))),
     };
     *planted.entry(det).or_default() += 1;
     out.push_str(&text);
@@ -268,12 +215,7 @@ fn card(rng: &mut Rng) -> String {
 }
 
 fn ssn(rng: &mut Rng) -> String {
-    format!(
-        "{:03}-{:02}-{:04}",
-        1 + rng.below(665),
-        1 + rng.below(99),
-        1 + rng.below(9999)
-    )
+    format!("{:03}-{:02}-{:04}", 1 + rng.below(665), 1 + rng.below(99), 1 + rng.below(9999))
 }
 
 fn iban(rng: &mut Rng) -> String {
@@ -287,11 +229,7 @@ fn iban(rng: &mut Rng) -> String {
 }
 
 fn jwt(rng: &mut Rng) -> String {
-    format!(
-        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI{}In0.{}",
-        rng.alnum(12),
-        rng.alnum(43)
-    )
+    format!("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI{}In0.{}", rng.alnum(12), rng.alnum(43))
 }
 
 fn sentence(rng: &mut Rng, out: &mut String) {
@@ -308,12 +246,7 @@ fn sentence(rng: &mut Rng, out: &mut String) {
             out.push(' ');
             match rng.below(40) {
                 0 => out.push_str(&format!("{}", rng.below(100))),
-                1 => out.push_str(&format!(
-                    "v{}.{}.{}",
-                    rng.below(5),
-                    rng.below(20),
-                    rng.below(10)
-                )),
+                1 => out.push_str(&format!("v{}.{}.{}", rng.below(5), rng.below(20), rng.below(10))),
                 2 => out.push_str("“quoted”"),
                 3 => out.push_str(&format!("{}%", rng.below(100))),
                 4 => out.push_str("`config`"),
@@ -343,12 +276,7 @@ fn code(rng: &mut Rng, out: &mut String, planted: &mut BTreeMap<&'static str, us
     out.push_str("```python\n");
     for _ in 0..4 + rng.below(10) {
         match rng.below(8) {
-            0 => out.push_str(&format!(
-                "def {}_{}(x, y={}):\n",
-                rng.pick(WORDS),
-                rng.pick(WORDS),
-                rng.below(10)
-            )),
+            0 => out.push_str(&format!("def {}_{}(x, y={}):\n", rng.pick(WORDS), rng.pick(WORDS), rng.below(10))),
             1 => out.push_str(&format!(
                 "    result = client.{}(\"{}\", timeout={})\n",
                 rng.pick(WORDS),
@@ -360,27 +288,16 @@ fn code(rng: &mut Rng, out: &mut String, planted: &mut BTreeMap<&'static str, us
                 rng.below(1000),
                 rng.below(9)
             )),
-            3 => out.push_str(&format!(
-                "    # {} the {} before {}\n",
-                rng.pick(WORDS),
-                rng.pick(WORDS),
-                rng.pick(WORDS)
-            )),
-            4 => out.push_str(&format!(
-                "    logger.info(\"{} %s\", {})\n",
-                rng.pick(WORDS),
-                rng.pick(WORDS)
-            )),
+            3 => {
+                out.push_str(&format!("    # {} the {} before {}\n", rng.pick(WORDS), rng.pick(WORDS), rng.pick(WORDS)))
+            }
+            4 => out.push_str(&format!("    logger.info(\"{} %s\", {})\n", rng.pick(WORDS), rng.pick(WORDS))),
             5 if rng.chance(25) => {
                 out.push_str("    ");
                 plant(rng, out, planted);
                 out.push('\n');
             }
-            _ => out.push_str(&format!(
-                "    return {{\"{}\": {}, \"ok\": True}}\n",
-                rng.pick(WORDS),
-                rng.below(500)
-            )),
+            _ => out.push_str(&format!("    return {{\"{}\": {}, \"ok\": True}}\n", rng.pick(WORDS), rng.below(500))),
         }
     }
     out.push_str("```\n\n");
@@ -496,10 +413,7 @@ fn main() {
         }
     }
     let want: BTreeMap<String, usize> = planted.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-    assert_eq!(
-        found, want,
-        "the engine must find exactly the planted values"
-    );
+    assert_eq!(found, want, "the engine must find exactly the planted values");
     println!(
         "corpus: {:.1} MiB in {} LLM answers (prose, code, tables, lists), {planted_total} planted values in {} kinds, {:.1}% of bytes sensitive: all found, nothing else",
         total as f64 / (1 << 20) as f64,
@@ -510,9 +424,7 @@ fn main() {
 
     // `INFERGUARD_BENCH_PROFILE=1`: only the engine on the corpus, long enough for a profiler.
     if std::env::var_os("INFERGUARD_BENCH_PROFILE").is_some() {
-        let (d, n) = time(60, || {
-            docs.iter().map(|doc| engine.find_all(doc).len()).sum()
-        });
+        let (d, n) = time(60, || docs.iter().map(|doc| engine.find_all(doc).len()).sum());
         println!("profile run: {:.0} MB/s ({n} findings)", mbps(total, d));
         let mut counts = BTreeMap::new();
         for d in &docs {
@@ -532,99 +444,57 @@ fn main() {
             println!("  {k}: {:.2}% of bytes", 100.0 * v as f64 / total as f64);
         }
         for c in [b'@', b':', b'=', b'_', b'-', b'A', b'J', b'B'] {
-            let v: usize = docs
-                .iter()
-                .map(|d| d.bytes().filter(|&x| x == c).count())
-                .sum();
+            let v: usize = docs.iter().map(|d| d.bytes().filter(|&x| x == c).count()).sum();
             println!("  {:?}: {:.2}%", c as char, 100.0 * v as f64 / total as f64);
         }
         return;
     }
 
     // Building the catalog, as Envoy does at every configuration.
-    let (d, _) = time(201, || {
-        Engine::new(&DetectConfig::default())
-            .map(|e| e.max_left_context())
-            .unwrap_or(0)
-    });
-    println!(
-        "build: default catalog (22 detectors): {:.1} µs",
-        d.as_secs_f64() * 1e6
-    );
+    let (d, _) = time(201, || Engine::new(&DetectConfig::default()).map(|e| e.max_left_context()).unwrap_or(0));
+    println!("build: default catalog (22 detectors): {:.1} µs", d.as_secs_f64() * 1e6);
     let big = {
-        let terms: Vec<String> = (0..1000)
-            .map(|i| format!("\"customer{i:04} {}\"", WORDS[i % WORDS.len()]))
-            .collect();
+        let terms: Vec<String> = (0..1000).map(|i| format!("\"customer{i:04} {}\"", WORDS[i % WORDS.len()])).collect();
         format!(
             r#"{{"detect": {{"rules": [{{"name": "ticket", "pattern": "\\bINC-[0-9]{{6}}\\b"}}, {{"name": "emp", "pattern": "(?i)\\bemp-[0-9]{{5}}\\b"}}], "dictionaries": [{{"name": "customers", "terms": [{}]}}]}}}}"#,
             terms.join(",")
         )
     };
     let big_cfg = Config::parse(&big).expect("big config");
-    let (d, _) = time(21, || {
-        Engine::new(&big_cfg.detect)
-            .map(|e| e.max_left_context())
-            .unwrap_or(0)
-    });
-    println!(
-        "build: default catalog + 2 rules + 1000-term dictionary: {:.2} ms",
-        d.as_secs_f64() * 1e3
-    );
+    let (d, _) = time(21, || Engine::new(&big_cfg.detect).map(|e| e.max_left_context()).unwrap_or(0));
+    println!("build: default catalog + 2 rules + 1000-term dictionary: {:.2} ms", d.as_secs_f64() * 1e3);
 
     // Throughput, per document as the filter calls it.
     let runs = 11;
-    let (d, n) = time(runs, || {
-        docs.iter().map(|doc| engine.find_all(doc).len()).sum()
-    });
+    let (d, n) = time(runs, || docs.iter().map(|doc| engine.find_all(doc).len()).sum());
     assert_eq!(n, planted_total);
     let ours = mbps(total, d);
     println!("inferguard, default catalog: {ours:.0} MB/s ({n} findings, verified)");
-    let (d, n) = time(runs, || {
-        docs.iter().map(|doc| engine.redact(doc).text.len()).sum()
-    });
-    println!(
-        "inferguard, default catalog, redact (find + render): {:.0} MB/s ({n} output bytes)",
-        mbps(total, d)
-    );
+    let (d, n) = time(runs, || docs.iter().map(|doc| engine.redact(doc).text.len()).sum());
+    println!("inferguard, default catalog, redact (find + render): {:.0} MB/s ({n} output bytes)", mbps(total, d));
 
-    let alternation = REGEX_CATALOG
-        .iter()
-        .map(|p| format!("(?:{p})"))
-        .collect::<Vec<_>>()
-        .join("|");
+    let alternation = REGEX_CATALOG.iter().map(|p| format!("(?:{p})")).collect::<Vec<_>>().join("|");
     let t = Instant::now();
     let re = regex::Regex::new(&ascii_classes(&alternation)).expect("baseline regex");
     let re_build = t.elapsed();
-    let (d, n) = time(runs, || {
-        docs.iter().map(|doc| re.find_iter(doc).count()).sum()
-    });
+    let (d, n) = time(runs, || docs.iter().map(|doc| re.find_iter(doc).count()).sum());
     let theirs = mbps(total, d);
     println!("regex crate, same catalog as one alternation (no validators, built in {:.1} ms): {theirs:.0} MB/s ({n} matches)", re_build.as_secs_f64() * 1e3);
-    let set =
-        regex::RegexSet::new(REGEX_CATALOG.iter().map(|p| ascii_classes(p))).expect("baseline set");
-    let (d, n) = time(runs, || {
-        docs.iter().map(|doc| set.matches(doc).iter().count()).sum()
-    });
-    println!("regex crate, same catalog as a RegexSet (which patterns match, no positions): {:.0} MB/s ({n} pattern hits)", mbps(total, d));
-    let (d, n) = time(runs, || {
-        docs.iter()
-            .map(|doc| memchr::memchr_iter(b'@', doc.as_bytes()).count())
-            .sum()
-    });
+    let set = regex::RegexSet::new(REGEX_CATALOG.iter().map(|p| ascii_classes(p))).expect("baseline set");
+    let (d, n) = time(runs, || docs.iter().map(|doc| set.matches(doc).iter().count()).sum());
     println!(
-        "memchr pass (count '@', the floor): {:.0} MB/s ({n} bytes)",
+        "regex crate, same catalog as a RegexSet (which patterns match, no positions): {:.0} MB/s ({n} pattern hits)",
         mbps(total, d)
     );
+    let (d, n) = time(runs, || docs.iter().map(|doc| memchr::memchr_iter(b'@', doc.as_bytes()).count()).sum());
+    println!("memchr pass (count '@', the floor): {:.0} MB/s ({n} bytes)", mbps(total, d));
     println!("inferguard vs regex alternation: {:.1}x", ours / theirs);
 
     // Pathological inputs: each is 1 MiB of what makes a naive scanner slow.
     let mib = 1 << 20;
     let fill = |unit: &str| unit.repeat(mib / unit.len());
     let cases: Vec<(&str, String)> = vec![
-        (
-            "normal prose and code (the corpus above)",
-            docs.concat()[..mib].to_string(),
-        ),
+        ("normal prose and code (the corpus above)", docs.concat()[..mib].to_string()),
         ("digits and spaces \"1 1 1 ...\"", fill("1 ")),
         ("one long run of digits", fill("1234567890")),
         ("dotted numbers \"1.2.3.4.5...\"", fill("1.")),
@@ -635,15 +505,9 @@ fn main() {
         ("dashes \"-----...\"", fill("-")),
         (
             "unterminated key \"-----BEGIN PRIVATE KEY-----\" + base64",
-            format!(
-                "-----BEGIN PRIVATE KEY-----\n{}",
-                fill("QUJD").chars().take(mib - 28).collect::<String>()
-            ),
+            format!("-----BEGIN PRIVATE KEY-----\n{}", fill("QUJD").chars().take(mib - 28).collect::<String>()),
         ),
-        (
-            "repeated BEGIN lines",
-            fill("-----BEGIN RSA PRIVATE KEY-----\n"),
-        ),
+        ("repeated BEGIN lines", fill("-----BEGIN RSA PRIVATE KEY-----\n")),
         ("token prefixes \"ghp_ghp_...\"", fill("ghp_")),
         ("labels \"password=password=...\"", fill("password=")),
         ("JWT-like \"eyJeyJ.eyJ.\"", fill("eyJ.")),
@@ -670,11 +534,7 @@ fn main() {
             while !doc.is_char_boundary(end) {
                 end += 1;
             }
-            let fin = if end == doc.len() {
-                inferguard::detect::End::Final
-            } else {
-                inferguard::detect::End::More
-            };
+            let fin = if end == doc.len() { inferguard::detect::End::Final } else { inferguard::detect::End::More };
             let s = engine.scan(&doc[buf_start..end], from - buf_start, fin);
             n += s.findings.len();
             from = buf_start + s.settled;
@@ -685,8 +545,5 @@ fn main() {
         }
         n
     });
-    println!(
-        "inferguard, streamed in 16-byte chunks with left context: {:.0} MB/s",
-        mbps(doc.len(), d)
-    );
+    println!("inferguard, streamed in 16-byte chunks with left context: {:.0} MB/s", mbps(doc.len(), d));
 }

@@ -30,15 +30,9 @@ fn config(name: &str, json: &str) -> String {
 
 #[test]
 fn plain_mode_redacts_stdin_with_the_default_policy() {
-    let o = run(
-        &["redact"],
-        b"Mail jane@example.com or call (415) 555-2671.\nKey: AKIAIOSFODNN7EXAMPLE\n",
-    );
+    let o = run(&["redact"], b"Mail jane@example.com or call (415) 555-2671.\nKey: AKIAIOSFODNN7EXAMPLE\n");
     assert!(o.status.success(), "{o:?}");
-    assert_eq!(
-        stdout(&o),
-        "Mail [REDACTED:EMAIL] or call [REDACTED:PHONE].\nKey: [REDACTED:AWS_ACCESS_KEY_ID]\n"
-    );
+    assert_eq!(stdout(&o), "Mail [REDACTED:EMAIL] or call [REDACTED:PHONE].\nKey: [REDACTED:AWS_ACCESS_KEY_ID]\n");
 }
 
 #[test]
@@ -79,28 +73,16 @@ fn jsonl_bad_lines_get_an_error_object_and_the_run_goes_on() {
     let o = run(&["redact", "--jsonl"], input);
     assert!(o.status.success(), "{o:?}");
     let out = stdout(&o);
-    let lines: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each output line is JSON"))
-        .collect();
+    let lines: Vec<serde_json::Value> =
+        out.lines().map(|l| serde_json::from_str(l).expect("each output line is JSON")).collect();
     assert_eq!(lines.len(), 7, "{out}");
     assert_eq!(lines[0]["text"], "[REDACTED:EMAIL]");
-    assert!(
-        lines[1]["error"]
-            .as_str()
-            .is_some_and(|e| e.starts_with("line 2: invalid JSON")),
-        "{}",
-        lines[1]
-    );
-    assert!(lines[2]["error"]
-        .as_str()
-        .is_some_and(|e| e.starts_with("line 4: expected an object")));
+    assert!(lines[1]["error"].as_str().is_some_and(|e| e.starts_with("line 2: invalid JSON")), "{}", lines[1]);
+    assert!(lines[2]["error"].as_str().is_some_and(|e| e.starts_with("line 4: expected an object")));
     assert_eq!(lines[3]["id"], 7);
     assert_eq!(lines[3]["error"], "line 5: missing \"text\"");
     assert_eq!(lines[4]["id"], 8);
-    assert!(lines[5]["error"]
-        .as_str()
-        .is_some_and(|e| e.starts_with("line 7: invalid JSON")));
+    assert!(lines[5]["error"].as_str().is_some_and(|e| e.starts_with("line 7: invalid JSON")));
     assert_eq!(lines[6]["text"], "ok");
 }
 
@@ -116,16 +98,14 @@ fn config_file_sets_actions_rules_dictionaries_and_allowlist() {
             "hash_key": "0123456789abcdef0123"
         }}"#,
     );
-    let o = run(&["redact", "--config", &cfg], b"a@example.com b@example.org card 4111-1111-1111-1111 call 415-555-2671 INC-123456 project falcon");
+    let o = run(
+        &["redact", "--config", &cfg],
+        b"a@example.com b@example.org card 4111-1111-1111-1111 call 415-555-2671 INC-123456 project falcon",
+    );
     assert!(o.status.success(), "{o:?}");
     let out = stdout(&o);
     assert!(out.starts_with("[EMAIL:"), "{out}");
-    assert!(
-        out.ends_with(
-            "] b@example.org card ****-****-****-1111 call 415-555-2671  [REDACTED:CODENAME]"
-        ),
-        "{out}"
-    );
+    assert!(out.ends_with("] b@example.org card ****-****-****-1111 call 415-555-2671  [REDACTED:CODENAME]"), "{out}");
     // The same value hashes to the same token.
     let again = run(&["redact", "--config", &cfg], b"a@example.com");
     assert_eq!(stdout(&again), out[..16]);
@@ -133,11 +113,11 @@ fn config_file_sets_actions_rules_dictionaries_and_allowlist() {
 
 #[test]
 fn block_in_plain_mode_writes_nothing_and_exits_3() {
-    let cfg = config(
-        "block.json",
-        r#"{"detect": {"detectors": {"private_key": {"action": "block"}}}}"#,
+    let cfg = config("block.json", r#"{"detect": {"detectors": {"private_key": {"action": "block"}}}}"#);
+    let o = run(
+        &["redact", "--config", &cfg],
+        b"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n",
     );
-    let o = run(&["redact", "--config", &cfg], b"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n");
     assert_eq!(o.status.code(), Some(3));
     assert!(o.stdout.is_empty());
     assert!(String::from_utf8_lossy(&o.stderr).contains("blocked by rule private_key"));
@@ -154,32 +134,19 @@ fn bad_config_and_bad_arguments_are_refused() {
     let cfg = config("bad.json", r#"{"detect": {"detectors": {"emial": {}}}}"#);
     let o = run(&["redact", "--config", &cfg], b"x");
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("detect.detectors.emial: unknown detector"),
-        "{o:?}"
-    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("detect.detectors.emial: unknown detector"), "{o:?}");
     let o = run(&["redact", "--frobnicate"], b"x");
     assert_eq!(o.status.code(), Some(2));
     let o = run(&["redact", "--config"], b"x");
     assert_eq!(o.status.code(), Some(2));
-    let o = run(
-        &["redact", "--config", "/nonexistent/inferguard.json"],
-        b"x",
-    );
+    let o = run(&["redact", "--config", "/nonexistent/inferguard.json"], b"x");
     assert_eq!(o.status.code(), Some(1));
 }
 
 #[test]
 fn check_config_still_works() {
-    let cfg = config(
-        "ok.json",
-        r#"{"detect": {"rules": [{"name": "t", "pattern": "T-[0-9]+"}]}}"#,
-    );
+    let cfg = config("ok.json", r#"{"detect": {"rules": [{"name": "t", "pattern": "T-[0-9]+"}]}}"#);
     let o = run(&["check-config", &cfg], b"");
     assert!(o.status.success(), "{o:?}");
-    assert!(
-        stdout(&o).contains("22 detectors enabled, 1 rule"),
-        "{}",
-        stdout(&o)
-    );
+    assert!(stdout(&o).contains("22 detectors enabled, 1 rule"), "{}", stdout(&o));
 }

@@ -30,24 +30,16 @@ fn parse(file: &str, src: &str) -> Vec<Sample> {
         while let Some(open) = rest.find('⟦') {
             text.push_str(&rest[..open]);
             let after = &rest[open + '⟦'.len_utf8()..];
-            let close = after
-                .find('⟧')
-                .unwrap_or_else(|| panic!("{file}:{line}: unclosed marker"));
-            let (det, value) = after[..close]
-                .split_once('|')
-                .unwrap_or_else(|| panic!("{file}:{line}: marker without '|'"));
+            let close = after.find('⟧').unwrap_or_else(|| panic!("{file}:{line}: unclosed marker"));
+            let (det, value) =
+                after[..close].split_once('|').unwrap_or_else(|| panic!("{file}:{line}: marker without '|'"));
             let start = text.len();
             text.push_str(value);
             want.push((det.to_string(), start, text.len()));
             rest = &after[close + '⟧'.len_utf8()..];
         }
         text.push_str(rest);
-        out.push(Sample {
-            file: file.to_string(),
-            line,
-            text,
-            want,
-        });
+        out.push(Sample { file: file.to_string(), line, text, want });
     };
     for (i, l) in src.lines().enumerate() {
         if l == "%%" {
@@ -78,20 +70,14 @@ fn corpus() -> Vec<Sample> {
     let mut all = Vec::new();
     for f in files {
         let src = std::fs::read_to_string(&f).expect("corpus file");
-        let name = f
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         all.extend(parse(&name, &src));
     }
     all
 }
 
 fn triples(found: &[Finding]) -> Vec<(String, usize, usize)> {
-    found
-        .iter()
-        .map(|f| (f.detector.to_string(), f.start, f.end))
-        .collect()
+    found.iter().map(|f| (f.detector.to_string(), f.start, f.end)).collect()
 }
 
 fn describe(text: &str, t: &[(String, usize, usize)]) -> String {
@@ -115,24 +101,11 @@ fn stream(engine: &Engine, text: &str, chunk: usize) -> (String, Vec<(String, us
         }
         buf.push_str(&text[fed..next]);
         fed = next;
-        let end = if fed == text.len() {
-            End::Final
-        } else {
-            End::More
-        };
+        let end = if fed == text.len() { End::Final } else { End::More };
         let scan = engine.scan(&buf, from, end);
-        assert!(
-            scan.settled >= from && scan.settled <= buf.len() && buf.is_char_boundary(scan.settled)
-        );
-        let shifted: Vec<Finding> = scan
-            .findings
-            .iter()
-            .map(|f| Finding {
-                start: f.start - from,
-                end: f.end - from,
-                ..f.clone()
-            })
-            .collect();
+        assert!(scan.settled >= from && scan.settled <= buf.len() && buf.is_char_boundary(scan.settled));
+        let shifted: Vec<Finding> =
+            scan.findings.iter().map(|f| Finding { start: f.start - from, end: f.end - from, ..f.clone() }).collect();
         engine.render(&buf[from..scan.settled], &shifted, &mut out);
         for f in &scan.findings {
             found.push((f.detector.to_string(), base + f.start, base + f.end));
@@ -162,17 +135,8 @@ fn labelled_corpus_has_no_miss_and_no_damaged_decoy() {
         values += s.want.len();
         let got = triples(&engine.find_all(&s.text));
         if got != s.want {
-            let missed: Vec<_> = s
-                .want
-                .iter()
-                .filter(|w| !got.contains(w))
-                .cloned()
-                .collect();
-            let extra: Vec<_> = got
-                .iter()
-                .filter(|g| !s.want.contains(g))
-                .cloned()
-                .collect();
+            let missed: Vec<_> = s.want.iter().filter(|w| !got.contains(w)).cloned().collect();
+            let extra: Vec<_> = got.iter().filter(|g| !s.want.contains(g)).cloned().collect();
             failures.push(format!(
                 "{}:{}:\n  missed:\n{}\n  unexpected (damaged):\n{}",
                 s.file,
@@ -182,19 +146,10 @@ fn labelled_corpus_has_no_miss_and_no_damaged_decoy() {
             ));
         }
         if s.want.is_empty() && engine.redact(&s.text).text != s.text {
-            failures.push(format!(
-                "{}:{}: decoy sample changed by redaction",
-                s.file, s.line
-            ));
+            failures.push(format!("{}:{}: decoy sample changed by redaction", s.file, s.line));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} samples failed:\n{}",
-        failures.len(),
-        samples.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} samples failed:\n{}", failures.len(), samples.len(), failures.join("\n"));
     assert!(values > 150, "too few labelled values: {values}");
 }
 
@@ -242,11 +197,7 @@ fn every_detector_appears_in_the_corpus() {
         "password_assignment",
         "connection_string",
     ] {
-        let n = samples
-            .iter()
-            .flat_map(|s| &s.want)
-            .filter(|w| w.0 == d)
-            .count();
+        let n = samples.iter().flat_map(|s| &s.want).filter(|w| w.0 == d).count();
         assert!(n >= 1, "no labelled {d} in the corpus");
     }
 }

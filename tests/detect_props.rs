@@ -8,17 +8,11 @@ use inferguard::detect::{DetectConfig, End, Engine, Finding};
 
 /// `INFERGUARD_PROP_SCALE=N` runs N times as many cases (and other seeds) for a longer hunt.
 fn cases(n: usize) -> usize {
-    n * std::env::var("INFERGUARD_PROP_SCALE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
+    n * std::env::var("INFERGUARD_PROP_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1)
 }
 
 fn seed(base: u64) -> u64 {
-    base ^ std::env::var("INFERGUARD_PROP_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    base ^ std::env::var("INFERGUARD_PROP_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 struct Rng(u64);
@@ -57,75 +51,20 @@ const PLANTED: &[(&str, &str, &str, &str)] = &[
     ("", "192.168.1.10", "", "ipv4"),
     ("", "2001:db8::8a2e:370:7334", "", "ipv6"),
     ("", "AKIAIOSFODNN7EXAMPLE", "", "aws_access_key_id"),
-    (
-        "aws_secret_access_key = ",
-        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-        "",
-        "aws_secret_access_key",
-    ),
-    (
-        "",
-        "ghp_u8jzPde0IgxLd6GncfBAepfJBd0Kh8oOOL8d",
-        "",
-        "github_token",
-    ),
+    ("aws_secret_access_key = ", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "", "aws_secret_access_key"),
+    ("", "ghp_u8jzPde0IgxLd6GncfBAepfJBd0Kh8oOOL8d", "", "github_token"),
     ("", "glpat-b8DwkNhFdnXsiVpzz63F", "", "gitlab_token"),
-    (
-        "",
-        "xoxb-024264628897-5140261401419-2oeq3hDavJA76rNicHTp8hkq",
-        "",
-        "slack_token",
-    ),
-    (
-        "",
-        "https://hooks.slack.com/services/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",
-        "",
-        "slack_webhook",
-    ),
-    (
-        "",
-        "sk-proj-n9ZhyiA4uoRgnatmUdjAWtGSU8po-799NksnRH9ucAUsdMlH",
-        "",
-        "openai_api_key",
-    ),
-    (
-        "",
-        "sk-ant-api03-S5SUkCnD8zRA9a9SkpXz9w3QlY7Zkuvqdt7s8Stqcbnr3yBdGBLEPH1qhT61qtc4",
-        "",
-        "anthropic_api_key",
-    ),
+    ("", "xoxb-024264628897-5140261401419-2oeq3hDavJA76rNicHTp8hkq", "", "slack_token"),
+    ("", "https://hooks.slack.com/services/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", "", "slack_webhook"),
+    ("", "sk-proj-n9ZhyiA4uoRgnatmUdjAWtGSU8po-799NksnRH9ucAUsdMlH", "", "openai_api_key"),
+    ("", "sk-ant-api03-S5SUkCnD8zRA9a9SkpXz9w3QlY7Zkuvqdt7s8Stqcbnr3yBdGBLEPH1qhT61qtc4", "", "anthropic_api_key"),
     ("", "sk_live_1CiAhzCueQpBenQtYh5Xj8TP", "", "stripe_key"),
-    (
-        "",
-        "AIzakv5ZJr3J1TWDtkwtDDb-xHKas1VOqg6YYZY",
-        "",
-        "google_api_key",
-    ),
-    (
-        "",
-        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl",
-        "",
-        "jwt",
-    ),
-    (
-        "",
-        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----",
-        "",
-        "private_key",
-    ),
-    (
-        "Authorization: Bearer ",
-        "a1b2c3d4e5f6g7h8",
-        "",
-        "bearer_token",
-    ),
+    ("", "AIzakv5ZJr3J1TWDtkwtDDb-xHKas1VOqg6YYZY", "", "google_api_key"),
+    ("", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl", "", "jwt"),
+    ("", "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----", "", "private_key"),
+    ("Authorization: Bearer ", "a1b2c3d4e5f6g7h8", "", "bearer_token"),
     ("password = ", "hunter2x", "", "password_assignment"),
-    (
-        "postgres://",
-        "app:s3cr3t",
-        "@db.internal",
-        "connection_string",
-    ),
+    ("postgres://", "app:s3cr3t", "@db.internal", "connection_string"),
 ];
 
 /// Neighbours that must survive next to a planted value.
@@ -257,10 +196,7 @@ fn engines() -> Vec<(&'static str, Engine)> {
         r#"{"detect": {"dictionaries": [{"name": "codename", "terms": ["Project Falcon", "jane", "ant"]}], "rules": [{"name": "ticket", "pattern": "INC-[0-9]{4}", "max_len": 8}], "allowlist": {"domains": ["example.org"]}}}"#,
     )
     .unwrap();
-    vec![
-        ("default", Engine::new(&DetectConfig::default()).unwrap()),
-        ("custom", Engine::new(&custom.detect).unwrap()),
-    ]
+    vec![("default", Engine::new(&DetectConfig::default()).unwrap()), ("custom", Engine::new(&custom.detect).unwrap())]
 }
 
 #[test]
@@ -280,17 +216,8 @@ fn streaming_contract_holds_under_random_splits() {
                 "{ctx}: settled {}",
                 part.settled
             );
-            assert!(
-                part.findings
-                    .iter()
-                    .all(|f| f.start >= from && f.end <= part.settled),
-                "{ctx}"
-            );
-            let want: Vec<&Finding> = whole
-                .findings
-                .iter()
-                .filter(|f| f.start < part.settled)
-                .collect();
+            assert!(part.findings.iter().all(|f| f.start >= from && f.end <= part.settled), "{ctx}");
+            let want: Vec<&Finding> = whole.findings.iter().filter(|f| f.start < part.settled).collect();
             let got: Vec<&Finding> = part.findings.iter().collect();
             assert_eq!(got, want, "{ctx}: settled {}", part.settled);
         }
@@ -312,27 +239,12 @@ fn stream(e: &Engine, text: &str, rng: &mut Rng) -> (String, Vec<(String, usize,
         };
         buf.push_str(&text[fed..next]);
         fed = next;
-        let end = if fed == text.len() {
-            End::Final
-        } else {
-            End::More
-        };
+        let end = if fed == text.len() { End::Final } else { End::More };
         let s = e.scan(&buf, from, end);
-        let shifted: Vec<Finding> = s
-            .findings
-            .iter()
-            .map(|f| Finding {
-                start: f.start - from,
-                end: f.end - from,
-                ..f.clone()
-            })
-            .collect();
+        let shifted: Vec<Finding> =
+            s.findings.iter().map(|f| Finding { start: f.start - from, end: f.end - from, ..f.clone() }).collect();
         e.render(&buf[from..s.settled], &shifted, &mut out);
-        found.extend(
-            s.findings
-                .iter()
-                .map(|f| (f.detector.to_string(), base + f.start, base + f.end)),
-        );
+        found.extend(s.findings.iter().map(|f| (f.detector.to_string(), base + f.start, base + f.end)));
         from = s.settled;
         let cut = boundary(&buf, from.saturating_sub(e.max_left_context()));
         buf.drain(..cut);
@@ -351,11 +263,8 @@ fn random_chunking_matches_one_shot() {
         for case in 0..cases(1500) {
             let t = noise(&mut rng);
             let whole = e.redact(&t);
-            let want: Vec<(String, usize, usize)> = whole
-                .findings
-                .iter()
-                .map(|f| (f.detector.to_string(), f.start, f.end))
-                .collect();
+            let want: Vec<(String, usize, usize)> =
+                whole.findings.iter().map(|f| (f.detector.to_string(), f.start, f.end)).collect();
             let (out, found) = stream(&e, &t, &mut rng);
             assert_eq!(found, want, "{name} case {case}: {t:?}");
             assert_eq!(out, whole.text, "{name} case {case}: {t:?}");
@@ -378,10 +287,7 @@ fn mean_holdback_on_prose_is_small() {
     }
     let mean = total as f64 / n as f64;
     assert!(mean < 16.0, "mean holdback {mean:.1} bytes");
-    assert!(
-        mean < 8.0,
-        "mean holdback {mean:.1} bytes (expected a word or so)"
-    );
+    assert!(mean < 8.0, "mean holdback {mean:.1} bytes (expected a word or so)");
 }
 
 #[test]
@@ -420,11 +326,8 @@ fn planted_values_are_found_exactly_and_never_grow_into_neighbours() {
                 t.push_str(rng.pick(SEPARATORS));
             }
         }
-        let got: Vec<(String, usize, usize)> = e
-            .find_all(&t)
-            .iter()
-            .map(|f| (f.detector.to_string(), f.start, f.end))
-            .collect();
+        let got: Vec<(String, usize, usize)> =
+            e.find_all(&t).iter().map(|f| (f.detector.to_string(), f.start, f.end)).collect();
         assert_eq!(got, want, "case {case}: {t:?}");
         // Everything outside the values comes out unchanged.
         let r = e.redact(&t);

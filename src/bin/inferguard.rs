@@ -21,8 +21,7 @@ use inferguard::policy::Policy;
 use serde::Serialize;
 use serde_json::Value;
 
-const USAGE: &str =
-    "usage: inferguard check-config FILE\n       inferguard redact [--config FILE] [--jsonl]";
+const USAGE: &str = "usage: inferguard check-config FILE\n       inferguard redact [--config FILE] [--jsonl]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -103,10 +102,7 @@ fn redact(args: &[String]) -> ExitCode {
     let policy = match policy {
         Ok(p) => p,
         Err(e) => {
-            eprintln!(
-                "{}: invalid configuration: {e}",
-                config.unwrap_or("default")
-            );
+            eprintln!("{}: invalid configuration: {e}", config.unwrap_or("default"));
             return ExitCode::FAILURE;
         }
     };
@@ -134,11 +130,7 @@ fn usage_error(msg: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn redact_plain(
-    engine: &Engine,
-    mut input: impl Read,
-    out: &mut impl Write,
-) -> std::io::Result<ExitCode> {
+fn redact_plain(engine: &Engine, mut input: impl Read, out: &mut impl Write) -> std::io::Result<ExitCode> {
     let mut raw = Vec::new();
     input.read_to_end(&mut raw)?;
     let Ok(text) = String::from_utf8(raw) else {
@@ -179,11 +171,7 @@ struct FindingOut<'a> {
     action: &'static str,
 }
 
-fn redact_jsonl(
-    engine: &Engine,
-    input: impl BufRead,
-    out: &mut impl Write,
-) -> std::io::Result<ExitCode> {
+fn redact_jsonl(engine: &Engine, input: impl BufRead, out: &mut impl Write) -> std::io::Result<ExitCode> {
     for (n, line) in input.split(b'\n').enumerate() {
         let line = line?;
         let line = line.strip_suffix(b"\r").unwrap_or(&line);
@@ -193,13 +181,7 @@ fn redact_jsonl(
         let (id, text) = match parse_line(line) {
             Ok(v) => v,
             Err((id, msg)) => {
-                write_line(
-                    out,
-                    &Reply::Failed {
-                        id,
-                        error: format!("line {}: {msg}", n + 1),
-                    },
-                )?;
+                write_line(out, &Reply::Failed { id, error: format!("line {}: {msg}", n + 1) })?;
                 continue;
             }
         };
@@ -207,28 +189,11 @@ fn redact_jsonl(
         let findings = r
             .findings
             .iter()
-            .map(|f| FindingOut {
-                detector: &f.detector,
-                start: f.start,
-                end: f.end,
-                action: f.action.as_str(),
-            })
+            .map(|f| FindingOut { detector: &f.detector, start: f.start, end: f.end, action: f.action.as_str() })
             .collect();
         let blocked_by = r.blocked_by().map(|f| f.detector.as_ref());
-        let text = if blocked_by.is_some() {
-            None
-        } else {
-            Some(r.text.as_str())
-        };
-        write_line(
-            out,
-            &Reply::Done {
-                id,
-                text,
-                blocked_by,
-                findings,
-            },
-        )?;
+        let text = if blocked_by.is_some() { None } else { Some(r.text.as_str()) };
+        write_line(out, &Reply::Done { id, text, blocked_by, findings })?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -240,13 +205,9 @@ fn write_line(out: &mut impl Write, reply: &Reply<'_>) -> std::io::Result<()> {
 
 /// The `id` (null when absent) and `text` of one input line, or the `id` and why not.
 fn parse_line(line: &[u8]) -> Result<(Value, String), (Value, String)> {
-    let v: Value =
-        serde_json::from_slice(line).map_err(|e| (Value::Null, format!("invalid JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(line).map_err(|e| (Value::Null, format!("invalid JSON: {e}")))?;
     let Value::Object(mut obj) = v else {
-        return Err((
-            Value::Null,
-            "expected an object {\"id\": ..., \"text\": \"...\"}".into(),
-        ));
+        return Err((Value::Null, "expected an object {\"id\": ..., \"text\": \"...\"}".into()));
     };
     let id = obj.remove("id").unwrap_or(Value::Null);
     match obj.remove("text") {

@@ -203,12 +203,7 @@ pub(crate) struct Sink {
 
 impl Sink {
     pub(crate) fn new(on: [bool; COUNT]) -> Sink {
-        Sink {
-            hits: Vec::new(),
-            wait: usize::MAX,
-            on,
-            run: (usize::MAX, 0),
-        }
+        Sink { hits: Vec::new(), wait: usize::MAX, on, run: (usize::MAX, 0) }
     }
 
     #[inline]
@@ -306,12 +301,7 @@ pub(crate) struct NeedsFold;
 /// Runs every enabled built-in detector over `h.b[start..]` (reading before `start` for
 /// context). Returns `Err(NeedsFold)` as soon as it meets a character that
 /// [`super::normalize`] folds, unless `folded` says the text is already folded.
-pub(crate) fn scan(
-    h: Hay<'_>,
-    start: usize,
-    folded: bool,
-    sink: &mut Sink,
-) -> Result<(), NeedsFold> {
+pub(crate) fn scan(h: Hay<'_>, start: usize, folded: bool, sink: &mut Sink) -> Result<(), NeedsFold> {
     let b = h.b;
     let mut i = start;
     while let Some((at, class)) = next_anchor(b, i) {
@@ -331,9 +321,7 @@ pub(crate) fn scan(
             }
             C_COLON => colon(h, i, sink),
             C_EQ => {
-                if !(b.get(i + 1) == Some(&b'=')
-                    || (i > 0 && matches!(b[i - 1], b'=' | b'!' | b'<' | b'>')))
-                {
+                if !(b.get(i + 1) == Some(&b'=') || (i > 0 && matches!(b[i - 1], b'=' | b'!' | b'<' | b'>'))) {
                     assign(h, i, sink);
                 }
             }
@@ -487,18 +475,7 @@ fn label_before(b: &[u8], g: usize, words: &[&[u8]]) -> bool {
         && skipped < 8
         && matches!(
             b[k - 1],
-            b' ' | b'\t'
-                | b':'
-                | b'#'
-                | b'='
-                | b'"'
-                | b'\''
-                | b'`'
-                | b'*'
-                | b'|'
-                | b'-'
-                | b'.'
-                | b'('
+            b' ' | b'\t' | b':' | b'#' | b'=' | b'"' | b'\'' | b'`' | b'*' | b'|' | b'-' | b'.' | b'('
         )
     {
         k -= 1;
@@ -604,20 +581,12 @@ fn card(h: Hay<'_>, g: usize, sink: &mut Sink) {
         if groups == 1 {
             first_len = glen;
         }
-        let shape = if groups == 1 {
-            true
-        } else {
-            (4..=6).contains(&first_len) && (3..=6).contains(&glen)
-        };
+        let shape = if groups == 1 { true } else { (4..=6).contains(&first_len) && (3..=6).contains(&glen) };
         if !shape {
             break;
         }
         let next = at!(h, sink, j, g);
-        let after = if matches!(next, Some(b' ' | b'-' | b'.' | b',' | b'/')) {
-            at!(h, sink, j + 1, g)
-        } else {
-            None
-        };
+        let after = if matches!(next, Some(b' ' | b'-' | b'.' | b',' | b'/')) { at!(h, sink, j + 1, g) } else { None };
         let right_ok = match next {
             None => true,
             Some(c) if is_word(c) => false,
@@ -711,14 +680,7 @@ fn ssn(h: Hay<'_>, g: usize, sink: &mut Sink) {
         && !label_before(
             b,
             g,
-            &[
-                b"ssn",
-                b"social security number",
-                b"social security no",
-                b"social security",
-                b"ss#",
-                b"ssn#",
-            ],
+            &[b"ssn", b"social security number", b"social security no", b"social security", b"ss#", b"ssn#"],
         )
     {
         return;
@@ -736,11 +698,7 @@ fn phone(h: Hay<'_>, g: usize, sink: &mut Sink) {
         Some(b'+') => phone_at(h, g - 1, g, sink),
         Some(b'(') => {
             // "(415) 555-2671" opens an area code; "(415-555-2671)" is a number in parentheses.
-            let s = if prev(b, g - 1) == Some(b'+') {
-                g - 2
-            } else {
-                g - 1
-            };
+            let s = if prev(b, g - 1) == Some(b'+') { g - 2 } else { g - 1 };
             phone_at(h, s, g, sink);
             phone_at(h, g, g, sink);
         }
@@ -782,13 +740,7 @@ fn phone_at(h: Hay<'_>, s: usize, g: usize, sink: &mut Sink) {
         let glen = j - gs;
         let next = at!(h, sink, j, s);
         // "+49 (0)30 ...": a trunk zero in parentheses is not dialled from abroad.
-        if intl
-            && glen == 1
-            && digits[nd - 1] == b'0'
-            && sep_before_open
-            && next == Some(b')')
-            && ng > 0
-        {
+        if intl && glen == 1 && digits[nd - 1] == b'0' && sep_before_open && next == Some(b')') && ng > 0 {
             nd -= 1;
         } else {
             if ng == glens.len() {
@@ -797,23 +749,14 @@ fn phone_at(h: Hay<'_>, s: usize, g: usize, sink: &mut Sink) {
             glens[ng] = glen as u8;
             ng += 1;
         }
-        let after = if matches!(next, Some(b'.' | b'-' | b'/')) {
-            at!(h, sink, j + 1, s)
-        } else {
-            None
-        };
+        let after = if matches!(next, Some(b'.' | b'-' | b'/')) { at!(h, sink, j + 1, s) } else { None };
         let right_ok = match next {
             None => true,
             Some(c) if is_word(c) => false,
             Some(b'.' | b'-' | b'/') => !is_alnum(after),
             Some(_) => true,
         };
-        if right_ok
-            && !open
-            && phone_shape(intl, &digits[..nd], &glens[..ng], || {
-                label_before(b, s, PHONE_LABELS)
-            })
-        {
+        if right_ok && !open && phone_shape(intl, &digits[..nd], &glens[..ng], || label_before(b, s, PHONE_LABELS)) {
             best = Some(j);
         }
         // A separator of one to three characters from " -./()", then more digits.
@@ -851,17 +794,8 @@ fn phone_at(h: Hay<'_>, s: usize, g: usize, sink: &mut Sink) {
     }
 }
 
-const PHONE_LABELS: &[&[u8]] = &[
-    b"phone",
-    b"tel",
-    b"telephone",
-    b"mobile",
-    b"cell",
-    b"call",
-    b"fax",
-    b"ph",
-    b"whatsapp",
-];
+const PHONE_LABELS: &[&[u8]] =
+    &[b"phone", b"tel", b"telephone", b"mobile", b"cell", b"call", b"fax", b"ph", b"whatsapp"];
 
 fn phone_shape(intl: bool, d: &[u8], g: &[u8], label: impl Fn() -> bool) -> bool {
     let n = d.len();
@@ -894,9 +828,7 @@ fn phone_shape(intl: bool, d: &[u8], g: &[u8], label: impl Fn() -> bool) -> bool
             return true;
         }
         // UK (11 digits) and Germany (10 to 12): an area code of 3 to 5 digits, then the rest.
-        return (10..=12).contains(&n)
-            && (3..=5).contains(&g[0])
-            && g.iter().skip(1).all(|&x| x >= 3);
+        return (10..=12).contains(&n) && (3..=5).contains(&g[0]) && g.iter().skip(1).all(|&x| x >= 3);
     }
     false
 }
@@ -981,9 +913,9 @@ fn is_word_opt(c: Option<u8>) -> bool {
 
 /// File extensions that follow `@` in names such as `icon@2x.png`; not top-level domains.
 const NOT_TLDS: &[&[u8]] = &[
-    b"png", b"jpg", b"jpeg", b"gif", b"svg", b"webp", b"bmp", b"ico", b"tif", b"tiff", b"js",
-    b"mjs", b"ts", b"css", b"json", b"yaml", b"yml", b"toml", b"lock", b"txt", b"html", b"htm",
-    b"exe", b"dll", b"so", b"dylib", b"jar", b"whl", b"tgz",
+    b"png", b"jpg", b"jpeg", b"gif", b"svg", b"webp", b"bmp", b"ico", b"tif", b"tiff", b"js", b"mjs", b"ts", b"css",
+    b"json", b"yaml", b"yml", b"toml", b"lock", b"txt", b"html", b"htm", b"exe", b"dll", b"so", b"dylib", b"jar",
+    b"whl", b"tgz",
 ];
 
 fn email(h: Hay<'_>, i: usize, sink: &mut Sink) {
@@ -1032,15 +964,13 @@ fn email(h: Hay<'_>, i: usize, sink: &mut Sink) {
     }
     let Some(dot) = last_dot else { return };
     let tld = &b[dot + 1..j];
-    let tld_ok = (tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic))
-        || (tld.len() > 4 && eq_ci(&tld[..4], b"xn--"));
+    let tld_ok =
+        (tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic)) || (tld.len() > 4 && eq_ci(&tld[..4], b"xn--"));
     if !tld_ok || NOT_TLDS.iter().any(|t| eq_ci(tld, t)) || b[j - 1] == b'-' || b[i + 1] == b'-' {
         return;
     }
     // scp-style `git@github.com:org/repo.git` is a login, not a mailbox.
-    if at!(h, sink, j, s) == Some(b':')
-        && at!(h, sink, j + 1, s).is_some_and(|c| !c.is_ascii_whitespace())
-    {
+    if at!(h, sink, j, s) == Some(b':') && at!(h, sink, j + 1, s).is_some_and(|c| !c.is_ascii_whitespace()) {
         return;
     }
     sink.yes(Det::Email, s, j);
@@ -1074,12 +1004,7 @@ fn url(h: Hay<'_>, i: usize, sink: &mut Sink) {
     while k > 0 && is_scheme(b[k - 1]) && i - k <= 32 {
         k -= 1;
     }
-    if k == i
-        || i - k > 32
-        || !b[k].is_ascii_alphabetic()
-        || !starts_word(b, k)
-        || mask_ends_at(b, k)
-    {
+    if k == i || i - k > 32 || !b[k].is_ascii_alphabetic() || !starts_word(b, k) || mask_ends_at(b, k) {
         return;
     }
     if !starts_ci!(h, sink, i + 1, b"//", k) {
@@ -1127,19 +1052,7 @@ fn url(h: Hay<'_>, i: usize, sink: &mut Sink) {
             Some(b':') if colon.is_none() => colon = Some(j),
             Some(c)
                 if c.is_ascii_whitespace()
-                    || matches!(
-                        c,
-                        b'/' | b'?'
-                            | b'#'
-                            | b'"'
-                            | b'\''
-                            | b'`'
-                            | b'<'
-                            | b'>'
-                            | b'['
-                            | b']'
-                            | b'\\'
-                    ) =>
+                    || matches!(c, b'/' | b'?' | b'#' | b'"' | b'\'' | b'`' | b'<' | b'>' | b'[' | b']' | b'\\') =>
             {
                 return
             }
@@ -1167,10 +1080,7 @@ fn ipv6(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let b = h.b;
     // The first colon of an address follows a hex digit, or starts "::".
     let after = b.get(i + 1).copied();
-    if !(prev(b, i).is_some_and(|c| c.is_ascii_hexdigit())
-        || after == Some(b':')
-        || (after.is_none() && !h.fin))
-    {
+    if !(prev(b, i).is_some_and(|c| c.is_ascii_hexdigit()) || after == Some(b':') || (after.is_none() && !h.fin)) {
         return;
     }
     // Back over at most four hex digits; only the first colon of an address does the work.
@@ -1281,22 +1191,7 @@ fn classify(id: &[u8]) -> Option<Label> {
 /// Whether `c` ends an unquoted value.
 fn ends_value(c: u8) -> bool {
     c.is_ascii_whitespace()
-        || matches!(
-            c,
-            b'"' | b'\''
-                | b'`'
-                | b','
-                | b';'
-                | b'<'
-                | b'>'
-                | b'('
-                | b')'
-                | b'['
-                | b']'
-                | b'{'
-                | b'}'
-                | b'|'
-        )
+        || matches!(c, b'"' | b'\'' | b'`' | b',' | b';' | b'<' | b'>' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'|')
 }
 
 /// Values that stand for a secret rather than being one: `$DB_PASSWORD`, `<your-token>`,
@@ -1306,9 +1201,7 @@ fn placeholder(v: &[u8]) -> bool {
     if matches!(first, b'$' | b'<' | b'{' | b'%' | b'[' | b'(') {
         return true;
     }
-    if v.iter().all(|&c| c == first)
-        && matches!(first, b'*' | b'x' | b'X' | b'.' | b'-' | b'_' | b'#' | b'?')
-    {
+    if v.iter().all(|&c| c == first) && matches!(first, b'*' | b'x' | b'X' | b'.' | b'-' | b'_' | b'#' | b'?') {
         return true;
     }
     const WORDS: &[&[u8]] = &[
@@ -1335,16 +1228,12 @@ fn placeholder(v: &[u8]) -> bool {
     }
     // An environment-variable name: upper-case words joined by underscores.
     v.contains(&b'_')
-        && v.iter()
-            .all(|&c| c.is_ascii_uppercase() || c == b'_' || c.is_ascii_digit())
+        && v.iter().all(|&c| c.is_ascii_uppercase() || c == b'_' || c.is_ascii_digit())
         && !v.iter().all(|&c| c.is_ascii_digit() || c == b'_')
 }
 
 fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
-    let (pw, aws) = (
-        sink.on(Det::PasswordAssignment),
-        sink.on(Det::AwsSecretAccessKey),
-    );
+    let (pw, aws) = (sink.on(Det::PasswordAssignment), sink.on(Det::AwsSecretAccessKey));
     if !pw && !aws && !sink.on(Det::BearerToken) {
         return;
     }
@@ -1472,10 +1361,7 @@ fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
         return;
     }
     // A value with one of our masks inside had a finding inside: it is not a new value.
-    if v.iter()
-        .enumerate()
-        .any(|(k, &c)| c == b']' && mask_ends_at(b, vs + k + 1))
-    {
+    if v.iter().enumerate().any(|(k, &c)| c == b']' && mask_ends_at(b, vs + k + 1)) {
         return;
     }
     if label == Label::Aws && aws && v.len() == 40 && v.iter().all(|&c| is_b64(c)) {
@@ -1491,9 +1377,7 @@ fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
         // A dotted identifier is a reference (`config.password`), not a value.
         let dotted = v.contains(&b'.')
             && v.split(|&c| c == b'.').all(|p| {
-                !p.is_empty()
-                    && (p[0].is_ascii_alphabetic() || p[0] == b'_')
-                    && p.iter().all(|&c| is_word(c))
+                !p.is_empty() && (p[0].is_ascii_alphabetic() || p[0] == b'_') && p.iter().all(|&c| is_word(c))
             });
         if dotted || (all_alpha && b[i] == b':' && !tail_ok) {
             return;
@@ -1501,9 +1385,7 @@ fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
     }
     let ok = match label {
         Label::Password => v.len() >= 3 && !v.contains(&b' ') || (quote.is_some() && v.len() >= 3),
-        Label::Token | Label::Aws | Label::Authorization => {
-            v.len() >= 8 && has_digit && !v.contains(&b' ')
-        }
+        Label::Token | Label::Aws | Label::Authorization => v.len() >= 8 && has_digit && !v.contains(&b' '),
     };
     if ok {
         sink.yes(Det::PasswordAssignment, vs, ve);
@@ -1543,10 +1425,7 @@ fn underscore(h: Hay<'_>, i: usize, sink: &mut Sink) {
         // ghp_ gho_ ghu_ ghs_ ghr_
         if i >= 3
             && eq_ci(&b[i - 3..i - 1], b"gh")
-            && matches!(
-                b[i - 1].to_ascii_lowercase(),
-                b'p' | b'o' | b'u' | b's' | b'r'
-            )
+            && matches!(b[i - 1].to_ascii_lowercase(), b'p' | b'o' | b'u' | b's' | b'r')
             && starts_word(b, i - 3)
         {
             let s = i - 3;
@@ -1570,10 +1449,7 @@ fn underscore(h: Hay<'_>, i: usize, sink: &mut Sink) {
     }
     if sink.on(Det::StripeKey) {
         // sk_live_ sk_test_ rk_live_ rk_test_, and whsec_ webhook secrets.
-        if i >= 2
-            && (eq_ci(&b[i - 2..i], b"sk") || eq_ci(&b[i - 2..i], b"rk"))
-            && starts_word(b, i - 2)
-        {
+        if i >= 2 && (eq_ci(&b[i - 2..i], b"sk") || eq_ci(&b[i - 2..i], b"rk")) && starts_word(b, i - 2) {
             let s = i - 2;
             if starts_ci!(h, sink, i + 1, b"live_", s) || starts_ci!(h, sink, i + 1, b"test_", s) {
                 if let Some(e) = body!(h, sink, i + 6, s, 255, |c: u8| c.is_ascii_alphanumeric()) {
@@ -1594,13 +1470,9 @@ fn underscore(h: Hay<'_>, i: usize, sink: &mut Sink) {
     }
 }
 
-const GITLAB_PREFIXES: &[&[u8]] = &[
-    b"glpat", b"gldt", b"glrt", b"glptt", b"glcbt", b"glimt", b"glft", b"glsoat", b"gloas",
-    b"glagent", b"glffct",
-];
-const SLACK_PREFIXES: &[&[u8]] = &[
-    b"xoxb", b"xoxp", b"xoxa", b"xoxr", b"xoxs", b"xoxe", b"xapp",
-];
+const GITLAB_PREFIXES: &[&[u8]] =
+    &[b"glpat", b"gldt", b"glrt", b"glptt", b"glcbt", b"glimt", b"glft", b"glsoat", b"gloas", b"glagent", b"glffct"];
+const SLACK_PREFIXES: &[&[u8]] = &[b"xoxb", b"xoxp", b"xoxa", b"xoxr", b"xoxs", b"xoxe", b"xapp"];
 
 fn dash(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let b = h.b;
@@ -1621,21 +1493,14 @@ fn dash(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let w = &b[k..i];
     if eq_ci(w, b"sk") {
         let anthropic = starts_ci!(h, sink, i + 1, b"ant-", k);
-        let det = if anthropic {
-            Det::AnthropicApiKey
-        } else {
-            Det::OpenaiApiKey
-        };
+        let det = if anthropic { Det::AnthropicApiKey } else { Det::OpenaiApiKey };
         if !sink.on(det) {
             return;
         }
         let from = if anthropic { i + 5 } else { i + 1 };
         if let Some(e) = body!(h, sink, from, k, 300, is_b64url) {
             let v = &b[from..e];
-            if v.len() >= 20
-                && v.iter().any(u8::is_ascii_digit)
-                && v.iter().any(u8::is_ascii_alphabetic)
-            {
+            if v.len() >= 20 && v.iter().any(u8::is_ascii_digit) && v.iter().any(u8::is_ascii_alphabetic) {
                 sink.yes(det, k, e);
             }
         }
@@ -1646,9 +1511,7 @@ fn dash(h: Hay<'_>, i: usize, sink: &mut Sink) {
             }
         }
     } else if sink.on(Det::SlackToken) && SLACK_PREFIXES.iter().any(|p| eq_ci(w, p)) {
-        if let Some(e) = body!(h, sink, i + 1, k, 255, |c: u8| c.is_ascii_alphanumeric()
-            || c == b'-')
-        {
+        if let Some(e) = body!(h, sink, i + 1, k, 255, |c: u8| c.is_ascii_alphanumeric() || c == b'-') {
             let v = &b[i + 1..e];
             if v.len() >= 10 && v.iter().any(u8::is_ascii_digit) {
                 sink.yes(Det::SlackToken, k, e);
@@ -1757,12 +1620,10 @@ fn pem(h: Hay<'_>, i: usize, sink: &mut Sink) {
         let line_ok = j != usize::MAX
             && j > ls
             && (!header
-                || b[ls..j].iter().position(|&c| c == b':').is_some_and(|p| {
-                    p > 0
-                        && b[ls..ls + p]
-                            .iter()
-                            .all(|&c| c.is_ascii_alphanumeric() || c == b'-')
-                }));
+                || b[ls..j]
+                    .iter()
+                    .position(|&c| c == b':')
+                    .is_some_and(|p| p > 0 && b[ls..ls + p].iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')));
         if line_ok {
             good_end = Some(j);
         }
@@ -1799,9 +1660,7 @@ fn upper_a(h: Hay<'_>, i: usize, sink: &mut Sink) {
             return;
         }
     }
-    if sink.on(Det::AwsAccessKeyId)
-        && matches!(next, b'K' | b'S' | b'G' | b'I' | b'R' | b'N' | b'B' | b'C')
-    {
+    if sink.on(Det::AwsAccessKeyId) && matches!(next, b'K' | b'S' | b'G' | b'I' | b'R' | b'N' | b'B' | b'C') {
         let mut p = [0u8; 4];
         for (k, slot) in p.iter_mut().enumerate() {
             match at!(h, sink, i + k, i) {
@@ -1809,19 +1668,14 @@ fn upper_a(h: Hay<'_>, i: usize, sink: &mut Sink) {
                 None => return,
             }
         }
-        const PREFIXES: &[&[u8; 4]] = &[
-            b"AKIA", b"ASIA", b"AGPA", b"AIDA", b"AROA", b"AIPA", b"ANPA", b"ANVA", b"ABIA",
-            b"ACCA",
-        ];
+        const PREFIXES: &[&[u8; 4]] =
+            &[b"AKIA", b"ASIA", b"AGPA", b"AIDA", b"AROA", b"AIPA", b"ANPA", b"ANVA", b"ABIA", b"ACCA"];
         if !PREFIXES.contains(&&p) {
             return;
         }
         if let Some(e) = body!(h, sink, i + 4, i, 17, |c: u8| c.is_ascii_alphanumeric()) {
             let v = &b[i + 4..e];
-            if v.len() == 16
-                && v.iter()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-            {
+            if v.len() == 16 && v.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
                 sink.yes(Det::AwsAccessKeyId, i, e);
             }
         }
@@ -1888,10 +1742,7 @@ fn bearer(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let labelled = {
         let mut k = i;
         let mut skipped = 0;
-        while k > 0
-            && skipped < 8
-            && matches!(b[k - 1], b' ' | b':' | b'=' | b'"' | b'\'' | b'`' | b'\t')
-        {
+        while k > 0 && skipped < 8 && matches!(b[k - 1], b' ' | b':' | b'=' | b'"' | b'\'' | b'`' | b'\t') {
             k -= 1;
             skipped += 1;
         }
@@ -1913,8 +1764,7 @@ fn bearer(h: Hay<'_>, i: usize, sink: &mut Sink) {
     if v.is_empty() || placeholder(v) {
         return;
     }
-    let strong =
-        v.len() >= 16 && v.iter().any(u8::is_ascii_digit) && v.iter().any(u8::is_ascii_alphabetic);
+    let strong = v.len() >= 16 && v.iter().any(u8::is_ascii_digit) && v.iter().any(u8::is_ascii_alphabetic);
     if (labelled && v.len() >= 8) || strong {
         sink.yes(Det::BearerToken, vs, e);
     }
@@ -1960,28 +1810,20 @@ pub(crate) fn mask_starts_at(b: &[u8], i: usize, fin: bool) -> Option<bool> {
 const MAX_MASK: usize = 96;
 
 fn is_label_byte(c: u8) -> bool {
-    c.is_ascii_uppercase()
-        || c.is_ascii_digit()
-        || matches!(c, b'_' | b'.' | b'-' | b':' | b'a'..=b'f')
+    c.is_ascii_uppercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-' | b':' | b'a'..=b'f')
 }
 
 /// `REDACTED:LABEL` or `LABEL:` plus eight lower-case hex digits.
 fn is_mask_body(body: &[u8]) -> bool {
     let upper = |s: &[u8]| {
         !s.is_empty()
-            && s.iter().all(|&c| {
-                c.is_ascii_uppercase()
-                    || c.is_ascii_digit()
-                    || matches!(c, b'_' | b'.' | b'-' | b':')
-            })
+            && s.iter().all(|&c| c.is_ascii_uppercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-' | b':'))
     };
     if let Some(label) = body.strip_prefix(b"REDACTED:") {
         return upper(label);
     }
     body.len() > 9
         && body[body.len() - 9] == b':'
-        && body[body.len() - 8..]
-            .iter()
-            .all(|&c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        && body[body.len() - 8..].iter().all(|&c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
         && upper(&body[..body.len() - 9])
 }

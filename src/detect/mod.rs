@@ -298,10 +298,7 @@ impl Engine {
             let path = format!("detect.detectors.{name}");
             let Some(d) = Det::from_name(name) else {
                 let known: Vec<&str> = catalog::ALL.iter().map(|d| d.name()).collect();
-                return Err(ConfigError::new(
-                    path,
-                    format!("unknown detector (known: {})", known.join(", ")),
-                ));
+                return Err(ConfigError::new(path, format!("unknown detector (known: {})", known.join(", "))));
             };
             if let Some(e) = s.enabled {
                 on[d as usize] = e;
@@ -319,14 +316,10 @@ impl Engine {
         for (i, r) in cfg.rules.iter().enumerate() {
             let path = format!("detect.rules[{i}]");
             check_name(&format!("{path}.name"), &r.name, &mut taken)?;
-            let re = regex_lite::Regex::new(&r.pattern).map_err(|e| {
-                ConfigError::new(format!("{path}.pattern"), format!("invalid regex: {e}"))
-            })?;
+            let re = regex_lite::Regex::new(&r.pattern)
+                .map_err(|e| ConfigError::new(format!("{path}.pattern"), format!("invalid regex: {e}")))?;
             if re.is_match("") {
-                return Err(ConfigError::new(
-                    format!("{path}.pattern"),
-                    "matches the empty string",
-                ));
+                return Err(ConfigError::new(format!("{path}.pattern"), "matches the empty string"));
             }
             let max_len = r.max_len.unwrap_or(DEFAULT_RULE_MAX_LEN);
             if max_len == 0 || max_len > MAX_RULE_MAX_LEN {
@@ -339,11 +332,7 @@ impl Engine {
                 Some(k) => check_keep(&format!("{path}.keep_last"), k)?,
                 None => DEFAULT_KEEP_LAST,
             };
-            rules.push(Rule {
-                re,
-                max_len,
-                id: names.len() as u32,
-            });
+            rules.push(Rule { re, max_len, id: names.len() as u32 });
             names.push(Name::new(&r.name, r.action, keep));
         }
         let mut dicts = Vec::new();
@@ -351,10 +340,7 @@ impl Engine {
             let path = format!("detect.dictionaries[{i}]");
             check_name(&format!("{path}.name"), &d.name, &mut taken)?;
             if d.terms.is_empty() {
-                return Err(ConfigError::new(
-                    format!("{path}.terms"),
-                    "must list at least one term",
-                ));
+                return Err(ConfigError::new(format!("{path}.terms"), "must list at least one term"));
             }
             let mut max_len = 0;
             for (t, term) in d.terms.iter().enumerate() {
@@ -367,11 +353,7 @@ impl Engine {
                 max_len = max_len.max(term.len());
             }
             // Terms are matched against folded text, so fold them the same way.
-            let terms: Vec<String> = d
-                .terms
-                .iter()
-                .map(|t| normalize::fold_str(t).into_owned())
-                .collect();
+            let terms: Vec<String> = d.terms.iter().map(|t| normalize::fold_str(t).into_owned()).collect();
             let nfa = contiguous::NFA::builder()
                 .match_kind(MatchKind::Standard)
                 .ascii_case_insensitive(!d.case_sensitive)
@@ -381,36 +363,19 @@ impl Engine {
                 Some(k) => check_keep(&format!("{path}.keep_last"), k)?,
                 None => DEFAULT_KEEP_LAST,
             };
-            dicts.push(Dict {
-                nfa,
-                whole_word: d.whole_word,
-                max_len,
-                terms: d.terms.len(),
-                id: names.len() as u32,
-            });
+            dicts.push(Dict { nfa, whole_word: d.whole_word, max_len, terms: d.terms.len(), id: names.len() as u32 });
             names.push(Name::new(&d.name, d.action, keep));
         }
         let mut allow = Allow::default();
         for (i, v) in cfg.allowlist.values.iter().enumerate() {
             if v.is_empty() {
-                return Err(ConfigError::new(
-                    format!("detect.allowlist.values[{i}]"),
-                    "must not be empty",
-                ));
+                return Err(ConfigError::new(format!("detect.allowlist.values[{i}]"), "must not be empty"));
             }
             allow.values.push(normalize::fold_str(v).into_owned());
         }
         for (i, d) in cfg.allowlist.domains.iter().enumerate() {
-            let d = d
-                .trim()
-                .trim_start_matches('@')
-                .trim_start_matches("*.")
-                .trim_start_matches('.');
-            if d.is_empty()
-                || !d
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-')
-            {
+            let d = d.trim().trim_start_matches('@').trim_start_matches("*.").trim_start_matches('.');
+            if d.is_empty() || !d.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-') {
                 return Err(ConfigError::new(
                     format!("detect.allowlist.domains[{i}]"),
                     "expected a domain name such as example.com",
@@ -420,10 +385,7 @@ impl Engine {
         }
         for (i, p) in cfg.allowlist.patterns.iter().enumerate() {
             let re = regex_lite::Regex::new(&format!("^(?:{p})$")).map_err(|e| {
-                ConfigError::new(
-                    format!("detect.allowlist.patterns[{i}]"),
-                    format!("invalid regex: {e}"),
-                )
+                ConfigError::new(format!("detect.allowlist.patterns[{i}]"), format!("invalid regex: {e}"))
             })?;
             allow.patterns.push(re);
         }
@@ -445,10 +407,7 @@ impl Engine {
                 continue;
             }
             let label = format!("field:{}", k.to_ascii_lowercase());
-            fields.push(FieldKey {
-                norm,
-                id: names.len() as u32,
-            });
+            fields.push(FieldKey { norm, id: names.len() as u32 });
             names.push(Name::new(&label, fr.action, keep));
         }
         let (hmac, hash_key_configured) = match &cfg.hash_key {
@@ -470,17 +429,7 @@ impl Engine {
             // Look-around such as \b or ^ reads one character before a match.
             max_left = max_left.max(4);
         }
-        Ok(Engine {
-            names,
-            on,
-            rules,
-            dicts,
-            allow,
-            fields,
-            hmac,
-            hash_key_configured,
-            max_left,
-        })
+        Ok(Engine { names, on, rules, dicts, allow, fields, hmac, hash_key_configured, max_left })
     }
 
     /// A one-line description, such as
@@ -489,25 +438,14 @@ impl Engine {
         let enabled = self.on.iter().filter(|&&o| o).count();
         let mut s = format!("{enabled} detectors enabled");
         let plural = |n: usize| if n == 1 { "" } else { "s" };
-        s.push_str(&format!(
-            ", {} rule{}",
-            self.rules.len(),
-            plural(self.rules.len())
-        ));
+        s.push_str(&format!(", {} rule{}", self.rules.len(), plural(self.rules.len())));
         let terms: usize = self.dicts.iter().map(|d| d.terms).sum();
         if self.dicts.len() == 1 {
             s.push_str(&format!(", 1 dictionary ({terms} terms)"));
         } else {
-            s.push_str(&format!(
-                ", {} dictionaries ({terms} terms)",
-                self.dicts.len()
-            ));
+            s.push_str(&format!(", {} dictionaries ({terms} terms)", self.dicts.len()));
         }
-        s.push_str(&format!(
-            ", {} field rule{}",
-            self.fields.len(),
-            plural(self.fields.len())
-        ));
+        s.push_str(&format!(", {} field rule{}", self.fields.len(), plural(self.fields.len())));
         if !self.allow.is_empty() {
             s.push_str(&format!(
                 ", {} allowlist entr{}",
@@ -547,10 +485,7 @@ impl Engine {
         let findings = self.find_all(text);
         let mut out = String::with_capacity(text.len());
         self.render(text, &findings, &mut out);
-        Redaction {
-            text: out,
-            findings,
-        }
+        Redaction { text: out, findings }
     }
 
     /// Like [`Engine::redact`], for a JSON string value under object key `key` (the nearest
@@ -574,35 +509,18 @@ impl Engine {
             return self.redact(text);
         };
         if text.is_empty() {
-            return Redaction {
-                text: String::new(),
-                findings: Vec::new(),
-            };
+            return Redaction { text: String::new(), findings: Vec::new() };
         }
         let inner = self.find_all(text);
         if inner.iter().any(|f| f.action == Action::Block) {
-            let findings: Vec<Finding> = inner
-                .into_iter()
-                .filter(|f| f.action == Action::Block)
-                .collect();
-            return Redaction {
-                text: text.to_string(),
-                findings,
-            };
+            let findings: Vec<Finding> = inner.into_iter().filter(|f| f.action == Action::Block).collect();
+            return Redaction { text: text.to_string(), findings };
         }
         let n = &self.names[id as usize];
-        let findings = vec![Finding {
-            detector: n.name.clone(),
-            start: 0,
-            end: text.len(),
-            action: n.action,
-        }];
+        let findings = vec![Finding { detector: n.name.clone(), start: 0, end: text.len(), action: n.action }];
         let mut out = String::with_capacity(text.len());
         self.render(text, &findings, &mut out);
-        Redaction {
-            text: out,
-            findings,
-        }
+        Redaction { text: out, findings }
     }
 
     fn field_rule(&self, key: &str) -> Option<u32> {
@@ -612,9 +530,7 @@ impl Engine {
         let nk = norm_key(key);
         self.fields
             .iter()
-            .find(|f| {
-                nk == f.norm || (nk.ends_with(&f.norm) && suffix_at_boundary(key, f.norm.len()))
-            })
+            .find(|f| nk == f.norm || (nk.ends_with(&f.norm) && suffix_at_boundary(key, f.norm.len())))
             .map(|f| f.id)
     }
 
@@ -679,19 +595,13 @@ impl Engine {
         let from = floor_boundary(text, from);
         let loop_start = floor_boundary(text, from.saturating_sub(self.max_left));
         let mut sink = Sink::new(self.on);
-        let raw = Hay {
-            b: text.as_bytes(),
-            fin,
-        };
+        let raw = Hay { b: text.as_bytes(), fin };
         let folded = match catalog::scan(raw, loop_start, false, &mut sink) {
             Ok(()) => None,
             Err(catalog::NeedsFold) => {
                 let f = Folded::new(text);
                 sink = Sink::new(self.on);
-                let hay = Hay {
-                    b: f.text.as_bytes(),
-                    fin,
-                };
+                let hay = Hay { b: f.text.as_bytes(), fin };
                 let _ = catalog::scan(hay, f.norm(loop_start), true, &mut sink);
                 Some(f)
             }
@@ -717,15 +627,7 @@ impl Engine {
         }
         let mut wait = sink.wait;
         for (k, d) in self.dicts.iter().enumerate() {
-            dict_scan(
-                d,
-                hay_text,
-                from_n,
-                fin,
-                1000 + k as u32,
-                &mut cands,
-                &mut wait,
-            );
+            dict_scan(d, hay_text, from_n, fin, 1000 + k as u32, &mut cands, &mut wait);
         }
         for (k, r) in self.rules.iter().enumerate() {
             rule_scan(r, hay_text, from_n, fin, k as u32, &mut cands, &mut wait);
@@ -748,11 +650,7 @@ impl Engine {
         settled = floor_boundary(hay_text, settled);
         // Leftmost; then a format-specific credential; then longest; then most specific.
         cands.sort_unstable_by(|a, b| {
-            a.start
-                .cmp(&b.start)
-                .then(a.tier.cmp(&b.tier))
-                .then(b.end.cmp(&a.end))
-                .then(a.rank.cmp(&b.rank))
+            a.start.cmp(&b.start).then(a.tier.cmp(&b.tier)).then(b.end.cmp(&a.end)).then(a.rank.cmp(&b.rank))
         });
         let mut chosen: Vec<Cand> = Vec::with_capacity(cands.len());
         let mut last_end = 0;
@@ -772,9 +670,7 @@ impl Engine {
             if c.end > settled {
                 break;
             }
-            if c.hidden
-                || (!self.allow.is_empty() && self.allow.allows(c.det, &hay_text[c.start..c.end]))
-            {
+            if c.hidden || (!self.allow.is_empty() && self.allow.allows(c.det, &hay_text[c.start..c.end])) {
                 continue;
             }
             let name = &self.names[c.id as usize];
@@ -785,10 +681,7 @@ impl Engine {
                 action: name.action,
             });
         }
-        Scan {
-            findings,
-            settled: if fin { text.len() } else { map(settled) },
-        }
+        Scan { findings, settled: if fin { text.len() } else { map(settled) } }
     }
 
     /// Writes `text` with each finding's action applied to `out`. `findings` must be in order,
@@ -862,10 +755,7 @@ impl Engine {
         {
             return (std::borrow::Cow::Borrowed(&n.label), n.keep_last);
         }
-        (
-            std::borrow::Cow::Owned(detector.to_ascii_uppercase()),
-            DEFAULT_KEEP_LAST,
-        )
+        (std::borrow::Cow::Owned(detector.to_ascii_uppercase()), DEFAULT_KEEP_LAST)
     }
 }
 
@@ -873,21 +763,13 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl Name {
     fn new(name: &str, action: Action, keep_last: u8) -> Name {
-        Name {
-            name: Arc::from(name),
-            label: name.to_ascii_uppercase().into_boxed_str(),
-            action,
-            keep_last,
-        }
+        Name { name: Arc::from(name), label: name.to_ascii_uppercase().into_boxed_str(), action, keep_last }
     }
 }
 
 fn check_keep(path: &str, k: u8) -> Result<u8, ConfigError> {
     if k > 64 {
-        return Err(ConfigError::new(
-            path,
-            format!("must be at most 64, got {k}"),
-        ));
+        return Err(ConfigError::new(path, format!("must be at most 64, got {k}")));
     }
     Ok(k)
 }
@@ -895,20 +777,12 @@ fn check_keep(path: &str, k: u8) -> Result<u8, ConfigError> {
 fn check_name(path: &str, name: &str, taken: &mut Vec<String>) -> Result<(), ConfigError> {
     if name.is_empty()
         || name.len() > 64
-        || !name
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+        || !name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
     {
-        return Err(ConfigError::new(
-            path,
-            "must be 1 to 64 ASCII letters, digits, '_', '-' or '.'",
-        ));
+        return Err(ConfigError::new(path, "must be 1 to 64 ASCII letters, digits, '_', '-' or '.'"));
     }
     if taken.iter().any(|t| t == name) {
-        return Err(ConfigError::new(
-            path,
-            format!("`{name}` is already used by a detector, rule or dictionary"),
-        ));
+        return Err(ConfigError::new(path, format!("`{name}` is already used by a detector, rule or dictionary")));
     }
     taken.push(name.to_string());
     Ok(())
@@ -916,10 +790,7 @@ fn check_name(path: &str, name: &str, taken: &mut Vec<String>) -> Result<(), Con
 
 /// Lower-case ASCII, without `_`, `-`, `.` and spaces: `API-Key` and `api_key` are `apikey`.
 fn norm_key(k: &str) -> String {
-    k.chars()
-        .filter(|c| !matches!(c, '_' | '-' | '.' | ' '))
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+    k.chars().filter(|c| !matches!(c, '_' | '-' | '.' | ' ')).map(|c| c.to_ascii_lowercase()).collect()
 }
 
 /// Whether the last `n` alphanumeric characters of `key` start at a word boundary: after a
@@ -963,10 +834,8 @@ fn partial(value: &str, keep: u8, out: &mut String) {
             None => Some((c, c.is_ascii().then_some(c as u8))),
         })
         .collect();
-    let total = folded
-        .iter()
-        .filter(|(c, a)| a.is_some_and(|a| a.is_ascii_alphanumeric()) || c.is_alphanumeric())
-        .count();
+    let total =
+        folded.iter().filter(|(c, a)| a.is_some_and(|a| a.is_ascii_alphanumeric()) || c.is_alphanumeric()).count();
     let mut seen = 0;
     for (c, a) in folded {
         let alnum = a.is_some_and(|a| a.is_ascii_alphanumeric()) || c.is_alphanumeric();
@@ -989,15 +858,7 @@ fn is_word_byte(c: u8) -> bool {
 
 /// Dictionary matches in `text[from..]`, whole-word filtered, plus the wait for a term that may
 /// be completing at the end.
-fn dict_scan(
-    d: &Dict,
-    text: &str,
-    from: usize,
-    fin: bool,
-    rank: u32,
-    cands: &mut Vec<Cand>,
-    wait: &mut usize,
-) {
+fn dict_scan(d: &Dict, text: &str, from: usize, fin: bool, rank: u32, cands: &mut Vec<Cand>, wait: &mut usize) {
     let b = text.as_bytes();
     let n = b.len();
     let input = Input::new(text).span(from..n);
@@ -1013,11 +874,7 @@ fn dict_scan(
         }
         if d.whole_word {
             let left_ok = s == 0 || !is_word_byte(b[s - 1]) || !is_word_byte(b[s]);
-            let right_ok = if e == n {
-                true
-            } else {
-                !is_word_byte(b[e]) || !is_word_byte(b[e - 1])
-            };
+            let right_ok = if e == n { true } else { !is_word_byte(b[e]) || !is_word_byte(b[e - 1]) };
             if e == n && !fin {
                 *wait = (*wait).min(s);
                 continue;
@@ -1026,15 +883,7 @@ fn dict_scan(
                 continue;
             }
         }
-        cands.push(Cand {
-            start: s,
-            end: e,
-            id: d.id,
-            tier: 1,
-            hidden: false,
-            rank,
-            det: None,
-        });
+        cands.push(Cand { start: s, end: e, id: d.id, tier: 1, hidden: false, rank, det: None });
     }
     if !fin {
         // The earliest start from which the tail is still a prefix of some term.
@@ -1068,36 +917,16 @@ fn dict_scan(
 
 /// Custom rule matches from `from` on. When more text may follow, matches that start in the
 /// last `max_len` bytes are not final, so the wait starts there.
-fn rule_scan(
-    r: &Rule,
-    text: &str,
-    from: usize,
-    fin: bool,
-    rank: u32,
-    cands: &mut Vec<Cand>,
-    wait: &mut usize,
-) {
+fn rule_scan(r: &Rule, text: &str, from: usize, fin: bool, rank: u32, cands: &mut Vec<Cand>, wait: &mut usize) {
     let mut at = from;
     while at <= text.len() {
         let Some(m) = r.re.find_at(text, at) else {
             break;
         };
         if m.end() - m.start() <= r.max_len && m.start() < m.end() {
-            cands.push(Cand {
-                start: m.start(),
-                end: m.end(),
-                id: r.id,
-                tier: 1,
-                hidden: false,
-                rank,
-                det: None,
-            });
+            cands.push(Cand { start: m.start(), end: m.end(), id: r.id, tier: 1, hidden: false, rank, det: None });
         }
-        at = if m.end() > m.start() {
-            m.end()
-        } else {
-            next_boundary(text, m.end())
-        };
+        at = if m.end() > m.start() { m.end() } else { next_boundary(text, m.end()) };
     }
     if !fin {
         *wait = (*wait).min(text.len().saturating_sub(r.max_len).max(from));
@@ -1109,12 +938,7 @@ fn rule_scan(
 /// `=`, `~`, and after the value a space, which joins the groups of a spaced number); `None`
 /// when the text ends inside what could still become a mask token after it.
 fn glued_to_mask(b: &[u8], start: usize, end: usize, fin: bool) -> Option<bool> {
-    let glue = |c: u8| {
-        matches!(
-            c,
-            b'.' | b',' | b'/' | b'-' | b':' | b'_' | b'+' | b'%' | b'\'' | b'=' | b'~'
-        )
-    };
+    let glue = |c: u8| matches!(c, b'.' | b',' | b'/' | b'-' | b':' | b'_' | b'+' | b'%' | b'\'' | b'=' | b'~');
     let mut k = start;
     loop {
         if catalog::mask_ends_at(b, k) {

@@ -41,9 +41,7 @@ pub(crate) fn fold_at(b: &[u8], i: usize) -> Option<(usize, Fold)> {
             0xAD => Some((2, Fold::Drop)),
             _ => None,
         },
-        0xE1 => {
-            (b.get(i + 1) == Some(&0xA0) && b.get(i + 2) == Some(&0x8E)).then_some((3, Fold::Drop))
-        }
+        0xE1 => (b.get(i + 1) == Some(&0xA0) && b.get(i + 2) == Some(&0x8E)).then_some((3, Fold::Drop)),
         0xE2 => {
             let (b1, b2) = (*b.get(i + 1)?, *b.get(i + 2)?);
             match (b1, b2) {
@@ -55,8 +53,7 @@ pub(crate) fn fold_at(b: &[u8], i: usize) -> Option<(usize, Fold)> {
                 _ => None,
             }
         }
-        0xE3 => (b.get(i + 1) == Some(&0x80) && b.get(i + 2) == Some(&0x80))
-            .then_some((3, Fold::Ascii(b' '))),
+        0xE3 => (b.get(i + 1) == Some(&0x80) && b.get(i + 2) == Some(&0x80)).then_some((3, Fold::Ascii(b' '))),
         0xEF => {
             let (b1, b2) = (*b.get(i + 1)?, *b.get(i + 2)?);
             match (b1, b2) {
@@ -129,10 +126,7 @@ impl Folded {
     /// The original offset of normalised offset `i` (a position between characters).
     #[inline]
     pub(crate) fn orig(&self, i: usize) -> usize {
-        self.map
-            .get(i)
-            .copied()
-            .unwrap_or_else(|| self.map.last().copied().unwrap_or(0))
+        self.map.get(i).copied().unwrap_or_else(|| self.map.last().copied().unwrap_or(0))
     }
 
     /// The normalised offset of original offset `o`: the first normalised byte whose
@@ -171,11 +165,7 @@ mod tests {
 
     #[test]
     fn leaves_other_text_alone() {
-        for s in [
-            "plain ascii",
-            "“smart quotes” — and é, 中文, emoji 🎉",
-            "≥ ≤ ±",
-        ] {
+        for s in ["plain ascii", "“smart quotes” — and é, 中文, emoji 🎉", "≥ ≤ ±"] {
             assert_eq!(first_fold(s.as_bytes(), 0), None, "{s}");
             assert_eq!(fold_str(s), s);
         }
@@ -186,11 +176,7 @@ mod tests {
         for c in 0x21u32..=0x7E {
             let wide = char::from_u32(0xFF00 + c - 0x20).unwrap_or(' ');
             let s = wide.to_string();
-            assert_eq!(
-                fold_at(s.as_bytes(), 0),
-                Some((3, Fold::Ascii(c as u8))),
-                "{wide}"
-            );
+            assert_eq!(fold_at(s.as_bytes(), 0), Some((3, Fold::Ascii(c as u8))), "{wide}");
         }
     }
 }

@@ -14,9 +14,7 @@ fn with(json: &str) -> Engine {
 }
 
 fn spans(fs: &[Finding]) -> Vec<(&str, usize, usize)> {
-    fs.iter()
-        .map(|f| (f.detector.as_ref(), f.start, f.end))
-        .collect()
+    fs.iter().map(|f| (f.detector.as_ref(), f.start, f.end)).collect()
 }
 
 #[test]
@@ -49,34 +47,21 @@ fn partial_keeps_configured_digits_and_separators() {
     assert_eq!(e.redact("call (415) 555-2671").text, "call (***) ***-****");
     // Fullwidth digits stay as written; zero-width characters are dropped.
     let e = with(r#"{"detectors": {"credit_card": {"action": "partial"}}}"#);
-    assert_eq!(
-        e.redact("４１１１ １１１１ １１１１ １１１\u{200B}１").text,
-        "**** **** **** １１１１"
-    );
+    assert_eq!(e.redact("４１１１ １１１１ １１１１ １１１\u{200B}１").text, "**** **** **** １１１１");
 }
 
 #[test]
 fn hash_is_stable_keyed_and_ignores_evasion() {
-    let keyed = |k: &str| {
-        with(&format!(
-            r#"{{"detectors": {{"email": {{"action": "hash"}}}}, "hash_key": "{k}"}}"#
-        ))
-    };
+    let keyed = |k: &str| with(&format!(r#"{{"detectors": {{"email": {{"action": "hash"}}}}, "hash_key": "{k}"}}"#));
     let a = keyed("0123456789abcdef");
     let t1 = a.redact("jane@example.com").text;
-    assert!(
-        t1.starts_with("[EMAIL:") && t1.ends_with(']') && t1.len() == "[EMAIL:12345678]".len(),
-        "{t1}"
-    );
+    assert!(t1.starts_with("[EMAIL:") && t1.ends_with(']') && t1.len() == "[EMAIL:12345678]".len(), "{t1}");
     assert!(t1[7..15].bytes().all(|c| c.is_ascii_hexdigit()));
     assert_eq!(a.redact("x jane@example.com y").text, format!("x {t1} y"));
     // A zero-width character inside the value does not change its token.
     assert_eq!(a.redact("jane\u{200B}@example.com").text, t1);
     assert_ne!(a.redact("john@example.com").text, t1);
-    assert_ne!(
-        keyed("fedcba9876543210").redact("jane@example.com").text,
-        t1
-    );
+    assert_ne!(keyed("fedcba9876543210").redact("jane@example.com").text, t1);
     // The default key works, and says so in the summary.
     let d = with(r#"{"detectors": {"email": {"action": "hash"}}}"#);
     assert!(d.redact("jane@example.com").text.starts_with("[EMAIL:"));
@@ -87,30 +72,15 @@ fn hash_is_stable_keyed_and_ignores_evasion() {
 #[test]
 fn configuration_errors_name_the_field() {
     for (json, want) in [
-        (
-            r#"{"detectors": {"emial": {}}}"#,
-            "detect.detectors.emial: unknown detector (known: email, phone, ",
-        ),
-        (
-            r#"{"detectors": {"email": {"keep_last": 65}}}"#,
-            "detect.detectors.email: must be at most 64",
-        ),
+        (r#"{"detectors": {"emial": {}}}"#, "detect.detectors.emial: unknown detector (known: email, phone, "),
+        (r#"{"detectors": {"email": {"keep_last": 65}}}"#, "detect.detectors.email: must be at most 64"),
         (
             r#"{"rules": [{"name": "a", "pattern": "x"}, {"name": "b", "pattern": "x"}, {"name": "c", "pattern": "(x"}]}"#,
             "detect.rules[2].pattern: invalid regex: ",
         ),
-        (
-            r#"{"rules": [{"name": "a", "pattern": "x*"}]}"#,
-            "detect.rules[0].pattern: matches the empty string",
-        ),
-        (
-            r#"{"rules": [{"name": "email", "pattern": "x"}]}"#,
-            "detect.rules[0].name: `email` is already used",
-        ),
-        (
-            r#"{"rules": [{"name": "has space", "pattern": "x"}]}"#,
-            "detect.rules[0].name: must be 1 to 64",
-        ),
+        (r#"{"rules": [{"name": "a", "pattern": "x*"}]}"#, "detect.rules[0].pattern: matches the empty string"),
+        (r#"{"rules": [{"name": "email", "pattern": "x"}]}"#, "detect.rules[0].name: `email` is already used"),
+        (r#"{"rules": [{"name": "has space", "pattern": "x"}]}"#, "detect.rules[0].name: must be 1 to 64"),
         (
             r#"{"rules": [{"name": "a", "pattern": "x", "max_len": 0}]}"#,
             "detect.rules[0].max_len: must be between 1 and 4096",
@@ -127,33 +97,15 @@ fn configuration_errors_name_the_field() {
             r#"{"dictionaries": [{"name": "d", "terms": ["ok", "  "]}]}"#,
             "detect.dictionaries[0].terms[1]: must be 1 to 256 bytes",
         ),
-        (
-            r#"{"allowlist": {"patterns": ["("]}}"#,
-            "detect.allowlist.patterns[0]: invalid regex",
-        ),
-        (
-            r#"{"allowlist": {"domains": ["exa mple.com"]}}"#,
-            "detect.allowlist.domains[0]: expected a domain name",
-        ),
-        (
-            r#"{"allowlist": {"values": [""]}}"#,
-            "detect.allowlist.values[0]: must not be empty",
-        ),
-        (
-            r#"{"field_rules": {"keys": ["__"]}}"#,
-            "detect.field_rules.keys[0]: must contain a letter or digit",
-        ),
-        (
-            r#"{"hash_key": "short"}"#,
-            "detect.hash_key: must be at least 16 bytes, got 5",
-        ),
+        (r#"{"allowlist": {"patterns": ["("]}}"#, "detect.allowlist.patterns[0]: invalid regex"),
+        (r#"{"allowlist": {"domains": ["exa mple.com"]}}"#, "detect.allowlist.domains[0]: expected a domain name"),
+        (r#"{"allowlist": {"values": [""]}}"#, "detect.allowlist.values[0]: must not be empty"),
+        (r#"{"field_rules": {"keys": ["__"]}}"#, "detect.field_rules.keys[0]: must contain a letter or digit"),
+        (r#"{"hash_key": "short"}"#, "detect.hash_key: must be at least 16 bytes, got 5"),
     ] {
         let cfg = Config::parse(&format!(r#"{{"detect": {json}}}"#)).unwrap();
         let err = Engine::new(&cfg.detect).unwrap_err().to_string();
-        assert!(
-            err.starts_with(want),
-            "{json}\n got: {err}\nwant: {want}..."
-        );
+        assert!(err.starts_with(want), "{json}\n got: {err}\nwant: {want}...");
         assert!(!err.contains("short\""), "error echoes the hash key: {err}");
     }
     // Unknown fields and wrong types are refused by serde, with the path.
@@ -162,10 +114,7 @@ fn configuration_errors_name_the_field() {
             r#"{"detect": {"detectors": {"email": {"enabeld": true}}}}"#,
             "detect.detectors.email.enabeld: unknown field `enabeld`",
         ),
-        (
-            r#"{"detect": {"rules": [{"name": "a"}]}}"#,
-            "detect.rules[0]: missing field `pattern`",
-        ),
+        (r#"{"detect": {"rules": [{"name": "a"}]}}"#, "detect.rules[0]: missing field `pattern`"),
         (
             r#"{"detect": {"detectors": {"email": {"action": "scramble"}}}}"#,
             "detect.detectors.email.action: unknown variant `scramble`",
@@ -180,11 +129,7 @@ fn configuration_errors_name_the_field() {
 fn disabled_detectors_find_nothing() {
     let e = with(r#"{"detectors": {"email": {"enabled": false}, "ipv4": {"enabled": false}}}"#);
     assert!(e.find_all("a@example.com 10.1.2.3").is_empty());
-    assert!(
-        e.summary().starts_with("20 detectors enabled"),
-        "{}",
-        e.summary()
-    );
+    assert!(e.summary().starts_with("20 detectors enabled"), "{}", e.summary());
 }
 
 #[test]
@@ -192,10 +137,7 @@ fn summary_counts_everything() {
     let e = with(
         r#"{"rules": [{"name": "t", "pattern": "T-[0-9]+"}], "dictionaries": [{"name": "d", "terms": ["a", "b", "c"]}], "allowlist": {"values": ["x"], "domains": ["example.com"]}, "field_rules": {"keys": ["password", "ssn"]}}"#,
     );
-    assert_eq!(
-        e.summary(),
-        "22 detectors enabled, 1 rule, 1 dictionary (3 terms), 2 field rules, 2 allowlist entries"
-    );
+    assert_eq!(e.summary(), "22 detectors enabled, 1 rule, 1 dictionary (3 terms), 2 field rules, 2 allowlist entries");
     assert_eq!(
         engine().summary(),
         format!(
@@ -211,15 +153,14 @@ fn allowlist_values_domains_and_patterns() {
         r#"{"allowlist": {"values": ["Support@Example.com"], "domains": ["example.org"], "patterns": ["10\\.0\\.0\\.[0-9]+"]}}"#,
     );
     let r = e.redact("support@example.com a@example.org b@mail.example.org c@example.organic.com 10.0.0.7 10.0.1.7");
-    assert_eq!(r.text, "support@example.com a@example.org b@mail.example.org [REDACTED:EMAIL] 10.0.0.7 [REDACTED:IPV4]");
-    // Nothing inside an allowlisted value is redacted by another detector.
-    let e = with(
-        r#"{"allowlist": {"domains": ["example.com"]}, "dictionaries": [{"name": "people", "terms": ["jane"]}]}"#,
-    );
     assert_eq!(
-        e.redact("jane@example.com and jane").text,
-        "jane@example.com and [REDACTED:PEOPLE]"
+        r.text,
+        "support@example.com a@example.org b@mail.example.org [REDACTED:EMAIL] 10.0.0.7 [REDACTED:IPV4]"
     );
+    // Nothing inside an allowlisted value is redacted by another detector.
+    let e =
+        with(r#"{"allowlist": {"domains": ["example.com"]}, "dictionaries": [{"name": "people", "terms": ["jane"]}]}"#);
+    assert_eq!(e.redact("jane@example.com and jane").text, "jane@example.com and [REDACTED:PEOPLE]");
 }
 
 #[test]
@@ -227,30 +168,19 @@ fn dictionaries_are_case_insensitive_whole_word_by_default() {
     let e = with(
         r#"{"dictionaries": [{"name": "codename", "terms": ["Project Falcon", "ant"]}, {"name": "exact", "terms": ["ACME"], "case_sensitive": true, "whole_word": false}]}"#,
     );
-    let r = e.redact(
-        "PROJECT FALCON, project falcon's ant; pants, task-ant, ACME and AcmeCorp, ACMECorp",
-    );
+    let r = e.redact("PROJECT FALCON, project falcon's ant; pants, task-ant, ACME and AcmeCorp, ACMECorp");
     assert_eq!(r.text, "[REDACTED:CODENAME], [REDACTED:CODENAME]'s [REDACTED:CODENAME]; pants, task-[REDACTED:CODENAME], [REDACTED:EXACT] and AcmeCorp, [REDACTED:EXACT]Corp");
     // Evasion applies to dictionaries too.
-    assert_eq!(
-        e.redact("Ｐｒｏｊｅｃｔ Falcon").text,
-        "[REDACTED:CODENAME]"
-    );
+    assert_eq!(e.redact("Ｐｒｏｊｅｃｔ Falcon").text, "[REDACTED:CODENAME]");
 }
 
 #[test]
 fn dictionary_with_thousands_of_terms() {
     let terms: Vec<String> = (0..5000).map(|i| format!("\"customer{i:05}\"")).collect();
-    let e = with(&format!(
-        r#"{{"dictionaries": [{{"name": "customers", "terms": [{}]}}]}}"#,
-        terms.join(",")
-    ));
+    let e = with(&format!(r#"{{"dictionaries": [{{"name": "customers", "terms": [{}]}}]}}"#, terms.join(",")));
     assert!(e.summary().contains("1 dictionary (5000 terms)"));
     let r = e.redact("Customer04999 and customer00000, not customer000001 or xcustomer00001");
-    assert_eq!(
-        r.text,
-        "[REDACTED:CUSTOMERS] and [REDACTED:CUSTOMERS], not customer000001 or xcustomer00001"
-    );
+    assert_eq!(r.text, "[REDACTED:CUSTOMERS] and [REDACTED:CUSTOMERS], not customer000001 or xcustomer00001");
 }
 
 #[test]
@@ -259,10 +189,7 @@ fn custom_rules_match_and_respect_max_len() {
         r#"{"rules": [{"name": "ticket", "pattern": "\\bINC-[0-9]{6}\\b", "action": "mask"}, {"name": "long", "pattern": "Z+", "max_len": 3}]}"#,
     );
     let r = e.redact("see INC-123456 and INC-1234567; ZZZ ZZZZ");
-    assert_eq!(
-        r.text,
-        "see [REDACTED:TICKET] and INC-1234567; [REDACTED:LONG] ZZZZ"
-    );
+    assert_eq!(r.text, "see [REDACTED:TICKET] and INC-1234567; [REDACTED:LONG] ZZZZ");
     // Streams hold back max_len bytes for rules.
     let s = e.scan("aaaa aaaa aaaa", 0, End::More);
     assert_eq!(s.settled, "aaaa aaaa aaaa".len() - 128.min(14));
@@ -288,10 +215,7 @@ fn field_rules_mask_whole_values_by_key() {
         assert_eq!(r.text != "anything at all", masked, "{key}");
     }
     assert_eq!(e.redact_field(Some("password"), "").text, "");
-    assert_eq!(
-        e.redact_field(None, "mail a@example.com").text,
-        "mail [REDACTED:EMAIL]"
-    );
+    assert_eq!(e.redact_field(None, "mail a@example.com").text, "mail [REDACTED:EMAIL]");
     let r = e.redact_field(Some("api_key"), "x");
     assert_eq!(spans(&r.findings), [("field:api_key", 0, 1)]);
     // Configured keys and action; an empty list turns field rules off.
@@ -302,14 +226,8 @@ fn field_rules_mask_whole_values_by_key() {
     assert_eq!(e.redact_field(Some("password"), "hunter").text, "hunter");
     // A block inside a field value still blocks.
     let e = with(r#"{"detectors": {"private_key": {"action": "block"}}}"#);
-    let r = e.redact_field(
-        Some("secret"),
-        "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----",
-    );
-    assert_eq!(
-        r.blocked_by().map(|f| f.detector.as_ref()),
-        Some("private_key")
-    );
+    let r = e.redact_field(Some("secret"), "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----");
+    assert_eq!(r.blocked_by().map(|f| f.detector.as_ref()), Some("private_key"));
 }
 
 #[test]
@@ -377,34 +295,15 @@ fn a_finding_never_straddles_the_settled_point() {
 #[test]
 fn render_skips_findings_it_cannot_apply() {
     let e = engine();
-    let f = |start, end| Finding {
-        detector: Arc::from("email"),
-        start,
-        end,
-        action: Action::Mask,
-    };
+    let f = |start, end| Finding { detector: Arc::from("email"), start, end, action: Action::Mask };
     let mut out = String::new();
-    e.render(
-        "héllo world",
-        &[f(0, 2), f(1, 3), f(2, 5), f(7, 99), f(7, 12)],
-        &mut out,
-    );
+    e.render("héllo world", &[f(0, 2), f(1, 3), f(2, 5), f(7, 99), f(7, 12)], &mut out);
     // (0, 2) cuts 'é'; (2, 5) overlaps the applied (1, 3); (7, 99) is out of range.
     assert_eq!(out, "h[REDACTED:EMAIL]llo [REDACTED:EMAIL]");
     // Unknown detector names are upper-cased; block and report leave text alone.
     let mut out = String::new();
-    let g = Finding {
-        detector: Arc::from("custom"),
-        start: 0,
-        end: 1,
-        action: Action::Mask,
-    };
-    let b = Finding {
-        detector: Arc::from("custom"),
-        start: 2,
-        end: 3,
-        action: Action::Block,
-    };
+    let g = Finding { detector: Arc::from("custom"), start: 0, end: 1, action: Action::Mask };
+    let b = Finding { detector: Arc::from("custom"), start: 2, end: 3, action: Action::Block };
     e.render("a b c", &[g, b], &mut out);
     assert_eq!(out, "[REDACTED:CUSTOM] b c");
 }
@@ -426,12 +325,6 @@ fn specific_credentials_win_over_generic_matches() {
         [("github_token", 8, 48)]
     );
     let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
-    assert_eq!(
-        spans(&e.find_all(&format!("Authorization: Bearer {jwt}"))),
-        [("jwt", 22, 22 + jwt.len())]
-    );
-    assert_eq!(
-        spans(&e.find_all("api_key = \"sk_live_1CiAhzCueQpBenQtYh5Xj8TP\"")),
-        [("stripe_key", 11, 43)]
-    );
+    assert_eq!(spans(&e.find_all(&format!("Authorization: Bearer {jwt}"))), [("jwt", 22, 22 + jwt.len())]);
+    assert_eq!(spans(&e.find_all("api_key = \"sk_live_1CiAhzCueQpBenQtYh5Xj8TP\"")), [("stripe_key", 11, 43)]);
 }

@@ -24,9 +24,7 @@ pub(crate) fn luhn(digits: &[u8]) -> bool {
 }
 
 fn prefix_num(digits: &[u8], n: usize) -> u32 {
-    digits.iter().take(n).fold(0u32, |acc, &d| {
-        acc * 10 + u32::from(d.wrapping_sub(b'0') % 10)
-    })
+    digits.iter().take(n).fold(0u32, |acc, &d| acc * 10 + u32::from(d.wrapping_sub(b'0') % 10))
 }
 
 /// Whether `digits` (13 to 19 ASCII digits) starts with a known issuer prefix and has a length
@@ -173,10 +171,7 @@ pub(crate) fn iban_len(cc: [u8; 2]) -> Option<usize> {
         (b"XK", 20),
         (b"YE", 30),
     ];
-    TABLE
-        .iter()
-        .find(|(c, _)| **c == cc)
-        .map(|&(_, n)| usize::from(n))
+    TABLE.iter().find(|(c, _)| **c == cc).map(|&(_, n)| usize::from(n))
 }
 
 /// The ISO 13616 check: move the first four characters to the end, read letters as 10..35, and
@@ -281,11 +276,7 @@ pub(crate) fn ipv6_ok(s: &[u8]) -> bool {
 fn ipv4_any(s: &[u8]) -> bool {
     let mut n = 0;
     for part in s.split(|&c| c == b'.') {
-        if part.is_empty()
-            || part.len() > 3
-            || !part.iter().all(u8::is_ascii_digit)
-            || prefix_num(part, 3) > 255
-        {
+        if part.is_empty() || part.len() > 3 || !part.iter().all(u8::is_ascii_digit) || prefix_num(part, 3) > 255 {
             return false;
         }
         n += 1;
