@@ -376,17 +376,17 @@ fn mbps(bytes: usize, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e6
 }
 
-/// The median of `runs` timings of `f`.
+/// The best of `runs` timings of `f` (after one warm-up run): on a shared machine the fastest
+/// run is the one least disturbed by other work.
 fn time(runs: usize, mut f: impl FnMut() -> usize) -> (Duration, usize) {
-    let mut ts = Vec::with_capacity(runs);
-    let mut count = 0;
+    let mut best = Duration::MAX;
+    let mut count = black_box(f());
     for _ in 0..runs {
         let t = Instant::now();
         count = black_box(f());
-        ts.push(t.elapsed());
+        best = best.min(t.elapsed());
     }
-    ts.sort();
-    (ts[runs / 2], count)
+    (best, count)
 }
 
 fn main() {

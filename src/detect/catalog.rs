@@ -358,13 +358,14 @@ pub(crate) fn scan(h: Hay<'_>, start: usize, folded: bool, sink: &mut Sink) -> R
     Ok(())
 }
 
-/// The next anchor at or after `i` and its class. Looks at eight bytes at a time: their
-/// classes packed into a `u64`, so a window of plain text costs one test and an anchor's
+/// The next anchor at or after `i` and its class. Looks at sixteen bytes at a time: their
+/// classes packed into two `u64`s, so a window of plain text costs one test and an anchor's
 /// position is a `trailing_zeros` away.
 #[inline(always)]
-fn next_anchor(b: &[u8], mut i: usize) -> Option<(usize, u8)> {
-    while let Some(w) = b.get(i..).and_then(|r| r.first_chunk::<8>()) {
-        let m = u64::from_le_bytes([
+fn next_anchor(b: &[u8], i: usize) -> Option<(usize, u8)> {
+    #[inline(always)]
+    fn pack(w: &[u8]) -> u64 {
+        u64::from_le_bytes([
             CLASS[w[0] as usize],
             CLASS[w[1] as usize],
             CLASS[w[2] as usize],
@@ -373,19 +374,25 @@ fn next_anchor(b: &[u8], mut i: usize) -> Option<(usize, u8)> {
             CLASS[w[5] as usize],
             CLASS[w[6] as usize],
             CLASS[w[7] as usize],
-        ]);
-        if m != 0 {
-            let bit = m.trailing_zeros() & !7;
-            return Some((i + (bit / 8) as usize, (m >> bit) as u8));
-        }
-        i += 8;
+        ])
     }
-    while let Some(&c) = b.get(i) {
-        let k = CLASS[c as usize];
-        if k != 0 {
-            return Some((i, k));
+    let rest = b.get(i..)?;
+    let mut off = 0;
+    let mut windows = rest.chunks_exact(16);
+    for w in &mut windows {
+        let (lo, hi) = (pack(&w[..8]), pack(&w[8..]));
+        if lo | hi != 0 {
+            let (m, base) = if lo != 0 { (lo, 0) } else { (hi, 8) };
+            let bit = m.trailing_zeros() & !7;
+            return Some((i + off + base + (bit / 8) as usize, (m >> bit) as u8));
         }
-        i += 1;
+        off += 16;
+    }
+    for (k, &c) in windows.remainder().iter().enumerate() {
+        let class = CLASS[c as usize];
+        if class != 0 {
+            return Some((i + off + k, class));
+        }
     }
     None
 }
@@ -394,6 +401,7 @@ fn next_anchor(b: &[u8], mut i: usize) -> Option<(usize, u8)> {
 /// trailing run of characters that may precede an anchor (an email local part, a token prefix
 /// such as `ghp`, IPv6 hex digits, a URL scheme, `eyJ`'s `ey`, an IBAN country code), or at a
 /// trailing `(` or `+(` of a phone number.
+#[inline(never)]
 fn tail(h: Hay<'_>, sink: &mut Sink) {
     let b = h.b;
     let n = b.len();
@@ -495,6 +503,7 @@ fn label_before(b: &[u8], g: usize, words: &[&[u8]]) -> bool {
 // Numbers: credit cards, SSNs, phones, IBANs, IPv4. `g` is the first digit of a digit group.
 
 /// Runs the number detectors on the digit group starting at `g`; returns where the group ends.
+#[inline(never)]
 fn numeric(h: Hay<'_>, g: usize, sink: &mut Sink) -> usize {
     let b = h.b;
     if sink.on(Det::Iban) && g >= 2 && b[g - 1].is_ascii_alphabetic() {
@@ -918,6 +927,7 @@ const NOT_TLDS: &[&[u8]] = &[
     b"whl", b"tgz",
 ];
 
+#[inline(never)]
 fn email(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let b = h.b;
     let mut s = i;
@@ -979,6 +989,7 @@ fn email(h: Hay<'_>, i: usize, sink: &mut Sink) {
 // ---------------------------------------------------------------------------------------------
 // `:` — URLs with credentials, IPv6, labels.
 
+#[inline(never)]
 fn colon(h: Hay<'_>, i: usize, sink: &mut Sink) {
     if sink.on(Det::ConnectionString) || sink.on(Det::SlackWebhook) {
         url(h, i, sink);
@@ -1232,6 +1243,7 @@ fn placeholder(v: &[u8]) -> bool {
         && !v.iter().all(|&c| c.is_ascii_digit() || c == b'_')
 }
 
+#[inline(never)]
 fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let (pw, aws) = (sink.on(Det::PasswordAssignment), sink.on(Det::AwsSecretAccessKey));
     if !pw && !aws && !sink.on(Det::BearerToken) {
@@ -1419,6 +1431,7 @@ macro_rules! body {
     }};
 }
 
+#[inline(never)]
 fn underscore(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let b = h.b;
     if sink.on(Det::GithubToken) {
@@ -1474,6 +1487,7 @@ const GITLAB_PREFIXES: &[&[u8]] =
     &[b"glpat", b"gldt", b"glrt", b"glptt", b"glcbt", b"glimt", b"glft", b"glsoat", b"gloas", b"glagent", b"glffct"];
 const SLACK_PREFIXES: &[&[u8]] = &[b"xoxb", b"xoxp", b"xoxa", b"xoxr", b"xoxs", b"xoxe", b"xapp"];
 
+#[inline(never)]
 fn dash(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let b = h.b;
     if sink.on(Det::PrivateKey) && prev(b, i) != Some(b'-') {
@@ -1637,6 +1651,7 @@ fn pem(h: Hay<'_>, i: usize, sink: &mut Sink) {
     }
 }
 
+#[inline(never)]
 fn upper_a(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let b = h.b;
     if !starts_word(b, i) {
@@ -1682,6 +1697,7 @@ fn upper_a(h: Hay<'_>, i: usize, sink: &mut Sink) {
     }
 }
 
+#[inline(never)]
 fn jwt(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let b = h.b;
     if i < 2 || &b[i - 2..i] != b"ey" {
@@ -1713,6 +1729,7 @@ fn jwt(h: Hay<'_>, i: usize, sink: &mut Sink) {
 
 /// `Bearer <token>` (and `Basic <credentials>`) after an `Authorization` label, or a strong
 /// looking `Bearer` token without one.
+#[inline(never)]
 fn bearer(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let b = h.b;
     if !starts_word(b, i) {
