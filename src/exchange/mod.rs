@@ -19,7 +19,7 @@ use crate::audit::{AuditRecord, Decision, DirectionAudit};
 use crate::config::{DirectionConfig, Mode, Oversize};
 use crate::detect::{Action, Engine, Finding};
 use crate::policy::Policy;
-use crate::stream::{redact_whole, Framing, Holdback, ResponseStream};
+use crate::stream::{redact_whole, Framing, ResponseStream};
 use crate::wire::encoding::{ContentEncoding, Decoder};
 use crate::wire::json::{self, Seg};
 use crate::wire::{Api, BodyKind};
@@ -176,14 +176,14 @@ impl Exchange {
 
     /// Checks a growing request body against `request.max_body_bytes`.
     pub fn check_request_size(&mut self, size: usize) -> SizeVerdict {
-        let cfg = self.policy.request.clone();
-        self.check_size(&cfg, size, 413, "request_too_large")
+        let policy = Rc::clone(&self.policy);
+        self.check_size(&policy.request, size, 413, "request_too_large")
     }
 
     /// Checks a growing response body against `response.max_body_bytes`.
     pub fn check_response_size(&mut self, size: usize) -> SizeVerdict {
-        let cfg = self.policy.response.clone();
-        self.check_size(&cfg, size, 502, "response_too_large")
+        let policy = Rc::clone(&self.policy);
+        self.check_size(&policy.response, size, 502, "response_too_large")
     }
 
     fn check_size(&mut self, cfg: &DirectionConfig, size: usize, status: u16, kind: &'static str) -> SizeVerdict {
@@ -340,11 +340,6 @@ impl Exchange {
             self.audit.decide(Decision::Redacted);
         }
         out
-    }
-
-    /// Holdback statistics of the streamed response, if it was streamed.
-    pub fn holdback(&self) -> Option<Holdback> {
-        self.stream.as_ref().map(ResponseStream::holdback)
     }
 
     fn settle(&mut self, outcome: Scanned, bad_status: u16, bad_kind: &'static str, block_status: u16) -> BodyOutcome {

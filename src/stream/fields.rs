@@ -33,8 +33,6 @@ pub enum Field {
 /// Which logical streams end at an event (their held text must be out before it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ends {
-    /// None.
-    Nothing,
     /// Every stream of this slot.
     Slot(u64),
     /// Every stream.

@@ -377,7 +377,6 @@ impl ResponseStream {
         while i < self.texts.len() {
             let k = self.texts[i].key;
             let selected = match which {
-                Ends::Nothing => false,
                 Ends::All => true,
                 Ends::Slot(s) => k.slot == s,
             };
@@ -397,13 +396,12 @@ impl ResponseStream {
             match (&t.template, self.framing) {
                 (_, Framing::Text) => out.extend_from_slice(held.as_bytes()),
                 (Some(tpl), _) => {
-                    let synthetic = json::rewrite_strings(&tpl.json, |path, s| {
-                        let doc: Value = serde_json::from_slice(&tpl.json).unwrap_or(Value::Null);
-                        match fields::classify(path, &doc) {
-                            Field::Delta(key) if key == k => Some(held.clone()),
-                            Field::Delta(_) => Some(String::new()),
-                            _ => (s.is_empty()).then(String::new),
-                        }
+                    // Parsed once per flush, not once per string of the template.
+                    let doc: Value = serde_json::from_slice(&tpl.json).unwrap_or(Value::Null);
+                    let synthetic = json::rewrite_strings(&tpl.json, |path, _| match fields::classify(path, &doc) {
+                        Field::Delta(key) if key == k => Some(held.clone()),
+                        Field::Delta(_) => Some(String::new()),
+                        _ => None,
                     });
                     let json = synthetic.ok().flatten().unwrap_or_else(|| tpl.json.clone());
                     match &tpl.sse {
