@@ -4,14 +4,13 @@
 //! `wasm.inferguard.audit`). It holds names, counts and reasons, never a matched value: it is
 //! safe to ship to any log pipeline.
 
-use serde::Serialize;
 use std::collections::BTreeMap;
 
 use crate::detect::{Action, Finding};
+use crate::wire::json::encode_string_into;
 
 /// The overall outcome of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum Decision {
     /// Nothing was found, or only `report` findings.
     #[default]
@@ -22,19 +21,27 @@ pub enum Decision {
     Blocked,
 }
 
+impl Decision {
+    /// The name in the record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::Redacted => "redacted",
+            Decision::Blocked => "blocked",
+        }
+    }
+}
+
 /// What happened in one direction (request or response).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DirectionAudit {
     /// Whether the body was scanned (false for binary bodies and explicit pass-through).
     pub scanned: bool,
     /// Findings per detector or rule name.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub findings: BTreeMap<String, u32>,
     /// Findings per action taken.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub actions: BTreeMap<&'static str, u32>,
     /// Why the body was not scanned, when it was not.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub unscanned_reason: Option<&'static str>,
 }
 
@@ -47,6 +54,21 @@ impl DirectionAudit {
         }
     }
 
+    fn write(&self, out: &mut Json) {
+        out.open();
+        out.bool("scanned", self.scanned);
+        if !self.findings.is_empty() {
+            out.counts("findings", self.findings.iter().map(|(k, v)| (k.as_str(), *v)));
+        }
+        if !self.actions.is_empty() {
+            out.counts("actions", self.actions.iter().map(|(k, v)| (*k, *v)));
+        }
+        if let Some(r) = self.unscanned_reason {
+            out.str("unscanned_reason", r);
+        }
+        out.close();
+    }
+
     /// Whether any finding changed text.
     pub fn redacted(&self) -> bool {
         self.actions.keys().any(|a| *a != Action::Report.as_str() && *a != Action::Block.as_str())
@@ -54,17 +76,15 @@ impl DirectionAudit {
 }
 
 /// One request's audit record.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditRecord {
     /// The overall outcome.
     pub decision: Decision,
     /// The API the path belongs to (`openai.chat_completions`, ...).
     pub api: &'static str,
     /// The `model` field of the request, when present.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// Whether the request asked for a stream.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
     /// Prompt side.
     pub request: DirectionAudit,
@@ -72,7 +92,6 @@ pub struct AuditRecord {
     pub response: DirectionAudit,
     /// Why the request was blocked: `rule:<name>`, `request_too_large`, `response_too_large`,
     /// `malformed_response`, `unsupported_encoding`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
@@ -90,10 +109,76 @@ impl AuditRecord {
         }
     }
 
-    /// The record as one line of JSON.
+    /// The record as one line of JSON; absent fields are left out.
     pub fn to_json(&self) -> String {
-        // Serialising plain structs of strings and integers cannot fail.
-        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+        let mut out = Json { buf: Vec::with_capacity(256), first: true };
+        out.open();
+        out.str("decision", self.decision.as_str());
+        out.str("api", self.api);
+        if let Some(m) = &self.model {
+            out.str("model", m);
+        }
+        if let Some(s) = self.stream {
+            out.bool("stream", s);
+        }
+        out.key("request");
+        self.request.write(&mut out);
+        out.key("response");
+        self.response.write(&mut out);
+        if let Some(r) = &self.reason {
+            out.str("reason", r);
+        }
+        out.close();
+        // Only whole UTF-8 strings and ASCII were written.
+        String::from_utf8(out.buf).unwrap_or_default()
+    }
+}
+
+/// A minimal writer for the record's JSON: objects of strings, booleans and counts.
+struct Json {
+    buf: Vec<u8>,
+    /// No member has been written in the innermost open object yet.
+    first: bool,
+}
+
+impl Json {
+    fn open(&mut self) {
+        self.buf.push(b'{');
+        self.first = true;
+    }
+
+    fn close(&mut self) {
+        self.buf.push(b'}');
+        self.first = false;
+    }
+
+    fn key(&mut self, k: &str) {
+        if !self.first {
+            self.buf.push(b',');
+        }
+        self.first = false;
+        encode_string_into(k, &mut self.buf);
+        self.buf.push(b':');
+    }
+
+    fn str(&mut self, k: &str, v: &str) {
+        self.key(k);
+        encode_string_into(v, &mut self.buf);
+    }
+
+    fn bool(&mut self, k: &str, v: bool) {
+        self.key(k);
+        self.buf.extend_from_slice(if v { b"true" } else { b"false" });
+    }
+
+    fn counts<'a>(&mut self, k: &str, counts: impl Iterator<Item = (&'a str, u32)>) {
+        self.key(k);
+        self.open();
+        for (name, n) in counts {
+            self.key(name);
+            self.buf.extend_from_slice(n.to_string().as_bytes());
+        }
+        self.close();
     }
 }
 
@@ -114,5 +199,26 @@ mod tests {
             a.to_json(),
             r#"{"decision":"redacted","api":"openai.chat_completions","request":{"scanned":false},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2}}}"#
         );
+    }
+
+    #[test]
+    fn every_field_is_written_as_valid_json() {
+        let mut a = AuditRecord {
+            api: "anthropic.messages",
+            model: Some("claude \"x\"\n".into()),
+            stream: Some(true),
+            ..Default::default()
+        };
+        a.request.unscanned_reason = Some("oversize");
+        let f = Finding { detector: Arc::from("rule:t\u{e9}"), start: 0, end: 1, action: Action::Block };
+        a.response.count([&f]);
+        a.block("rule:t\u{e9}");
+        let json = a.to_json();
+        assert_eq!(
+            json,
+            r#"{"decision":"blocked","api":"anthropic.messages","model":"claude \"x\"\n","stream":true,"request":{"scanned":false,"unscanned_reason":"oversize"},"response":{"scanned":false,"findings":{"rule:té":1},"actions":{"block":1}},"reason":"rule:té"}"#
+        );
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["model"], "claude \"x\"\n");
     }
 }

@@ -18,15 +18,9 @@ impl ConfigError {
         ConfigError { path: path.into(), reason: strip_position(&reason.to_string()).to_string() }
     }
 
-    pub(crate) fn from_serde(e: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            // Not about a field: where in the text it broke is what helps.
-            return ConfigError { path: String::new(), reason: format!("invalid JSON: {inner}") };
-        }
-        let path = if path == "." { String::new() } else { path };
-        ConfigError::new(path, inner)
+    /// The document is not JSON: where in the text it broke is what helps.
+    pub(crate) fn syntax(e: serde_json::Error) -> ConfigError {
+        ConfigError { path: String::new(), reason: format!("invalid JSON: {e}") }
     }
 
     /// The dotted path of the field, empty when the error is about the document as a whole.

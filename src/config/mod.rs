@@ -10,18 +10,16 @@
 //! settings into matchers once per configuration.
 
 mod error;
+pub(crate) mod read;
 
 pub use error::ConfigError;
 
-use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
-use std::fmt;
+use read::Node;
 
 pub use crate::detect::config::DetectConfig;
 
 /// The whole plugin configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Default)]
 pub struct Config {
     /// What to look for and what to do with it (detectors, custom rules, allowlist).
     pub detect: DetectConfig,
@@ -49,10 +47,17 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        let mut de = serde_json::Deserializer::from_str(text);
-        let cfg: Config = serde_path_to_error::deserialize(&mut de).map_err(ConfigError::from_serde)?;
-        de.end().map_err(|e| ConfigError::new("", e))?;
-        Ok(cfg)
+        let doc: serde_json::Value = serde_json::from_str(text).map_err(ConfigError::syntax)?;
+        Config::read(&Node::root(&doc))
+    }
+
+    fn read(node: &Node) -> Result<Config, ConfigError> {
+        let obj = node.object(&["detect", "request", "response"])?;
+        Ok(Config {
+            detect: obj.read("detect", DetectConfig::read)?.unwrap_or_default(),
+            request: obj.read("request", DirectionConfig::read)?.unwrap_or_default(),
+            response: obj.read("response", DirectionConfig::read)?.unwrap_or_default(),
+        })
     }
 
     /// Parses configuration bytes, which must be UTF-8.
@@ -63,8 +68,7 @@ impl Config {
 }
 
 /// Settings for one direction of traffic (prompts or responses).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone)]
 pub struct DirectionConfig {
     /// Scan this direction at all. Turning it off is an explicit fail-open choice.
     pub enabled: bool,
@@ -94,6 +98,20 @@ impl Default for DirectionConfig {
     }
 }
 
+impl DirectionConfig {
+    fn read(node: &Node) -> Result<DirectionConfig, ConfigError> {
+        let obj = node.object(&["enabled", "max_body_bytes", "on_oversize", "mode", "max_holdback_bytes"])?;
+        let d = DirectionConfig::default();
+        Ok(DirectionConfig {
+            enabled: obj.read("enabled", Node::bool)?.unwrap_or(d.enabled),
+            max_body_bytes: obj.read("max_body_bytes", PositiveU64::read)?.unwrap_or(d.max_body_bytes),
+            on_oversize: obj.read("on_oversize", |n| n.choice(Oversize::NAMES))?.unwrap_or(d.on_oversize),
+            mode: obj.read("mode", |n| n.choice(Mode::NAMES))?.unwrap_or(d.mode),
+            max_holdback_bytes: obj.read("max_holdback_bytes", PositiveU64::read)?.unwrap_or(d.max_holdback_bytes),
+        })
+    }
+}
+
 /// Default bound on a buffered body: 4 MiB, the limit the bundled Envoy config is sized for.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -101,8 +119,7 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_HOLDBACK_BYTES: u64 = 64 * 1024;
 
 /// What findings do in one direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     /// Apply each detector's or rule's own action.
     #[default]
@@ -114,6 +131,9 @@ pub enum Mode {
 }
 
 impl Mode {
+    const NAMES: &'static [(&'static str, Mode)] =
+        &[("redact", Mode::Redact), ("block", Mode::Block), ("report", Mode::Report)];
+
     /// Rewrites the actions of `findings` as this mode dictates.
     pub fn apply(self, findings: &mut [crate::detect::Finding]) {
         use crate::detect::Action;
@@ -128,13 +148,17 @@ impl Mode {
 }
 
 /// What to do with a body too large to scan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Oversize {
     /// Refuse it: a request gets 413, a response 502 (fail closed).
     Reject,
     /// Let it through unscanned; the audit record says so (fail open, by explicit choice).
     PassUnscanned,
+}
+
+impl Oversize {
+    const NAMES: &'static [(&'static str, Oversize)] =
+        &[("reject", Oversize::Reject), ("pass_unscanned", Oversize::PassUnscanned)];
 }
 
 /// An integer greater than zero.
@@ -156,34 +180,8 @@ impl PositiveU64 {
     pub const fn get(self) -> u64 {
         self.0
     }
-}
 
-impl<'de> Deserialize<'de> for PositiveU64 {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = PositiveU64;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a positive integer")
-            }
-            fn visit_u64<E: de::Error>(self, n: u64) -> Result<PositiveU64, E> {
-                if n == 0 {
-                    Err(E::custom("expected a positive integer, got 0"))
-                } else {
-                    Ok(PositiveU64(n))
-                }
-            }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<PositiveU64, E> {
-                if n <= 0 {
-                    Err(E::custom(format!("expected a positive integer, got {n}")))
-                } else {
-                    Ok(PositiveU64(n as u64))
-                }
-            }
-            fn visit_f64<E: de::Error>(self, n: f64) -> Result<PositiveU64, E> {
-                Err(E::custom(format!("expected a positive integer, got {n}")))
-            }
-        }
-        d.deserialize_u64(V)
+    fn read(node: &Node) -> Result<PositiveU64, ConfigError> {
+        node.positive().map(PositiveU64)
     }
 }

@@ -3,7 +3,7 @@
 //! Every field has a default, so `{}` (or no `detect` section at all) is the default policy: the
 //! built-in detectors that are on by default, each with the `mask` action, the default JSON field
 //! rules, and no custom rules, dictionaries or allowlist. [`crate::detect::Engine::new`] checks
-//! what serde cannot (names, regular expressions, limits) and reports the path of the offending
+//! what reading cannot (names, regular expressions, limits) and reports the path of the offending
 //! field, such as `detect.rules[2].pattern: invalid regex: ...`.
 //!
 //! ```json
@@ -25,15 +25,15 @@
 //! }
 //! ```
 
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 
 use super::Action;
+use crate::config::read::Node;
+use crate::config::ConfigError;
 
 /// What the engine looks for, and what it does with each kind of finding.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Default)]
 pub struct DetectConfig {
     /// Per built-in detector settings, keyed by detector name (`email`, `credit_card`, ...).
     /// Detectors not named keep their defaults.
@@ -53,8 +53,7 @@ pub struct DetectConfig {
 }
 
 /// Settings for one built-in detector.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Default)]
 pub struct DetectorSetting {
     /// Turn the detector on or off; unset keeps its default.
     pub enabled: Option<bool>,
@@ -65,8 +64,7 @@ pub struct DetectorSetting {
 }
 
 /// A named regular expression ([regex-lite syntax](https://docs.rs/regex-lite)).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct RuleConfig {
     /// The name used in findings, audit counts and mask text (`[REDACTED:NAME]`): ASCII letters,
     /// digits, `_`, `-` and `.`, distinct from every built-in detector name.
@@ -74,43 +72,34 @@ pub struct RuleConfig {
     /// The pattern. Add `(?i)` for case-insensitive matching.
     pub pattern: String,
     /// What to do with a match (default `mask`).
-    #[serde(default = "default_action")]
     pub action: Action,
     /// For `partial`: how many trailing letters and digits stay visible (default 4).
-    #[serde(default)]
     pub keep_last: Option<u8>,
     /// The longest match the rule is meant to find, in bytes (default 128, at most 4096).
     /// Streams hold back this many bytes of not-yet-released text for the rule; a pattern that
     /// can match more may find less when text arrives in pieces.
-    #[serde(default)]
     pub max_len: Option<usize>,
 }
 
 /// A list of terms matched literally.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct DictionaryConfig {
     /// The name used in findings and audit counts, like a rule's.
     pub name: String,
     /// The terms. Each must be non-empty and at most 256 bytes.
     pub terms: Vec<String>,
     /// What to do with a match (default `mask`).
-    #[serde(default = "default_action")]
     pub action: Action,
     /// For `partial`: how many trailing letters and digits stay visible (default 4).
-    #[serde(default)]
     pub keep_last: Option<u8>,
     /// Match ASCII letters exactly as written (default false: `acme` matches `ACME`).
-    #[serde(default)]
     pub case_sensitive: bool,
     /// Match only whole words (default true: `ant` does not match inside `task-ant`'s `pants`).
-    #[serde(default = "yes")]
     pub whole_word: bool,
 }
 
 /// Values that are never redacted.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Default)]
 pub struct AllowlistConfig {
     /// Exact values (compared ignoring ASCII case), such as `support@example.com`.
     pub values: Vec<String>,
@@ -122,8 +111,7 @@ pub struct AllowlistConfig {
 }
 
 /// JSON keys whose string values are redacted whole, whatever they contain.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone)]
 pub struct FieldRulesConfig {
     /// Keys, compared ignoring ASCII case and the separators `_`, `-` and `.`; a key also covers
     /// compound keys that end with it (`password` covers `db_password` and `dbPassword`).
@@ -163,8 +151,7 @@ pub const DEFAULT_FIELD_KEYS: &[&str] = &[
 ];
 
 /// The `hash` action's key. Its `Debug` output never shows the key.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone)]
 pub struct HashKey(pub String);
 
 impl fmt::Debug for HashKey {
@@ -173,10 +160,101 @@ impl fmt::Debug for HashKey {
     }
 }
 
-fn default_action() -> Action {
-    Action::Mask
+/// The names of the actions in configuration.
+const ACTIONS: &[(&str, Action)] = &[
+    ("mask", Action::Mask),
+    ("partial", Action::Partial),
+    ("hash", Action::Hash),
+    ("remove", Action::Remove),
+    ("block", Action::Block),
+    ("report", Action::Report),
+];
+
+fn action(node: &Node) -> Result<Action, ConfigError> {
+    node.choice(ACTIONS)
 }
 
-fn yes() -> bool {
-    true
+fn keep_last(node: &Node) -> Result<u8, ConfigError> {
+    node.uint(u64::from(u8::MAX)).map(|n| n as u8)
+}
+
+impl DetectConfig {
+    pub(crate) fn read(node: &Node) -> Result<DetectConfig, ConfigError> {
+        let obj = node.object(&["detectors", "rules", "dictionaries", "allowlist", "field_rules", "hash_key"])?;
+        let detectors = match obj.get("detectors") {
+            None => BTreeMap::new(),
+            Some(n) => {
+                n.map()?.entries().map(|(name, n)| Ok((name.to_owned(), DetectorSetting::read(&n)?))).collect::<Result<_, _>>()?
+            }
+        };
+        Ok(DetectConfig {
+            detectors,
+            rules: obj.read("rules", |n| n.array(|n| RuleConfig::read(&n)))?.unwrap_or_default(),
+            dictionaries: obj.read("dictionaries", |n| n.array(|n| DictionaryConfig::read(&n)))?.unwrap_or_default(),
+            allowlist: obj.read("allowlist", AllowlistConfig::read)?.unwrap_or_default(),
+            field_rules: obj.read("field_rules", FieldRulesConfig::read)?.unwrap_or_default(),
+            hash_key: obj.read("hash_key", |n| n.str().map(|k| HashKey(k.to_owned())))?,
+        })
+    }
+}
+
+impl DetectorSetting {
+    fn read(node: &Node) -> Result<DetectorSetting, ConfigError> {
+        let obj = node.object(&["enabled", "action", "keep_last"])?;
+        Ok(DetectorSetting {
+            enabled: obj.read("enabled", Node::bool)?,
+            action: obj.read("action", action)?,
+            keep_last: obj.read("keep_last", keep_last)?,
+        })
+    }
+}
+
+impl RuleConfig {
+    fn read(node: &Node) -> Result<RuleConfig, ConfigError> {
+        let obj = node.object(&["name", "pattern", "action", "keep_last", "max_len"])?;
+        Ok(RuleConfig {
+            name: obj.required("name")?.str()?.to_owned(),
+            pattern: obj.required("pattern")?.str()?.to_owned(),
+            action: obj.read("action", action)?.unwrap_or(Action::Mask),
+            keep_last: obj.read("keep_last", keep_last)?,
+            max_len: obj.read("max_len", |n| n.uint(u64::from(u32::MAX)).map(|n| n as usize))?,
+        })
+    }
+}
+
+impl DictionaryConfig {
+    fn read(node: &Node) -> Result<DictionaryConfig, ConfigError> {
+        let obj = node.object(&["name", "terms", "action", "keep_last", "case_sensitive", "whole_word"])?;
+        Ok(DictionaryConfig {
+            name: obj.required("name")?.str()?.to_owned(),
+            terms: obj.required("terms")?.strings()?,
+            action: obj.read("action", action)?.unwrap_or(Action::Mask),
+            keep_last: obj.read("keep_last", keep_last)?,
+            case_sensitive: obj.read("case_sensitive", Node::bool)?.unwrap_or(false),
+            whole_word: obj.read("whole_word", Node::bool)?.unwrap_or(true),
+        })
+    }
+}
+
+impl AllowlistConfig {
+    fn read(node: &Node) -> Result<AllowlistConfig, ConfigError> {
+        let obj = node.object(&["values", "domains", "patterns"])?;
+        Ok(AllowlistConfig {
+            values: obj.read("values", Node::strings)?.unwrap_or_default(),
+            domains: obj.read("domains", Node::strings)?.unwrap_or_default(),
+            patterns: obj.read("patterns", Node::strings)?.unwrap_or_default(),
+        })
+    }
+}
+
+impl FieldRulesConfig {
+    fn read(node: &Node) -> Result<FieldRulesConfig, ConfigError> {
+        let obj = node.object(&["keys", "action", "keep_last"])?;
+        let d = FieldRulesConfig::default();
+        Ok(FieldRulesConfig {
+            keys: obj.read("keys", Node::strings)?.unwrap_or(d.keys),
+            action: obj.read("action", action)?.unwrap_or(d.action),
+            keep_last: obj.read("keep_last", keep_last)?,
+        })
+    }
 }

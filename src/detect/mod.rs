@@ -47,7 +47,6 @@ mod validate;
 use aho_corasick::automaton::{Automaton, OverlappingState};
 use aho_corasick::nfa::contiguous;
 use aho_corasick::{Anchored, Input, MatchKind};
-use serde::Deserialize;
 use std::sync::Arc;
 
 use crate::config::ConfigError;
@@ -56,8 +55,7 @@ pub use config::DetectConfig;
 use normalize::Folded;
 
 /// What happens to a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     /// Replace with `[REDACTED:NAME]`.
     Mask,

@@ -21,7 +21,7 @@ use crate::detect::{Action, Engine, Finding};
 use crate::policy::Policy;
 use crate::stream::{redact_whole, Framing, ResponseStream};
 use crate::wire::encoding::{ContentEncoding, Decoder};
-use crate::wire::json::{self, Seg};
+use crate::wire::json::{self, Literal, Seg};
 use crate::wire::{Api, BodyKind};
 
 /// A response the filter sends itself, in the API's own error shape.
@@ -208,14 +208,16 @@ impl Exchange {
     /// Handles the whole buffered request body.
     pub fn on_request_body(&mut self, body: &[u8]) -> BodyOutcome {
         self.audit.request.scanned = true;
-        if let Ok(meta) = serde_json::from_slice::<RequestMeta>(body) {
+        let kind = if body.first().is_some_and(|b| matches!(b, b'{' | b'[')) { BodyKind::Json } else { BodyKind::Text };
+        let policy = Rc::clone(&self.policy);
+        let mut meta = RequestMeta::default();
+        let outcome =
+            scan_body(&policy.engine, policy.request.mode, kind, body, &mut self.audit.request, Some(&mut meta));
+        if kind == BodyKind::Json && !matches!(outcome, Scanned::Unreadable(_)) {
             self.audit.model = meta.model;
             // Every API here defaults to a non-streamed answer.
             self.audit.stream = Some(meta.stream.unwrap_or(false));
         }
-        let kind = if body.first().is_some_and(|b| matches!(b, b'{' | b'[')) { BodyKind::Json } else { BodyKind::Text };
-        let policy = Rc::clone(&self.policy);
-        let outcome = scan_body(&policy.engine, policy.request.mode, kind, body, &mut self.audit.request);
         self.settle(outcome, 400, "malformed_request", 403)
     }
 
@@ -282,7 +284,7 @@ impl Exchange {
         };
         let policy = Rc::clone(&self.policy);
         let outcome =
-            scan_body(&policy.engine, policy.response.mode, self.response_kind, body, &mut self.audit.response);
+            scan_body(&policy.engine, policy.response.mode, self.response_kind, body, &mut self.audit.response, None);
         match self.settle(outcome, 502, "malformed_response", 403) {
             // An inflated body goes out inflated even when nothing in it changed.
             BodyOutcome::Unchanged if self.decoder.is_some() => BodyOutcome::Replace(body.to_vec()),
@@ -368,25 +370,40 @@ impl Exchange {
     }
 }
 
-#[derive(serde::Deserialize)]
+/// What the audit record takes from a request body: its top-level `model` and `stream`.
+#[derive(Default)]
 struct RequestMeta {
-    #[serde(default, deserialize_with = "lenient_string")]
     model: Option<String>,
-    #[serde(default, deserialize_with = "lenient_bool")]
     stream: Option<bool>,
 }
 
-fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    let v = serde_json::Value::deserialize(d)?;
-    Ok(v.as_str().map(|s| s.chars().take(128).collect()))
-}
+impl RequestMeta {
+    /// The longest model name recorded.
+    const MAX_MODEL_CHARS: usize = 128;
 
-fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-    let v = serde_json::Value::deserialize(d)?;
-    Ok(v.as_bool())
-}
+    fn top_level<'p>(path: &'p [Seg]) -> Option<&'p str> {
+        match path {
+            [Seg::Key(k)] => Some(k),
+            _ => None,
+        }
+    }
 
-use serde::Deserialize;
+    fn see_string(&mut self, path: &[Seg], s: &str) {
+        if Self::top_level(path) == Some("model") {
+            self.model = Some(s.chars().take(Self::MAX_MODEL_CHARS).collect());
+        }
+    }
+
+    fn see_literal(&mut self, path: &[Seg], lit: Literal) {
+        if Self::top_level(path) == Some("stream") {
+            self.stream = match lit {
+                Literal::True => Some(true),
+                Literal::False => Some(false),
+                Literal::Null => None,
+            };
+        }
+    }
+}
 
 fn is_encoded(ce: Option<&str>) -> bool {
     ce.is_some_and(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("identity"))
@@ -400,7 +417,15 @@ enum Scanned {
     Unreadable(String),
 }
 
-fn scan_body(engine: &Engine, mode: Mode, kind: BodyKind, body: &[u8], audit: &mut DirectionAudit) -> Scanned {
+/// Scans one whole body; `meta`, when given, is filled from a JSON body in the same pass.
+fn scan_body(
+    engine: &Engine,
+    mode: Mode,
+    kind: BodyKind,
+    body: &[u8],
+    audit: &mut DirectionAudit,
+    meta: Option<&mut RequestMeta>,
+) -> Scanned {
     let mut blocked: Option<String> = None;
     let mut note = |findings: &[Finding], audit: &mut DirectionAudit| {
         audit.count(findings);
@@ -412,12 +437,28 @@ fn scan_body(engine: &Engine, mode: Mode, kind: BodyKind, body: &[u8], audit: &m
     };
     let changed = match kind {
         BodyKind::Json => {
-            let r = json::rewrite_strings(body, |path, s| {
-                let key = path.iter().rev().find_map(Seg::key);
-                let r = redact_whole(engine, mode, key, s);
-                note(&r.findings, audit);
-                (r.text != s).then_some(r.text)
-            });
+            // Strings and literals arrive through two callbacks: each fills its own half.
+            let (mut strings, mut literals) = (RequestMeta::default(), RequestMeta::default());
+            let r = json::rewrite_strings_seeing_literals(
+                body,
+                |path, s| {
+                    if meta.is_some() {
+                        strings.see_string(path, s);
+                    }
+                    let key = path.iter().rev().find_map(Seg::key);
+                    let r = redact_whole(engine, mode, key, s);
+                    note(&r.findings, audit);
+                    (r.text != s).then_some(r.text)
+                },
+                |path, lit| {
+                    if meta.is_some() {
+                        literals.see_literal(path, lit);
+                    }
+                },
+            );
+            if let Some(m) = meta {
+                *m = RequestMeta { model: strings.model, stream: literals.stream };
+            }
             match r {
                 Ok(v) => v,
                 Err(e) => return Scanned::Unreadable(format!("inferguard could not read the JSON body: {e}")),

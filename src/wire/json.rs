@@ -74,7 +74,17 @@ pub fn rewrite_strings<F>(input: &[u8], f: F) -> Result<Option<Vec<u8>>, JsonErr
 where
     F: FnMut(&[Seg], &str) -> Option<String>,
 {
-    let mut w = Walker { input, pos: 0, out: Vec::new(), copied: 0, changed: false, path: Vec::new(), f };
+    rewrite_strings_seeing_literals(input, f, |_, _| {})
+}
+
+/// [`rewrite_strings`], which also hands `literal` every `true`, `false` and `null` with its
+/// path, so that one pass both rewrites a document and reads flags from it.
+pub fn rewrite_strings_seeing_literals<F, L>(input: &[u8], f: F, literal: L) -> Result<Option<Vec<u8>>, JsonError>
+where
+    F: FnMut(&[Seg], &str) -> Option<String>,
+    L: FnMut(&[Seg], Literal),
+{
+    let mut w = Walker { input, pos: 0, out: Vec::new(), copied: 0, changed: false, path: Vec::new(), f, literal };
     w.ws();
     w.value(0)?;
     w.ws();
@@ -88,7 +98,18 @@ where
     Ok(Some(w.out))
 }
 
-struct Walker<'a, F> {
+/// A JSON literal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Literal {
+    /// `true`
+    True,
+    /// `false`
+    False,
+    /// `null`
+    Null,
+}
+
+struct Walker<'a, F, L> {
     input: &'a [u8],
     pos: usize,
     out: Vec<u8>,
@@ -97,11 +118,13 @@ struct Walker<'a, F> {
     changed: bool,
     path: Vec<Seg>,
     f: F,
+    literal: L,
 }
 
-impl<F> Walker<'_, F>
+impl<F, L> Walker<'_, F, L>
 where
     F: FnMut(&[Seg], &str) -> Option<String>,
+    L: FnMut(&[Seg], Literal),
 {
     fn err<T>(&self) -> Result<T, JsonError> {
         Err(JsonError::Syntax { offset: self.pos })
@@ -146,9 +169,9 @@ where
                 }
                 Ok(())
             }
-            Some(b't') => self.literal(b"true"),
-            Some(b'f') => self.literal(b"false"),
-            Some(b'n') => self.literal(b"null"),
+            Some(b't') => self.literal(b"true", Literal::True),
+            Some(b'f') => self.literal(b"false", Literal::False),
+            Some(b'n') => self.literal(b"null", Literal::Null),
             Some(b'-' | b'0'..=b'9') => self.number(),
             _ => self.err(),
         }
@@ -211,9 +234,10 @@ where
         }
     }
 
-    fn literal(&mut self, word: &[u8]) -> Result<(), JsonError> {
+    fn literal(&mut self, word: &[u8], lit: Literal) -> Result<(), JsonError> {
         if self.input[self.pos..].starts_with(word) {
             self.pos += word.len();
+            (self.literal)(&self.path, lit);
             Ok(())
         } else {
             self.err()

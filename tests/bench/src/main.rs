@@ -6,6 +6,7 @@
 //! reports medians over rounds and the ratio to bare Envoy. Loopback only, fixed durations.
 //! Prints a table and writes the same figures to target/bench/results.json.
 
+mod answers;
 mod client;
 mod upstream;
 
@@ -278,7 +279,7 @@ fn holdback(policy: &Policy, events: &[Vec<u8>]) -> (f64, u64) {
 
 /// The engine's own throughput natively, MB/s, on realistic prose.
 fn engine_native(policy: &Policy) -> f64 {
-    let text = upstream::prose(4 << 20);
+    let text = answers::prose(4 << 20);
     let start = Instant::now();
     let mut bytes = 0usize;
     while start.elapsed() < Duration::from_secs(1) {
@@ -293,7 +294,7 @@ fn main() {
     let dir = "target/bench";
     std::fs::create_dir_all(dir).expect("target/bench");
     let dur = secs("BENCH_SECONDS", 3.0);
-    let answers = Arc::new(upstream::Answers::new());
+    let answers = Arc::new(answers::Answers::new());
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
     let up = listener.local_addr().expect("addr").port();
     upstream::serve(listener, Arc::clone(&answers));
@@ -322,7 +323,7 @@ fn main() {
         ("1 KB completion", "json-1k", chat_request("Summarise the incident.", false), 8),
         ("64 KB completion", "json-64k", chat_request("Summarise the incident.", false), 8),
         ("1 MB completion", "json-1m", chat_request("Summarise the incident.", false), 2),
-        ("4 KB prompt scanned", "prompt-4k", chat_request(&upstream::prose(4096), false), 8),
+        ("4 KB prompt scanned", "prompt-4k", chat_request(&answers::prose(4096), false), 8),
     ];
     // BENCH_ONLY=json-1k,sse limits a run to some scenarios (for profiling; the report is partial).
     let only = std::env::var("BENCH_ONLY").ok();

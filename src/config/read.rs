@@ -1,0 +1,215 @@
+//! Reading typed settings out of a parsed JSON document, with the path of every field at hand.
+//!
+//! Each settings type reads itself from a [`Node`] (`DirectionConfig::read`, ...). This is
+//! written out by hand rather than derived: the errors name the exact field and say what was
+//! wanted, unknown fields are refused everywhere, and the filter carries one small reader
+//! instead of a deserializer instantiated per type (a large share of the `.wasm` otherwise).
+
+use serde_json::{Map, Value};
+
+use super::ConfigError;
+
+/// A value in the configuration document, and where it is (`detect.rules[2].pattern`).
+pub struct Node<'a> {
+    value: &'a Value,
+    path: String,
+}
+
+impl<'a> Node<'a> {
+    /// The document itself.
+    pub fn root(value: &'a Value) -> Node<'a> {
+        Node { value, path: String::new() }
+    }
+
+    /// An error about this node.
+    pub fn error(&self, reason: impl std::fmt::Display) -> ConfigError {
+        ConfigError::new(self.path.as_str(), reason)
+    }
+
+    fn invalid_type(&self, expected: &str) -> ConfigError {
+        self.error(format_args!("invalid type: {}, expected {expected}", describe(self.value)))
+    }
+
+    fn child(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    /// This node as an object whose keys must all be among `fields`.
+    pub fn object(&self, fields: &'static [&'static str]) -> Result<Object<'a>, ConfigError> {
+        let map = self.value.as_object().ok_or_else(|| self.invalid_type("an object"))?;
+        if let Some(k) = map.keys().find(|k| !fields.contains(&k.as_str())) {
+            return Err(ConfigError::new(self.child(k), format_args!("unknown field `{k}`, {}", one_of(fields))));
+        }
+        Ok(Object { map, node: Node { value: self.value, path: self.path.clone() } })
+    }
+
+    /// This node as an object with keys of the user's choosing (a map).
+    pub fn map(&self) -> Result<Object<'a>, ConfigError> {
+        let map = self.value.as_object().ok_or_else(|| self.invalid_type("a map"))?;
+        Ok(Object { map, node: Node { value: self.value, path: self.path.clone() } })
+    }
+
+    pub fn bool(&self) -> Result<bool, ConfigError> {
+        self.value.as_bool().ok_or_else(|| self.invalid_type("a boolean"))
+    }
+
+    pub fn str(&self) -> Result<&'a str, ConfigError> {
+        self.value.as_str().ok_or_else(|| self.invalid_type("a string"))
+    }
+
+    /// A non-negative integer no larger than `max`.
+    pub fn uint(&self, max: u64) -> Result<u64, ConfigError> {
+        match self.value.as_u64() {
+            Some(n) if n <= max => Ok(n),
+            _ => Err(self.invalid_type(&format!("an integer from 0 to {max}"))),
+        }
+    }
+
+    /// An integer greater than zero.
+    pub fn positive(&self) -> Result<u64, ConfigError> {
+        match self.value {
+            Value::Number(n) => match n.as_u64() {
+                Some(0) => Err(self.error("expected a positive integer, got 0")),
+                Some(n) => Ok(n),
+                None => Err(self.error(format_args!("expected a positive integer, got {n}"))),
+            },
+            _ => Err(self.invalid_type("a positive integer")),
+        }
+    }
+
+    /// One of the names in `choices`, as its value.
+    pub fn choice<T: Copy>(&self, choices: &[(&'static str, T)]) -> Result<T, ConfigError> {
+        let s = self.str()?;
+        match choices.iter().find(|(name, _)| *name == s) {
+            Some((_, v)) => Ok(*v),
+            None => {
+                let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+                Err(self.error(format_args!("unknown variant `{s}`, {}", one_of(&names))))
+            }
+        }
+    }
+
+    /// This node as an array, each element read by `each`.
+    pub fn array<T>(&self, mut each: impl FnMut(Node<'a>) -> Result<T, ConfigError>) -> Result<Vec<T>, ConfigError> {
+        let items = self.value.as_array().ok_or_else(|| self.invalid_type("a sequence"))?;
+        let at = |i: usize| if self.path.is_empty() { format!("[{i}]") } else { format!("{}[{i}]", self.path) };
+        items.iter().enumerate().map(|(i, value)| each(Node { value, path: at(i) })).collect()
+    }
+
+    /// An array of strings.
+    pub fn strings(&self) -> Result<Vec<String>, ConfigError> {
+        self.array(|n| n.str().map(str::to_owned))
+    }
+}
+
+/// An object being read field by field.
+pub struct Object<'a> {
+    map: &'a Map<String, Value>,
+    node: Node<'a>,
+}
+
+impl<'a> Object<'a> {
+    /// The field `key`, if present.
+    pub fn get(&self, key: &str) -> Option<Node<'a>> {
+        let value = self.map.get(key)?;
+        Some(Node { value, path: self.node.child(key) })
+    }
+
+    /// The field `key`, which must be present.
+    pub fn required(&self, key: &str) -> Result<Node<'a>, ConfigError> {
+        self.get(key).ok_or_else(|| self.node.error(format_args!("missing field `{key}`")))
+    }
+
+    /// Reads the field `key` with `read` if present.
+    pub fn read<T>(
+        &self,
+        key: &str,
+        read: impl FnOnce(&Node<'a>) -> Result<T, ConfigError>,
+    ) -> Result<Option<T>, ConfigError> {
+        self.get(key).map(|n| read(&n)).transpose()
+    }
+
+    /// Every entry, in key order, as nodes.
+    pub fn entries(&self) -> impl Iterator<Item = (&'a str, Node<'a>)> + '_ {
+        self.map.iter().map(|(k, value)| (k.as_str(), Node { value, path: self.node.child(k) }))
+    }
+}
+
+/// How serde words the list of what was allowed.
+fn one_of(names: &[&str]) -> String {
+    match names {
+        [] => "there are no fields".to_owned(),
+        [one] => format!("expected `{one}`"),
+        _ => {
+            let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+            format!("expected one of {}", quoted.join(", "))
+        }
+    }
+}
+
+/// What a value is, for a type error. Strings are cut short, so a misplaced secret is not
+/// copied whole into a log line.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => format!("boolean `{b}`"),
+        Value::Number(n) if n.is_f64() => format!("floating point `{n}`"),
+        Value::Number(n) => format!("integer `{n}`"),
+        Value::String(s) if s.chars().count() > 24 => {
+            format!("string \"{}...\"", s.chars().take(12).collect::<String>())
+        }
+        Value::String(s) => format!("string {s:?}"),
+        Value::Array(_) => "sequence".to_owned(),
+        Value::Object(_) => "map".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn err(json: &str) -> String {
+        Config::parse(json).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_field_and_what_was_wanted() {
+        for (json, want) in [
+            (r#"[]"#, "configuration: invalid type: sequence, expected an object"),
+            (r#"{"request": {"enabled": "yes"}}"#, r#"request.enabled: invalid type: string "yes", expected a boolean"#),
+            (r#"{"request": {"max_body_bytes": 1.5}}"#, "request.max_body_bytes: expected a positive integer, got 1.5"),
+            (r#"{"request": {"max_body_bytes": -3}}"#, "request.max_body_bytes: expected a positive integer, got -3"),
+            (r#"{"request": {"mode": "drop"}}"#, "request.mode: unknown variant `drop`, expected one of `redact`, `block`, `report`"),
+            (r#"{"request": {"on_oversize": null}}"#, "request.on_oversize: invalid type: null, expected a string"),
+            (
+                r#"{"detect": {"rules": [{"name": "a", "pattern": "x"}, {"name": "b", "pattern": "y", "keep_last": 300}]}}"#,
+                "detect.rules[1].keep_last: invalid type: integer `300`, expected an integer from 0 to 255",
+            ),
+            (r#"{"detect": {"dictionaries": [{"name": "d", "terms": ["a", 7]}]}}"#, "detect.dictionaries[0].terms[1]: invalid type: integer `7`, expected a string"),
+            (r#"{"detect": {"detectors": []}}"#, "detect.detectors: invalid type: sequence, expected a map"),
+            (r#"{"detect": {"field_rules": {"key": []}}}"#, "detect.field_rules.key: unknown field `key`, expected one of `keys`, `action`, `keep_last`"),
+        ] {
+            assert_eq!(err(json), want, "{json}");
+        }
+    }
+
+    #[test]
+    fn a_long_string_in_the_wrong_place_is_not_copied_whole() {
+        let e = err(r#"{"request": {"enabled": "sk-live-0123456789abcdefghijklmnop"}}"#);
+        assert_eq!(e, r#"request.enabled: invalid type: string "sk-live-0123...", expected a boolean"#);
+    }
+
+    #[test]
+    fn absent_fields_keep_their_defaults() {
+        let c = Config::parse(r#"{"request": {"mode": "report"}, "detect": {"field_rules": {"action": "hash"}}}"#).unwrap();
+        assert_eq!(c.request.mode, crate::config::Mode::Report);
+        assert!(c.request.enabled);
+        assert_eq!(c.response.max_body_bytes.get(), crate::config::DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(c.detect.field_rules.keys.len(), crate::detect::config::DEFAULT_FIELD_KEYS.len());
+        assert_eq!(c.detect.field_rules.action, crate::detect::Action::Hash);
+    }
+}
