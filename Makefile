@@ -11,7 +11,12 @@ PYTHON    := $(VENV)/bin/python
 ENVOY     ?= $(VENV)/bin/envoy
 UPSTREAM  ?=
 CONFIG    ?= envoy/inferguard.json
-WASM      := target/wasm32-wasip1/release/inferguard.wasm
+# The filter Envoy loads: cargo's module, optimised by binaryen's wasm-opt.
+WASM      := target/inferguard.wasm
+WASM_RAW  := target/wasm32-wasip1/release/inferguard.wasm
+# binaryen from the npm registry (pinned), run by the machine's Node.js; installed under .tools/.
+BINARYEN  := 132.0.0
+WASM_OPT  := .tools/node_modules/.bin/wasm-opt
 CLI       := target/cli/inferguard
 RUN_DIR   := .run
 CERTS     := certs/ca.crt certs/server.crt certs/server.key
@@ -25,9 +30,21 @@ build: $(WASM) $(CLI)
 wasm-target:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 
-$(WASM): wasm-target $(shell find src -name '*.rs') Cargo.toml Cargo.lock
+$(WASM_RAW): wasm-target $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 	cargo build --release --target wasm32-wasip1 --lib
-	@ls -l $(WASM) | awk '{ printf "built %s (%d bytes)\n", $$9, $$5 }'
+
+# -O3 keeps the speed and drops about 13% of the size. The features are the ones rustc's
+# wasm32-wasip1 target emits (Envoy's V8 supports them all).
+$(WASM): $(WASM_RAW) $(WASM_OPT)
+	$(WASM_OPT) -O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+	  --enable-mutable-globals --enable-multivalue --enable-reference-types --strip-debug --strip-producers \
+	  $(WASM_RAW) -o $@
+	@ls -l $(WASM_RAW) $(WASM) | awk '{ printf "built %s (%d bytes)\n", $$9, $$5 }'
+
+$(WASM_OPT):
+	@command -v npm >/dev/null || { echo "npm (Node.js) is needed to install binaryen's wasm-opt"; exit 1; }
+	npm install --prefix .tools --no-audit --no-fund --loglevel=error binaryen@$(BINARYEN)
+	@touch $@
 
 $(CLI): $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 	cargo build --profile cli --bin inferguard
@@ -76,5 +93,6 @@ bench-envoy: build venv certs
 	CARGO_TARGET_DIR=$(CURDIR)/target/bench-build cargo run --release --quiet --manifest-path tests/bench/Cargo.toml
 
 clean:
+	rm -rf .tools
 	cargo clean
 	rm -rf $(RUN_DIR) certs .pytest_cache tests/e2e/__pycache__ tests/upstream/__pycache__

@@ -64,7 +64,7 @@ def main() -> None:
     p.add_argument("--listen-address", default="0.0.0.0")
     p.add_argument("--upstream", default="127.0.0.1:8000", help="host:port of the inference server")
     p.add_argument("--certs", default="certs")
-    p.add_argument("--wasm", default="target/wasm32-wasip1/release/inferguard.wasm")
+    p.add_argument("--wasm", default="target/inferguard.wasm")
     p.add_argument("--config", default=os.path.join(HERE, "inferguard.json"), help="plugin configuration (JSON)")
     p.add_argument("--bare", action="store_true", help="leave the inferguard filter out")
     p.add_argument("-o", "--output", default="-")

@@ -17,7 +17,7 @@ import urllib.request
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 ENVOY = os.environ.get("ENVOY_BIN", os.path.join(VENV_BIN, "envoy"))
-WASM = os.path.join(ROOT, "target", "wasm32-wasip1", "release", "inferguard.wasm")
+WASM = os.path.join(ROOT, "target", "inferguard.wasm")
 CERTS = os.path.join(ROOT, "certs")
 CA = os.path.join(CERTS, "ca.crt")
 

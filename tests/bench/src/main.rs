@@ -301,7 +301,7 @@ fn main() {
 
     let config = std::fs::read_to_string(config_path()).unwrap_or_default();
     let policy = Rc::new(Policy::from_json(&config).expect("plugin configuration"));
-    let wasm_bytes = std::fs::metadata("target/wasm32-wasip1/release/inferguard.wasm").map(|m| m.len()).unwrap_or(0);
+    let wasm_bytes = std::fs::metadata("target/inferguard.wasm").map(|m| m.len()).unwrap_or(0);
     let envoys = [Envoy::start("bare", true, up, dir), Envoy::start("inferguard", false, up, dir)];
     let tls = client::tls_config("certs/ca.crt");
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
