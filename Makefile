@@ -90,7 +90,7 @@ bench-engine:
 	cargo bench --bench engine
 
 bench-envoy: build venv certs
-	CARGO_TARGET_DIR=$(CURDIR)/target/bench-build cargo run --release --quiet --manifest-path tests/bench/Cargo.toml
+	CARGO_TARGET_DIR=$(CURDIR)/target/bench-build cargo run --release --quiet --manifest-path tests/bench/Cargo.toml --bin inferguard-bench
 
 clean:
 	rm -rf .tools

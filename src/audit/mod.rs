@@ -49,7 +49,13 @@ impl DirectionAudit {
     /// Counts findings.
     pub fn count<'a>(&mut self, findings: impl IntoIterator<Item = &'a Finding>) {
         for f in findings {
-            *self.findings.entry(f.detector.to_string()).or_default() += 1;
+            // The name is copied only the first time it is counted.
+            match self.findings.get_mut(f.detector.as_ref()) {
+                Some(n) => *n += 1,
+                None => {
+                    self.findings.insert(f.detector.to_string(), 1);
+                }
+            }
             *self.actions.entry(f.action.as_str()).or_default() += 1;
         }
     }

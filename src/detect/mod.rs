@@ -503,32 +503,44 @@ impl Engine {
     /// assert_eq!(engine.redact_field(Some("comment"), "hunter2").text, "hunter2");
     /// ```
     pub fn redact_field(&self, key: Option<&str>, text: &str) -> Redaction {
+        self.redact_field_if_found(key, text).unwrap_or_else(|| Redaction { text: text.to_owned(), findings: Vec::new() })
+    }
+
+    /// [`Engine::redact_field`], or `None` when there is nothing to report: the common case
+    /// then makes no copy of the text.
+    pub fn redact_field_if_found(&self, key: Option<&str>, text: &str) -> Option<Redaction> {
         let Some(id) = key.and_then(|k| self.field_rule(k)) else {
-            return self.redact(text);
+            let findings = self.find_all(text);
+            if findings.is_empty() {
+                return None;
+            }
+            let mut out = String::with_capacity(text.len());
+            self.render(text, &findings, &mut out);
+            return Some(Redaction { text: out, findings });
         };
         if text.is_empty() {
-            return Redaction { text: String::new(), findings: Vec::new() };
+            return None;
         }
         let inner = self.find_all(text);
         if inner.iter().any(|f| f.action == Action::Block) {
             let findings: Vec<Finding> = inner.into_iter().filter(|f| f.action == Action::Block).collect();
-            return Redaction { text: text.to_string(), findings };
+            return Some(Redaction { text: text.to_string(), findings });
         }
         let n = &self.names[id as usize];
         let findings = vec![Finding { detector: n.name.clone(), start: 0, end: text.len(), action: n.action }];
         let mut out = String::with_capacity(text.len());
         self.render(text, &findings, &mut out);
-        Redaction { text: out, findings }
+        Some(Redaction { text: out, findings })
     }
 
     fn field_rule(&self, key: &str) -> Option<u32> {
         if self.fields.is_empty() {
             return None;
         }
-        let nk = norm_key(key);
+        // Runs for every JSON string value: compares without building the normalised key.
         self.fields
             .iter()
-            .find(|f| nk == f.norm || (nk.ends_with(&f.norm) && suffix_at_boundary(key, f.norm.len())))
+            .find(|f| norm_suffix(key, &f.norm).is_some_and(|exact| exact || suffix_at_boundary(key, f.norm.len())))
             .map(|f| f.id)
     }
 
@@ -789,6 +801,17 @@ fn check_name(path: &str, name: &str, taken: &mut Vec<String>) -> Result<(), Con
 /// Lower-case ASCII, without `_`, `-`, `.` and spaces: `API-Key` and `api_key` are `apikey`.
 fn norm_key(k: &str) -> String {
     k.chars().filter(|c| !matches!(c, '_' | '-' | '.' | ' ')).map(|c| c.to_ascii_lowercase()).collect()
+}
+
+/// Whether `norm_key(key)` ends with `norm`: `None` if not, `Some(true)` if the two are equal.
+fn norm_suffix(key: &str, norm: &str) -> Option<bool> {
+    let mut k = key.chars().rev().filter(|c| !matches!(c, '_' | '-' | '.' | ' ')).map(|c| c.to_ascii_lowercase());
+    for n in norm.chars().rev() {
+        if k.next()? != n {
+            return None;
+        }
+    }
+    Some(k.next().is_none())
 }
 
 /// Whether the last `n` alphanumeric characters of `key` start at a word boundary: after a

@@ -446,7 +446,7 @@ fn scan_body(
                         strings.see_string(path, s);
                     }
                     let key = path.iter().rev().find_map(Seg::key);
-                    let r = redact_whole(engine, mode, key, s);
+                    let r = redact_whole(engine, mode, key, s)?;
                     note(&r.findings, audit);
                     (r.text != s).then_some(r.text)
                 },
@@ -468,9 +468,13 @@ fn scan_body(
             let Ok(text) = std::str::from_utf8(body) else {
                 return Scanned::Unreadable("inferguard could not read the body: it is not UTF-8 text".into());
             };
-            let r = redact_whole(engine, mode, None, text);
-            note(&r.findings, audit);
-            (r.text != text).then(|| r.text.into_bytes())
+            match redact_whole(engine, mode, None, text) {
+                Some(r) => {
+                    note(&r.findings, audit);
+                    (r.text != text).then(|| r.text.into_bytes())
+                }
+                None => None,
+            }
         }
     };
     if let Some(rule) = blocked {

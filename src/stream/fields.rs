@@ -58,7 +58,7 @@ pub fn classify(path: &[Seg], doc: &Value) -> Field {
     match path {
         // OpenAI chat completion chunks.
         [K(c), I(i), K(d), K(f)] if c == "choices" && d == "delta" => {
-            let kind = match f.as_str() {
+            let kind = match f.as_ref() {
                 "content" => "content",
                 "refusal" => "refusal",
                 "reasoning_content" | "reasoning" => "reasoning",
@@ -93,7 +93,7 @@ pub fn classify(path: &[Seg], doc: &Value) -> Field {
         }
         // Anthropic content block deltas.
         [K(d), K(f)] if d == "delta" && ty(doc) == "content_block_delta" => {
-            let kind = match f.as_str() {
+            let kind = match f.as_ref() {
                 "text" => "text",
                 "partial_json" => "input_json",
                 "thinking" => "thinking",
@@ -104,10 +104,10 @@ pub fn classify(path: &[Seg], doc: &Value) -> Field {
         // TGI tokens.
         [K(t), K(x)] if t == "token" && x == "text" => Field::Delta(Key { slot: 0, kind: "token", sub: 0 }),
         // Ollama chat and generate lines.
-        [K(m), K(f)] if m == "message" && doc.get("done").is_some() && matches!(f.as_str(), "content" | "thinking") => {
+        [K(m), K(f)] if m == "message" && doc.get("done").is_some() && matches!(f.as_ref(), "content" | "thinking") => {
             Field::Delta(Key { slot: 0, kind: if f == "content" { "content" } else { "thinking" }, sub: 0 })
         }
-        [K(f)] if doc.get("done").is_some() && matches!(f.as_str(), "response" | "thinking") => {
+        [K(f)] if doc.get("done").is_some() && matches!(f.as_ref(), "response" | "thinking") => {
             Field::Delta(Key { slot: 0, kind: if f == "response" { "response" } else { "thinking" }, sub: 0 })
         }
         _ => Field::Whole,
@@ -150,8 +150,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn p(parts: &[&str]) -> Vec<Seg> {
-        parts.iter().map(|s| s.parse::<usize>().map(Seg::Index).unwrap_or_else(|_| Seg::Key(s.to_string()))).collect()
+    fn p(parts: &[&str]) -> Vec<Seg<'static>> {
+        parts.iter().map(|s| s.parse::<usize>().map(Seg::Index).unwrap_or_else(|_| Seg::Key(s.to_string().into()))).collect()
     }
 
     #[test]

@@ -306,7 +306,7 @@ impl ResponseStream {
         let rewritten = json::rewrite_strings(data, |path, s| match fields::classify(path, doc) {
             Field::Opaque => None,
             Field::Whole => {
-                let r = redact_whole(engine, self.mode, path.iter().rev().find_map(Seg::key), s);
+                let r = redact_whole(engine, self.mode, path.iter().rev().find_map(Seg::key), s)?;
                 findings.extend(r.findings);
                 Some(r.text)
             }
@@ -454,14 +454,14 @@ impl ResponseStream {
     }
 }
 
-/// Redacts one complete string value under `mode`.
-pub fn redact_whole(engine: &Engine, mode: Mode, key: Option<&str>, text: &str) -> crate::detect::Redaction {
-    let mut r = engine.redact_field(key, text);
+/// Redacts one complete string value under `mode`; `None` when nothing was found.
+pub fn redact_whole(engine: &Engine, mode: Mode, key: Option<&str>, text: &str) -> Option<crate::detect::Redaction> {
+    let mut r = engine.redact_field_if_found(key, text)?;
     if mode != Mode::Redact && !r.findings.is_empty() {
         mode.apply(&mut r.findings);
         r.text = text.to_owned();
     }
-    r
+    Some(r)
 }
 
 /// The error a client of `api` understands, framed for the stream.

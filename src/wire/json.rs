@@ -6,6 +6,7 @@
 //! hands every string *value* (decoded) to a callback together with its path, and re-encodes
 //! only the strings the callback replaces.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Nesting deeper than this is refused rather than risking the stack on hostile input.
@@ -13,14 +14,22 @@ pub const MAX_DEPTH: usize = 128;
 
 /// One step of the path from the document root to a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seg {
-    /// A member of an object, by (decoded) key.
-    Key(String),
+pub enum Seg<'a> {
+    /// A member of an object, by (decoded) key; borrowed from the document unless it had escapes.
+    Key(Cow<'a, str>),
     /// An element of an array, by index.
     Index(usize),
 }
 
-impl Seg {
+impl Seg<'_> {
+    /// A copy that owns its key.
+    pub fn to_static(&self) -> Seg<'static> {
+        match self {
+            Seg::Key(k) => Seg::Key(Cow::Owned(k.to_string())),
+            Seg::Index(i) => Seg::Index(*i),
+        }
+    }
+
     /// The key, if this step is an object member.
     pub fn key(&self) -> Option<&str> {
         match self {
@@ -116,12 +125,12 @@ struct Walker<'a, F, L> {
     /// Input before this offset has been copied to (or replaced in) `out`.
     copied: usize,
     changed: bool,
-    path: Vec<Seg>,
+    path: Vec<Seg<'a>>,
     f: F,
     literal: L,
 }
 
-impl<F, L> Walker<'_, F, L>
+impl<'a, F, L> Walker<'a, F, L>
 where
     F: FnMut(&[Seg], &str) -> Option<String>,
     L: FnMut(&[Seg], Literal),
@@ -279,9 +288,9 @@ where
     }
 
     /// Reads a string starting at the opening quote and returns it decoded.
-    fn string(&mut self) -> Result<String, JsonError> {
-        let (s, used) =
-            decode_string(&self.input[self.pos..]).map_err(|off| JsonError::Syntax { offset: self.pos + off })?;
+    fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
+        let input: &'a [u8] = self.input;
+        let (s, used) = decode_str(&input[self.pos..]).map_err(|off| JsonError::Syntax { offset: self.pos + off })?;
         self.pos += used;
         Ok(s)
     }
@@ -291,11 +300,22 @@ where
 /// the number of bytes consumed, or the offset of the first bad byte. Lone surrogate escapes
 /// decode to U+FFFD.
 pub fn decode_string(input: &[u8]) -> Result<(String, usize), usize> {
+    decode_str(input).map(|(s, used)| (s.into_owned(), used))
+}
+
+/// [`decode_string`], borrowing the text from `input` when the string has no escapes (the
+/// common case: no allocation, one pass).
+pub fn decode_str(input: &[u8]) -> Result<(Cow<'_, str>, usize), usize> {
     if input.first() != Some(&b'"') {
         return Err(0);
     }
-    let mut out = String::with_capacity(find_special(input, 1).map_or(0, |end| end - 1));
-    let mut i = 1;
+    let first = find_special(input, 1).ok_or(input.len())?;
+    if input[first] == b'"' {
+        let s = std::str::from_utf8(&input[1..first]).map_err(|e| 1 + e.valid_up_to())?;
+        return Ok((Cow::Borrowed(s), first + 1));
+    }
+    let mut out = String::with_capacity(first - 1 + 16);
+    let mut i = first;
     let mut run = 1;
     loop {
         // Skip ordinary bytes in bulk: only quotes, backslashes and control bytes matter here.
@@ -306,7 +326,7 @@ pub fn decode_string(input: &[u8]) -> Result<(String, usize), usize> {
         match c {
             b'"' => {
                 push_utf8(&mut out, &input[run..i]).map_err(|e| run + e)?;
-                return Ok((out, i + 1));
+                return Ok((Cow::Owned(out), i + 1));
             }
             b'\\' => {
                 push_utf8(&mut out, &input[run..i]).map_err(|e| run + e)?;
@@ -470,7 +490,7 @@ mod tests {
         let doc = br#"{"m":[{"c":"a\u0040b.com \/ \"q\" \ud83d\ude00"}], "k":"v"}"#;
         let mut seen = Vec::new();
         rewrite_strings(doc, |p, s| {
-            seen.push((p.to_vec(), s.to_string()));
+            seen.push((p.iter().map(Seg::to_static).collect::<Vec<_>>(), s.to_string()));
             None
         })
         .unwrap();

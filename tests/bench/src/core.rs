@@ -42,9 +42,15 @@ fn exchange(policy: &Rc<Policy>, request: &[u8], content_type: &'static str, res
     out + x.audit().to_json().len()
 }
 
-/// Median time of one call of `f`, over batches run for about `budget`.
+/// Median time of one call of `f`, over batches run for about `budget`. With `BENCH_ITERS=N`,
+/// exactly N calls and their mean (for instruction counts under callgrind).
 fn time(budget: Duration, f: &mut dyn FnMut() -> usize) -> Duration {
     let start = Instant::now();
+    if let Some(n) = std::env::var("BENCH_ITERS").ok().and_then(|v| v.parse::<u32>().ok()) {
+        let sink: usize = (0..n).map(|_| f()).sum();
+        std::hint::black_box(sink);
+        return start.elapsed() / n.max(1);
+    }
     let mut sink = f();
     let once = start.elapsed().max(Duration::from_nanos(1));
     let per_batch = ((budget.as_secs_f64() / 30.0 / once.as_secs_f64()) as usize).clamp(1, 100_000);
