@@ -89,8 +89,13 @@ bench: bench-engine bench-envoy
 bench-engine:
 	cargo bench --bench engine
 
+BENCH_CARGO := CARGO_TARGET_DIR=$(CURDIR)/target/bench-build cargo build --release --quiet
+
 bench-envoy: build venv certs
-	CARGO_TARGET_DIR=$(CURDIR)/target/bench-build cargo run --release --quiet --manifest-path tests/bench/Cargo.toml --bin inferguard-bench
+	$(BENCH_CARGO) --target wasm32-wasip1 --manifest-path tests/bench/noop/Cargo.toml
+	$(BENCH_CARGO) --target wasm32-wasip1 --manifest-path tests/bench/Cargo.toml --bin inferguard-core-bench
+	$(BENCH_CARGO) --manifest-path tests/bench/Cargo.toml --bin inferguard-core-bench --bin inferguard-bench
+	target/bench-build/release/inferguard-bench
 
 clean:
 	rm -rf .tools

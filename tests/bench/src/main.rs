@@ -42,6 +42,9 @@ static ALLOC: Counting = Counting;
 
 const ROUNDS: usize = 3;
 
+/// The no-op filter (tests/bench/noop), built by `make bench`.
+const NOOP_WASM: &str = "target/bench-build/wasm32-wasip1/release/inferguard_bench_noop.wasm";
+
 fn secs(name: &str, default: f64) -> Duration {
     Duration::from_secs_f64(std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
 }
@@ -61,8 +64,16 @@ struct Envoy {
     port: u16,
 }
 
+/// Which filter an Envoy runs.
+enum Filter {
+    /// None: the router alone.
+    Bare,
+    /// A wasm module under the plugin configuration.
+    Wasm(String),
+}
+
 impl Envoy {
-    fn start(name: &'static str, bare: bool, upstream: u16, dir: &str) -> Envoy {
+    fn start(name: &'static str, filter: Filter, upstream: u16, dir: &str) -> Envoy {
         let (port, plain, admin) = (free_port(), free_port(), free_port());
         let yaml = format!("{dir}/{name}.yaml");
         let mut render = Command::new(".venv/bin/python");
@@ -70,13 +81,14 @@ impl Envoy {
         render.args(["--https-port", &port.to_string(), "--plain-port", &plain.to_string()]);
         render.args(["--admin-port", &admin.to_string(), "--upstream", &format!("127.0.0.1:{upstream}")]);
         render.args(["-o", &yaml]);
-        // BENCH_WASM compares another build (a profiling build, a no-op filter) against bare Envoy.
-        if let Ok(wasm) = std::env::var("BENCH_WASM") {
-            render.args(["--wasm", &wasm]);
-        }
         render.args(["--config", &config_path()]);
-        if bare {
-            render.arg("--bare");
+        match &filter {
+            Filter::Bare => {
+                render.arg("--bare");
+            }
+            Filter::Wasm(wasm) => {
+                render.args(["--wasm", wasm]);
+            }
         }
         assert!(render.status().expect("render.py").success(), "render.py failed");
         let log = std::fs::File::create(format!("{dir}/{name}.log")).expect("log file");
@@ -190,7 +202,7 @@ fn throughput(
 }
 
 /// Paced 500-token SSE answers: time to first token and total time.
-fn streaming(envoys: &[Envoy], tls: &Arc<rustls::ClientConfig>, streams: usize, pace_us: u64) -> Vec<Figures> {
+fn streaming(envoys: &[&Envoy], tls: &Arc<rustls::ClientConfig>, streams: usize, pace_us: u64) -> Vec<Figures> {
     let mut figs = vec![Figures::default(); envoys.len()];
     let body = chat_request("Summarise the incident.", true);
     let pace = pace_us.to_string();
@@ -277,17 +289,22 @@ fn holdback(policy: &Policy, events: &[Vec<u8>]) -> (f64, u64) {
     (h.mean(), h.max)
 }
 
-/// The engine's own throughput natively, MB/s, on realistic prose.
-fn engine_native(policy: &Policy) -> f64 {
-    let text = answers::prose(4 << 20);
-    let start = Instant::now();
-    let mut bytes = 0usize;
-    while start.elapsed() < Duration::from_secs(1) {
-        let r = policy.engine.redact(&text);
-        assert!(!r.findings.is_empty());
-        bytes += text.len();
+/// The filter's core without Envoy (tests/bench/src/core.rs), natively and as wasm under Node.js's
+/// V8: `{"target": ..., "scenarios": {name: {"us": .., "mb_s": ..}}}`, or `None` if it could not run.
+fn core_bench(native: bool) -> Option<Value> {
+    let mut cmd = if native {
+        Command::new("target/bench-build/release/inferguard-core-bench")
+    } else {
+        let mut c = Command::new("node");
+        c.args(["--no-warnings", "tests/bench/wasi.mjs", "target/bench-build/wasm32-wasip1/release/inferguard-core-bench.wasm"]);
+        c
+    };
+    let out = cmd.arg("--json").env("BENCH_SECONDS", "0.5").env("BENCH_POLICY", std::fs::read_to_string(config_path()).unwrap_or_default()).output().ok()?;
+    if !out.status.success() {
+        eprintln!("bench: core benchmark failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
     }
-    bytes as f64 / start.elapsed().as_secs_f64() / 1e6
+    serde_json::from_slice(&out.stdout).ok()
 }
 
 fn main() {
@@ -302,7 +319,15 @@ fn main() {
     let config = std::fs::read_to_string(config_path()).unwrap_or_default();
     let policy = Rc::new(Policy::from_json(&config).expect("plugin configuration"));
     let wasm_bytes = std::fs::metadata("target/inferguard.wasm").map(|m| m.len()).unwrap_or(0);
-    let envoys = [Envoy::start("bare", true, up, dir), Envoy::start("inferguard", false, up, dir)];
+    // BENCH_WASM measures another build of the filter (a profiling build, say) in inferguard's place.
+    let wasm = std::env::var("BENCH_WASM").unwrap_or_else(|_| "target/inferguard.wasm".into());
+    let envoys = [
+        Envoy::start("bare", Filter::Bare, up, dir),
+        Envoy::start("noop", Filter::Wasm(NOOP_WASM.into()), up, dir),
+        Envoy::start("inferguard", Filter::Wasm(wasm), up, dir),
+    ];
+    // Streams and memory compare bare Envoy and inferguard only.
+    let pair = [&envoys[0], &envoys[2]];
     let tls = client::tls_config("certs/ca.crt");
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -313,12 +338,12 @@ fn main() {
         })
         .unwrap_or_default();
     eprintln!(
-        "bench: upstream :{up}, bare :{}, inferguard :{}, {ROUNDS} rounds of {:?} per scenario",
-        envoys[0].port, envoys[1].port, dur
+        "bench: upstream :{up}, bare :{}, no-op wasm :{}, inferguard :{}, {ROUNDS} rounds of {:?} per scenario",
+        envoys[0].port, envoys[1].port, envoys[2].port, dur
     );
 
     let mut results = serde_json::Map::new();
-    let mut rows: Vec<(String, Figures, Figures)> = Vec::new();
+    let mut rows: Vec<(String, Figures, Figures, Figures)> = Vec::new();
     let scenarios: [(&str, &str, Vec<u8>, usize); 4] = [
         ("1 KB completion", "json-1k", chat_request("Summarise the incident.", false), 8),
         ("64 KB completion", "json-64k", chat_request("Summarise the incident.", false), 8),
@@ -334,27 +359,34 @@ fn main() {
         }
         eprintln!("bench: {name}");
         let f = throughput(&envoys, &tls, scenario, &body, conns, dur);
-        rows.push((name.to_string(), f[0].clone(), f[1].clone()));
+        rows.push((name.to_string(), f[0].clone(), f[1].clone(), f[2].clone()));
     }
     if !wanted("sse") {
-        for (name, b, i) in &rows {
-            let (br, ir) = (median(b.rps.clone()), median(i.rps.clone()));
-            println!("{name:<28} bare {br:.0} rps, inferguard {ir:.0} rps, {:.1}%", ir / br * 100.0);
+        for (name, b, n, i) in &rows {
+            let (br, nr, ir) = (median(b.rps.clone()), median(n.rps.clone()), median(i.rps.clone()));
+            println!(
+                "{name:<28} bare {br:.0} rps, no-op wasm {nr:.0} rps ({:.1}%), inferguard {ir:.0} rps ({:.1}%)",
+                nr / br * 100.0,
+                ir / br * 100.0
+            );
         }
         return;
     }
     eprintln!("bench: 500-token SSE answer");
-    let sse = streaming(&envoys, &tls, 8, 1000);
+    let sse = streaming(&pair, &tls, 8, 1000);
 
     eprintln!("bench: 100 concurrent SSE streams");
-    let (bare_idle, bare_peak) = concurrent_streams(&envoys[0], &tls, 100);
-    let (ig_idle, ig_peak) = concurrent_streams(&envoys[1], &tls, 100);
+    let (bare_idle, bare_peak) = concurrent_streams(pair[0], &tls, 100);
+    let (ig_idle, ig_peak) = concurrent_streams(pair[1], &tls, 100);
     let per_stream_native = native_stream_memory(&policy, &answers.sse_events, 100);
     let (hold_mean, hold_max) = holdback(&policy, &answers.sse_events);
-    let native = engine_native(&policy);
+    eprintln!("bench: the core without Envoy, natively and in V8 (Node.js)");
+    let cores = [core_bench(true), core_bench(false)];
+    let engine_mb_s = |c: &Option<Value>| c.as_ref().and_then(|c| c["scenarios"]["engine, 1 MB of prose"]["mb_s"].as_f64()).unwrap_or(f64::NAN);
+    let (native, in_v8) = (engine_mb_s(&cores[0]), engine_mb_s(&cores[1]));
 
     // Scanning speed inside Envoy's V8, from the 1 MB case: body size over added median latency.
-    let one_mb = rows.iter().find(|r| r.0.starts_with("1 MB")).map(|r| (r.1.clone(), r.2.clone())).unwrap_or_default();
+    let one_mb = rows.iter().find(|r| r.0.starts_with("1 MB")).map(|r| (r.1.clone(), r.3.clone())).unwrap_or_default();
     let (b1m, i1m) = (&one_mb.0, &one_mb.1);
     let added = median(i1m.p50.clone()) - median(b1m.p50.clone());
     let in_envoy = if added > 0.0 { answers.json_1m.len() as f64 / (added / 1e3) / 1e6 } else { f64::NAN };
@@ -362,20 +394,22 @@ fn main() {
     println!();
     println!("inferguard vs bare Envoy: medians of {ROUNDS} interleaved rounds, {:?} each; Envoy --concurrency 1; {cpu}, {} cores", dur, std::thread::available_parallelism().map_or(0, |n| n.get()));
     println!(
-        "{:<28} {:>11} {:>11} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8}",
-        "scenario", "bare rps", "ig rps", "ratio", "bare p50", "ig p50", "bare p99", "ig p99", "+p99 ms"
+        "{:<22} {:>9} {:>15} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "scenario", "bare rps", "no-op wasm rps", "ig rps", "ratio", "bare p50", "ig p50", "bare p99", "ig p99", "+p99 ms"
     );
-    for (name, b, i) in &rows {
+    for (name, b, n, i) in &rows {
         if b.rps.is_empty() {
             continue;
         }
-        let (br, ir) = (median(b.rps.clone()), median(i.rps.clone()));
+        let (br, nr, ir) = (median(b.rps.clone()), median(n.rps.clone()), median(i.rps.clone()));
         let (bp50, ip50, bp99, ip99) =
             (median(b.p50.clone()), median(i.p50.clone()), median(b.p99.clone()), median(i.p99.clone()));
-        println!("{name:<28} {br:>11.0} {ir:>11.0} {:>6.1}% {bp50:>8.2}ms {ip50:>8.2}ms {bp99:>8.2}ms {ip99:>8.2}ms {:>+8.2}", ir / br * 100.0, ip99 - bp99);
+        let noop = format!("{nr:.0} ({:.0}%)", nr / br * 100.0);
+        println!("{name:<22} {br:>9.0} {noop:>15} {ir:>9.0} {:>6.1}% {bp50:>7.2}ms {ip50:>7.2}ms {bp99:>7.2}ms {ip99:>7.2}ms {:>+8.2}", ir / br * 100.0, ip99 - bp99);
         results.insert(
             name.clone(),
-            json!({"bare": b.json(), "inferguard": i.json(), "rps_ratio": ir / br, "added_p99_ms": ip99 - bp99}),
+            json!({"bare": b.json(), "noop_wasm": n.json(), "inferguard": i.json(), "rps_ratio": ir / br,
+                   "noop_rps_ratio": nr / br, "added_p99_ms": ip99 - bp99}),
         );
     }
     let (b, i) = (&sse[0], &sse[1]);
@@ -404,12 +438,19 @@ fn main() {
         per_stream_native / 1024.0
     );
     results.insert("100 concurrent SSE streams".into(), json!({"bare_rss_kib": [bare_idle, bare_peak], "inferguard_rss_kib": [ig_idle, ig_peak], "per_stream_bytes_native": per_stream_native}));
-    println!("{:<28} native {native:.0} MB/s; inside Envoy (1 MB case) {in_envoy:.0} MB/s", "engine throughput");
+    println!("{:<28} native {native:.0} MB/s; V8 (Node.js) {in_v8:.0} MB/s; inside Envoy (1 MB case, whole filter) {in_envoy:.0} MB/s", "engine throughput");
+    let columns = ["1 KB completion", "64 KB completion", "1 MB completion", "4 KB prompt scanned", "500-token SSE"];
+    println!("{:<28} {:>10} {:>10} {:>10} {:>10} {:>10}", "core without Envoy, us", "1 KB", "64 KB", "1 MB", "4 KB prompt", "SSE 500");
+    for (label, c) in [("  native", &cores[0]), ("  wasm in V8 (Node.js)", &cores[1])] {
+        let us = |k: &str| c.as_ref().and_then(|c| c["scenarios"][k]["us"].as_f64()).unwrap_or(f64::NAN);
+        println!("{label:<28} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}", us(columns[0]), us(columns[1]), us(columns[2]), us(columns[3]), us(columns[4]));
+    }
+    results.insert("core".into(), json!({"native": cores[0], "wasm_v8_node": cores[1]}));
     println!("{:<28} {} bytes ({:.0} KiB)", "inferguard.wasm", wasm_bytes, wasm_bytes as f64 / 1024.0);
-    results.insert("engine".into(), json!({"native_mb_s": native, "in_envoy_mb_s": in_envoy}));
+    results.insert("engine".into(), json!({"native_mb_s": native, "v8_node_mb_s": in_v8, "in_envoy_mb_s": in_envoy}));
     results.insert("wasm_bytes".into(), json!(wasm_bytes));
     results.insert("machine".into(), json!({"cpu": cpu, "cores": std::thread::available_parallelism().map_or(0, |n| n.get()), "envoy_concurrency": 1, "rounds": ROUNDS, "seconds_per_round": dur.as_secs_f64()}));
-    let errors: usize = rows.iter().map(|(_, b, i)| b.errors + i.errors).sum();
+    let errors: usize = rows.iter().map(|(_, b, n, i)| b.errors + n.errors + i.errors).sum();
     results.insert("errors".into(), json!(errors));
     std::fs::write(
         format!("{dir}/results.json"),
