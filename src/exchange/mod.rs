@@ -65,7 +65,8 @@ pub struct ResponseHead<'a> {
 /// How a body is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyPlan {
-    /// Buffer the whole body, then hand it to `on_*_body`. `content-length` is recomputed.
+    /// Buffer the whole body, then hand it to `on_*_body`; headers wait for the outcome, and
+    /// `content-length` is set only when the body is replaced.
     Buffer,
     /// Hand each chunk to [`Exchange::on_response_chunk`] and forward what it returns at once
     /// (SSE, NDJSON, plain text). `content-length` is removed.
@@ -79,8 +80,8 @@ pub enum BodyPlan {
 pub struct ResponsePlan {
     /// How the body is handled.
     pub body: BodyPlan,
-    /// Headers to remove before forwarding (`content-length` when the body may change,
-    /// `content-encoding` when it is inflated).
+    /// Headers to remove before forwarding (`content-length` of a stream whose text may change,
+    /// `content-encoding` when the body is inflated).
     pub remove_headers: Vec<&'static str>,
 }
 
@@ -233,7 +234,7 @@ impl Exchange {
             self.audit.response.unscanned_reason = Some("binary");
             return Ok(ResponsePlan { body: BodyPlan::Pass, remove_headers: Vec::new() });
         }
-        let mut remove_headers = vec!["content-length"];
+        let mut remove_headers = Vec::new();
         match ContentEncoding::from_header(head.content_encoding) {
             ContentEncoding::Identity => {}
             ContentEncoding::Unsupported => {
@@ -259,6 +260,7 @@ impl Exchange {
         let max = usize::try_from(cfg.max_holdback_bytes.get()).unwrap_or(usize::MAX);
         let max_event = usize::try_from(cfg.max_body_bytes.get()).unwrap_or(usize::MAX);
         self.stream = Some(ResponseStream::with_mode(framing, self.api, max, cfg.mode).max_event_bytes(max_event));
+        remove_headers.push("content-length");
         Ok(ResponsePlan { body: BodyPlan::Stream, remove_headers })
     }
 
@@ -515,7 +517,7 @@ mod tests {
             BodyOutcome::Unchanged
         );
         let plan = x.on_response_head(&json_head()).unwrap();
-        assert_eq!(plan, ResponsePlan { body: BodyPlan::Buffer, remove_headers: vec!["content-length"] });
+        assert_eq!(plan, ResponsePlan { body: BodyPlan::Buffer, remove_headers: vec![] });
         let BodyOutcome::Replace(out) = x.on_response_body(CHAT.as_bytes()) else { panic!("not replaced") };
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -558,7 +560,7 @@ mod tests {
                 content_encoding: Some("deflate"),
             })
             .unwrap();
-        assert_eq!(plan.remove_headers, vec!["content-length", "content-encoding"]);
+        assert_eq!(plan.remove_headers, vec!["content-encoding"]);
         // A raw deflate "stored" block around the JSON.
         let body = br#"{"t":"a@b.io"}"#;
         let mut z = vec![1u8];

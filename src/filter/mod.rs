@@ -109,7 +109,8 @@ impl HttpContext for Filter {
         match self.exchange.on_request_head(&head) {
             Err(r) => self.reply(&r),
             Ok(plan) => {
-                for h in plan.remove_headers {
+                // Each host call costs: only headers that are there are removed.
+                for h in plan.remove_headers.iter().filter(|h| get(h).is_some()) {
                     self.set_http_request_header(h, None);
                 }
                 self.request_plan = plan.body;
@@ -171,7 +172,7 @@ impl HttpContext for Filter {
                 if end_of_stream {
                     return Action::Continue;
                 }
-                for h in &plan.remove_headers {
+                for h in plan.remove_headers.iter().filter(|h| get(h).is_some()) {
                     self.set_http_response_header(h, None);
                 }
                 match plan.body {
@@ -214,9 +215,8 @@ impl HttpContext for Filter {
                 }
                 let body = self.get_http_response_body(0, body_size).unwrap_or_default();
                 match self.exchange.on_response_body(&body) {
-                    BodyOutcome::Unchanged => {
-                        self.set_http_response_header("content-length", Some(&body.len().to_string()));
-                    }
+                    // The upstream's content-length (if any) still holds.
+                    BodyOutcome::Unchanged => {}
                     BodyOutcome::Replace(new) => {
                         self.set_http_response_body(0, body_size, &new);
                         self.set_http_response_header("content-length", Some(&new.len().to_string()));
