@@ -170,6 +170,10 @@ where
                 let s = self.string()?;
                 if let Some(new) = (self.f)(&self.path, &s) {
                     if new != s {
+                        if !self.changed {
+                            // The output is about as long as the input: grow it once.
+                            self.out.reserve(self.input.len() + new.len().saturating_sub(s.len()) + 64);
+                        }
                         self.out.extend_from_slice(&self.input[self.copied..start]);
                         encode_string_into(&new, &mut self.out);
                         self.copied = self.pos;
