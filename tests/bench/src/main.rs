@@ -110,6 +110,16 @@ impl Envoy {
         panic!("{name} Envoy did not become ready; see {dir}/{name}.log");
     }
 
+    /// CPU time the Envoy process has used so far (user + system), from /proc.
+    fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which is in parentheses): utime and stime are 14 and 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+        let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+        Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second())
+    }
+
     fn rss_kib(&self) -> u64 {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         s.lines()
@@ -136,6 +146,11 @@ fn ready(admin: u16) -> bool {
     out.starts_with("HTTP/1.1 200") && out.contains("LIVE")
 }
 
+/// The kernel's USER_HZ, the unit of /proc/<pid>/stat times: 100 on Linux everywhere.
+fn clock_ticks_per_second() -> f64 {
+    100.0
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -157,6 +172,9 @@ struct Figures {
     rps: Vec<f64>,
     p50: Vec<f64>,
     p99: Vec<f64>,
+    /// Envoy's CPU time per request, microseconds: steadier than rps when other processes
+    /// share the machine.
+    cpu_us: Vec<f64>,
     ttft: Vec<f64>,
     ttfb: Vec<f64>,
     total: Vec<f64>,
@@ -166,7 +184,7 @@ struct Figures {
 impl Figures {
     fn json(&self) -> Value {
         let m = |v: &Vec<f64>| if v.is_empty() { Value::Null } else { json!(median(v.clone())) };
-        json!({"rps": m(&self.rps), "p50_ms": m(&self.p50), "p99_ms": m(&self.p99),
+        json!({"rps": m(&self.rps), "p50_ms": m(&self.p50), "p99_ms": m(&self.p99), "envoy_cpu_us_per_request": m(&self.cpu_us),
                "ttft_ms": m(&self.ttft), "first_event_ms": m(&self.ttfb), "total_ms": m(&self.total), "errors": self.errors})
     }
 }
@@ -189,8 +207,11 @@ fn throughput(
     let mut figs = vec![Figures::default(); envoys.len()];
     for _ in 0..ROUNDS {
         for (i, e) in envoys.iter().enumerate() {
+            let cpu = e.cpu_time();
             let t = client::load(tls, e.port, conns, dur, &[("x-bench", scenario)], body);
+            let cpu = e.cpu_time().saturating_sub(cpu);
             let ok: Vec<_> = t.iter().filter(|t| t.status == 200 && t.body_len > 0).collect();
+            figs[i].cpu_us.push(cpu.as_secs_f64() * 1e6 / t.len().max(1) as f64);
             figs[i].errors += t.len() - ok.len();
             let mut lat: Vec<f64> = ok.iter().map(|t| t.latency.as_secs_f64() * 1e3).collect();
             figs[i].rps.push(ok.len() as f64 / dur.as_secs_f64());
@@ -364,8 +385,9 @@ fn main() {
     if !wanted("sse") {
         for (name, b, n, i) in &rows {
             let (br, nr, ir) = (median(b.rps.clone()), median(n.rps.clone()), median(i.rps.clone()));
+            let (bc, nc, ic) = (median(b.cpu_us.clone()), median(n.cpu_us.clone()), median(i.cpu_us.clone()));
             println!(
-                "{name:<28} bare {br:.0} rps, no-op wasm {nr:.0} rps ({:.1}%), inferguard {ir:.0} rps ({:.1}%)",
+                "{name:<28} bare {br:.0} rps, no-op wasm {nr:.0} rps ({:.1}%), inferguard {ir:.0} rps ({:.1}%); Envoy CPU per request: bare {bc:.1} us, no-op wasm {nc:.1} us, inferguard {ic:.1} us",
                 nr / br * 100.0,
                 ir / br * 100.0
             );
@@ -441,6 +463,12 @@ fn main() {
     println!("{:<28} native {native:.0} MB/s; V8 (Node.js) {in_v8:.0} MB/s; inside Envoy (1 MB case, whole filter) {in_envoy:.0} MB/s", "engine throughput");
     let columns = ["1 KB completion", "64 KB completion", "1 MB completion", "4 KB prompt scanned", "500-token SSE"];
     println!("{:<28} {:>10} {:>10} {:>10} {:>10} {:>10}", "core without Envoy, us", "1 KB", "64 KB", "1 MB", "4 KB prompt", "SSE 500");
+    println!("{:<28} {:>10} {:>10} {:>10} {:>10}", "Envoy CPU per request, us", "1 KB", "64 KB", "1 MB", "4 KB prompt");
+    for (label, k) in [("  bare", 0), ("  no-op wasm filter", 1), ("  inferguard", 2)] {
+        let cpu = |r: &(String, Figures, Figures, Figures)| median([&r.1, &r.2, &r.3][k].cpu_us.clone());
+        let cells: Vec<String> = rows.iter().map(|r| format!("{:>10.1}", cpu(r))).collect();
+        println!("{label:<28} {}", cells.join(" "));
+    }
     for (label, c) in [("  native", &cores[0]), ("  wasm in V8 (Node.js)", &cores[1])] {
         let us = |k: &str| c.as_ref().and_then(|c| c["scenarios"][k]["us"].as_f64()).unwrap_or(f64::NAN);
         println!("{label:<28} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}", us(columns[0]), us(columns[1]), us(columns[2]), us(columns[3]), us(columns[4]));
