@@ -328,3 +328,21 @@ fn specific_credentials_win_over_generic_matches() {
     assert_eq!(spans(&e.find_all(&format!("Authorization: Bearer {jwt}"))), [("jwt", 22, 22 + jwt.len())]);
     assert_eq!(spans(&e.find_all("api_key = \"sk_live_1CiAhzCueQpBenQtYh5Xj8TP\"")), [("stripe_key", 11, 43)]);
 }
+
+#[test]
+fn contains2_agrees_with_a_plain_search() {
+    // Every length around the 16-byte step, the byte at every position, and bytes that differ
+    // from the targets in one bit (which a loose SWAR test would confuse with them).
+    for len in 0..40 {
+        for pos in 0..=len {
+            for fill in [b'a', b'Y', b'_', b'\\', 0x00, 0xDB, 0xFF] {
+                let mut v = vec![fill; len];
+                if pos < len {
+                    v[pos] = if pos % 2 == 0 { b'[' } else { b']' };
+                }
+                let want = v.iter().any(|&c| c == b'[' || c == b']');
+                assert_eq!(catalog::contains2(&v, b'[', b']'), want, "{v:?}");
+            }
+        }
+    }
+}
