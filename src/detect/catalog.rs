@@ -294,6 +294,17 @@ static CLASS: [u8; 256] = {
     t
 };
 
+/// 1 for anchor bytes (class not 0), else 0.
+static ANCHOR: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut x = 0usize;
+    while x < 256 {
+        t[x] = (CLASS[x] != 0) as u8;
+        x += 1;
+    }
+    t
+};
+
 /// The scanner met a character that must be folded first; rescan the folded text.
 #[derive(Debug)]
 pub(crate) struct NeedsFold;
@@ -303,54 +314,20 @@ pub(crate) struct NeedsFold;
 /// [`super::normalize`] folds, unless `folded` says the text is already folded.
 pub(crate) fn scan(h: Hay<'_>, start: usize, folded: bool, sink: &mut Sink) -> Result<(), NeedsFold> {
     let b = h.b;
+    // `i`: the first byte not yet handled; `w`: the window whose anchors are being visited.
     let mut i = start;
-    while let Some((at, class)) = next_anchor(b, i) {
-        i = at;
-        match class {
-            C_DIGIT => {
-                if i == 0 || !b[i - 1].is_ascii_digit() {
-                    // The rest of the group holds no other group start.
-                    i = numeric(h, i, sink);
-                    continue;
-                }
-            }
-            C_AT => {
-                if sink.on(Det::Email) {
-                    email(h, i, sink);
-                }
-            }
-            C_COLON => colon(h, i, sink),
-            C_EQ => {
-                if !(b.get(i + 1) == Some(&b'=') || (i > 0 && matches!(b[i - 1], b'=' | b'!' | b'<' | b'>'))) {
-                    assign(h, i, sink);
-                }
-            }
-            C_UNDER => underscore(h, i, sink),
-            C_DASH => {
-                dash(h, i, sink);
-                // Inside a run of dashes (a table rule, "-----") no later dash starts anything.
-                while b.get(i + 1) == Some(&b'-') {
-                    i += 1;
-                }
-            }
-            C_A => upper_a(h, i, sink),
-            C_J => {
-                if sink.on(Det::Jwt) {
-                    jwt(h, i, sink);
-                }
-            }
-            C_B => {
-                if sink.on(Det::BearerToken) {
-                    bearer(h, i, sink);
-                }
-            }
-            _ => {
-                if !folded && super::normalize::fold_at(b, i).is_some() {
-                    return Err(NeedsFold);
-                }
-            }
+    let mut w = start;
+    while w < b.len() {
+        let win = &b[w..];
+        let mut m = if win.len() >= WIN { anchors(win) } else { anchors_short(win) };
+        // Anchors before `i` were passed over by the handler of an earlier anchor.
+        m &= mask_from(i.saturating_sub(w));
+        while m != 0 {
+            let at = w + m.trailing_zeros() as usize;
+            i = step(h, at, folded, sink)?;
+            m &= mask_from(i - w);
         }
-        i += 1;
+        w = i.max(w + WIN);
     }
     if !h.fin {
         tail(h, sink);
@@ -358,43 +335,92 @@ pub(crate) fn scan(h: Hay<'_>, start: usize, folded: bool, sink: &mut Sink) -> R
     Ok(())
 }
 
-/// The next anchor at or after `i` and its class. Looks at sixteen bytes at a time: their
-/// classes packed into two `u64`s, so a window of plain text costs one test and an anchor's
-/// position is a `trailing_zeros` away.
+/// Bytes per window of [`scan`]: one bit each in a `u32`.
+const WIN: usize = 64;
+
+/// The bits of window positions `k..`.
 #[inline(always)]
-fn next_anchor(b: &[u8], i: usize) -> Option<(usize, u8)> {
-    #[inline(always)]
-    fn pack(w: &[u8]) -> u64 {
-        u64::from_le_bytes([
-            CLASS[w[0] as usize],
-            CLASS[w[1] as usize],
-            CLASS[w[2] as usize],
-            CLASS[w[3] as usize],
-            CLASS[w[4] as usize],
-            CLASS[w[5] as usize],
-            CLASS[w[6] as usize],
-            CLASS[w[7] as usize],
-        ])
+fn mask_from(k: usize) -> u64 {
+    if k >= WIN {
+        0
+    } else {
+        u64::MAX << k
     }
-    let rest = b.get(i..)?;
-    let mut off = 0;
-    let mut windows = rest.chunks_exact(16);
-    for w in &mut windows {
-        let (lo, hi) = (pack(&w[..8]), pack(&w[8..]));
-        if lo | hi != 0 {
-            let (m, base) = if lo != 0 { (lo, 0) } else { (hi, 8) };
-            let bit = m.trailing_zeros() & !7;
-            return Some((i + off + base + (bit / 8) as usize, (m >> bit) as u8));
+}
+
+/// Which of the first [`WIN`] bytes of `w` are anchors, one bit per byte.
+#[inline(always)]
+fn anchors(w: &[u8]) -> u64 {
+    let mut m = 0u64;
+    for (k, &c) in w[..WIN].iter().enumerate() {
+        m |= u64::from(ANCHOR[c as usize]) << k;
+    }
+    m
+}
+
+/// [`anchors`] for the last, shorter window.
+#[inline(never)]
+fn anchors_short(w: &[u8]) -> u64 {
+    let mut m = 0u64;
+    for (k, &c) in w.iter().take(WIN).enumerate() {
+        m |= u64::from(ANCHOR[c as usize]) << k;
+    }
+    m
+}
+
+/// Handles the anchor at `i`; returns the first byte that may still be an anchor of interest.
+#[inline(always)]
+fn step(h: Hay<'_>, i: usize, folded: bool, sink: &mut Sink) -> Result<usize, NeedsFold> {
+    let b = h.b;
+    let c = b[i];
+    if c.is_ascii_digit() {
+        if i == 0 || !b[i - 1].is_ascii_digit() {
+            // The rest of the group holds no other group start.
+            return Ok(numeric(h, i, sink));
         }
-        off += 16;
+        // Inside a digit group: nothing starts before its end.
+        return Ok(digit_run(b, i, usize::MAX));
     }
-    for (k, &c) in windows.remainder().iter().enumerate() {
-        let class = CLASS[c as usize];
-        if class != 0 {
-            return Some((i + off + k, class));
+    match CLASS[c as usize] {
+        C_AT => {
+            if sink.on(Det::Email) {
+                email(h, i, sink);
+            }
+        }
+        C_COLON => colon(h, i, sink),
+        C_EQ => {
+            if !(b.get(i + 1) == Some(&b'=') || (i > 0 && matches!(b[i - 1], b'=' | b'!' | b'<' | b'>'))) {
+                assign(h, i, sink);
+            }
+        }
+        C_UNDER => underscore(h, i, sink),
+        C_DASH => {
+            dash(h, i, sink);
+            // Inside a run of dashes (a table rule, "-----") no later dash starts anything.
+            let mut e = i + 1;
+            while b.get(e) == Some(&b'-') {
+                e += 1;
+            }
+            return Ok(e);
+        }
+        C_A => upper_a(h, i, sink),
+        C_J => {
+            if sink.on(Det::Jwt) {
+                jwt(h, i, sink);
+            }
+        }
+        C_B => {
+            if sink.on(Det::BearerToken) {
+                bearer(h, i, sink);
+            }
+        }
+        _ => {
+            if !folded && super::normalize::fold_at(b, i).is_some() {
+                return Err(NeedsFold);
+            }
         }
     }
-    None
+    Ok(i + 1)
 }
 
 /// Whether `b` contains byte `x` or byte `y`, sixteen bytes at a time (a `str` search for two
@@ -532,20 +558,22 @@ fn label_before(b: &[u8], g: usize, words: &[&[u8]]) -> bool {
 #[inline(never)]
 fn numeric(h: Hay<'_>, g: usize, sink: &mut Sink) -> usize {
     let b = h.b;
-    if sink.on(Det::Iban) && g >= 2 && b[g - 1].is_ascii_alphabetic() {
+    if sink.on(Det::Iban) && g >= 2 && b[g - 1].is_ascii_alphabetic() && b[g - 2].is_ascii_alphabetic() {
         iban(h, g, sink);
     }
     // The shape of this digit group decides which detectors could match at all: most numbers
     // in prose and code ("42,", "2024.", "x = 3") need none. Each condition below is necessary
     // for its detector to report a match or a wait.
-    let mut e = g;
-    while e < b.len() && e - g < 20 && b[e].is_ascii_digit() {
-        e += 1;
-    }
+    let e = digit_run(b, g, 20);
     let all = e == b.len() && !h.fin;
     let l = e - g;
     let next = b.get(e).copied();
     let sep = matches!(next, Some(b' ' | b'-'));
+    // Whether byte `k` is a digit, or the text ends before it and more may follow.
+    let digit_or_more = |k: usize| match b.get(k) {
+        Some(c) => c.is_ascii_digit(),
+        None => !h.fin,
+    };
     if sink.on(Det::CreditCard) && (all || l >= 13 || ((4..=6).contains(&l) && sep)) {
         card(h, g, sink);
     }
@@ -554,18 +582,57 @@ fn numeric(h: Hay<'_>, g: usize, sink: &mut Sink) -> usize {
     }
     // A national phone number's first group is an area code (3 digits in North America, 2 to 5
     // starting with 0 in Europe) or the trunk prefix 1; otherwise it follows "+" or "(", or is
-    // an unseparated number after a label.
+    // an unseparated number after a label. A first group alone is too short: a second group
+    // starts after one to three separators.
     let first_ok = l == 3 || (l == 1 && b[g] == b'1') || ((2..=5).contains(&l) && b[g] == b'0');
     if sink.on(Det::Phone)
         && (all
             || matches!(prev(b, g), Some(b'+' | b'('))
-            || (first_ok && matches!(next, Some(b' ' | b'-' | b'.' | b'/' | b'(' | b')')))
+            || (first_ok
+                && matches!(next, Some(b' ' | b'-' | b'.' | b'/' | b'(' | b')'))
+                && (digit_or_more(e + 1) || digit_or_more(e + 2) || digit_or_more(e + 3)))
             || (10..=11).contains(&l))
     {
         phone(h, g, sink);
     }
-    if sink.on(Det::Ipv4) && (all || ((1..=3).contains(&l) && next == Some(b'.'))) {
+    // A first octet: not glued to a word or to a previous number, a dot and another octet next.
+    if sink.on(Det::Ipv4)
+        && (all
+            || ((1..=3).contains(&l)
+                && next == Some(b'.')
+                && digit_or_more(e + 1)
+                && !matches!(prev(b, g), Some(p) if is_word(p) || p == b'.')
+                && !(prev(b, g) == Some(b'-') && is_alnum(prev(b, g - 1)))))
+    {
         ipv4(h, g, sink);
+    }
+    e
+}
+
+/// The end of the run of ASCII digits at `g`, looking at no more than `max` of them. Eight
+/// bytes at a time where the text has them: the end of a number is as unpredictable as its
+/// length, and one branch per digit mispredicts on every number.
+#[inline]
+fn digit_run(b: &[u8], g: usize, max: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut e = g;
+    while let Some(w) = b.get(e..e + 8) {
+        let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        // Per byte, with the top bit set aside: at least '0', and at least ':'.
+        let low = (v & !HI) | HI;
+        let ge0 = low.wrapping_sub(LO * 0x30);
+        let ge_colon = low.wrapping_sub(LO * 0x3A);
+        // A digit: top bit clear, >= '0', < ':'.
+        let digit = ge0 & !ge_colon & !v & HI;
+        let n = (!digit & HI).trailing_zeros() as usize / 8;
+        e += n;
+        if n < 8 || e - g >= max {
+            return e.min(g.saturating_add(max));
+        }
+    }
+    while e < b.len() && e - g < max && b[e].is_ascii_digit() {
+        e += 1;
     }
     e
 }
@@ -794,6 +861,10 @@ fn phone_at(h: Hay<'_>, s: usize, g: usize, sink: &mut Sink) {
         if right_ok && !open && phone_shape(intl, &digits[..nd], &glens[..ng], || label_before(b, s, PHONE_LABELS)) {
             best = Some(j);
         }
+        // No longer national number has these groups ("1 2 3 4 ..." is a list, not a phone).
+        if !intl && !national_groups_ok(&glens[..ng]) {
+            break;
+        }
         // A separator of one to three characters from " -./()", then more digits.
         let mut k = j;
         let mut spaces = 0;
@@ -829,6 +900,26 @@ fn phone_at(h: Hay<'_>, s: usize, g: usize, sink: &mut Sink) {
     }
 }
 
+/// Whether national group lengths `g` are those of some number [`phone_shape`] accepts, or
+/// could become them with more groups: a prefix of `3 3 4`, `1 3 3 4` or `2 2 2 2 2`, or an
+/// area code of 3 to 5 digits followed by groups of at least 3, 12 digits at most.
+fn national_groups_ok(g: &[u8]) -> bool {
+    let prefix_of = |shape: &[u8]| g.len() <= shape.len() && groups_eq(g, &shape[..g.len()]);
+    prefix_of(&[3, 3, 4])
+        || prefix_of(&[1, 3, 3, 4])
+        || prefix_of(&[2, 2, 2, 2, 2])
+        || (g.first().is_some_and(|f| (3..=5).contains(f))
+            && g.iter().skip(1).all(|&x| x >= 3)
+            && g.iter().map(|&x| usize::from(x)).sum::<usize>() <= 12)
+}
+
+/// `g == shape`, element by element: a slice comparison calls `memcmp`, which costs more than
+/// these few bytes.
+#[inline]
+fn groups_eq(g: &[u8], shape: &[u8]) -> bool {
+    g.len() == shape.len() && g.iter().zip(shape).all(|(a, b)| a == b)
+}
+
 const PHONE_LABELS: &[&[u8]] =
     &[b"phone", b"tel", b"telephone", b"mobile", b"cell", b"call", b"fax", b"ph", b"whatsapp"];
 
@@ -851,15 +942,15 @@ fn phone_shape(intl: bool, d: &[u8], g: &[u8], label: impl Fn() -> bool) -> bool
             || ((10..=11).contains(&n) && d[0] == b'0' && d[1] != b'0'))
             && label();
     }
-    if nanp(d) && g == [3, 3, 4] {
+    if nanp(d) && groups_eq(g, &[3, 3, 4]) {
         return true;
     }
-    if n == 11 && d[0] == b'1' && nanp(&d[1..]) && g == [1, 3, 3, 4] {
+    if n == 11 && d[0] == b'1' && nanp(&d[1..]) && groups_eq(g, &[1, 3, 3, 4]) {
         return true;
     }
     if d.first() == Some(&b'0') && d.get(1).is_some_and(|&c| c != b'0') {
         // France: 0X XX XX XX XX.
-        if n == 10 && g == [2, 2, 2, 2, 2] {
+        if n == 10 && groups_eq(g, &[2, 2, 2, 2, 2]) {
             return true;
         }
         // UK (11 digits) and Germany (10 to 12): an area code of 3 to 5 digits, then the rest.
