@@ -305,6 +305,21 @@ static ANCHOR: [u8; 256] = {
     t
 };
 
+/// `ANCHOR_AT[k][c]`: bit `k` set when `c` is an anchor byte.
+static ANCHOR_AT: [[u8; 256]; 8] = {
+    let mut t = [[0u8; 256]; 8];
+    let mut k = 0;
+    while k < 8 {
+        let mut x = 0usize;
+        while x < 256 {
+            t[k][x] = ANCHOR[x] << k;
+            x += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
 /// The scanner met a character that must be folded first; rescan the folded text.
 #[derive(Debug)]
 pub(crate) struct NeedsFold;
@@ -352,10 +367,27 @@ fn mask_from(k: usize) -> u64 {
 #[inline(always)]
 fn anchors(w: &[u8]) -> u64 {
     let mut m = 0u64;
-    for (k, &c) in w[..WIN].iter().enumerate() {
-        m |= u64::from(ANCHOR[c as usize]) << k;
+    for (k, e) in w[..WIN].chunks_exact(8).enumerate() {
+        m |= anchors8(e) << (8 * k);
     }
     m
+}
+
+/// [`anchors`] of eight bytes: byte `k` looks up its bit in its own table, so the eight bits
+/// come together with ORs alone.
+#[inline(always)]
+fn anchors8(e: &[u8]) -> u64 {
+    let t = &ANCHOR_AT;
+    u64::from(
+        t[0][e[0] as usize]
+            | t[1][e[1] as usize]
+            | t[2][e[2] as usize]
+            | t[3][e[3] as usize]
+            | t[4][e[4] as usize]
+            | t[5][e[5] as usize]
+            | t[6][e[6] as usize]
+            | t[7][e[7] as usize],
+    )
 }
 
 /// [`anchors`] for the last, shorter window.
@@ -562,52 +594,135 @@ fn numeric(h: Hay<'_>, g: usize, sink: &mut Sink) -> usize {
         iban(h, g, sink);
     }
     // The shape of this digit group decides which detectors could match at all: most numbers
-    // in prose and code ("42,", "2024.", "x = 3") need none. Each condition below is necessary
-    // for its detector to report a match or a wait.
+    // in prose and code ("42,", "2024.", "x = 3") need none, and one table lookup says so.
     let e = digit_run(b, g, 20);
-    let all = e == b.len() && !h.fin;
     let l = e - g;
-    let next = b.get(e).copied();
-    let sep = matches!(next, Some(b' ' | b'-'));
+    let mut want = match b.get(e) {
+        Some(&next) => NUM_SHAPE[num_shape_index(l, NEXT_CLASS[next as usize], b[g])],
+        None if h.fin => NUM_SHAPE[num_shape_index(l, NC_END, b[g])],
+        // The group may still grow: anything may follow.
+        None => N_CARD | N_SSN | N_PHONE | N_IPV4,
+    };
+    let p = prev(b, g);
+    if matches!(p, Some(b'+' | b'(')) {
+        want |= N_PHONE;
+    }
+    if want == 0 {
+        return e;
+    }
     // Whether byte `k` is a digit, or the text ends before it and more may follow.
     let digit_or_more = |k: usize| match b.get(k) {
         Some(c) => c.is_ascii_digit(),
         None => !h.fin,
     };
-    if sink.on(Det::CreditCard) && (all || l >= 13 || ((4..=6).contains(&l) && sep)) {
+    if want & N_CARD != 0 && sink.on(Det::CreditCard) {
         card(h, g, sink);
     }
-    if sink.on(Det::UsSsn) && (all || l == 9 || (l == 3 && sep)) {
+    if want & N_SSN != 0 && sink.on(Det::UsSsn) {
         ssn(h, g, sink);
     }
-    // A national phone number's first group is an area code (3 digits in North America, 2 to 5
-    // starting with 0 in Europe) or the trunk prefix 1; otherwise it follows "+" or "(", or is
-    // an unseparated number after a label. A first group alone is too short: a second group
-    // starts after one to three separators.
-    let first_ok = l == 3 || (l == 1 && b[g] == b'1') || ((2..=5).contains(&l) && b[g] == b'0');
-    if sink.on(Det::Phone)
-        && (all
-            || matches!(prev(b, g), Some(b'+' | b'('))
-            || (first_ok
-                && matches!(next, Some(b' ' | b'-' | b'.' | b'/' | b'(' | b')'))
-                && (digit_or_more(e + 1) || digit_or_more(e + 2) || digit_or_more(e + 3)))
-            || (10..=11).contains(&l))
-    {
+    // A first group alone is too short for a separated phone number: a second group starts
+    // after one to three separators.
+    let phone_sep = want & N_PHONE_SEP != 0 && (digit_or_more(e + 1) || digit_or_more(e + 2) || digit_or_more(e + 3));
+    if (want & N_PHONE != 0 || phone_sep) && sink.on(Det::Phone) {
         phone(h, g, sink);
     }
-    // A first octet: not glued to a word or to a previous number, a dot and another octet next.
-    if sink.on(Det::Ipv4)
-        && (all
-            || ((1..=3).contains(&l)
-                && next == Some(b'.')
-                && digit_or_more(e + 1)
-                && !matches!(prev(b, g), Some(p) if is_word(p) || p == b'.')
-                && !(prev(b, g) == Some(b'-') && is_alnum(prev(b, g - 1)))))
+    // A first octet: not glued to a word or to a previous number, and another octet after the
+    // dot (`ipv4` itself rejects the same left edges before reading anything).
+    if want & N_IPV4 != 0
+        && sink.on(Det::Ipv4)
+        && digit_or_more(e + 1)
+        && !matches!(p, Some(c) if is_word(c) || c == b'.')
+        && !(p == Some(b'-') && is_alnum(prev(b, g - 1)))
     {
         ipv4(h, g, sink);
     }
     e
 }
+
+/// Bits of [`NUM_SHAPE`]: which number detectors a digit group of that shape may start.
+const N_CARD: u8 = 1;
+const N_SSN: u8 = 2;
+/// Phone numbers that need no separator: 10 or 11 digits after a label.
+const N_PHONE: u8 = 4;
+/// Phone numbers whose first group this is (an area code, a trunk `1`), if a group follows.
+const N_PHONE_SEP: u8 = 8;
+/// IPv4 addresses whose first octet this is, if an octet follows.
+const N_IPV4: u8 = 16;
+
+/// Classes of the byte after a digit group: other, ` `, `-`, `.`, `/`, `(`, `)`, and the end
+/// of the whole text.
+static NEXT_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b' ' as usize] = 1;
+    t[b'-' as usize] = 2;
+    t[b'.' as usize] = 3;
+    t[b'/' as usize] = 4;
+    t[b'(' as usize] = 5;
+    t[b')' as usize] = 6;
+    t
+};
+const NC_END: u8 = 7;
+
+/// Index into [`NUM_SHAPE`]: group length (1 to 20), class of the next byte, first digit (`0`,
+/// `1`, other).
+#[inline(always)]
+const fn num_shape_index(l: usize, next: u8, first: u8) -> usize {
+    let f = match first {
+        b'0' => 0,
+        b'1' => 1,
+        _ => 2,
+    };
+    (l * 8 + next as usize) * 3 + f
+}
+
+/// For each shape of a digit group, the number detectors that may start there. Each condition
+/// is necessary for its detector to report a match or a wait:
+///
+/// - a card number is one group of 13 to 19 digits, or groups of 4 to 6 separated by spaces or
+///   dashes;
+/// - an SSN is 9 digits, or 3 then a space or dash;
+/// - a national phone number's first group is an area code (3 digits in North America, 2 to 5
+///   starting with 0 in Europe) or the trunk prefix 1, before a separator; or it is one
+///   unseparated group of 10 or 11 digits after a label (a `+` or `(` before the group is
+///   checked apart);
+/// - an IPv4 address starts with 1 to 3 digits and a dot.
+static NUM_SHAPE: [u8; 21 * 8 * 3] = {
+    let mut t = [0u8; 21 * 8 * 3];
+    let mut l = 1;
+    while l <= 20 {
+        let mut nc = 0;
+        while nc < 8 {
+            let mut k = 0;
+            while k < 3 {
+                let first = [b'0', b'1', b'2'][k];
+                let sep = nc == 1 || nc == 2;
+                let mut v = 0;
+                if l >= 13 || (l >= 4 && l <= 6 && sep) {
+                    v |= N_CARD;
+                }
+                if l == 9 || (l == 3 && sep) {
+                    v |= N_SSN;
+                }
+                if l == 10 || l == 11 {
+                    v |= N_PHONE;
+                }
+                let first_ok = l == 3 || (l == 1 && first == b'1') || (l >= 2 && l <= 5 && first == b'0');
+                if first_ok && nc >= 1 && nc <= 6 {
+                    v |= N_PHONE_SEP;
+                }
+                if l <= 3 && nc == 3 {
+                    v |= N_IPV4;
+                }
+                t[num_shape_index(l, nc as u8, first)] = v;
+                k += 1;
+            }
+            nc += 1;
+        }
+        l += 1;
+    }
+    t
+};
 
 /// The end of the run of ASCII digits at `g`, looking at no more than `max` of them. Eight
 /// bytes at a time where the text has them: the end of a number is as unpredictable as its
