@@ -1411,6 +1411,19 @@ fn ends_with_kw(id: &[u8], kw: &[u8]) -> bool {
         || (id[p].is_ascii_uppercase() && (before.is_ascii_lowercase() || before.is_ascii_digit()))
 }
 
+/// The last letters of the labels [`classify`] knows, in either case.
+static LABEL_LAST: [bool; 256] = {
+    let mut t = [false; 256];
+    let letters = *b"detslny";
+    let mut k = 0;
+    while k < letters.len() {
+        t[letters[k] as usize] = true;
+        t[letters[k].to_ascii_uppercase() as usize] = true;
+        k += 1;
+    }
+    t
+};
+
 fn classify(id: &[u8]) -> Option<Label> {
     let any = |ks: &[&[u8]]| ks.iter().any(|k| ends_with_kw(id, k));
     // Dispatch on the last letter: most identifiers are ruled out at once.
@@ -1495,6 +1508,11 @@ fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
         skipped += 1;
     }
     let id_end = k;
+    // [`classify`] knows every label by its last letter, which most words before a `:` or `=`
+    // do not end in: no need to read them back.
+    if id_end == 0 || !LABEL_LAST[b[id_end - 1] as usize] {
+        return;
+    }
     while k > 0 && (b[k - 1].is_ascii_alphanumeric() || matches!(b[k - 1], b'_' | b'-' | b'.')) {
         k -= 1;
         if id_end - k > 64 {
@@ -1733,7 +1751,8 @@ fn dash(h: Hay<'_>, i: usize, sink: &mut Sink) {
             return;
         }
     }
-    if k == i || !starts_word(b, k) || prev(b, k) == Some(b'-') {
+    // Every prefix below starts with `s`, `g` or `x`.
+    if k == i || !matches!(b[k] | 0x20, b's' | b'g' | b'x') || !starts_word(b, k) || prev(b, k) == Some(b'-') {
         return;
     }
     let w = &b[k..i];
