@@ -1411,18 +1411,22 @@ fn ends_with_kw(id: &[u8], kw: &[u8]) -> bool {
         || (id[p].is_ascii_uppercase() && (before.is_ascii_lowercase() || before.is_ascii_digit()))
 }
 
-/// The last letters of the labels [`classify`] knows, in either case.
-static LABEL_LAST: [bool; 256] = {
-    let mut t = [false; 256];
-    let letters = *b"detslny";
-    let mut k = 0;
-    while k < letters.len() {
-        t[letters[k] as usize] = true;
-        t[letters[k].to_ascii_uppercase() as usize] = true;
-        k += 1;
-    }
-    t
-};
+/// Whether an identifier whose last two bytes are `y` and `z` (in either case) may end with a
+/// label [`classify`] knows: `password`, `passwd`, `pwd`, `passphrase`, `secret`, `pass`,
+/// `credential(s)`, `authorization`, `token`, and every `...key`.
+#[inline]
+fn label_tail(y: u8, z: u8) -> bool {
+    matches!(
+        (y.to_ascii_lowercase(), z.to_ascii_lowercase()),
+        (b'r' | b'w', b'd')
+            | (b's', b'e')
+            | (b'e', b't')
+            | (b's' | b'l', b's')
+            | (b'a', b'l')
+            | (b'o' | b'e', b'n')
+            | (b'e', b'y')
+    )
+}
 
 fn classify(id: &[u8]) -> Option<Label> {
     let any = |ks: &[&[u8]]| ks.iter().any(|k| ends_with_kw(id, k));
@@ -1510,7 +1514,7 @@ fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let id_end = k;
     // [`classify`] knows every label by its last letter, which most words before a `:` or `=`
     // do not end in: no need to read them back.
-    if id_end == 0 || !LABEL_LAST[b[id_end - 1] as usize] {
+    if id_end < 2 || !label_tail(b[id_end - 2], b[id_end - 1]) {
         return;
     }
     while k > 0 && (b[k - 1].is_ascii_alphanumeric() || matches!(b[k - 1], b'_' | b'-' | b'.')) {
