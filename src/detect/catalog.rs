@@ -587,14 +587,12 @@ fn label_before(b: &[u8], g: usize, words: &[&[u8]]) -> bool {
 // Numbers: credit cards, SSNs, phones, IBANs, IPv4. `g` is the first digit of a digit group.
 
 /// Runs the number detectors on the digit group starting at `g`; returns where the group ends.
-#[inline(never)]
+/// Inlined into the scan loop: most groups need no detector, and one table lookup says so.
+#[inline(always)]
 fn numeric(h: Hay<'_>, g: usize, sink: &mut Sink) -> usize {
     let b = h.b;
-    if sink.on(Det::Iban) && g >= 2 && b[g - 1].is_ascii_alphabetic() && b[g - 2].is_ascii_alphabetic() {
-        iban(h, g, sink);
-    }
     // The shape of this digit group decides which detectors could match at all: most numbers
-    // in prose and code ("42,", "2024.", "x = 3") need none, and one table lookup says so.
+    // in prose and code ("42,", "2024.", "x = 3") need none.
     let e = digit_run(b, g, 20);
     let l = e - g;
     let mut want = match b.get(e) {
@@ -603,12 +601,25 @@ fn numeric(h: Hay<'_>, g: usize, sink: &mut Sink) -> usize {
         // The group may still grow: anything may follow.
         None => N_CARD | N_SSN | N_PHONE | N_IPV4,
     };
-    let p = prev(b, g);
-    if matches!(p, Some(b'+' | b'(')) {
+    if matches!(prev(b, g), Some(b'+' | b'(')) {
         want |= N_PHONE;
     }
-    if want == 0 {
-        return e;
+    // An IBAN's check digits follow its two-letter country code.
+    if g >= 2 && b[g - 1].is_ascii_alphabetic() && b[g - 2].is_ascii_alphabetic() {
+        want |= N_IBAN;
+    }
+    if want != 0 {
+        numbers(h, g, e, want, sink);
+    }
+    e
+}
+
+/// The number detectors `want` lets through, on the digit group `g..e`.
+#[inline(never)]
+fn numbers(h: Hay<'_>, g: usize, e: usize, want: u8, sink: &mut Sink) {
+    let b = h.b;
+    if want & N_IBAN != 0 && sink.on(Det::Iban) {
+        iban(h, g, sink);
     }
     // Whether byte `k` is a digit, or the text ends before it and more may follow.
     let digit_or_more = |k: usize| match b.get(k) {
@@ -629,6 +640,7 @@ fn numeric(h: Hay<'_>, g: usize, sink: &mut Sink) -> usize {
     }
     // A first octet: not glued to a word or to a previous number, and another octet after the
     // dot (`ipv4` itself rejects the same left edges before reading anything).
+    let p = prev(b, g);
     if want & N_IPV4 != 0
         && sink.on(Det::Ipv4)
         && digit_or_more(e + 1)
@@ -637,7 +649,6 @@ fn numeric(h: Hay<'_>, g: usize, sink: &mut Sink) -> usize {
     {
         ipv4(h, g, sink);
     }
-    e
 }
 
 /// Bits of [`NUM_SHAPE`]: which number detectors a digit group of that shape may start.
@@ -649,6 +660,8 @@ const N_PHONE: u8 = 4;
 const N_PHONE_SEP: u8 = 8;
 /// IPv4 addresses whose first octet this is, if an octet follows.
 const N_IPV4: u8 = 16;
+/// IBANs (set apart from the table: two letters before the group).
+const N_IBAN: u8 = 32;
 
 /// Classes of the byte after a digit group: other, ` `, `-`, `.`, `/`, `(`, `)`, and the end
 /// of the whole text.
@@ -1747,7 +1760,12 @@ fn dash(h: Hay<'_>, i: usize, sink: &mut Sink) {
     if sink.on(Det::PrivateKey) && prev(b, i) != Some(b'-') {
         pem(h, i, sink);
     }
-    // The alphanumeric word before the dash: a token prefix?
+    // The alphanumeric word before the dash: a token prefix? Every prefix below ends in one of
+    // these letters (`sk`, `glpat`, `gloas`, `xoxb`, `xapp`, ...): most dashes follow a digit or
+    // another letter.
+    if i == 0 || !matches!(b[i - 1] | 0x20, b'k' | b't' | b's' | b'b' | b'p' | b'a' | b'r' | b'e') {
+        return;
+    }
     let mut k = i;
     while k > 0 && b[k - 1].is_ascii_alphanumeric() {
         k -= 1;
