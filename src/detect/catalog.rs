@@ -413,6 +413,14 @@ fn step(h: Hay<'_>, i: usize, folded: bool, sink: &mut Sink) -> Result<usize, Ne
         // Inside a digit group: nothing starts before its end.
         return Ok(digit_run(b, i, usize::MAX));
     }
+    if c >= 0x80 {
+        // A lead byte of a character that may fold (most are curly quotes and dashes, which
+        // do not).
+        if !folded && super::normalize::fold_at(b, i).is_some() {
+            return Err(NeedsFold);
+        }
+        return Ok(i + 1);
+    }
     match CLASS[c as usize] {
         C_AT => {
             if sink.on(Det::Email) {
@@ -446,11 +454,7 @@ fn step(h: Hay<'_>, i: usize, folded: bool, sink: &mut Sink) -> Result<usize, Ne
                 bearer(h, i, sink);
             }
         }
-        _ => {
-            if !folded && super::normalize::fold_at(b, i).is_some() {
-                return Err(NeedsFold);
-            }
-        }
+        _ => {}
     }
     Ok(i + 1)
 }
