@@ -1509,12 +1509,11 @@ fn placeholder(v: &[u8]) -> bool {
         && !v.iter().all(|&c| c.is_ascii_digit() || c == b'_')
 }
 
-#[inline(never)]
+/// A label and its value around the `:` or `=` at `i`: `password = value`, `"api_key": "value"`,
+/// `AWS_SECRET_ACCESS_KEY=...`. Inlined up to the test of the last two letters of the word
+/// before, which rejects most.
+#[inline(always)]
 fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
-    let (pw, aws) = (sink.on(Det::PasswordAssignment), sink.on(Det::AwsSecretAccessKey));
-    if !pw && !aws && !sink.on(Det::BearerToken) {
-        return;
-    }
     let b = h.b;
     // Back over `"`, `]`, `*`, spaces to the identifier.
     let mut k = i;
@@ -1528,12 +1527,22 @@ fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
         k -= 1;
         skipped += 1;
     }
-    let id_end = k;
-    // [`classify`] knows every label by its last letter, which most words before a `:` or `=`
-    // do not end in: no need to read them back.
-    if id_end < 2 || !label_tail(b[id_end - 2], b[id_end - 1]) {
+    // [`classify`] knows every label by its last two letters, which most words before a `:` or
+    // `=` do not end in: no need to read them back.
+    if k >= 2 && label_tail(b[k - 2], b[k - 1]) {
+        assign_label(h, i, k, sink);
+    }
+}
+
+/// [`assign`] once the identifier before `i` ends at `id_end` in the letters of a label.
+#[inline(never)]
+fn assign_label(h: Hay<'_>, i: usize, id_end: usize, sink: &mut Sink) {
+    let (pw, aws) = (sink.on(Det::PasswordAssignment), sink.on(Det::AwsSecretAccessKey));
+    if !pw && !aws && !sink.on(Det::BearerToken) {
         return;
     }
+    let b = h.b;
+    let mut k = id_end;
     while k > 0 && (b[k - 1].is_ascii_alphanumeric() || matches!(b[k - 1], b'_' | b'-' | b'.')) {
         k -= 1;
         if id_end - k > 64 {
