@@ -429,16 +429,11 @@ fn step(h: Hay<'_>, i: usize, folded: bool, sink: &mut Sink) -> Result<usize, Ne
         return Ok(i + 1);
     }
     match CLASS[c as usize] {
-        C_AT => {
-            if sink.on(Det::Email) {
-                email(h, i, sink);
-            }
-        }
+        C_AT if sink.on(Det::Email) => email(h, i, sink),
         C_COLON => colon(h, i, sink),
-        C_EQ => {
-            if !(b.get(i + 1) == Some(&b'=') || (i > 0 && matches!(b[i - 1], b'=' | b'!' | b'<' | b'>'))) {
-                assign(h, i, sink);
-            }
+        // Not `==`, `!=`, `<=`, `>=`.
+        C_EQ if !(b.get(i + 1) == Some(&b'=') || (i > 0 && matches!(b[i - 1], b'=' | b'!' | b'<' | b'>'))) => {
+            assign(h, i, sink)
         }
         C_UNDER => underscore(h, i, sink),
         C_DASH => {
@@ -451,16 +446,8 @@ fn step(h: Hay<'_>, i: usize, folded: bool, sink: &mut Sink) -> Result<usize, Ne
             return Ok(e);
         }
         C_A => upper_a(h, i, sink),
-        C_J => {
-            if sink.on(Det::Jwt) {
-                jwt(h, i, sink);
-            }
-        }
-        C_B => {
-            if sink.on(Det::BearerToken) {
-                bearer(h, i, sink);
-            }
-        }
+        C_J if sink.on(Det::Jwt) => jwt(h, i, sink),
+        C_B if sink.on(Det::BearerToken) => bearer(h, i, sink),
         _ => {}
     }
     Ok(i + 1)
