@@ -3,10 +3,11 @@
 //!
 //! # Design
 //!
-//! Scanning is one pass over the bytes with a 256-entry class table. Almost every byte of prose
-//! has class 0 and costs one load and one compare. The few *anchor* bytes (digits, `@`, `:`, `=`,
-//! `_`, `-`, `A`, `J`, `b`/`B`, and the lead bytes of characters that [`super::normalize`] folds)
-//! dispatch to the detectors that byte can announce:
+//! Scanning is one pass over the bytes, 64 at a time: per-position tables turn each window into
+//! a bitmask of its *anchor* bytes (digits, `@`, `:`, `=`, `_`, `-`, `A`, `J`, `B`, and the lead
+//! bytes of characters that [`super::normalize`] folds), so a window of plain prose costs a few
+//! instructions per byte and one branch. The scan then visits the set bits, and each anchor
+//! dispatches to the detectors that byte can announce:
 //!
 //! | anchor | detectors |
 //! |---|---|
@@ -19,6 +20,12 @@
 //! | `A` | `aws_access_key_id`, `google_api_key` |
 //! | `J` (of `eyJ`) | `jwt` |
 //! | `B` (of `Bearer`), and `Authorization` labels | `bearer_token` |
+//!
+//! Anchors are common (one byte in eighteen of prose, code and tables), so each handler first
+//! rejects what cannot be its detector's start with a test or two, inlined into the scan loop:
+//! the shape of a digit group (length, next byte, first digit) is one lookup in a table of what
+//! each shape may start, and a `:` or `=` reads the word before it only when that word ends in
+//! the last two letters of a label.
 //!
 //! An anchor is a *candidate*: the prefilter may report false candidates, never miss a true
 //! one. Each validator then reads a bounded window around its anchor and reports one of three
@@ -294,6 +301,32 @@ static CLASS: [u8; 256] = {
     t
 };
 
+/// 1 for anchor bytes (class not 0), else 0.
+static ANCHOR: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut x = 0usize;
+    while x < 256 {
+        t[x] = (CLASS[x] != 0) as u8;
+        x += 1;
+    }
+    t
+};
+
+/// `ANCHOR_AT[k][c]`: bit `k` set when `c` is an anchor byte.
+static ANCHOR_AT: [[u8; 256]; 8] = {
+    let mut t = [[0u8; 256]; 8];
+    let mut k = 0;
+    while k < 8 {
+        let mut x = 0usize;
+        while x < 256 {
+            t[k][x] = ANCHOR[x] << k;
+            x += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
 /// The scanner met a character that must be folded first; rescan the folded text.
 #[derive(Debug)]
 pub(crate) struct NeedsFold;
@@ -303,54 +336,20 @@ pub(crate) struct NeedsFold;
 /// [`super::normalize`] folds, unless `folded` says the text is already folded.
 pub(crate) fn scan(h: Hay<'_>, start: usize, folded: bool, sink: &mut Sink) -> Result<(), NeedsFold> {
     let b = h.b;
+    // `i`: the first byte not yet handled; `w`: the window whose anchors are being visited.
     let mut i = start;
-    while let Some((at, class)) = next_anchor(b, i) {
-        i = at;
-        match class {
-            C_DIGIT => {
-                if i == 0 || !b[i - 1].is_ascii_digit() {
-                    // The rest of the group holds no other group start.
-                    i = numeric(h, i, sink);
-                    continue;
-                }
-            }
-            C_AT => {
-                if sink.on(Det::Email) {
-                    email(h, i, sink);
-                }
-            }
-            C_COLON => colon(h, i, sink),
-            C_EQ => {
-                if !(b.get(i + 1) == Some(&b'=') || (i > 0 && matches!(b[i - 1], b'=' | b'!' | b'<' | b'>'))) {
-                    assign(h, i, sink);
-                }
-            }
-            C_UNDER => underscore(h, i, sink),
-            C_DASH => {
-                dash(h, i, sink);
-                // Inside a run of dashes (a table rule, "-----") no later dash starts anything.
-                while b.get(i + 1) == Some(&b'-') {
-                    i += 1;
-                }
-            }
-            C_A => upper_a(h, i, sink),
-            C_J => {
-                if sink.on(Det::Jwt) {
-                    jwt(h, i, sink);
-                }
-            }
-            C_B => {
-                if sink.on(Det::BearerToken) {
-                    bearer(h, i, sink);
-                }
-            }
-            _ => {
-                if !folded && super::normalize::fold_at(b, i).is_some() {
-                    return Err(NeedsFold);
-                }
-            }
+    let mut w = start;
+    while w < b.len() {
+        let win = &b[w..];
+        let mut m = if win.len() >= WIN { anchors(win) } else { anchors_short(win) };
+        // Anchors before `i` were passed over by the handler of an earlier anchor.
+        m &= mask_from(i.saturating_sub(w));
+        while m != 0 {
+            let at = w + m.trailing_zeros() as usize;
+            i = step(h, at, folded, sink)?;
+            m &= mask_from(i - w);
         }
-        i += 1;
+        w = i.max(w + WIN);
     }
     if !h.fin {
         tail(h, sink);
@@ -358,43 +357,126 @@ pub(crate) fn scan(h: Hay<'_>, start: usize, folded: bool, sink: &mut Sink) -> R
     Ok(())
 }
 
-/// The next anchor at or after `i` and its class. Looks at sixteen bytes at a time: their
-/// classes packed into two `u64`s, so a window of plain text costs one test and an anchor's
-/// position is a `trailing_zeros` away.
+/// Bytes per window of [`scan`]: one bit each in a `u32`.
+const WIN: usize = 64;
+
+/// The bits of window positions `k..`.
 #[inline(always)]
-fn next_anchor(b: &[u8], i: usize) -> Option<(usize, u8)> {
+fn mask_from(k: usize) -> u64 {
+    if k >= WIN {
+        0
+    } else {
+        u64::MAX << k
+    }
+}
+
+/// Which of the first [`WIN`] bytes of `w` are anchors, one bit per byte.
+#[inline(always)]
+fn anchors(w: &[u8]) -> u64 {
+    let mut m = 0u64;
+    for (k, e) in w[..WIN].chunks_exact(8).enumerate() {
+        m |= anchors8(e) << (8 * k);
+    }
+    m
+}
+
+/// [`anchors`] of eight bytes: byte `k` looks up its bit in its own table, so the eight bits
+/// come together with ORs alone.
+#[inline(always)]
+fn anchors8(e: &[u8]) -> u64 {
+    let t = &ANCHOR_AT;
+    u64::from(
+        t[0][e[0] as usize]
+            | t[1][e[1] as usize]
+            | t[2][e[2] as usize]
+            | t[3][e[3] as usize]
+            | t[4][e[4] as usize]
+            | t[5][e[5] as usize]
+            | t[6][e[6] as usize]
+            | t[7][e[7] as usize],
+    )
+}
+
+/// [`anchors`] for the last, shorter window.
+#[inline(never)]
+fn anchors_short(w: &[u8]) -> u64 {
+    let mut m = 0u64;
+    for (k, &c) in w.iter().take(WIN).enumerate() {
+        m |= u64::from(ANCHOR[c as usize]) << k;
+    }
+    m
+}
+
+/// Handles the anchor at `i`; returns the first byte that may still be an anchor of interest.
+#[inline(always)]
+fn step(h: Hay<'_>, i: usize, folded: bool, sink: &mut Sink) -> Result<usize, NeedsFold> {
+    let b = h.b;
+    let c = b[i];
+    if c.is_ascii_digit() {
+        if i == 0 || !b[i - 1].is_ascii_digit() {
+            // The rest of the group holds no other group start.
+            return Ok(numeric(h, i, sink));
+        }
+        // Inside a digit group: nothing starts before its end.
+        return Ok(digit_run(b, i, usize::MAX));
+    }
+    if c >= 0x80 {
+        // A lead byte of a character that may fold (most are curly quotes and dashes, which
+        // do not).
+        if !folded && super::normalize::fold_at(b, i).is_some() {
+            return Err(NeedsFold);
+        }
+        return Ok(i + 1);
+    }
+    match CLASS[c as usize] {
+        C_AT if sink.on(Det::Email) => email(h, i, sink),
+        C_COLON => colon(h, i, sink),
+        // Not `==`, `!=`, `<=`, `>=`.
+        C_EQ if !(b.get(i + 1) == Some(&b'=') || (i > 0 && matches!(b[i - 1], b'=' | b'!' | b'<' | b'>'))) => {
+            assign(h, i, sink)
+        }
+        C_UNDER => underscore(h, i, sink),
+        C_DASH => {
+            dash(h, i, sink);
+            // Inside a run of dashes (a table rule, "-----") no later dash starts anything.
+            let mut e = i + 1;
+            while b.get(e) == Some(&b'-') {
+                e += 1;
+            }
+            return Ok(e);
+        }
+        C_A => upper_a(h, i, sink),
+        C_J if sink.on(Det::Jwt) => jwt(h, i, sink),
+        C_B if sink.on(Det::BearerToken) => bearer(h, i, sink),
+        _ => {}
+    }
+    Ok(i + 1)
+}
+
+/// Whether `b` contains byte `x` or byte `y`, sixteen bytes at a time (a `str` search for two
+/// `char`s decodes every character; this runs at memory speed on native and wasm alike).
+pub(crate) fn contains2(b: &[u8], x: u8, y: u8) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
     #[inline(always)]
-    fn pack(w: &[u8]) -> u64 {
-        u64::from_le_bytes([
-            CLASS[w[0] as usize],
-            CLASS[w[1] as usize],
-            CLASS[w[2] as usize],
-            CLASS[w[3] as usize],
-            CLASS[w[4] as usize],
-            CLASS[w[5] as usize],
-            CLASS[w[6] as usize],
-            CLASS[w[7] as usize],
-        ])
+    fn word(w: &[u8]) -> u64 {
+        u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])
     }
-    let rest = b.get(i..)?;
-    let mut off = 0;
-    let mut windows = rest.chunks_exact(16);
-    for w in &mut windows {
-        let (lo, hi) = (pack(&w[..8]), pack(&w[8..]));
-        if lo | hi != 0 {
-            let (m, base) = if lo != 0 { (lo, 0) } else { (hi, 8) };
-            let bit = m.trailing_zeros() & !7;
-            return Some((i + off + base + (bit / 8) as usize, (m >> bit) as u8));
-        }
-        off += 16;
+    // A byte of `v` is zero exactly when the expression has its high bit (as a whole: some byte
+    // of `v` is zero iff the result is not 0).
+    #[inline(always)]
+    fn zero(v: u64) -> u64 {
+        v.wrapping_sub(LO) & !v & HI
     }
-    for (k, &c) in windows.remainder().iter().enumerate() {
-        let class = CLASS[c as usize];
-        if class != 0 {
-            return Some((i + off + k, class));
+    let (rx, ry) = (LO * u64::from(x), LO * u64::from(y));
+    let mut chunks = b.chunks_exact(16);
+    for c in &mut chunks {
+        let (a, d) = (word(&c[..8]), word(&c[8..]));
+        if zero(a ^ rx) | zero(a ^ ry) | zero(d ^ rx) | zero(d ^ ry) != 0 {
+            return true;
         }
     }
-    None
+    chunks.remainder().iter().any(|&c| c == x || c == y)
 }
 
 /// The pre-anchor holdback: a match whose anchor has not arrived yet can only start in the
@@ -503,43 +585,180 @@ fn label_before(b: &[u8], g: usize, words: &[&[u8]]) -> bool {
 // Numbers: credit cards, SSNs, phones, IBANs, IPv4. `g` is the first digit of a digit group.
 
 /// Runs the number detectors on the digit group starting at `g`; returns where the group ends.
-#[inline(never)]
+/// Inlined into the scan loop: most groups need no detector, and one table lookup says so.
+#[inline(always)]
 fn numeric(h: Hay<'_>, g: usize, sink: &mut Sink) -> usize {
     let b = h.b;
-    if sink.on(Det::Iban) && g >= 2 && b[g - 1].is_ascii_alphabetic() {
+    // The shape of this digit group decides which detectors could match at all: most numbers
+    // in prose and code ("42,", "2024.", "x = 3") need none.
+    let e = digit_run(b, g, 20);
+    let l = e - g;
+    let mut want = match b.get(e) {
+        Some(&next) => NUM_SHAPE[num_shape_index(l, NEXT_CLASS[next as usize], b[g])],
+        None if h.fin => NUM_SHAPE[num_shape_index(l, NC_END, b[g])],
+        // The group may still grow: anything may follow.
+        None => N_CARD | N_SSN | N_PHONE | N_IPV4,
+    };
+    if matches!(prev(b, g), Some(b'+' | b'(')) {
+        want |= N_PHONE;
+    }
+    // An IBAN's check digits follow its two-letter country code.
+    if g >= 2 && b[g - 1].is_ascii_alphabetic() && b[g - 2].is_ascii_alphabetic() {
+        want |= N_IBAN;
+    }
+    if want != 0 {
+        numbers(h, g, e, want, sink);
+    }
+    e
+}
+
+/// The number detectors `want` lets through, on the digit group `g..e`.
+#[inline(never)]
+fn numbers(h: Hay<'_>, g: usize, e: usize, want: u8, sink: &mut Sink) {
+    let b = h.b;
+    if want & N_IBAN != 0 && sink.on(Det::Iban) {
         iban(h, g, sink);
     }
-    // The shape of this digit group decides which detectors could match at all: most numbers
-    // in prose and code ("42,", "2024.", "x = 3") need none. Each condition below is necessary
-    // for its detector to report a match or a wait.
-    let mut e = g;
-    while e < b.len() && e - g < 20 && b[e].is_ascii_digit() {
-        e += 1;
-    }
-    let all = e == b.len() && !h.fin;
-    let l = e - g;
-    let next = b.get(e).copied();
-    let sep = matches!(next, Some(b' ' | b'-'));
-    if sink.on(Det::CreditCard) && (all || l >= 13 || ((4..=6).contains(&l) && sep)) {
+    // Whether byte `k` is a digit, or the text ends before it and more may follow.
+    let digit_or_more = |k: usize| match b.get(k) {
+        Some(c) => c.is_ascii_digit(),
+        None => !h.fin,
+    };
+    if want & N_CARD != 0 && sink.on(Det::CreditCard) {
         card(h, g, sink);
     }
-    if sink.on(Det::UsSsn) && (all || l == 9 || (l == 3 && sep)) {
+    if want & N_SSN != 0 && sink.on(Det::UsSsn) {
         ssn(h, g, sink);
     }
-    // A national phone number's first group is an area code (3 digits in North America, 2 to 5
-    // starting with 0 in Europe) or the trunk prefix 1; otherwise it follows "+" or "(", or is
-    // an unseparated number after a label.
-    let first_ok = l == 3 || (l == 1 && b[g] == b'1') || ((2..=5).contains(&l) && b[g] == b'0');
-    if sink.on(Det::Phone)
-        && (all
-            || matches!(prev(b, g), Some(b'+' | b'('))
-            || (first_ok && matches!(next, Some(b' ' | b'-' | b'.' | b'/' | b'(' | b')')))
-            || (10..=11).contains(&l))
-    {
+    // A first group alone is too short for a separated phone number: a second group starts
+    // after one to three separators.
+    let phone_sep = want & N_PHONE_SEP != 0 && (digit_or_more(e + 1) || digit_or_more(e + 2) || digit_or_more(e + 3));
+    if (want & N_PHONE != 0 || phone_sep) && sink.on(Det::Phone) {
         phone(h, g, sink);
     }
-    if sink.on(Det::Ipv4) && (all || ((1..=3).contains(&l) && next == Some(b'.'))) {
+    // A first octet: not glued to a word or to a previous number, and another octet after the
+    // dot (`ipv4` itself rejects the same left edges before reading anything).
+    let p = prev(b, g);
+    if want & N_IPV4 != 0
+        && sink.on(Det::Ipv4)
+        && digit_or_more(e + 1)
+        && !matches!(p, Some(c) if is_word(c) || c == b'.')
+        && !(p == Some(b'-') && is_alnum(prev(b, g - 1)))
+    {
         ipv4(h, g, sink);
+    }
+}
+
+/// Bits of [`NUM_SHAPE`]: which number detectors a digit group of that shape may start.
+const N_CARD: u8 = 1;
+const N_SSN: u8 = 2;
+/// Phone numbers that need no separator: 10 or 11 digits after a label.
+const N_PHONE: u8 = 4;
+/// Phone numbers whose first group this is (an area code, a trunk `1`), if a group follows.
+const N_PHONE_SEP: u8 = 8;
+/// IPv4 addresses whose first octet this is, if an octet follows.
+const N_IPV4: u8 = 16;
+/// IBANs (set apart from the table: two letters before the group).
+const N_IBAN: u8 = 32;
+
+/// Classes of the byte after a digit group: other, ` `, `-`, `.`, `/`, `(`, `)`, and the end
+/// of the whole text.
+static NEXT_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b' ' as usize] = 1;
+    t[b'-' as usize] = 2;
+    t[b'.' as usize] = 3;
+    t[b'/' as usize] = 4;
+    t[b'(' as usize] = 5;
+    t[b')' as usize] = 6;
+    t
+};
+const NC_END: u8 = 7;
+
+/// Index into [`NUM_SHAPE`]: group length (1 to 20), class of the next byte, first digit (`0`,
+/// `1`, other).
+#[inline(always)]
+const fn num_shape_index(l: usize, next: u8, first: u8) -> usize {
+    let f = match first {
+        b'0' => 0,
+        b'1' => 1,
+        _ => 2,
+    };
+    (l * 8 + next as usize) * 3 + f
+}
+
+/// For each shape of a digit group, the number detectors that may start there. Each condition
+/// is necessary for its detector to report a match or a wait:
+///
+/// - a card number is one group of 13 to 19 digits, or groups of 4 to 6 separated by spaces or
+///   dashes;
+/// - an SSN is 9 digits, or 3 then a space or dash;
+/// - a national phone number's first group is an area code (3 digits in North America, 2 to 5
+///   starting with 0 in Europe) or the trunk prefix 1, before a separator; or it is one
+///   unseparated group of 10 or 11 digits after a label (a `+` or `(` before the group is
+///   checked apart);
+/// - an IPv4 address starts with 1 to 3 digits and a dot.
+static NUM_SHAPE: [u8; 21 * 8 * 3] = {
+    let mut t = [0u8; 21 * 8 * 3];
+    let mut l = 1;
+    while l <= 20 {
+        let mut nc = 0;
+        while nc < 8 {
+            let mut k = 0;
+            while k < 3 {
+                let first = [b'0', b'1', b'2'][k];
+                let sep = nc == 1 || nc == 2;
+                let mut v = 0;
+                if l >= 13 || (l >= 4 && l <= 6 && sep) {
+                    v |= N_CARD;
+                }
+                if l == 9 || (l == 3 && sep) {
+                    v |= N_SSN;
+                }
+                if l == 10 || l == 11 {
+                    v |= N_PHONE;
+                }
+                let first_ok = l == 3 || (l == 1 && first == b'1') || (l >= 2 && l <= 5 && first == b'0');
+                if first_ok && nc >= 1 && nc <= 6 {
+                    v |= N_PHONE_SEP;
+                }
+                if l <= 3 && nc == 3 {
+                    v |= N_IPV4;
+                }
+                t[num_shape_index(l, nc as u8, first)] = v;
+                k += 1;
+            }
+            nc += 1;
+        }
+        l += 1;
+    }
+    t
+};
+
+/// The end of the run of ASCII digits at `g`, looking at no more than `max` of them. Eight
+/// bytes at a time where the text has them: the end of a number is as unpredictable as its
+/// length, and one branch per digit mispredicts on every number.
+#[inline]
+fn digit_run(b: &[u8], g: usize, max: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut e = g;
+    while let Some(w) = b.get(e..e + 8) {
+        let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        // Per byte, with the top bit set aside: at least '0', and at least ':'.
+        let low = (v & !HI) | HI;
+        let ge0 = low.wrapping_sub(LO * 0x30);
+        let ge_colon = low.wrapping_sub(LO * 0x3A);
+        // A digit: top bit clear, >= '0', < ':'.
+        let digit = ge0 & !ge_colon & !v & HI;
+        let n = (!digit & HI).trailing_zeros() as usize / 8;
+        e += n;
+        if n < 8 || e - g >= max {
+            return e.min(g.saturating_add(max));
+        }
+    }
+    while e < b.len() && e - g < max && b[e].is_ascii_digit() {
+        e += 1;
     }
     e
 }
@@ -768,6 +987,10 @@ fn phone_at(h: Hay<'_>, s: usize, g: usize, sink: &mut Sink) {
         if right_ok && !open && phone_shape(intl, &digits[..nd], &glens[..ng], || label_before(b, s, PHONE_LABELS)) {
             best = Some(j);
         }
+        // No longer national number has these groups ("1 2 3 4 ..." is a list, not a phone).
+        if !intl && !national_groups_ok(&glens[..ng]) {
+            break;
+        }
         // A separator of one to three characters from " -./()", then more digits.
         let mut k = j;
         let mut spaces = 0;
@@ -803,6 +1026,26 @@ fn phone_at(h: Hay<'_>, s: usize, g: usize, sink: &mut Sink) {
     }
 }
 
+/// Whether national group lengths `g` are those of some number [`phone_shape`] accepts, or
+/// could become them with more groups: a prefix of `3 3 4`, `1 3 3 4` or `2 2 2 2 2`, or an
+/// area code of 3 to 5 digits followed by groups of at least 3, 12 digits at most.
+fn national_groups_ok(g: &[u8]) -> bool {
+    let prefix_of = |shape: &[u8]| g.len() <= shape.len() && groups_eq(g, &shape[..g.len()]);
+    prefix_of(&[3, 3, 4])
+        || prefix_of(&[1, 3, 3, 4])
+        || prefix_of(&[2, 2, 2, 2, 2])
+        || (g.first().is_some_and(|f| (3..=5).contains(f))
+            && g.iter().skip(1).all(|&x| x >= 3)
+            && g.iter().map(|&x| usize::from(x)).sum::<usize>() <= 12)
+}
+
+/// `g == shape`, element by element: a slice comparison calls `memcmp`, which costs more than
+/// these few bytes.
+#[inline]
+fn groups_eq(g: &[u8], shape: &[u8]) -> bool {
+    g.len() == shape.len() && g.iter().zip(shape).all(|(a, b)| a == b)
+}
+
 const PHONE_LABELS: &[&[u8]] =
     &[b"phone", b"tel", b"telephone", b"mobile", b"cell", b"call", b"fax", b"ph", b"whatsapp"];
 
@@ -825,15 +1068,15 @@ fn phone_shape(intl: bool, d: &[u8], g: &[u8], label: impl Fn() -> bool) -> bool
             || ((10..=11).contains(&n) && d[0] == b'0' && d[1] != b'0'))
             && label();
     }
-    if nanp(d) && g == [3, 3, 4] {
+    if nanp(d) && groups_eq(g, &[3, 3, 4]) {
         return true;
     }
-    if n == 11 && d[0] == b'1' && nanp(&d[1..]) && g == [1, 3, 3, 4] {
+    if n == 11 && d[0] == b'1' && nanp(&d[1..]) && groups_eq(g, &[1, 3, 3, 4]) {
         return true;
     }
     if d.first() == Some(&b'0') && d.get(1).is_some_and(|&c| c != b'0') {
         // France: 0X XX XX XX XX.
-        if n == 10 && g == [2, 2, 2, 2, 2] {
+        if n == 10 && groups_eq(g, &[2, 2, 2, 2, 2]) {
             return true;
         }
         // UK (11 digits) and Germany (10 to 12): an area code of 3 to 5 digits, then the rest.
@@ -1179,6 +1422,23 @@ fn ends_with_kw(id: &[u8], kw: &[u8]) -> bool {
         || (id[p].is_ascii_uppercase() && (before.is_ascii_lowercase() || before.is_ascii_digit()))
 }
 
+/// Whether an identifier whose last two bytes are `y` and `z` (in either case) may end with a
+/// label [`classify`] knows: `password`, `passwd`, `pwd`, `passphrase`, `secret`, `pass`,
+/// `credential(s)`, `authorization`, `token`, and every `...key`.
+#[inline]
+fn label_tail(y: u8, z: u8) -> bool {
+    matches!(
+        (y.to_ascii_lowercase(), z.to_ascii_lowercase()),
+        (b'r' | b'w', b'd')
+            | (b's', b'e')
+            | (b'e', b't')
+            | (b's' | b'l', b's')
+            | (b'a', b'l')
+            | (b'o' | b'e', b'n')
+            | (b'e', b'y')
+    )
+}
+
 fn classify(id: &[u8]) -> Option<Label> {
     let any = |ks: &[&[u8]]| ks.iter().any(|k| ends_with_kw(id, k));
     // Dispatch on the last letter: most identifiers are ruled out at once.
@@ -1243,12 +1503,11 @@ fn placeholder(v: &[u8]) -> bool {
         && !v.iter().all(|&c| c.is_ascii_digit() || c == b'_')
 }
 
-#[inline(never)]
+/// A label and its value around the `:` or `=` at `i`: `password = value`, `"api_key": "value"`,
+/// `AWS_SECRET_ACCESS_KEY=...`. Inlined up to the test of the last two letters of the word
+/// before, which rejects most.
+#[inline(always)]
 fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
-    let (pw, aws) = (sink.on(Det::PasswordAssignment), sink.on(Det::AwsSecretAccessKey));
-    if !pw && !aws && !sink.on(Det::BearerToken) {
-        return;
-    }
     let b = h.b;
     // Back over `"`, `]`, `*`, spaces to the identifier.
     let mut k = i;
@@ -1262,7 +1521,22 @@ fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
         k -= 1;
         skipped += 1;
     }
-    let id_end = k;
+    // [`classify`] knows every label by its last two letters, which most words before a `:` or
+    // `=` do not end in: no need to read them back.
+    if k >= 2 && label_tail(b[k - 2], b[k - 1]) {
+        assign_label(h, i, k, sink);
+    }
+}
+
+/// [`assign`] once the identifier before `i` ends at `id_end` in the letters of a label.
+#[inline(never)]
+fn assign_label(h: Hay<'_>, i: usize, id_end: usize, sink: &mut Sink) {
+    let (pw, aws) = (sink.on(Det::PasswordAssignment), sink.on(Det::AwsSecretAccessKey));
+    if !pw && !aws && !sink.on(Det::BearerToken) {
+        return;
+    }
+    let b = h.b;
+    let mut k = id_end;
     while k > 0 && (b[k - 1].is_ascii_alphanumeric() || matches!(b[k - 1], b'_' | b'-' | b'.')) {
         k -= 1;
         if id_end - k > 64 {
@@ -1493,7 +1767,12 @@ fn dash(h: Hay<'_>, i: usize, sink: &mut Sink) {
     if sink.on(Det::PrivateKey) && prev(b, i) != Some(b'-') {
         pem(h, i, sink);
     }
-    // The alphanumeric word before the dash: a token prefix?
+    // The alphanumeric word before the dash: a token prefix? Every prefix below ends in one of
+    // these letters (`sk`, `glpat`, `gloas`, `xoxb`, `xapp`, ...): most dashes follow a digit or
+    // another letter.
+    if i == 0 || !matches!(b[i - 1] | 0x20, b'k' | b't' | b's' | b'b' | b'p' | b'a' | b'r' | b'e') {
+        return;
+    }
     let mut k = i;
     while k > 0 && b[k - 1].is_ascii_alphanumeric() {
         k -= 1;
@@ -1501,7 +1780,8 @@ fn dash(h: Hay<'_>, i: usize, sink: &mut Sink) {
             return;
         }
     }
-    if k == i || !starts_word(b, k) || prev(b, k) == Some(b'-') {
+    // Every prefix below starts with `s`, `g` or `x`.
+    if k == i || !matches!(b[k] | 0x20, b's' | b'g' | b'x') || !starts_word(b, k) || prev(b, k) == Some(b'-') {
         return;
     }
     let w = &b[k..i];

@@ -644,14 +644,21 @@ impl Engine {
         }
         // A value glued to one of our own mask tokens was glued to the value the token replaced:
         // keep it rejected, so that redacting redacted text changes nothing.
-        if !cands.is_empty() && hay_text.contains(['[', ']']) {
+        if !cands.is_empty() {
             let b = hay_text.as_bytes();
+            // A text without brackets holds no mask token and waits for none: searched only when
+            // a candidate would wait, since `glued_to_mask` only finds a token at a bracket.
+            let mut brackets = None;
             // Such a value still claims its place (as the allowlist does), so that nothing that
             // overlaps it surfaces either.
             for c in cands.iter_mut() {
                 match glued_to_mask(b, c.start, c.end, fin) {
                     Some(glued) => c.hidden = glued,
-                    None => wait = wait.min(c.start),
+                    None => {
+                        if *brackets.get_or_insert_with(|| catalog::contains2(b, b'[', b']')) {
+                            wait = wait.min(c.start);
+                        }
+                    }
                 }
             }
         }

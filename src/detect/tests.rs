@@ -328,3 +328,76 @@ fn specific_credentials_win_over_generic_matches() {
     assert_eq!(spans(&e.find_all(&format!("Authorization: Bearer {jwt}"))), [("jwt", 22, 22 + jwt.len())]);
     assert_eq!(spans(&e.find_all("api_key = \"sk_live_1CiAhzCueQpBenQtYh5Xj8TP\"")), [("stripe_key", 11, 43)]);
 }
+
+#[test]
+fn contains2_agrees_with_a_plain_search() {
+    // Every length around the 16-byte step, the byte at every position, and bytes that differ
+    // from the targets in one bit (which a loose SWAR test would confuse with them).
+    for len in 0..40 {
+        for pos in 0..=len {
+            for fill in [b'a', b'Y', b'_', b'\\', 0x00, 0xDB, 0xFF] {
+                let mut v = vec![fill; len];
+                if pos < len {
+                    v[pos] = if pos % 2 == 0 { b'[' } else { b']' };
+                }
+                let want = v.iter().any(|&c| c == b'[' || c == b']');
+                assert_eq!(catalog::contains2(&v, b'[', b']'), want, "{v:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn values_are_found_at_every_offset_of_the_scan_window() {
+    // The scanner takes 64 bytes at a time: put each value across every window boundary, after
+    // plain padding and after padding full of anchors (digits, dashes, colons, curly quotes).
+    let e = engine();
+    let samples = [
+        ("credit_card", "4111 1111 1111 1111"),
+        ("credit_card", "4111111111111111"),
+        ("us_ssn", "123-45-6789"),
+        ("phone", "(415) 555-2671"),
+        ("phone", "+44 20 7946 0958"),
+        ("ipv4", "10.1.2.3"),
+        ("ipv6", "2001:db8::8a2e:370:7334"),
+        ("email", "jane.doe@example.com"),
+        ("github_token", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
+        ("openai_api_key", "sk-proj-abcdefghij0123456789abcdefghij"),
+        ("aws_access_key_id", "AKIAIOSFODNN7EXAMPLE"),
+        ("iban", "DE89370400440532013000"),
+    ];
+    let noisy = "ab -- 12: x=1 “q” 3.5 de ";
+    for (det, value) in samples {
+        for pad in 0..140 {
+            let long = noisy.repeat(pad / noisy.len() + 1);
+            for filler in [" ".repeat(pad), long.get(..pad).unwrap_or_default().to_string()] {
+                if filler.len() != pad {
+                    continue; // `pad` falls inside a curly quote
+                }
+                // A word between: a number just before a phone number could be its trunk prefix.
+                let text = format!("{filler} x {value} end");
+                let start = pad + 3;
+                let found = e.find_all(&text);
+                assert!(
+                    found
+                        .iter()
+                        .any(|f| f.detector.as_ref() == det && (f.start, f.end) == (start, start + value.len())),
+                    "{det} at {start} in {text:?}: {found:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn long_digit_and_dash_runs_hide_nothing_after_them() {
+    // Runs longer than a scan window are passed over whole; what follows is still scanned.
+    let e = engine();
+    for run in [b'7', b'-'] {
+        for len in [1, 20, 21, 63, 64, 65, 127, 128, 129, 1000] {
+            let text = format!("{} jane@example.com 10.1.2.3", String::from(run as char).repeat(len));
+            let found: Vec<_> = e.find_all(&text).iter().map(|f| f.detector.to_string()).collect();
+            assert_eq!(found, ["email", "ipv4"], "{len} x {:?}", run as char);
+        }
+    }
+}
