@@ -47,7 +47,8 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        let doc: serde_json::Value = serde_json::from_str(text).map_err(ConfigError::syntax)?;
+        // One reader type (`from_slice`) across the filter: each one instantiates a parser.
+        let doc: serde_json::Value = serde_json::from_slice(text.as_bytes()).map_err(ConfigError::syntax)?;
         Config::read(&Node::root(&doc))
     }
 

@@ -231,7 +231,7 @@ impl ResponseStream {
             }
             return;
         }
-        let Ok(doc) = serde_json::from_str::<Value>(data) else {
+        let Ok(doc) = serde_json::from_slice::<Value>(data.as_bytes()) else {
             // Not JSON: the data of such events is one running text.
             let key = Key { slot: u64::MAX, kind: "sse_data", sub: 0 };
             let mut released = String::new();
