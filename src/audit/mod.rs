@@ -41,6 +41,9 @@ pub struct DirectionAudit {
     pub findings: BTreeMap<String, u32>,
     /// Findings per action taken.
     pub actions: BTreeMap<&'static str, u32>,
+    /// Parts of the body removed whole rather than scanned (`token_details`: logprobs and
+    /// token lists, which spell the text one token at a time), with how many.
+    pub removed: BTreeMap<&'static str, u32>,
     /// Why the body was not scanned, when it was not.
     pub unscanned_reason: Option<&'static str>,
 }
@@ -69,15 +72,24 @@ impl DirectionAudit {
         if !self.actions.is_empty() {
             out.counts("actions", self.actions.iter().map(|(k, v)| (*k, *v)));
         }
+        if !self.removed.is_empty() {
+            out.counts("removed", self.removed.iter().map(|(k, v)| (*k, *v)));
+        }
         if let Some(r) = self.unscanned_reason {
             out.str("unscanned_reason", r);
         }
         out.close();
     }
 
-    /// Whether any finding changed text.
+    /// Counts a part of the body removed whole.
+    pub fn remove(&mut self, what: &'static str) {
+        *self.removed.entry(what).or_default() += 1;
+    }
+
+    /// Whether any finding changed text, or a part of the body was removed.
     pub fn redacted(&self) -> bool {
-        self.actions.keys().any(|a| *a != Action::Report.as_str() && *a != Action::Block.as_str())
+        !self.removed.is_empty()
+            || self.actions.keys().any(|a| *a != Action::Report.as_str() && *a != Action::Block.as_str())
     }
 }
 

@@ -17,11 +17,12 @@ use std::rc::Rc;
 
 use crate::audit::{AuditRecord, Decision, DirectionAudit};
 use crate::config::{DirectionConfig, Mode, Oversize};
-use crate::detect::{Action, Engine, Finding};
+use crate::detect::{Action, Engine};
 use crate::policy::Policy;
 use crate::stream::{redact_whole, Framing, ResponseStream};
 use crate::wire::encoding::{ContentEncoding, Decoder};
-use crate::wire::json::{self, Literal, Seg};
+use crate::stream::fields;
+use crate::wire::json::{self, Container, Literal, Rewrite, Seg};
 use crate::wire::{Api, BodyKind};
 
 /// A response the filter sends itself, in the API's own error shape.
@@ -212,8 +213,14 @@ impl Exchange {
         let kind = if body.first().is_some_and(|b| matches!(b, b'{' | b'[')) { BodyKind::Json } else { BodyKind::Text };
         let policy = Rc::clone(&self.policy);
         let mut meta = RequestMeta::default();
-        let outcome =
-            scan_body(&policy.engine, policy.request.mode, kind, body, &mut self.audit.request, Some(&mut meta));
+        let outcome = scan_body(
+            &policy.engine,
+            policy.request.mode,
+            kind,
+            body,
+            &mut self.audit.request,
+            Direction::Request(&mut meta),
+        );
         if kind == BodyKind::Json && !matches!(outcome, Scanned::Unreadable(_)) {
             self.audit.model = meta.model;
             // Every API here defaults to a non-streamed answer.
@@ -286,7 +293,7 @@ impl Exchange {
         };
         let policy = Rc::clone(&self.policy);
         let outcome =
-            scan_body(&policy.engine, policy.response.mode, self.response_kind, body, &mut self.audit.response, None);
+            scan_body(&policy.engine, policy.response.mode, self.response_kind, body, &mut self.audit.response, Direction::Response);
         match self.settle(outcome, 502, "malformed_response", 403) {
             // An inflated body goes out inflated even when nothing in it changed.
             BodyOutcome::Unchanged if self.decoder.is_some() => BodyOutcome::Replace(body.to_vec()),
@@ -419,72 +426,80 @@ enum Scanned {
     Unreadable(String),
 }
 
-/// Scans one whole body; `meta`, when given, is filled from a JSON body in the same pass.
+/// Which direction a whole body travels: a request body also yields its `model` and `stream`;
+/// a response body loses its token details (see [`fields::token_details`]).
+enum Direction<'m> {
+    Request(&'m mut RequestMeta),
+    Response,
+}
+
+/// Scans one whole body.
 fn scan_body(
     engine: &Engine,
     mode: Mode,
     kind: BodyKind,
     body: &[u8],
     audit: &mut DirectionAudit,
-    meta: Option<&mut RequestMeta>,
+    direction: Direction,
 ) -> Scanned {
-    let mut blocked: Option<String> = None;
-    let mut note = |findings: &[Finding], audit: &mut DirectionAudit| {
-        audit.count(findings);
-        if blocked.is_none() {
-            if let Some(f) = findings.iter().find(|f| f.action == Action::Block) {
-                blocked = Some(f.detector.to_string());
-            }
-        }
-    };
+    let mut scan = BodyScan { engine, mode, audit, blocked: None, direction };
     let changed = match kind {
-        BodyKind::Json => {
-            // Strings and literals arrive through two callbacks: each fills its own half.
-            let (mut strings, mut literals) = (RequestMeta::default(), RequestMeta::default());
-            let r = json::rewrite_strings_seeing_literals(
-                body,
-                |path, s| {
-                    if meta.is_some() {
-                        strings.see_string(path, s);
-                    }
-                    let key = path.iter().rev().find_map(Seg::key);
-                    let r = redact_whole(engine, mode, key, s)?;
-                    note(&r.findings, audit);
-                    (r.text != s).then_some(r.text)
-                },
-                |path, lit| {
-                    if meta.is_some() {
-                        literals.see_literal(path, lit);
-                    }
-                },
-            );
-            if let Some(m) = meta {
-                *m = RequestMeta { model: strings.model, stream: literals.stream };
-            }
-            match r {
-                Ok(v) => v,
-                Err(e) => return Scanned::Unreadable(format!("inferguard could not read the JSON body: {e}")),
-            }
-        }
+        BodyKind::Json => match json::rewrite(body, &mut scan) {
+            Ok(v) => v,
+            Err(e) => return Scanned::Unreadable(format!("inferguard could not read the JSON body: {e}")),
+        },
         _ => {
             let Ok(text) = std::str::from_utf8(body) else {
                 return Scanned::Unreadable("inferguard could not read the body: it is not UTF-8 text".into());
             };
-            match redact_whole(engine, mode, None, text) {
-                Some(r) => {
-                    note(&r.findings, audit);
-                    (r.text != text).then(|| r.text.into_bytes())
-                }
-                None => None,
-            }
+            scan.string(&[], text).map(String::into_bytes)
         }
     };
-    if let Some(rule) = blocked {
+    if let Some(rule) = scan.blocked {
         return Scanned::Blocked(rule);
     }
     match changed {
         Some(b) => Scanned::Changed(b),
         None => Scanned::Clean,
+    }
+}
+
+/// One pass over a whole body: every string value is redacted on its own.
+struct BodyScan<'a, 'm> {
+    engine: &'a Engine,
+    mode: Mode,
+    audit: &'a mut DirectionAudit,
+    /// The first rule that blocks the body.
+    blocked: Option<String>,
+    direction: Direction<'m>,
+}
+
+impl json::Rewrite for BodyScan<'_, '_> {
+    fn string(&mut self, path: &[Seg], s: &str) -> Option<String> {
+        if let Direction::Request(meta) = &mut self.direction {
+            meta.see_string(path, s);
+        }
+        let key = path.iter().rev().find_map(Seg::key);
+        let r = redact_whole(self.engine, self.mode, key, s)?;
+        self.audit.count(&r.findings);
+        if self.blocked.is_none() {
+            self.blocked = r.findings.iter().find(|f| f.action == Action::Block).map(|f| f.detector.to_string());
+        }
+        (r.text != s).then_some(r.text)
+    }
+
+    fn literal(&mut self, path: &[Seg], lit: Literal) {
+        if let Direction::Request(meta) = &mut self.direction {
+            meta.see_literal(path, lit);
+        }
+    }
+
+    fn replace(&mut self, path: &[Seg], kind: Container) -> Option<&'static str> {
+        if !matches!(self.direction, Direction::Response) || !fields::token_details(path) {
+            return None;
+        }
+        self.audit.remove("token_details");
+        Some(fields::emptied(kind))
     }
 }
 
@@ -548,6 +563,20 @@ mod tests {
         assert_eq!(r.status, 502);
         assert_eq!(x.audit().decision, Decision::Blocked);
         assert_eq!(x.audit().reason.as_deref(), Some("unsupported_encoding"));
+    }
+
+    #[test]
+    fn token_lists_are_emptied_in_a_buffered_answer_and_counted() {
+        let mut x = exchange("", "/generate");
+        x.on_response_head(&json_head()).unwrap();
+        let body = br#"{"generated_text":"mail a@b.io","details":{"finish_reason":"eos_token","generated_tokens":3,"prefill":[],"tokens":[{"id":1,"text":"mail a","logprob":-0.1,"special":false},{"id":2,"text":"@b.io","logprob":-0.2,"special":false}]}}"#;
+        let BodyOutcome::Replace(out) = x.on_response_body(body) else { panic!("not replaced") };
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"generated_text":"mail [REDACTED:EMAIL]","details":{"finish_reason":"eos_token","generated_tokens":3,"prefill":[],"tokens":[]}}"#
+        );
+        let audit = x.audit().to_json();
+        assert!(audit.contains(r#""response":{"scanned":true,"findings":{"email":1},"actions":{"mask":1},"removed":{"token_details":2}}"#), "{audit}");
     }
 
     #[test]

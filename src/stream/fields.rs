@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::wire::json::Seg;
+use crate::wire::json::{Container, Seg};
 
 /// Identifies one logical text stream inside a response: a choice's content, a content block, a
 /// tool call's arguments, ...
@@ -118,6 +118,28 @@ fn choice_index(doc: &Value, pos: usize) -> u64 {
     doc["choices"][pos].get("index").and_then(Value::as_u64).unwrap_or(pos as u64)
 }
 
+/// Whether the object or array at `path` of a response holds token-level details of the
+/// generated text: OpenAI's `logprobs` (their `token` strings and `bytes` arrays spell the text
+/// one token at a time) and `top_logprobs`, TGI's `details.tokens`, `details.prefill` and
+/// `top_tokens`. A value split over tokens would pass a scan of each token, so these are emptied
+/// in responses rather than scanned.
+pub fn token_details(path: &[Seg]) -> bool {
+    match path.last().and_then(Seg::key) {
+        Some("logprobs" | "top_logprobs" | "top_tokens") => true,
+        Some("tokens" | "prefill") => path.iter().rev().skip(1).any(|s| s.key() == Some("details")),
+        _ => false,
+    }
+}
+
+/// What an emptied container becomes: `null` for an object (every API marks absent logprobs so),
+/// `[]` for an array (TGI's clients expect a list).
+pub fn emptied(kind: Container) -> &'static str {
+    match kind {
+        Container::Object => "null",
+        Container::Array => "[]",
+    }
+}
+
 /// Which logical streams end with the event `doc` (named `event` in SSE, if it has a name).
 pub fn ends(doc: &Value, event: Option<&str>) -> Vec<Ends> {
     let t = event.unwrap_or_else(|| ty(doc));
@@ -148,6 +170,24 @@ pub fn ends(doc: &Value, event: Option<&str>) -> Vec<Ends> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_details_are_the_logprobs_and_tgi_token_lists() {
+        for (path, want) in [
+            (p(&["choices", "0", "logprobs"]), true),
+            (p(&["choices", "0", "logprobs", "content", "0", "top_logprobs"]), true),
+            (p(&["logprobs"]), true),
+            (p(&["details", "tokens"]), true),
+            (p(&["details", "best_of_sequences", "0", "tokens"]), true),
+            (p(&["details", "prefill"]), true),
+            (p(&["top_tokens"]), true),
+            (p(&["tokens"]), false),
+            (p(&["usage", "completion_tokens_details"]), false),
+            (p(&["choices", "0", "message"]), false),
+        ] {
+            assert_eq!(token_details(&path), want, "{path:?}");
+        }
+    }
     use serde_json::json;
 
     fn p(parts: &[&str]) -> Vec<Seg<'static>> {

@@ -303,7 +303,14 @@ impl ResponseStream {
         let mut carried: Vec<Key> = Vec::new();
         let mut findings: Vec<Finding> = Vec::new();
         let mut overflow = false;
-        let rewritten = json::rewrite_strings(data, |path, s| match fields::classify(path, doc) {
+        let mut removed = 0;
+        let token_details = |path: &[Seg], kind| {
+            fields::token_details(path).then(|| {
+                removed += 1;
+                fields::emptied(kind)
+            })
+        };
+        let rewritten = json::rewrite_strings_replacing(data, |path, s| match fields::classify(path, doc) {
             Field::Opaque => None,
             Field::Whole => {
                 let r = redact_whole(engine, self.mode, path.iter().rev().find_map(Seg::key), s)?;
@@ -325,7 +332,10 @@ impl ResponseStream {
                 carried.push(key);
                 Some(released)
             }
-        });
+        }, token_details);
+        for _ in 0..removed {
+            audit.remove("token_details");
+        }
         let json = match rewritten {
             Ok(j) => j.unwrap_or_else(|| data.to_vec()),
             Err(_) => {

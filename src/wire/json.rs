@@ -83,17 +83,58 @@ pub fn rewrite_strings<F>(input: &[u8], f: F) -> Result<Option<Vec<u8>>, JsonErr
 where
     F: FnMut(&[Seg], &str) -> Option<String>,
 {
-    rewrite_strings_seeing_literals(input, f, |_, _| {})
+    rewrite_strings_replacing(input, f, |_, _| None)
 }
 
-/// [`rewrite_strings`], which also hands `literal` every `true`, `false` and `null` with its
-/// path, so that one pass both rewrites a document and reads flags from it.
-pub fn rewrite_strings_seeing_literals<F, L>(input: &[u8], f: F, literal: L) -> Result<Option<Vec<u8>>, JsonError>
+/// [`rewrite`] with a closure for string values and one for [`Rewrite::replace`].
+pub fn rewrite_strings_replacing<F, P>(input: &[u8], string: F, replace: P) -> Result<Option<Vec<u8>>, JsonError>
 where
     F: FnMut(&[Seg], &str) -> Option<String>,
-    L: FnMut(&[Seg], Literal),
+    P: FnMut(&[Seg], Container) -> Option<&'static str>,
 {
-    let mut w = Walker { input, pos: 0, out: Vec::new(), copied: 0, changed: false, path: Vec::new(), f, literal };
+    struct Fns<F, P>(F, P);
+    impl<F, P> Rewrite for Fns<F, P>
+    where
+        F: FnMut(&[Seg], &str) -> Option<String>,
+        P: FnMut(&[Seg], Container) -> Option<&'static str>,
+    {
+        fn string(&mut self, path: &[Seg], s: &str) -> Option<String> {
+            (self.0)(path, s)
+        }
+        fn replace(&mut self, path: &[Seg], kind: Container) -> Option<&'static str> {
+            (self.1)(path, kind)
+        }
+    }
+    rewrite(input, &mut Fns(string, replace))
+}
+
+/// What [`rewrite`] asks of its caller as it walks a document.
+pub trait Rewrite {
+    /// A string value (not a key): `Some(new)` replaces it.
+    fn string(&mut self, path: &[Seg], s: &str) -> Option<String>;
+
+    /// A `true`, `false` or `null`.
+    fn literal(&mut self, _path: &[Seg], _lit: Literal) {}
+
+    /// Called before an object or array is read: `Some(json)` puts that JSON text in its place
+    /// (the subtree is still checked to be well formed, but nothing in it is handed over).
+    fn replace(&mut self, _path: &[Seg], _kind: Container) -> Option<&'static str> {
+        None
+    }
+}
+
+/// An object or an array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Container {
+    /// `{...}`
+    Object,
+    /// `[...]`
+    Array,
+}
+
+/// Walks `input` like [`rewrite_strings`], with every hook of [`Rewrite`].
+pub fn rewrite(input: &[u8], r: &mut impl Rewrite) -> Result<Option<Vec<u8>>, JsonError> {
+    let mut w = Walker { input, pos: 0, out: Vec::new(), copied: 0, changed: false, path: Vec::new(), skipping: 0, r };
     w.ws();
     w.value(0)?;
     w.ws();
@@ -118,7 +159,7 @@ pub enum Literal {
     Null,
 }
 
-struct Walker<'a, F, L> {
+struct Walker<'a, 'r, R> {
     input: &'a [u8],
     pos: usize,
     out: Vec<u8>,
@@ -126,15 +167,24 @@ struct Walker<'a, F, L> {
     copied: usize,
     changed: bool,
     path: Vec<Seg<'a>>,
-    f: F,
-    literal: L,
+    /// Inside this many replaced subtrees: read, but not handed to `r`.
+    skipping: usize,
+    r: &'r mut R,
 }
 
-impl<'a, F, L> Walker<'a, F, L>
-where
-    F: FnMut(&[Seg], &str) -> Option<String>,
-    L: FnMut(&[Seg], Literal),
-{
+impl<'a, R: Rewrite> Walker<'a, '_, R> {
+    /// Puts what `write` writes in place of the input from `start` to the current position.
+    fn splice(&mut self, start: usize, write: impl FnOnce(&mut Vec<u8>)) {
+        if !self.changed {
+            // The output is about as long as the input: grow it once.
+            self.out.reserve(self.input.len() + 64);
+        }
+        self.out.extend_from_slice(&self.input[self.copied..start]);
+        write(&mut self.out);
+        self.copied = self.pos;
+        self.changed = true;
+    }
+
     fn err<T>(&self) -> Result<T, JsonError> {
         Err(JsonError::Syntax { offset: self.pos })
     }
@@ -162,22 +212,36 @@ where
         if depth > MAX_DEPTH {
             return Err(JsonError::TooDeep);
         }
+        let container = match self.peek() {
+            Some(b'{') => Some(Container::Object),
+            Some(b'[') => Some(Container::Array),
+            _ => None,
+        };
+        if let Some(kind) = container {
+            let start = self.pos;
+            let replacement = if self.skipping == 0 { self.r.replace(&self.path, kind) } else { None };
+            if replacement.is_some() {
+                self.skipping += 1;
+            }
+            match kind {
+                Container::Object => self.object(depth)?,
+                Container::Array => self.array(depth)?,
+            }
+            if let Some(new) = replacement {
+                self.skipping -= 1;
+                self.splice(start, |out| out.extend_from_slice(new.as_bytes()));
+            }
+            return Ok(());
+        }
         match self.peek() {
-            Some(b'{') => self.object(depth),
-            Some(b'[') => self.array(depth),
             Some(b'"') => {
                 let start = self.pos;
                 let s = self.string()?;
-                if let Some(new) = (self.f)(&self.path, &s) {
-                    if new != s {
-                        if !self.changed {
-                            // The output is about as long as the input: grow it once.
-                            self.out.reserve(self.input.len() + new.len().saturating_sub(s.len()) + 64);
+                if self.skipping == 0 {
+                    if let Some(new) = self.r.string(&self.path, &s) {
+                        if new != s {
+                            self.splice(start, |out| encode_string_into(&new, out));
                         }
-                        self.out.extend_from_slice(&self.input[self.copied..start]);
-                        encode_string_into(&new, &mut self.out);
-                        self.copied = self.pos;
-                        self.changed = true;
                     }
                 }
                 Ok(())
@@ -250,7 +314,9 @@ where
     fn literal(&mut self, word: &[u8], lit: Literal) -> Result<(), JsonError> {
         if self.input[self.pos..].starts_with(word) {
             self.pos += word.len();
-            (self.literal)(&self.path, lit);
+            if self.skipping == 0 {
+                self.r.literal(&self.path, lit);
+            }
             Ok(())
         } else {
             self.err()

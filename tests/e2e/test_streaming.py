@@ -67,6 +67,31 @@ def test_openai_chat_stream_with_the_sdk(envoy, oai, headers):
     assert audit["response"]["findings"] == {"email": 4}
 
 
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "buffered"])
+def test_logprobs_never_spell_out_a_value(envoy, oai, stream):
+    """Asked for logprobs, the upstream sends every token's text and UTF-8 bytes; a value split
+    over tokens would pass a scan of each token, so inferguard removes them (null) and says so."""
+    marker = uuid.uuid4().hex
+    kw = dict(model="standin-1", messages=[{"role": "user", "content": b64(SECRET_TEXT)}], logprobs=True,
+              top_logprobs=2, extra_headers={"x-standin-chars": "3"}, extra_query={"t": marker})
+    if stream:
+        chunks = list(oai.chat.completions.create(stream=True, **kw))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert all(c.choices[0].logprobs is None for c in chunks if c.choices)
+        raw = "".join(c.model_dump_json() for c in chunks)
+    else:
+        r = oai.chat.completions.create(**kw)
+        text, raw = r.choices[0].message.content, r.model_dump_json()
+        assert r.choices[0].logprobs is None
+    assert text == REDACTED
+    for piece in ("jane", "doe", "acme", "oncall", "106, 97, 110"):  # "106, 97, 110" = bytes of "jan"
+        assert piece not in raw
+    audit = envoy.audit_for(marker)
+    assert audit["decision"] == "redacted"
+    removed = audit["response"]["removed"]["token_details"]
+    assert removed == (len(SECRET_TEXT) + 2) // 3 if stream else removed == 1
+
+
 def test_openai_legacy_completions_stream(oai):
     stream = oai.completions.create(model="standin-1", prompt=b64(SECRET_TEXT), stream=True, extra_headers=ONE_BYTE)
     assert "".join(c.choices[0].text for c in stream) == REDACTED

@@ -85,12 +85,24 @@ def usage(text):
 
 
 # --- OpenAI chat -----------------------------------------------------------------------------
+def chat_logprobs(req, tokens):
+    """`logprobs` of a choice when the request asks for them: each token's text and UTF-8 bytes,
+    which spell the answer one token at a time, as OpenAI and vLLM send them."""
+    if not req.get("logprobs"):
+        return None
+
+    def entry(t):
+        return {"token": t, "logprob": -0.25, "bytes": list(t.encode())}
+    k = int(req.get("top_logprobs") or 0)
+    return {"content": [dict(entry(t), top_logprobs=[entry(t)] * k) for t in tokens], "refusal": None}
+
+
 def chat_json(req, text):
     n = int(req.get("n") or 1)
     return json.dumps({
         "id": "chatcmpl-standin", "object": "chat.completion", "created": CREATED, "model": req.get("model", "standin"),
         "choices": [{"index": i, "message": {"role": "assistant", "content": text, "refusal": None},
-                     "logprobs": None, "finish_reason": "stop"} for i in range(n)],
+                     "logprobs": chat_logprobs(req, pieces(text, 3)), "finish_reason": "stop"} for i in range(n)],
         "usage": usage(text),
     }).encode()
 
@@ -107,7 +119,8 @@ def chat_sse(req, text, chars):
            for i in range(n)]
     for p in pieces(text, chars):
         for i in range(n):  # choices interleave, as servers do with n > 1
-            out.append(chunk([{"index": i, "delta": {"content": p}, "logprobs": None, "finish_reason": None}]))
+            out.append(chunk([{"index": i, "delta": {"content": p}, "logprobs": chat_logprobs(req, [p]),
+                                "finish_reason": None}]))
     out += [chunk([{"index": i, "delta": {}, "logprobs": None, "finish_reason": "stop"}]) for i in range(n)]
     if (req.get("stream_options") or {}).get("include_usage"):
         out.append(chunk([], usage=usage(text)))
