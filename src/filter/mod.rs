@@ -93,6 +93,67 @@ impl Filter {
     }
 }
 
+/// Which body a buffered-body step is about.
+#[derive(Clone, Copy)]
+enum Side {
+    Request,
+    Response,
+}
+
+impl Filter {
+    /// A body buffered whole before it is scanned, either way: the size check at every chunk,
+    /// the scan once it is complete, then the replacement or the refusal.
+    fn buffered_body(&mut self, side: Side, body_size: usize, end_of_stream: bool) -> Action {
+        let verdict = match side {
+            Side::Request => self.exchange.check_request_size(body_size),
+            Side::Response => self.exchange.check_response_size(body_size),
+        };
+        match verdict {
+            SizeVerdict::Fits => {}
+            SizeVerdict::PassUnscanned => {
+                match side {
+                    Side::Request => self.request_plan = BodyPlan::Pass,
+                    Side::Response => self.response_plan = BodyPlan::Pass,
+                }
+                return Action::Continue;
+            }
+            SizeVerdict::Reject(r) => return self.reply(&r),
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let outcome = match side {
+            Side::Request => {
+                let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+                self.exchange.on_request_body(&body)
+            }
+            Side::Response => {
+                let body = self.get_http_response_body(0, body_size).unwrap_or_default();
+                self.exchange.on_response_body(&body)
+            }
+        };
+        match outcome {
+            // The original content-length (if any) still holds.
+            BodyOutcome::Unchanged => {}
+            BodyOutcome::Replace(new) => {
+                let length = new.len().to_string();
+                match side {
+                    Side::Request => {
+                        self.set_http_request_body(0, body_size, &new);
+                        self.set_http_request_header("content-length", Some(&length));
+                    }
+                    Side::Response => {
+                        self.set_http_response_body(0, body_size, &new);
+                        self.set_http_response_header("content-length", Some(&length));
+                    }
+                }
+            }
+            BodyOutcome::Reject(r) => return self.reply(&r),
+        }
+        Action::Continue
+    }
+}
+
 impl Context for Filter {}
 
 impl HttpContext for Filter {
@@ -131,27 +192,7 @@ impl HttpContext for Filter {
         if self.request_plan != BodyPlan::Buffer {
             return Action::Continue;
         }
-        match self.exchange.check_request_size(body_size) {
-            SizeVerdict::Fits => {}
-            SizeVerdict::PassUnscanned => {
-                self.request_plan = BodyPlan::Pass;
-                return Action::Continue;
-            }
-            SizeVerdict::Reject(r) => return self.reply(&r),
-        }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
-        match self.exchange.on_request_body(&body) {
-            BodyOutcome::Unchanged => {}
-            BodyOutcome::Replace(new) => {
-                self.set_http_request_body(0, body_size, &new);
-                self.set_http_request_header("content-length", Some(&new.len().to_string()));
-            }
-            BodyOutcome::Reject(r) => return self.reply(&r),
-        }
-        Action::Continue
+        self.buffered_body(Side::Request, body_size, end_of_stream)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -198,33 +239,9 @@ impl HttpContext for Filter {
                 if out != chunk {
                     self.set_http_response_body(0, body_size, &out);
                 }
-                if end_of_stream {}
                 Action::Continue
             }
-            BodyPlan::Buffer => {
-                match self.exchange.check_response_size(body_size) {
-                    SizeVerdict::Fits => {}
-                    SizeVerdict::PassUnscanned => {
-                        self.response_plan = BodyPlan::Pass;
-                        return Action::Continue;
-                    }
-                    SizeVerdict::Reject(r) => return self.reply(&r),
-                }
-                if !end_of_stream {
-                    return Action::Pause;
-                }
-                let body = self.get_http_response_body(0, body_size).unwrap_or_default();
-                match self.exchange.on_response_body(&body) {
-                    // The upstream's content-length (if any) still holds.
-                    BodyOutcome::Unchanged => {}
-                    BodyOutcome::Replace(new) => {
-                        self.set_http_response_body(0, body_size, &new);
-                        self.set_http_response_header("content-length", Some(&new.len().to_string()));
-                    }
-                    BodyOutcome::Reject(r) => return self.reply(&r),
-                }
-                Action::Continue
-            }
+            BodyPlan::Buffer => self.buffered_body(Side::Response, body_size, end_of_stream),
         }
     }
 

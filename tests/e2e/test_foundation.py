@@ -145,6 +145,30 @@ def test_oversized_bodies_are_refused_in_the_api_error_shape(make_envoy):
     assert audit["decision"] == "blocked" and audit["reason"] == "response_too_large"
 
 
+def test_pass_unscanned_lets_oversized_bodies_through_and_the_audit_says_so(make_envoy):
+    """`on_oversize: pass_unscanned` is the operator's explicit fail-open choice."""
+    e = make_envoy(json.dumps({"request": {"max_body_bytes": 2048, "on_oversize": "pass_unscanned"},
+                               "response": {"max_body_bytes": 600, "on_oversize": "pass_unscanned"}}))
+    marker = uuid.uuid4().hex
+    answer = "mail jane@corp.example " + "y" * 1000
+    status, headers, body = curl(f"{e.base}/v1/chat/completions?t={marker}", "-H", "content-type: application/json",
+                                 "-d", chat(b64(answer)))
+    assert status == 200
+    assert body == expected_completion(answer)
+    assert headers["content-length"] == str(len(body))
+    audit = e.audit_for(marker)
+    assert audit["decision"] == "allowed"
+    assert audit["request"] == {"scanned": True}
+    assert audit["response"] == {"scanned": False, "unscanned_reason": "oversize"}
+    # A prompt over the limit is forwarded as sent: the stand-in echoes it back.
+    marker = uuid.uuid4().hex
+    prompt = "echo:" + "ops@corp.example " + "z" * 2100
+    status, _, body = curl(f"{e.base}/v1/chat/completions?t={marker}", "-H", "content-type: application/json",
+                           "-d", chat(prompt))
+    assert status == 200 and "ops@corp.example" in body
+    assert e.audit_for(marker)["request"] == {"scanned": False, "unscanned_reason": "oversize"}
+
+
 @pytest.mark.parametrize("config, message", [
     ('{"response": {"max_body_bytes": "big"}}',
      'response.max_body_bytes: invalid type: string "big", expected a positive integer'),
