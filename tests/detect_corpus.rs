@@ -2,9 +2,11 @@
 //! value must be found by the named detector with exactly its span, and nothing else may be found,
 //! so decoys come out untouched. Each sample is checked in one shot and replayed as a stream.
 
+mod common;
+
 use std::path::Path;
 
-use inferguard::detect::{DetectConfig, End, Engine, Finding};
+use inferguard::detect::{DetectConfig, Engine, Finding};
 
 /// One sample: the text with markers removed, and the expected (detector, start, end).
 struct Sample {
@@ -87,43 +89,6 @@ fn describe(text: &str, t: &[(String, usize, usize)]) -> String {
         .join("\n")
 }
 
-/// Feeds `text` to the engine `chunk` bytes at a time (moved to char boundaries), keeping only
-/// `max_left_context` bytes of released text, as a stream layer would.
-fn stream(engine: &Engine, text: &str, chunk: usize) -> (String, Vec<(String, usize, usize)>) {
-    let mut buf = String::new();
-    let (mut base, mut from, mut fed) = (0usize, 0usize, 0usize);
-    let mut out = String::new();
-    let mut found = Vec::new();
-    loop {
-        let mut next = (fed + chunk).min(text.len());
-        while !text.is_char_boundary(next) {
-            next += 1;
-        }
-        buf.push_str(&text[fed..next]);
-        fed = next;
-        let end = if fed == text.len() { End::Final } else { End::More };
-        let scan = engine.scan(&buf, from, end);
-        assert!(scan.settled >= from && scan.settled <= buf.len() && buf.is_char_boundary(scan.settled));
-        let shifted: Vec<Finding> =
-            scan.findings.iter().map(|f| Finding { start: f.start - from, end: f.end - from, ..f.clone() }).collect();
-        engine.render(&buf[from..scan.settled], &shifted, &mut out);
-        for f in &scan.findings {
-            found.push((f.detector.to_string(), base + f.start, base + f.end));
-        }
-        from = scan.settled;
-        let mut cut = from.saturating_sub(engine.max_left_context());
-        while !buf.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        buf.drain(..cut);
-        base += cut;
-        from -= cut;
-        if end == End::Final {
-            return (out, found);
-        }
-    }
-}
-
 #[test]
 fn labelled_corpus_has_no_miss_and_no_damaged_decoy() {
     let engine = Engine::new(&DetectConfig::default()).unwrap();
@@ -160,7 +125,7 @@ fn corpus_replayed_as_a_stream_matches_one_shot() {
         let whole = engine.redact(&s.text);
         let want = triples(&whole.findings);
         for chunk in [1, 2, 5, 16, 61, 4096] {
-            let (out, found) = stream(&engine, &s.text, chunk);
+            let (out, found) = common::stream(&engine, &s.text, |fed| fed + chunk);
             assert_eq!(found, want, "{}:{} chunk {chunk}", s.file, s.line);
             assert_eq!(out, whole.text, "{}:{} chunk {chunk}", s.file, s.line);
         }

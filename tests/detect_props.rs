@@ -3,6 +3,8 @@
 //! random chunk sizes, idempotence, and planted values found exactly (never grown into their
 //! neighbours, never missed).
 
+mod common;
+
 use inferguard::config::Config;
 use inferguard::detect::{DetectConfig, End, Engine, Finding};
 
@@ -224,38 +226,6 @@ fn streaming_contract_holds_under_random_splits() {
     }
 }
 
-/// Streams `text` in chunks whose sizes come from `rng`, keeping only `max_left_context` bytes
-/// of released text, and returns the rendered output and the findings in text offsets.
-fn stream(e: &Engine, text: &str, rng: &mut Rng) -> (String, Vec<(String, usize, usize)>) {
-    let (mut buf, mut out, mut found) = (String::new(), String::new(), Vec::new());
-    let (mut base, mut from, mut fed) = (0, 0, 0);
-    loop {
-        let next = {
-            let mut n = (fed + 1 + rng.below(24)).min(text.len());
-            while !text.is_char_boundary(n) {
-                n += 1;
-            }
-            n
-        };
-        buf.push_str(&text[fed..next]);
-        fed = next;
-        let end = if fed == text.len() { End::Final } else { End::More };
-        let s = e.scan(&buf, from, end);
-        let shifted: Vec<Finding> =
-            s.findings.iter().map(|f| Finding { start: f.start - from, end: f.end - from, ..f.clone() }).collect();
-        e.render(&buf[from..s.settled], &shifted, &mut out);
-        found.extend(s.findings.iter().map(|f| (f.detector.to_string(), base + f.start, base + f.end)));
-        from = s.settled;
-        let cut = boundary(&buf, from.saturating_sub(e.max_left_context()));
-        buf.drain(..cut);
-        base += cut;
-        from -= cut;
-        if end == End::Final {
-            return (out, found);
-        }
-    }
-}
-
 #[test]
 fn random_chunking_matches_one_shot() {
     for (name, e) in engines() {
@@ -265,7 +235,7 @@ fn random_chunking_matches_one_shot() {
             let whole = e.redact(&t);
             let want: Vec<(String, usize, usize)> =
                 whole.findings.iter().map(|f| (f.detector.to_string(), f.start, f.end)).collect();
-            let (out, found) = stream(&e, &t, &mut rng);
+            let (out, found) = common::stream(&e, &t, |fed| fed + 1 + rng.below(24));
             assert_eq!(found, want, "{name} case {case}: {t:?}");
             assert_eq!(out, whole.text, "{name} case {case}: {t:?}");
         }

@@ -1,0 +1,42 @@
+//! Shared by the engine's test suites.
+
+use inferguard::detect::{End, Engine, Finding};
+
+/// Feeds `text` to [`Engine::scan`] the way a stream layer does: in chunks whose ends
+/// `next_end(fed)` chooses (moved forward to char boundaries), releasing what the engine settles
+/// and keeping only `max_left_context` bytes of released text. Returns the rendered output and
+/// the findings in offsets of the whole text, checking the scan contract at every step.
+pub fn stream(
+    engine: &Engine,
+    text: &str,
+    mut next_end: impl FnMut(usize) -> usize,
+) -> (String, Vec<(String, usize, usize)>) {
+    let (mut buf, mut out, mut found) = (String::new(), String::new(), Vec::new());
+    let (mut base, mut from, mut fed) = (0usize, 0usize, 0usize);
+    loop {
+        let mut next = next_end(fed).clamp(fed, text.len());
+        while !text.is_char_boundary(next) {
+            next += 1;
+        }
+        buf.push_str(&text[fed..next]);
+        fed = next;
+        let end = if fed == text.len() { End::Final } else { End::More };
+        let scan = engine.scan(&buf, from, end);
+        assert!(scan.settled >= from && scan.settled <= buf.len() && buf.is_char_boundary(scan.settled));
+        let shifted: Vec<Finding> =
+            scan.findings.iter().map(|f| Finding { start: f.start - from, end: f.end - from, ..f.clone() }).collect();
+        engine.render(&buf[from..scan.settled], &shifted, &mut out);
+        found.extend(scan.findings.iter().map(|f| (f.detector.to_string(), base + f.start, base + f.end)));
+        from = scan.settled;
+        let mut cut = from.saturating_sub(engine.max_left_context());
+        while !buf.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        buf.drain(..cut);
+        base += cut;
+        from -= cut;
+        if end == End::Final {
+            return (out, found);
+        }
+    }
+}
