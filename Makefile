@@ -13,7 +13,7 @@ UPSTREAM  ?=
 CONFIG    ?= envoy/inferguard.json
 # The filter Envoy loads: cargo's module, optimised by binaryen's wasm-opt.
 WASM      := target/inferguard.wasm
-WASM_RAW  := target/wasm32-wasip1/release/inferguard.wasm
+WASM_RAW  := target/wasm32-wasip1/wasm/inferguard.wasm
 # binaryen from the npm registry (pinned), run by the machine's Node.js; installed under .tools/.
 BINARYEN  := 132.0.0
 WASM_OPT  := .tools/node_modules/.bin/wasm-opt
@@ -31,7 +31,7 @@ wasm-target:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 
 $(WASM_RAW): wasm-target $(shell find src -name '*.rs') Cargo.toml Cargo.lock
-	cargo build --release --target wasm32-wasip1 --lib
+	cargo build --profile wasm --target wasm32-wasip1 --lib
 
 # -O3 keeps the speed and drops about 13% of the size. The features are the ones rustc's
 # wasm32-wasip1 target emits (Envoy's V8 supports them all).
