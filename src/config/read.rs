@@ -192,6 +192,12 @@ mod tests {
             (r#"{"detect": {"dictionaries": [{"name": "d", "terms": ["a", 7]}]}}"#, "detect.dictionaries[0].terms[1]: invalid type: integer `7`, expected a string"),
             (r#"{"detect": {"detectors": []}}"#, "detect.detectors: invalid type: sequence, expected a map"),
             (r#"{"detect": {"field_rules": {"key": []}}}"#, "detect.field_rules.key: unknown field `key`, expected one of `keys`, `action`, `keep_last`"),
+            (r#"{"request": {"mode": "block", "mode": "report"}}"#, "request.mode: duplicate field `mode`"),
+            (
+                r#"{"detect": {"detectors": {"email": {"enabled": false}, "email": {"enabled": true}}}}"#,
+                "detect.detectors.email: duplicate field `email`",
+            ),
+            (r#"{"detect": {"rules": [{"name": "a", "pattern": "x", "name": "b"}]}}"#, "detect.rules[0].name: duplicate field `name`"),
         ] {
             assert_eq!(err(json), want, "{json}");
         }

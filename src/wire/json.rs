@@ -116,6 +116,9 @@ pub trait Rewrite {
     /// A `true`, `false` or `null`.
     fn literal(&mut self, _path: &[Seg], _lit: Literal) {}
 
+    /// Each member of an object, before its value (`path` ends with the member's key).
+    fn member(&mut self, _path: &[Seg]) {}
+
     /// Called before an object or array is read: `Some(json)` puts that JSON text in its place
     /// (the subtree is still checked to be well formed, but nothing in it is handed over).
     fn replace(&mut self, _path: &[Seg], _kind: Container) -> Option<&'static str> {
@@ -271,6 +274,9 @@ impl<'a, R: Rewrite> Walker<'a, '_, R> {
             self.eat(b':')?;
             self.ws();
             self.path.push(Seg::Key(key));
+            if self.skipping == 0 {
+                self.r.member(&self.path);
+            }
             self.value(depth + 1)?;
             self.path.pop();
             self.ws();
