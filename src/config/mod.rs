@@ -73,11 +73,11 @@ impl Config {
 /// and a reviewer who sees the first may not see the second.
 fn refuse_duplicate_keys(text: &str) -> Result<(), ConfigError> {
     use crate::wire::json::{self, Rewrite, Seg};
-    use std::collections::HashSet;
+    use std::collections::BTreeSet;
 
     #[derive(Default)]
     struct Keys {
-        seen: HashSet<String>,
+        seen: BTreeSet<String>,
         duplicate: Option<(String, String)>,
     }
     impl Rewrite for Keys {
@@ -93,7 +93,11 @@ fn refuse_duplicate_keys(text: &str) -> Result<(), ConfigError> {
                         at.push('.');
                         at.push_str(k);
                     }
-                    Seg::Index(i) => at.push_str(&format!("[{i}]")),
+                    Seg::Index(i) => {
+                        at.push('[');
+                        at.push_str(&i.to_string());
+                        at.push(']');
+                    }
                 }
             }
             if !self.seen.insert(at.clone()) && self.duplicate.is_none() {
