@@ -72,7 +72,7 @@ impl Config {
 /// A key given twice in one object is refused: which of the two a reader honours is a guess,
 /// and a reviewer who sees the first may not see the second.
 fn refuse_duplicate_keys(text: &str) -> Result<(), ConfigError> {
-    use crate::wire::json::{self, Rewrite, Seg};
+    use crate::wire::json::{self, Edit, Rewrite, Seg};
     use std::collections::BTreeSet;
 
     #[derive(Default)]
@@ -81,7 +81,7 @@ fn refuse_duplicate_keys(text: &str) -> Result<(), ConfigError> {
         duplicate: Option<(String, String)>,
     }
     impl Rewrite for Keys {
-        fn string(&mut self, _: &[Seg], _: &str) -> Option<String> {
+        fn string(&mut self, _: &[Seg], _: &str) -> Option<Edit> {
             None
         }
         fn member(&mut self, path: &[Seg]) {

@@ -509,28 +509,54 @@ impl Engine {
     /// [`Engine::redact_field`], or `None` when there is nothing to report: the common case
     /// then makes no copy of the text.
     pub fn redact_field_if_found(&self, key: Option<&str>, text: &str) -> Option<Redaction> {
-        let Some(id) = key.and_then(|k| self.field_rule(k)) else {
-            let findings = self.find_all(text);
-            if findings.is_empty() {
-                return None;
-            }
-            let mut out = String::with_capacity(text.len());
-            self.render(text, &findings, &mut out);
-            return Some(Redaction { text: out, findings });
-        };
-        if text.is_empty() {
+        let findings = self.find_field(key, text);
+        if findings.is_empty() {
             return None;
         }
-        let inner = self.find_all(text);
-        if inner.iter().any(|f| f.action == Action::Block) {
-            let findings: Vec<Finding> = inner.into_iter().filter(|f| f.action == Action::Block).collect();
-            return Some(Redaction { text: text.to_string(), findings });
-        }
-        let n = &self.names[id as usize];
-        let findings = vec![Finding { detector: n.name.clone(), start: 0, end: text.len(), action: n.action }];
         let mut out = String::with_capacity(text.len());
         self.render(text, &findings, &mut out);
         Some(Redaction { text: out, findings })
+    }
+
+    /// The findings [`Engine::redact_field`] acts on: the whole value as one finding when a
+    /// field rule covers `key` (or only the `block` findings in it, if any), else
+    /// [`Engine::find_all`].
+    pub fn find_field(&self, key: Option<&str>, text: &str) -> Vec<Finding> {
+        let Some(id) = key.and_then(|k| self.field_rule(k)) else {
+            return self.find_all(text);
+        };
+        if text.is_empty() {
+            return Vec::new();
+        }
+        let inner = self.find_all(text);
+        if inner.iter().any(|f| f.action == Action::Block) {
+            return inner.into_iter().filter(|f| f.action == Action::Block).collect();
+        }
+        let n = &self.names[id as usize];
+        vec![Finding { detector: n.name.clone(), start: 0, end: text.len(), action: n.action }]
+    }
+
+    /// What replaces the finding `f` of `text` when rendered, or `None` if its action leaves
+    /// the text alone (`block`, `report`). [`Engine::render`] is this, applied to every finding.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use inferguard::detect::{DetectConfig, Engine};
+    ///
+    /// let engine = Engine::new(&DetectConfig::default()).unwrap();
+    /// let text = "mail a@b.io now";
+    /// let f = &engine.find_all(text)[0];
+    /// assert_eq!(engine.replacement(text, f).as_deref(), Some("[REDACTED:EMAIL]"));
+    /// ```
+    pub fn replacement(&self, text: &str, f: &Finding) -> Option<String> {
+        if !f.action.rewrites() {
+            return None;
+        }
+        let value = text.get(f.start..f.end)?;
+        let mut out = String::new();
+        self.render(value, &[Finding { start: 0, end: value.len(), ..f.clone() }], &mut out);
+        Some(out)
     }
 
     fn field_rule(&self, key: &str) -> Option<u32> {

@@ -19,10 +19,10 @@ use crate::audit::{AuditRecord, Decision, DirectionAudit};
 use crate::config::{DirectionConfig, Mode, Oversize};
 use crate::detect::{Action, Engine};
 use crate::policy::Policy;
-use crate::stream::{redact_whole, Framing, ResponseStream};
+use crate::stream::{apply_spans, redact_spans, Framing, ResponseStream};
 use crate::wire::encoding::{ContentEncoding, Decoder};
 use crate::stream::fields;
-use crate::wire::json::{self, Container, Literal, Rewrite, Seg};
+use crate::wire::json::{self, Container, Edit, Literal, Rewrite, Seg};
 use crate::wire::{Api, BodyKind};
 
 /// A response the filter sends itself, in the API's own error shape.
@@ -452,7 +452,10 @@ fn scan_body(
             let Ok(text) = std::str::from_utf8(body) else {
                 return Scanned::Unreadable("inferguard could not read the body: it is not UTF-8 text".into());
             };
-            scan.string(&[], text).map(String::into_bytes)
+            match scan.string(&[], text) {
+                Some(Edit::Spans(spans)) if !spans.is_empty() => Some(apply_spans(text, &spans).into_bytes()),
+                _ => None,
+            }
         }
     };
     if let Some(rule) = scan.blocked {
@@ -475,17 +478,17 @@ struct BodyScan<'a, 'm> {
 }
 
 impl json::Rewrite for BodyScan<'_, '_> {
-    fn string(&mut self, path: &[Seg], s: &str) -> Option<String> {
+    fn string(&mut self, path: &[Seg], s: &str) -> Option<Edit> {
         if let Direction::Request(meta) = &mut self.direction {
             meta.see_string(path, s);
         }
         let key = path.iter().rev().find_map(Seg::key);
-        let r = redact_whole(self.engine, self.mode, key, s)?;
-        self.audit.count(&r.findings);
+        let (findings, spans) = redact_spans(self.engine, self.mode, key, s)?;
+        self.audit.count(&findings);
         if self.blocked.is_none() {
-            self.blocked = r.findings.iter().find(|f| f.action == Action::Block).map(|f| f.detector.to_string());
+            self.blocked = findings.iter().find(|f| f.action == Action::Block).map(|f| f.detector.to_string());
         }
-        (r.text != s).then_some(r.text)
+        Some(Edit::Spans(spans))
     }
 
     fn literal(&mut self, path: &[Seg], lit: Literal) {

@@ -10,5 +10,5 @@ pub mod fields;
 mod response;
 mod text;
 
-pub use response::{error_event, redact_whole, Framing, Holdback, ResponseStream, StreamStop};
+pub use response::{apply_spans, error_event, redact_spans, Framing, Holdback, ResponseStream, Spans, StreamStop};
 pub use text::{HoldbackExceeded, InvalidUtf8, TextStream, Utf8Decoder};

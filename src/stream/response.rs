@@ -7,7 +7,7 @@ use super::text::{TextStream, Utf8Decoder};
 use crate::audit::DirectionAudit;
 use crate::config::Mode;
 use crate::detect::{Action, Engine, Finding};
-use crate::wire::json::{self, Seg};
+use crate::wire::json::{self, Edit, Seg};
 use crate::wire::sse::{LineFramer, SseEvent, SseFramer};
 use crate::wire::{Api, ErrorShape};
 
@@ -313,9 +313,9 @@ impl ResponseStream {
         let rewritten = json::rewrite_strings_replacing(data, |path, s| match fields::classify(path, doc) {
             Field::Opaque => None,
             Field::Whole => {
-                let r = redact_whole(engine, self.mode, path.iter().rev().find_map(Seg::key), s)?;
-                findings.extend(r.findings);
-                Some(r.text)
+                let (found, spans) = redact_spans(engine, self.mode, path.iter().rev().find_map(Seg::key), s)?;
+                findings.extend(found);
+                Some(Edit::Spans(spans))
             }
             Field::Delta(key) => {
                 let mut released = String::new();
@@ -330,7 +330,7 @@ impl ResponseStream {
                     }
                 }
                 carried.push(key);
-                Some(released)
+                Some(Edit::Whole(released))
             }
         }, token_details);
         for _ in 0..removed {
@@ -464,14 +464,32 @@ impl ResponseStream {
     }
 }
 
-/// Redacts one complete string value under `mode`; `None` when nothing was found.
-pub fn redact_whole(engine: &Engine, mode: Mode, key: Option<&str>, text: &str) -> Option<crate::detect::Redaction> {
-    let mut r = engine.redact_field_if_found(key, text)?;
-    if mode != Mode::Redact && !r.findings.is_empty() {
-        mode.apply(&mut r.findings);
-        r.text = text.to_owned();
+/// What redacting one complete string value under `mode` finds and changes: the findings, and
+/// the spans of `text` to replace with their replacements. `None` when nothing was found.
+pub fn redact_spans(engine: &Engine, mode: Mode, key: Option<&str>, text: &str) -> Option<(Vec<Finding>, Spans)> {
+    let mut findings = engine.find_field(key, text);
+    if findings.is_empty() {
+        return None;
     }
-    Some(r)
+    mode.apply(&mut findings);
+    let spans = findings.iter().filter_map(|f| Some((f.start..f.end, engine.replacement(text, f)?))).collect();
+    Some((findings, spans))
+}
+
+/// Byte ranges of a text and what replaces each, in order.
+pub type Spans = Vec<(std::ops::Range<usize>, String)>;
+
+/// `text` with `spans` replaced.
+pub fn apply_spans(text: &str, spans: &[(std::ops::Range<usize>, String)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (r, new) in spans {
+        out.push_str(&text[last..r.start]);
+        out.push_str(new);
+        last = r.end;
+    }
+    out.push_str(&text[last..]);
+    out
 }
 
 /// The error a client of `api` understands, framed for the stream.

@@ -83,22 +83,23 @@ pub fn rewrite_strings<F>(input: &[u8], f: F) -> Result<Option<Vec<u8>>, JsonErr
 where
     F: FnMut(&[Seg], &str) -> Option<String>,
 {
-    rewrite_strings_replacing(input, f, |_, _| None)
+    let mut f = f;
+    rewrite_strings_replacing(input, |path, s| f(path, s).map(Edit::Whole), |_, _| None)
 }
 
-/// [`rewrite`] with a closure for string values and one for [`Rewrite::replace`].
+/// [`rewrite`] with a closure for [`Rewrite::string`] and one for [`Rewrite::replace`].
 pub fn rewrite_strings_replacing<F, P>(input: &[u8], string: F, replace: P) -> Result<Option<Vec<u8>>, JsonError>
 where
-    F: FnMut(&[Seg], &str) -> Option<String>,
+    F: FnMut(&[Seg], &str) -> Option<Edit>,
     P: FnMut(&[Seg], Container) -> Option<&'static str>,
 {
     struct Fns<F, P>(F, P);
     impl<F, P> Rewrite for Fns<F, P>
     where
-        F: FnMut(&[Seg], &str) -> Option<String>,
+        F: FnMut(&[Seg], &str) -> Option<Edit>,
         P: FnMut(&[Seg], Container) -> Option<&'static str>,
     {
-        fn string(&mut self, path: &[Seg], s: &str) -> Option<String> {
+        fn string(&mut self, path: &[Seg], s: &str) -> Option<Edit> {
             (self.0)(path, s)
         }
         fn replace(&mut self, path: &[Seg], kind: Container) -> Option<&'static str> {
@@ -110,8 +111,8 @@ where
 
 /// What [`rewrite`] asks of its caller as it walks a document.
 pub trait Rewrite {
-    /// A string value (not a key): `Some(new)` replaces it.
-    fn string(&mut self, path: &[Seg], s: &str) -> Option<String>;
+    /// A string value (not a key): `Some(edit)` changes it.
+    fn string(&mut self, path: &[Seg], s: &str) -> Option<Edit>;
 
     /// A `true`, `false` or `null`.
     fn literal(&mut self, _path: &[Seg], _lit: Literal) {}
@@ -124,6 +125,16 @@ pub trait Rewrite {
     fn replace(&mut self, _path: &[Seg], _kind: Container) -> Option<&'static str> {
         None
     }
+}
+
+/// How a string value changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    /// It becomes this text, encoded anew.
+    Whole(String),
+    /// These byte ranges of the decoded text (in order, not overlapping, on char boundaries)
+    /// become these texts; everything else keeps its original bytes, escapes included.
+    Spans(Vec<(std::ops::Range<usize>, String)>),
 }
 
 /// An object or an array.
@@ -244,10 +255,13 @@ impl<'a> Walker<'a, '_> {
                 let start = self.pos;
                 let s = self.string()?;
                 if self.skipping == 0 {
-                    if let Some(new) = self.r.string(&self.path, &s) {
-                        if new != s {
-                            self.splice(start, |out| encode_string_into(&new, out));
+                    match self.r.string(&self.path, &s) {
+                        Some(Edit::Whole(new)) if new != s => self.splice(start, |out| encode_string_into(&new, out)),
+                        Some(Edit::Spans(spans)) if !spans.is_empty() => {
+                            let raw = &self.input[start + 1..self.pos - 1];
+                            self.splice(start, |out| splice_spans(raw, &s, &spans, out));
                         }
+                        _ => {}
                     }
                 }
                 Ok(())
@@ -470,10 +484,77 @@ fn hex4(input: &[u8], at: usize) -> Option<u32> {
     Some(v)
 }
 
+/// Writes the string literal whose original bytes between the quotes are `raw` (decoding to
+/// `decoded`), with `spans` of the decoded text replaced: the bytes outside the spans are
+/// copied as they were, escapes included, and each replacement is encoded.
+fn splice_spans(raw: &[u8], decoded: &str, spans: &[(std::ops::Range<usize>, String)], out: &mut Vec<u8>) {
+    let mut bounds: Vec<usize> = spans.iter().flat_map(|(r, _)| [r.start, r.end]).collect();
+    if raw.len() != decoded.len() {
+        // Escapes: decoded offsets are not raw offsets.
+        raw_offsets(raw, &mut bounds);
+    }
+    out.push(b'"');
+    let mut last = 0;
+    for ((_, new), b) in spans.iter().zip(bounds.chunks_exact(2)) {
+        out.extend_from_slice(&raw[last..b[0]]);
+        encode_body_into(new, out);
+        last = b[1];
+    }
+    out.extend_from_slice(&raw[last..]);
+    out.push(b'"');
+}
+
+/// Turns sorted offsets into the decoded text of a string literal's body `raw` into offsets
+/// into `raw`, in place.
+fn raw_offsets(raw: &[u8], offsets: &mut [usize]) {
+    let (mut i, mut d, mut k) = (0usize, 0usize, 0usize);
+    while k < offsets.len() {
+        while k < offsets.len() && offsets[k] <= d {
+            offsets[k] = i;
+            k += 1;
+        }
+        if i >= raw.len() {
+            break;
+        }
+        let (used, len) = if raw[i] != b'\\' {
+            (1, 1)
+        } else if raw.get(i + 1) != Some(&b'u') {
+            (2, 1)
+        } else {
+            unicode_escape_len(raw, i)
+        };
+        i += used;
+        d += len;
+    }
+    for o in &mut offsets[k..] {
+        *o = raw.len();
+    }
+}
+
+/// The raw length and the decoded UTF-8 length of the `\u` escape at `raw[i]`, decoded the way
+/// [`decode_str`] does (a surrogate pair is one escape; a lone surrogate becomes U+FFFD).
+fn unicode_escape_len(raw: &[u8], i: usize) -> (usize, usize) {
+    let Some(hi) = hex4(raw, i + 2) else { return (2, 1) };
+    if (0xD800..0xDC00).contains(&hi) && raw.get(i + 6) == Some(&b'\\') && raw.get(i + 7) == Some(&b'u') {
+        if let Some(lo) = hex4(raw, i + 8) {
+            if (0xDC00..0xE000).contains(&lo) {
+                return (12, 4);
+            }
+        }
+    }
+    (6, char::from_u32(hi).map_or('\u{FFFD}'.len_utf8(), char::len_utf8))
+}
+
 /// Appends `s` as a JSON string literal (quotes included), escaping only what JSON requires.
 pub fn encode_string_into(s: &str, out: &mut Vec<u8>) {
     out.reserve(s.len() + 2);
     out.push(b'"');
+    encode_body_into(s, out);
+    out.push(b'"');
+}
+
+/// Appends `s` escaped for the inside of a JSON string literal.
+fn encode_body_into(s: &str, out: &mut Vec<u8>) {
     let b = s.as_bytes();
     let mut run = 0;
     let mut from = 0;
@@ -497,7 +578,6 @@ pub fn encode_string_into(s: &str, out: &mut Vec<u8>) {
         run = i + 1;
     }
     out.extend_from_slice(&b[run..]);
-    out.push(b'"');
 }
 
 /// The first byte at or after `from` that is `"`, `\\` or a control byte (below 0x20): the only
@@ -605,6 +685,55 @@ mod tests {
                 assert_eq!(find_special(b, from), want, "{from} {end}");
             }
         }
+    }
+
+    #[test]
+    fn spans_replace_only_their_text_and_keep_every_other_byte() {
+        // Escapes of every kind before, inside and after the spans.
+        let literals = [
+            r#""plain text, no escapes""#,
+            r#""a\nb \"q\" \\ \/ \t\u0040\u00e9 \ud83d\ude00 end""#,
+            r#""\u0062ob@x.io\n""#,
+            r#""lone \ud800 surrogate é ü""#,
+        ];
+        for lit in literals {
+            let (decoded, _) = decode_str(lit.as_bytes()).unwrap();
+            let raw = &lit.as_bytes()[1..lit.len() - 1];
+            let bounds: Vec<usize> = (0..=decoded.len()).filter(|&i| decoded.is_char_boundary(i)).collect();
+            for (a, &start) in bounds.iter().enumerate() {
+                for &end in &bounds[a..] {
+                    for (second, new) in [(None, "[X]"), (Some(decoded.len()), "")] {
+                        let mut spans = vec![(start..end, new.to_string())];
+                        if let Some(e) = second.filter(|&e| e > end) {
+                            spans.push((e..e, "!".to_string()));
+                        }
+                        let mut out = Vec::new();
+                        splice_spans(raw, &decoded, &spans, &mut out);
+                        let (got, used) = decode_str(&out).unwrap();
+                        let want = crate::stream::apply_spans(&decoded, &spans);
+                        assert_eq!((got.as_ref(), used), (want.as_str(), out.len()), "{lit} {spans:?}");
+                        // The bytes before the first span are the original bytes.
+                        let mut prefix = [start];
+                        raw_offsets(raw, &mut prefix);
+                        assert_eq!(&out[1..1 + prefix[0]], &raw[..prefix[0]], "{lit} {spans:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_redacted_value_keeps_the_escapes_around_it() {
+        struct Spans1;
+        impl Rewrite for Spans1 {
+            fn string(&mut self, _: &[Seg], s: &str) -> Option<Edit> {
+                let start = s.find("a@b.io")?;
+                Some(Edit::Spans(vec![(start..start + 6, "[X]".into())]))
+            }
+        }
+        let doc = br#"{"c":"caf\u00e9: mail a@b.io\nbye \u2014 \"ok\""}"#;
+        let out = rewrite(doc, &mut Spans1).unwrap().unwrap();
+        assert_eq!(out, br#"{"c":"caf\u00e9: mail [X]\nbye \u2014 \"ok\""}"#.to_vec());
     }
 
     #[test]
