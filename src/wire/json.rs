@@ -505,30 +505,44 @@ fn splice_spans(raw: &[u8], decoded: &str, spans: &[(std::ops::Range<usize>, Str
 }
 
 /// Turns sorted offsets into the decoded text of a string literal's body `raw` into offsets
-/// into `raw`, in place.
+/// into `raw`, in place. Between escapes the two advance together, so only escapes are visited.
 fn raw_offsets(raw: &[u8], offsets: &mut [usize]) {
     let (mut i, mut d, mut k) = (0usize, 0usize, 0usize);
     while k < offsets.len() {
-        while k < offsets.len() && offsets[k] <= d {
-            offsets[k] = i;
+        let next = find_byte(raw, i, b'\\').unwrap_or(raw.len());
+        let run_end = d + (next - i);
+        while k < offsets.len() && offsets[k] <= run_end {
+            offsets[k] = i + (offsets[k] - d);
             k += 1;
         }
-        if i >= raw.len() {
+        if next == raw.len() {
             break;
         }
-        let (used, len) = if raw[i] != b'\\' {
-            (1, 1)
-        } else if raw.get(i + 1) != Some(&b'u') {
-            (2, 1)
-        } else {
-            unicode_escape_len(raw, i)
-        };
-        i += used;
-        d += len;
+        let (used, len) = if raw.get(next + 1) == Some(&b'u') { unicode_escape_len(raw, next) } else { (2, 1) };
+        i = next + used;
+        d = run_end + len;
     }
     for o in &mut offsets[k..] {
         *o = raw.len();
     }
+}
+
+/// The first `c` in `b` at or after `from`, eight bytes at a time.
+fn find_byte(b: &[u8], from: usize, c: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while i + 8 <= b.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&b[i..i + 8]);
+        let x = u64::from_le_bytes(word) ^ (LO * u64::from(c));
+        let hit = x.wrapping_sub(LO) & !x & HI;
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b.get(i..)?.iter().position(|&x| x == c).map(|p| i + p)
 }
 
 /// The raw length and the decoded UTF-8 length of the `\u` escape at `raw[i]`, decoded the way
