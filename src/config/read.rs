@@ -180,24 +180,39 @@ mod tests {
     fn errors_name_the_field_and_what_was_wanted() {
         for (json, want) in [
             (r#"[]"#, "configuration: invalid type: sequence, expected an object"),
-            (r#"{"request": {"enabled": "yes"}}"#, r#"request.enabled: invalid type: string "yes", expected a boolean"#),
+            (
+                r#"{"request": {"enabled": "yes"}}"#,
+                r#"request.enabled: invalid type: string "yes", expected a boolean"#,
+            ),
             (r#"{"request": {"max_body_bytes": 1.5}}"#, "request.max_body_bytes: expected a positive integer, got 1.5"),
             (r#"{"request": {"max_body_bytes": -3}}"#, "request.max_body_bytes: expected a positive integer, got -3"),
-            (r#"{"request": {"mode": "drop"}}"#, "request.mode: unknown variant `drop`, expected one of `redact`, `block`, `report`"),
+            (
+                r#"{"request": {"mode": "drop"}}"#,
+                "request.mode: unknown variant `drop`, expected one of `redact`, `block`, `report`",
+            ),
             (r#"{"request": {"on_oversize": null}}"#, "request.on_oversize: invalid type: null, expected a string"),
             (
                 r#"{"detect": {"rules": [{"name": "a", "pattern": "x"}, {"name": "b", "pattern": "y", "keep_last": 300}]}}"#,
                 "detect.rules[1].keep_last: invalid type: integer `300`, expected an integer from 0 to 255",
             ),
-            (r#"{"detect": {"dictionaries": [{"name": "d", "terms": ["a", 7]}]}}"#, "detect.dictionaries[0].terms[1]: invalid type: integer `7`, expected a string"),
+            (
+                r#"{"detect": {"dictionaries": [{"name": "d", "terms": ["a", 7]}]}}"#,
+                "detect.dictionaries[0].terms[1]: invalid type: integer `7`, expected a string",
+            ),
             (r#"{"detect": {"detectors": []}}"#, "detect.detectors: invalid type: sequence, expected a map"),
-            (r#"{"detect": {"field_rules": {"key": []}}}"#, "detect.field_rules.key: unknown field `key`, expected one of `keys`, `action`, `keep_last`"),
+            (
+                r#"{"detect": {"field_rules": {"key": []}}}"#,
+                "detect.field_rules.key: unknown field `key`, expected one of `keys`, `action`, `keep_last`",
+            ),
             (r#"{"request": {"mode": "block", "mode": "report"}}"#, "request.mode: duplicate field `mode`"),
             (
                 r#"{"detect": {"detectors": {"email": {"enabled": false}, "email": {"enabled": true}}}}"#,
                 "detect.detectors.email: duplicate field `email`",
             ),
-            (r#"{"detect": {"rules": [{"name": "a", "pattern": "x", "name": "b"}]}}"#, "detect.rules[0].name: duplicate field `name`"),
+            (
+                r#"{"detect": {"rules": [{"name": "a", "pattern": "x", "name": "b"}]}}"#,
+                "detect.rules[0].name: duplicate field `name`",
+            ),
         ] {
             assert_eq!(err(json), want, "{json}");
         }
@@ -211,7 +226,8 @@ mod tests {
 
     #[test]
     fn absent_fields_keep_their_defaults() {
-        let c = Config::parse(r#"{"request": {"mode": "report"}, "detect": {"field_rules": {"action": "hash"}}}"#).unwrap();
+        let c =
+            Config::parse(r#"{"request": {"mode": "report"}, "detect": {"field_rules": {"action": "hash"}}}"#).unwrap();
         assert_eq!(c.request.mode, crate::config::Mode::Report);
         assert!(c.request.enabled);
         assert_eq!(c.response.max_body_bytes.get(), crate::config::DEFAULT_MAX_BODY_BYTES);

@@ -844,9 +844,9 @@ fn ssn(h: Hay<'_>, g: usize, sink: &mut Sink) {
         return;
     }
     let mut d = [0u8; 9];
-    for k in 0..3 {
+    for (k, slot) in d.iter_mut().enumerate().take(3) {
         match at!(h, sink, g + k, g) {
-            Some(c) if c.is_ascii_digit() => d[k] = c,
+            Some(c) if c.is_ascii_digit() => *slot = c,
             _ => return,
         }
     }
@@ -855,9 +855,9 @@ fn ssn(h: Hay<'_>, g: usize, sink: &mut Sink) {
     let sep;
     match s {
         Some(c) if c.is_ascii_digit() => {
-            for k in 3..9 {
+            for (k, slot) in d.iter_mut().enumerate().skip(3) {
                 match at!(h, sink, g + k, g) {
-                    Some(c) if c.is_ascii_digit() => d[k] = c,
+                    Some(c) if c.is_ascii_digit() => *slot = c,
                     _ => return,
                 }
             }
@@ -866,9 +866,9 @@ fn ssn(h: Hay<'_>, g: usize, sink: &mut Sink) {
         }
         Some(c @ (b'-' | b' ')) => {
             let mut j = g + 4;
-            for k in 3..5 {
+            for slot in &mut d[3..5] {
                 match at!(h, sink, j, g) {
-                    Some(x) if x.is_ascii_digit() => d[k] = x,
+                    Some(x) if x.is_ascii_digit() => *slot = x,
                     _ => return,
                 }
                 j += 1;
@@ -877,9 +877,9 @@ fn ssn(h: Hay<'_>, g: usize, sink: &mut Sink) {
                 return;
             }
             j += 1;
-            for k in 5..9 {
+            for slot in &mut d[5..9] {
                 match at!(h, sink, j, g) {
-                    Some(x) if x.is_ascii_digit() => d[k] = x,
+                    Some(x) if x.is_ascii_digit() => *slot = x,
                     _ => return,
                 }
                 j += 1;
@@ -1945,15 +1945,13 @@ fn upper_a(h: Hay<'_>, i: usize, sink: &mut Sink) {
             return;
         }
     };
-    if sink.on(Det::GoogleApiKey) && next == b'I' {
-        if starts_ci!(h, sink, i, b"AIza", i) && &b[i..i + 4] == b"AIza" {
-            if let Some(e) = body!(h, sink, i + 4, i, 36, is_b64url) {
-                if e - (i + 4) == 35 {
-                    sink.yes(Det::GoogleApiKey, i, e);
-                }
+    if sink.on(Det::GoogleApiKey) && next == b'I' && starts_ci!(h, sink, i, b"AIza", i) && &b[i..i + 4] == b"AIza" {
+        if let Some(e) = body!(h, sink, i + 4, i, 36, is_b64url) {
+            if e - (i + 4) == 35 {
+                sink.yes(Det::GoogleApiKey, i, e);
             }
-            return;
         }
+        return;
     }
     if sink.on(Det::AwsAccessKeyId) && matches!(next, b'K' | b'S' | b'G' | b'I' | b'R' | b'N' | b'B' | b'C') {
         let mut p = [0u8; 4];

@@ -183,9 +183,11 @@ impl DetectConfig {
         let obj = node.object(&["detectors", "rules", "dictionaries", "allowlist", "field_rules", "hash_key"])?;
         let detectors = match obj.get("detectors") {
             None => BTreeMap::new(),
-            Some(n) => {
-                n.map()?.entries().map(|(name, n)| Ok((name.to_owned(), DetectorSetting::read(&n)?))).collect::<Result<_, _>>()?
-            }
+            Some(n) => n
+                .map()?
+                .entries()
+                .map(|(name, n)| Ok((name.to_owned(), DetectorSetting::read(&n)?)))
+                .collect::<Result<_, _>>()?,
         };
         Ok(DetectConfig {
             detectors,

@@ -503,7 +503,8 @@ impl Engine {
     /// assert_eq!(engine.redact_field(Some("comment"), "hunter2").text, "hunter2");
     /// ```
     pub fn redact_field(&self, key: Option<&str>, text: &str) -> Redaction {
-        self.redact_field_if_found(key, text).unwrap_or_else(|| Redaction { text: text.to_owned(), findings: Vec::new() })
+        self.redact_field_if_found(key, text)
+            .unwrap_or_else(|| Redaction { text: text.to_owned(), findings: Vec::new() })
     }
 
     /// [`Engine::redact_field`], or `None` when there is nothing to report: the common case

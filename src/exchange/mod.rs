@@ -19,9 +19,9 @@ use crate::audit::{AuditRecord, Decision, DirectionAudit};
 use crate::config::{DirectionConfig, Mode, Oversize};
 use crate::detect::{Action, Engine};
 use crate::policy::Policy;
+use crate::stream::fields;
 use crate::stream::{apply_spans, redact_spans, Framing, ResponseStream};
 use crate::wire::encoding::{ContentEncoding, Decoder};
-use crate::stream::fields;
 use crate::wire::json::{self, Container, Edit, Literal, Rewrite, Seg};
 use crate::wire::{Api, BodyKind};
 
@@ -292,8 +292,14 @@ impl Exchange {
             },
         };
         let policy = Rc::clone(&self.policy);
-        let outcome =
-            scan_body(&policy.engine, policy.response.mode, self.response_kind, body, &mut self.audit.response, Direction::Response);
+        let outcome = scan_body(
+            &policy.engine,
+            policy.response.mode,
+            self.response_kind,
+            body,
+            &mut self.audit.response,
+            Direction::Response,
+        );
         match self.settle(outcome, 502, "malformed_response", 403) {
             // An inflated body goes out inflated even when nothing in it changed.
             BodyOutcome::Unchanged if self.decoder.is_some() => BodyOutcome::Replace(body.to_vec()),

@@ -191,7 +191,10 @@ mod tests {
     use serde_json::json;
 
     fn p(parts: &[&str]) -> Vec<Seg<'static>> {
-        parts.iter().map(|s| s.parse::<usize>().map(Seg::Index).unwrap_or_else(|_| Seg::Key(s.to_string().into()))).collect()
+        parts
+            .iter()
+            .map(|s| s.parse::<usize>().map(Seg::Index).unwrap_or_else(|_| Seg::Key(s.to_string().into())))
+            .collect()
     }
 
     #[test]

@@ -310,29 +310,33 @@ impl ResponseStream {
                 fields::emptied(kind)
             })
         };
-        let rewritten = json::rewrite_strings_replacing(data, |path, s| match fields::classify(path, doc) {
-            Field::Opaque => None,
-            Field::Whole => {
-                let (found, spans) = redact_spans(engine, self.mode, path.iter().rev().find_map(Seg::key), s)?;
-                findings.extend(found);
-                Some(Edit::Spans(spans))
-            }
-            Field::Delta(key) => {
-                let mut released = String::new();
-                match self.feed(engine, key, s, &mut released) {
-                    Some(f) => findings.extend(f),
-                    None => overflow = true,
+        let rewritten = json::rewrite_strings_replacing(
+            data,
+            |path, s| match fields::classify(path, doc) {
+                Field::Opaque => None,
+                Field::Whole => {
+                    let (found, spans) = redact_spans(engine, self.mode, path.iter().rev().find_map(Seg::key), s)?;
+                    findings.extend(found);
+                    Some(Edit::Spans(spans))
                 }
-                if ending(&key) {
-                    if let Some(i) = self.texts.iter().position(|t| t.key == key) {
-                        let mut t = self.texts.remove(i);
-                        findings.extend(t.stream.finish(engine, &mut released));
+                Field::Delta(key) => {
+                    let mut released = String::new();
+                    match self.feed(engine, key, s, &mut released) {
+                        Some(f) => findings.extend(f),
+                        None => overflow = true,
                     }
+                    if ending(&key) {
+                        if let Some(i) = self.texts.iter().position(|t| t.key == key) {
+                            let mut t = self.texts.remove(i);
+                            findings.extend(t.stream.finish(engine, &mut released));
+                        }
+                    }
+                    carried.push(key);
+                    Some(Edit::Whole(released))
                 }
-                carried.push(key);
-                Some(Edit::Whole(released))
-            }
-        }, token_details);
+            },
+            token_details,
+        );
         for _ in 0..removed {
             audit.remove("token_details");
         }

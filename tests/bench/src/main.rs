@@ -317,10 +317,19 @@ fn core_bench(native: bool) -> Option<Value> {
         Command::new("target/bench-build/release/inferguard-core-bench")
     } else {
         let mut c = Command::new("node");
-        c.args(["--no-warnings", "tests/bench/wasi.mjs", "target/bench-build/wasm32-wasip1/release/inferguard-core-bench.wasm"]);
+        c.args([
+            "--no-warnings",
+            "tests/bench/wasi.mjs",
+            "target/bench-build/wasm32-wasip1/release/inferguard-core-bench.wasm",
+        ]);
         c
     };
-    let out = cmd.arg("--json").env("BENCH_SECONDS", "0.5").env("BENCH_POLICY", std::fs::read_to_string(config_path()).unwrap_or_default()).output().ok()?;
+    let out = cmd
+        .arg("--json")
+        .env("BENCH_SECONDS", "0.5")
+        .env("BENCH_POLICY", std::fs::read_to_string(config_path()).unwrap_or_default())
+        .output()
+        .ok()?;
     if !out.status.success() {
         eprintln!("bench: core benchmark failed: {}", String::from_utf8_lossy(&out.stderr));
         return None;
@@ -404,7 +413,9 @@ fn main() {
     let (hold_mean, hold_max) = holdback(&policy, &answers.sse_events);
     eprintln!("bench: the core without Envoy, natively and in V8 (Node.js)");
     let cores = [core_bench(true), core_bench(false)];
-    let engine_mb_s = |c: &Option<Value>| c.as_ref().and_then(|c| c["scenarios"]["engine, 1 MB of prose"]["mb_s"].as_f64()).unwrap_or(f64::NAN);
+    let engine_mb_s = |c: &Option<Value>| {
+        c.as_ref().and_then(|c| c["scenarios"]["engine, 1 MB of prose"]["mb_s"].as_f64()).unwrap_or(f64::NAN)
+    };
     let (native, in_v8) = (engine_mb_s(&cores[0]), engine_mb_s(&cores[1]));
 
     // The filter's processing rate inside Envoy, from the 1 MB case: the body over the Envoy CPU
@@ -417,7 +428,16 @@ fn main() {
     println!("inferguard vs bare Envoy: medians of {ROUNDS} interleaved rounds, {:?} each; Envoy --concurrency 1; {cpu}, {} cores", dur, std::thread::available_parallelism().map_or(0, |n| n.get()));
     println!(
         "{:<22} {:>9} {:>15} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8}",
-        "scenario", "bare rps", "no-op wasm rps", "ig rps", "ratio", "bare p50", "ig p50", "bare p99", "ig p99", "+p99 ms"
+        "scenario",
+        "bare rps",
+        "no-op wasm rps",
+        "ig rps",
+        "ratio",
+        "bare p50",
+        "ig p50",
+        "bare p99",
+        "ig p99",
+        "+p99 ms"
     );
     for (name, b, n, i) in &rows {
         if b.rps.is_empty() {
@@ -468,10 +488,20 @@ fn main() {
         let cells: Vec<String> = rows.iter().map(|r| format!("{:>10.1}", cpu(r))).collect();
         println!("{label:<28} {}", cells.join(" "));
     }
-    println!("{:<28} {:>10} {:>10} {:>10} {:>10} {:>10}", "the core without Envoy, us", "1 KB", "64 KB", "1 MB", "4 KB prompt", "SSE 500");
+    println!(
+        "{:<28} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "the core without Envoy, us", "1 KB", "64 KB", "1 MB", "4 KB prompt", "SSE 500"
+    );
     for (label, c) in [("  native", &cores[0]), ("  wasm in V8 (Node.js)", &cores[1])] {
         let us = |k: &str| c.as_ref().and_then(|c| c["scenarios"][k]["us"].as_f64()).unwrap_or(f64::NAN);
-        println!("{label:<28} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}", us(columns[0]), us(columns[1]), us(columns[2]), us(columns[3]), us(columns[4]));
+        println!(
+            "{label:<28} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+            us(columns[0]),
+            us(columns[1]),
+            us(columns[2]),
+            us(columns[3]),
+            us(columns[4])
+        );
     }
     results.insert("core".into(), json!({"native": cores[0], "wasm_v8_node": cores[1]}));
     println!("{:<28} {} bytes ({:.0} KiB)", "inferguard.wasm", wasm_bytes, wasm_bytes as f64 / 1024.0);
