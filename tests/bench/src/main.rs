@@ -68,8 +68,8 @@ struct Envoy {
 enum Filter {
     /// None: the router alone.
     Bare,
-    /// A wasm module under the plugin configuration.
-    Wasm(String),
+    /// A wasm module under a plugin configuration (a file).
+    Wasm { module: String, config: String },
 }
 
 impl Envoy {
@@ -81,13 +81,12 @@ impl Envoy {
         render.args(["--https-port", &port.to_string(), "--plain-port", &plain.to_string()]);
         render.args(["--admin-port", &admin.to_string(), "--upstream", &format!("127.0.0.1:{upstream}")]);
         render.args(["-o", &yaml]);
-        render.args(["--config", &config_path()]);
         match &filter {
             Filter::Bare => {
-                render.arg("--bare");
+                render.args(["--config", &config_path(), "--bare"]);
             }
-            Filter::Wasm(wasm) => {
-                render.args(["--wasm", wasm]);
+            Filter::Wasm { module, config } => {
+                render.args(["--wasm", module, "--config", config]);
             }
         }
         assert!(render.status().expect("render.py").success(), "render.py failed");
@@ -197,7 +196,7 @@ fn chat_request(prompt: &str, stream: bool) -> Vec<u8> {
 
 /// Throughput scenario: `conns` keep-alive connections for `dur` per round.
 fn throughput(
-    envoys: &[Envoy],
+    envoys: &[&Envoy],
     tls: &Arc<rustls::ClientConfig>,
     scenario: &str,
     body: &[u8],
@@ -353,8 +352,8 @@ fn main() {
     let wasm = std::env::var("BENCH_WASM").unwrap_or_else(|_| "target/inferguard.wasm".into());
     let envoys = [
         Envoy::start("bare", Filter::Bare, up, dir),
-        Envoy::start("noop", Filter::Wasm(NOOP_WASM.into()), up, dir),
-        Envoy::start("inferguard", Filter::Wasm(wasm), up, dir),
+        Envoy::start("noop", Filter::Wasm { module: NOOP_WASM.into(), config: config_path() }, up, dir),
+        Envoy::start("inferguard", Filter::Wasm { module: wasm.clone(), config: config_path() }, up, dir),
     ];
     // Streams and memory compare bare Envoy and inferguard only.
     let pair = [&envoys[0], &envoys[2]];
@@ -388,8 +387,40 @@ fn main() {
             continue;
         }
         eprintln!("bench: {name}");
-        let f = throughput(&envoys, &tls, scenario, &body, conns, dur);
+        let f = throughput(&envoys.iter().collect::<Vec<_>>(), &tls, scenario, &body, conns, dur);
         rows.push((name.to_string(), f[0].clone(), f[1].clone(), f[2].clone()));
+    }
+    // Where the 1 KB cost goes: inferguard with parts of its work turned off, beside bare Envoy.
+    let mut parts: Vec<(&str, f64)> = Vec::new();
+    if wanted("json-1k") && std::env::var("BENCH_CONFIG").is_err() {
+        eprintln!("bench: where the 1 KB cost goes");
+        let variants = [
+            (
+                "scanning off (headers read, audit written)",
+                r#"{"request":{"enabled":false},"response":{"enabled":false}}"#,
+            ),
+            ("responses scanned, prompts not", r#"{"request":{"enabled":false}}"#),
+        ];
+        let started: Vec<Envoy> = variants
+            .iter()
+            .enumerate()
+            .map(|(k, (_, cfg))| {
+                let file = format!("{dir}/variant-{k}.json");
+                std::fs::write(&file, cfg).expect("variant config");
+                Envoy::start(
+                    ["variant-0", "variant-1"][k],
+                    Filter::Wasm { module: wasm.clone(), config: file },
+                    up,
+                    dir,
+                )
+            })
+            .collect();
+        let set = [&envoys[0], &started[0], &started[1], &envoys[2]];
+        let f = throughput(&set, &tls, "json-1k", &chat_request("Summarise the incident.", false), 8, dur);
+        let cpu = |k: usize| median(f[k].cpu_us.clone()) - median(f[0].cpu_us.clone());
+        parts.push((variants[0].0, cpu(1)));
+        parts.push((variants[1].0, cpu(2)));
+        parts.push(("everything (the default policy)", cpu(3)));
     }
     if !wanted("sse") {
         for (name, b, n, i) in &rows {
@@ -400,6 +431,9 @@ fn main() {
                 nr / br * 100.0,
                 ir / br * 100.0
             );
+        }
+        for (label, us) in &parts {
+            println!("1 KB, Envoy CPU per request above bare: {us:+.1} us  inferguard, {label}");
         }
         return;
     }
@@ -487,6 +521,18 @@ fn main() {
         let cpu = |r: &(String, Figures, Figures, Figures)| median([&r.1, &r.2, &r.3][k].cpu_us.clone());
         let cells: Vec<String> = rows.iter().map(|r| format!("{:>10.1}", cpu(r))).collect();
         println!("{label:<28} {}", cells.join(" "));
+    }
+    if !parts.is_empty() {
+        println!(
+            "{:<28} Envoy CPU per request above bare Envoy, 1 KB completion (another run)",
+            "where the 1 KB cost goes"
+        );
+        for (label, us) in &parts {
+            println!("{:<28} {us:>+10.1} us  inferguard, {label}", "");
+        }
+        let parts_json: serde_json::Map<String, Value> =
+            parts.iter().map(|(l, us)| (l.to_string(), json!(us))).collect();
+        results.insert("1 KB cost parts (envoy_cpu_us_above_bare)".into(), Value::Object(parts_json));
     }
     println!(
         "{:<28} {:>10} {:>10} {:>10} {:>10} {:>10}",
