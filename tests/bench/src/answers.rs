@@ -96,3 +96,10 @@ impl Answers {
         }
     }
 }
+
+/// The chat completion request the benchmarks send.
+pub fn chat_request(prompt: &str, stream: bool) -> Vec<u8> {
+    serde_json::json!({"model": "bench", "stream": stream, "messages": [{"role": "user", "content": prompt}]})
+        .to_string()
+        .into_bytes()
+}

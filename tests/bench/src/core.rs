@@ -14,12 +14,6 @@ use std::time::{Duration, Instant};
 use inferguard::exchange::{BodyOutcome, Exchange, RequestHead, ResponseHead};
 use inferguard::policy::Policy;
 
-fn chat_request(prompt: &str, stream: bool) -> Vec<u8> {
-    serde_json::json!({"model": "bench", "stream": stream, "messages": [{"role": "user", "content": prompt}]})
-        .to_string()
-        .into_bytes()
-}
-
 /// One whole exchange: request head and body, response head, and the response body, buffered or
 /// as a stream of chunks. Returns the bytes the client would receive, so nothing is optimised out.
 fn exchange(policy: &Rc<Policy>, request: &[u8], content_type: &'static str, response: &[Vec<u8>]) -> usize {
@@ -74,8 +68,8 @@ fn main() {
     );
     let policy = Rc::new(Policy::from_json(&std::env::var("BENCH_POLICY").unwrap_or_default()).expect("policy"));
     let answers = answers::Answers::new();
-    let small_request = chat_request("Summarise the incident.", false);
-    let prompt_4k = chat_request(&answers::prose(4096), false);
+    let small_request = answers::chat_request("Summarise the incident.", false);
+    let prompt_4k = answers::chat_request(&answers::prose(4096), false);
     let text = answers::prose(1 << 20);
 
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
@@ -98,7 +92,7 @@ fn main() {
     run("4 KB prompt scanned", prompt_4k.len(), &mut || {
         exchange(&policy, &prompt_4k, "application/json", std::slice::from_ref(&answers.small))
     });
-    let sse_request = chat_request("Summarise.", true);
+    let sse_request = answers::chat_request("Summarise.", true);
     run("500-token SSE", answers.sse_events.iter().map(Vec::len).sum(), &mut || {
         exchange(&policy, &sse_request, "text/event-stream", &answers.sse_events)
     });

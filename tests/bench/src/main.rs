@@ -188,12 +188,6 @@ impl Figures {
     }
 }
 
-fn chat_request(prompt: &str, stream: bool) -> Vec<u8> {
-    json!({"model": "bench", "stream": stream, "messages": [{"role": "user", "content": prompt}]})
-        .to_string()
-        .into_bytes()
-}
-
 /// Throughput scenario: `conns` keep-alive connections for `dur` per round.
 fn throughput(
     envoys: &[&Envoy],
@@ -224,7 +218,7 @@ fn throughput(
 /// Paced 500-token SSE answers: time to first token and total time.
 fn streaming(envoys: &[&Envoy], tls: &Arc<rustls::ClientConfig>, streams: usize, pace_us: u64) -> Vec<Figures> {
     let mut figs = vec![Figures::default(); envoys.len()];
-    let body = chat_request("Summarise the incident.", true);
+    let body = answers::chat_request("Summarise the incident.", true);
     let pace = pace_us.to_string();
     for _ in 0..ROUNDS {
         for (i, e) in envoys.iter().enumerate() {
@@ -251,7 +245,7 @@ fn streaming(envoys: &[&Envoy], tls: &Arc<rustls::ClientConfig>, streams: usize,
 /// 100 open SSE streams: Envoy's resident memory while they are open.
 fn concurrent_streams(e: &Envoy, tls: &Arc<rustls::ClientConfig>, n: usize) -> (u64, u64) {
     let idle = e.rss_kib();
-    let body = chat_request("Summarise the incident.", true);
+    let body = answers::chat_request("Summarise the incident.", true);
     let port = e.port;
     let handles: Vec<_> = (0..n)
         .map(|_| {
@@ -281,7 +275,7 @@ fn native_stream_memory(policy: &Rc<Policy>, events: &[Vec<u8>], n: usize) -> f6
     for _ in 0..n {
         let mut x = Exchange::new(Rc::clone(policy));
         let _ = x.on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() });
-        let _ = x.on_request_body(&chat_request("Summarise the incident.", true));
+        let _ = x.on_request_body(&answers::chat_request("Summarise the incident.", true));
         let _ = x.on_response_head(&ResponseHead {
             status: 200,
             content_type: Some("text/event-stream"),
@@ -374,10 +368,10 @@ fn main() {
     let mut results = serde_json::Map::new();
     let mut rows: Vec<(String, Figures, Figures, Figures)> = Vec::new();
     let scenarios: [(&str, &str, Vec<u8>, usize); 4] = [
-        ("1 KB completion", "json-1k", chat_request("Summarise the incident.", false), 8),
-        ("64 KB completion", "json-64k", chat_request("Summarise the incident.", false), 8),
-        ("1 MB completion", "json-1m", chat_request("Summarise the incident.", false), 2),
-        ("4 KB prompt scanned", "prompt-4k", chat_request(&answers::prose(4096), false), 8),
+        ("1 KB completion", "json-1k", answers::chat_request("Summarise the incident.", false), 8),
+        ("64 KB completion", "json-64k", answers::chat_request("Summarise the incident.", false), 8),
+        ("1 MB completion", "json-1m", answers::chat_request("Summarise the incident.", false), 2),
+        ("4 KB prompt scanned", "prompt-4k", answers::chat_request(&answers::prose(4096), false), 8),
     ];
     // BENCH_ONLY=json-1k,sse limits a run to some scenarios (for profiling; the report is partial).
     let only = std::env::var("BENCH_ONLY").ok();
@@ -416,7 +410,7 @@ fn main() {
             })
             .collect();
         let set = [&envoys[0], &started[0], &started[1], &envoys[2]];
-        let f = throughput(&set, &tls, "json-1k", &chat_request("Summarise the incident.", false), 8, dur);
+        let f = throughput(&set, &tls, "json-1k", &answers::chat_request("Summarise the incident.", false), 8, dur);
         let cpu = |k: usize| median(f[k].cpu_us.clone()) - median(f[0].cpu_us.clone());
         parts.push((variants[0].0, cpu(1)));
         parts.push((variants[1].0, cpu(2)));
