@@ -503,20 +503,10 @@ impl Engine {
     /// assert_eq!(engine.redact_field(Some("comment"), "hunter2").text, "hunter2");
     /// ```
     pub fn redact_field(&self, key: Option<&str>, text: &str) -> Redaction {
-        self.redact_field_if_found(key, text)
-            .unwrap_or_else(|| Redaction { text: text.to_owned(), findings: Vec::new() })
-    }
-
-    /// [`Engine::redact_field`], or `None` when there is nothing to report: the common case
-    /// then makes no copy of the text.
-    pub fn redact_field_if_found(&self, key: Option<&str>, text: &str) -> Option<Redaction> {
         let findings = self.find_field(key, text);
-        if findings.is_empty() {
-            return None;
-        }
         let mut out = String::with_capacity(text.len());
         self.render(text, &findings, &mut out);
-        Some(Redaction { text: out, findings })
+        Redaction { text: out, findings }
     }
 
     /// The findings [`Engine::redact_field`] acts on: the whole value as one finding when a
