@@ -245,13 +245,12 @@ impl ResponseStream {
             return;
         };
         let ends = fields::ends(&doc, ev.event.as_deref());
-        let data = data.to_owned();
         if let Some(json) = self.json_event(engine, data.as_bytes(), &doc, &ends, Some(&ev), audit, out) {
-            out.extend_from_slice(&if json == data.as_bytes() {
-                ev.raw.clone()
+            if json == data.as_bytes() {
+                out.extend_from_slice(&ev.raw);
             } else {
-                ev.with_data(&String::from_utf8_lossy(&json))
-            });
+                out.extend_from_slice(&ev.with_data(&String::from_utf8_lossy(&json)));
+            }
         }
     }
 
