@@ -504,7 +504,7 @@ fn splice_spans(raw: &[u8], decoded: &str, spans: &[(std::ops::Range<usize>, Str
 fn raw_offsets(raw: &[u8], offsets: &mut [usize]) {
     let (mut i, mut d, mut k) = (0usize, 0usize, 0usize);
     while k < offsets.len() {
-        let next = find_byte(raw, i, b'\\').unwrap_or(raw.len());
+        let next = super::bytes::find_byte(raw, i, b'\\').unwrap_or(raw.len());
         let run_end = d + (next - i);
         while k < offsets.len() && offsets[k] <= run_end {
             offsets[k] = i + (offsets[k] - d);
@@ -520,24 +520,6 @@ fn raw_offsets(raw: &[u8], offsets: &mut [usize]) {
     for o in &mut offsets[k..] {
         *o = raw.len();
     }
-}
-
-/// The first `c` in `b` at or after `from`, eight bytes at a time.
-fn find_byte(b: &[u8], from: usize, c: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let mut i = from;
-    while i + 8 <= b.len() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&b[i..i + 8]);
-        let x = u64::from_le_bytes(word) ^ (LO * u64::from(c));
-        let hit = x.wrapping_sub(LO) & !x & HI;
-        if hit != 0 {
-            return Some(i + (hit.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    b.get(i..)?.iter().position(|&x| x == c).map(|p| i + p)
 }
 
 /// The raw length and the decoded UTF-8 length of the `\u` escape at `raw[i]`, decoded the way

@@ -1,5 +1,6 @@
 //! Wire formats: which inference API a request speaks, and how its bodies are framed.
 
+mod bytes;
 pub mod encoding;
 pub mod json;
 pub mod sse;

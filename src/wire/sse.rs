@@ -16,9 +16,12 @@ pub struct SseEvent {
 }
 
 impl SseEvent {
-    /// Parses one complete event from its raw bytes. Returns `None` if it is not UTF-8.
-    pub fn parse(raw: Vec<u8>) -> Option<SseEvent> {
-        let text = std::str::from_utf8(&raw).ok()?;
+    /// Parses one complete event from its raw bytes. An event that is not UTF-8 has neither
+    /// `event` nor `data` (the stream layer refuses to forward it).
+    pub fn parse(raw: Vec<u8>) -> SseEvent {
+        let Ok(text) = std::str::from_utf8(&raw) else {
+            return SseEvent { raw, event: None, data: None };
+        };
         let mut event = None;
         let mut data: Option<String> = None;
         for line in lines(text) {
@@ -35,7 +38,7 @@ impl SseEvent {
                 _ => {}
             }
         }
-        Some(SseEvent { raw, event, data })
+        SseEvent { raw, event, data }
     }
 
     /// The event's bytes with its data replaced by `data`: every other line is kept as it was,
@@ -137,30 +140,33 @@ impl SseFramer {
         let mut i = self.scanned;
         let mut at_line_start = if i == 0 { true } else { self.at_line_start };
         while i < self.buf.len() {
-            let c = self.buf[i];
-            if c == b'\n' || c == b'\r' {
-                // A `\r` at the end of the buffer may be the first half of `\r\n`: wait.
-                let len = if c == b'\r' {
-                    match self.buf.get(i + 1) {
-                        Some(b'\n') => 2,
-                        Some(_) => 1,
-                        None => break,
-                    }
-                } else {
-                    1
-                };
-                i += len;
-                if at_line_start {
-                    let raw = self.buf[start..i].to_vec();
-                    start = i;
-                    // Not UTF-8: kept as a data-less event, forwarded only by an explicit choice upstream.
-                    events.push(SseEvent::parse(raw.clone()).unwrap_or(SseEvent { raw, event: None, data: None }));
-                }
-                at_line_start = true;
-            } else {
+            // Bytes up to the next line ending only say that a line has begun.
+            let Some(eol) = super::bytes::find_either(&self.buf, i, b'\n', b'\r') else {
                 at_line_start = false;
-                i += 1;
+                i = self.buf.len();
+                break;
+            };
+            if eol > i {
+                at_line_start = false;
+                i = eol;
             }
+            // A `\r` at the end of the buffer may be the first half of `\r\n`: wait.
+            let len = if self.buf[i] == b'\r' {
+                match self.buf.get(i + 1) {
+                    Some(b'\n') => 2,
+                    Some(_) => 1,
+                    None => break,
+                }
+            } else {
+                1
+            };
+            i += len;
+            if at_line_start {
+                let raw = self.buf[start..i].to_vec();
+                start = i;
+                events.push(SseEvent::parse(raw));
+            }
+            at_line_start = true;
         }
         self.buf.drain(..start);
         self.scanned = i - start;
@@ -175,7 +181,7 @@ impl SseFramer {
         }
         let raw = std::mem::take(&mut self.buf);
         self.scanned = 0;
-        SseEvent::parse(raw.clone()).or(Some(SseEvent { raw, event: None, data: None }))
+        Some(SseEvent::parse(raw))
     }
 }
 
