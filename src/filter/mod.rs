@@ -145,6 +145,9 @@ impl Filter {
                     Side::Response => {
                         self.set_http_response_body(0, body_size, &new);
                         self.set_http_response_header("content-length", Some(&length));
+                        if self.exchange.inflated() {
+                            self.set_http_response_header("content-encoding", None);
+                        }
                     }
                 }
             }

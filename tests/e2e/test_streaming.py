@@ -165,6 +165,22 @@ def test_a_gzip_response_is_inflated_scanned_and_sent_plain(envoy):
     assert json.loads(body)["choices"][0]["message"]["content"] == REDACTED
 
 
+def test_an_oversized_gzip_answer_passed_unscanned_keeps_its_encoding(make_envoy):
+    """With `on_oversize: pass_unscanned`, a compressed answer too large to scan passes exactly
+    as it came: still compressed, and still labelled so (the label goes only with inflation)."""
+    e = make_envoy(json.dumps({"response": {"max_body_bytes": 64, "on_oversize": "pass_unscanned"}}))
+    marker = uuid.uuid4().hex
+    r = subprocess.run(["curl", "-sS", "-D", "-", "--cacert", CA, f"{e.base}/v1/chat/completions?t={marker}",
+                        "-H", "content-type: application/json", "-H", "x-standin-encoding: gzip",
+                        "-d", json.dumps({"model": "m", "messages": [{"role": "user", "content": b64(SECRET_TEXT)}]})],
+                       capture_output=True, timeout=30).stdout
+    head, _, body = r.partition(b"\r\n\r\n")
+    assert b"content-encoding: gzip" in head.lower()
+    assert f"content-length: {len(body)}".encode() in head.lower()
+    assert json.loads(gzip.decompress(body))["choices"][0]["message"]["content"] == SECRET_TEXT
+    assert e.audit_for(marker)["response"] == {"scanned": False, "unscanned_reason": "oversize"}
+
+
 def test_a_deflate_stream_is_inflated_and_redacted(envoy):
     out = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", "--cacert", CA, envoy.base + "/v1/chat/completions",
                           "-H", "content-type: application/json", "-H", "x-standin-encoding: deflate",
