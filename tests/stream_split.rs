@@ -373,6 +373,14 @@ fn assert_clean(case: &Case, out: &[u8]) {
     for s in SECRETS {
         assert!(!raw.contains(s), "{}: raw bytes leaked {s}", case.name);
     }
+    // Events that carry a sequence number (OpenAI Responses) keep them strictly increasing,
+    // synthetic flush events included: clients order and deduplicate by them.
+    let seq: Vec<u64> = raw
+        .split("\n\n")
+        .filter_map(|ev| ev.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok()?.get("sequence_number")?.as_u64())
+        .collect();
+    assert!(seq.windows(2).all(|w| w[0] < w[1]), "{}: sequence numbers {seq:?}", case.name);
 }
 
 /// What the client must end up with: every logical stream redacted as a whole.

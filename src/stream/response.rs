@@ -107,6 +107,10 @@ pub struct ResponseStream {
     texts: Vec<Text>,
     stop: Option<StreamStop>,
     holdback: Holdback,
+    /// Events with a `sequence_number` (OpenAI Responses): the last number sent, and how many
+    /// synthetic events this stream inserted, by which every later upstream number is raised.
+    last_sequence: Option<u64>,
+    inserted: u64,
 }
 
 impl ResponseStream {
@@ -130,6 +134,8 @@ impl ResponseStream {
             texts: Vec::new(),
             stop: None,
             holdback: Holdback::default(),
+            last_sequence: None,
+            inserted: 0,
         }
     }
 
@@ -356,6 +362,15 @@ impl ResponseStream {
         if !self.note(&findings, audit, out) {
             return None;
         }
+        let json = match doc.get("sequence_number").and_then(Value::as_u64) {
+            // Nothing inserted yet: the upstream's number stands.
+            Some(n) if self.inserted == 0 => {
+                self.last_sequence = Some(n);
+                json
+            }
+            Some(n) => self.renumber(json, n + self.inserted),
+            None => json,
+        };
         for key in carried {
             if let Some(t) = self.texts.iter_mut().find(|t| t.key == key) {
                 t.template = Some(Template { sse: sse.cloned(), json: json.clone() });
@@ -385,6 +400,12 @@ impl ResponseStream {
 
     /// Ends the streams selected by `which` (except those in `skip`, which ended inside the
     /// current event), sending their held text in events shaped like their last one.
+    /// `json` with its top-level `sequence_number` set to `n`, which becomes the last one sent.
+    fn renumber(&mut self, json: Vec<u8>, n: u64) -> Vec<u8> {
+        self.last_sequence = Some(n);
+        json::set_top_level_number(&json, "sequence_number", n).unwrap_or(json)
+    }
+
     fn flush(&mut self, engine: &Engine, which: Ends, skip: &[Key], audit: &mut DirectionAudit, out: &mut Vec<u8>) {
         let mut i = 0;
         while i < self.texts.len() {
@@ -416,7 +437,13 @@ impl ResponseStream {
                         Field::Delta(_) => Some(String::new()),
                         _ => None,
                     });
-                    let json = synthetic.ok().flatten().unwrap_or_else(|| tpl.json.clone());
+                    let mut json = synthetic.ok().flatten().unwrap_or_else(|| tpl.json.clone());
+                    if doc.get("sequence_number").is_some() {
+                        // An inserted event takes the next number; later ones move up by one.
+                        let next = self.last_sequence.map_or(0, |n| n + 1);
+                        self.inserted += 1;
+                        json = self.renumber(json, next);
+                    }
                     match &tpl.sse {
                         Some(ev) => out.extend_from_slice(&ev.with_data(&String::from_utf8_lossy(&json))),
                         None => {

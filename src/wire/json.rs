@@ -109,6 +109,33 @@ where
     rewrite(input, &mut Fns(string, replace))
 }
 
+/// `input` (a JSON object) with its top-level member `key` set to the integer `value`; `None` if
+/// it has no such member that is a number.
+///
+/// # Examples
+///
+/// ```
+/// use inferguard::wire::json::set_top_level_number;
+///
+/// let out = set_top_level_number(br#"{"type":"x","sequence_number":7,"n":{"sequence_number":1}}"#, "sequence_number", 9);
+/// assert_eq!(out.unwrap(), br#"{"type":"x","sequence_number":9,"n":{"sequence_number":1}}"#);
+/// ```
+pub fn set_top_level_number(input: &[u8], key: &str, value: u64) -> Option<Vec<u8>> {
+    struct Set<'k> {
+        key: &'k str,
+        value: u64,
+    }
+    impl Rewrite for Set<'_> {
+        fn string(&mut self, _: &[Seg], _: &str) -> Option<Edit> {
+            None
+        }
+        fn number(&mut self, path: &[Seg], _: &str) -> Option<String> {
+            matches!(path, [Seg::Key(k)] if k == self.key).then(|| self.value.to_string())
+        }
+    }
+    rewrite(input, &mut Set { key, value }).ok().flatten()
+}
+
 /// What [`rewrite`] asks of its caller as it walks a document.
 pub trait Rewrite {
     /// A string value (not a key): `Some(edit)` changes it.
@@ -119,6 +146,11 @@ pub trait Rewrite {
 
     /// Each member of an object, before its value (`path` ends with the member's key).
     fn member(&mut self, _path: &[Seg]) {}
+
+    /// A number, as written: `Some(json)` puts that text in its place.
+    fn number(&mut self, _path: &[Seg], _raw: &str) -> Option<String> {
+        None
+    }
 
     /// Called before an object or array is read: `Some(json)` puts that JSON text in its place
     /// (the subtree is still checked to be well formed, but nothing in it is handed over).
@@ -269,7 +301,18 @@ impl<'a> Walker<'a, '_> {
             Some(b't') => self.literal(b"true", Literal::True),
             Some(b'f') => self.literal(b"false", Literal::False),
             Some(b'n') => self.literal(b"null", Literal::Null),
-            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.pos;
+                self.number()?;
+                if self.skipping == 0 {
+                    // A number is ASCII.
+                    let raw = std::str::from_utf8(&self.input[start..self.pos]).unwrap_or_default();
+                    if let Some(new) = self.r.number(&self.path, raw) {
+                        self.splice(start, |out| out.extend_from_slice(new.as_bytes()));
+                    }
+                }
+                Ok(())
+            }
             _ => self.err(),
         }
     }
