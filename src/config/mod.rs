@@ -49,7 +49,7 @@ impl Config {
         }
         // One reader type (`from_slice`) across the filter: each one instantiates a parser.
         let doc: serde_json::Value = serde_json::from_slice(text.as_bytes()).map_err(ConfigError::syntax)?;
-        refuse_duplicate_keys(text)?;
+        read::refuse_duplicate_keys(text)?;
         Config::read(&Node::root(&doc))
     }
 
@@ -66,52 +66,6 @@ impl Config {
     pub fn parse_bytes(bytes: &[u8]) -> Result<Config, ConfigError> {
         let text = std::str::from_utf8(bytes).map_err(|_| ConfigError::new("", "configuration is not valid UTF-8"))?;
         Config::parse(text)
-    }
-}
-
-/// A key given twice in one object is refused: which of the two a reader honours is a guess,
-/// and a reviewer who sees the first may not see the second.
-fn refuse_duplicate_keys(text: &str) -> Result<(), ConfigError> {
-    use crate::wire::json::{self, Edit, Rewrite, Seg};
-    use std::collections::BTreeSet;
-
-    #[derive(Default)]
-    struct Keys {
-        seen: BTreeSet<String>,
-        duplicate: Option<(String, String)>,
-    }
-    impl Rewrite for Keys {
-        fn string(&mut self, _: &[Seg], _: &str) -> Option<Edit> {
-            None
-        }
-        fn member(&mut self, path: &[Seg]) {
-            let mut at = String::new();
-            for s in path {
-                match s {
-                    Seg::Key(k) if at.is_empty() => at.push_str(k),
-                    Seg::Key(k) => {
-                        at.push('.');
-                        at.push_str(k);
-                    }
-                    Seg::Index(i) => {
-                        at.push('[');
-                        at.push_str(&i.to_string());
-                        at.push(']');
-                    }
-                }
-            }
-            if !self.seen.insert(at.clone()) && self.duplicate.is_none() {
-                let key = path.last().and_then(Seg::key).unwrap_or_default().to_owned();
-                self.duplicate = Some((at, key));
-            }
-        }
-    }
-    let mut keys = Keys::default();
-    // The document already parsed as JSON; this walk only looks at keys.
-    let _ = json::rewrite(text.as_bytes(), &mut keys);
-    match keys.duplicate {
-        Some((path, key)) => Err(ConfigError::new(path, format_args!("duplicate field `{key}`"))),
-        None => Ok(()),
     }
 }
 

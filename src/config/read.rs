@@ -31,11 +31,7 @@ impl<'a> Node<'a> {
     }
 
     fn child(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}.{key}", self.path)
-        }
+        key_path(&self.path, key)
     }
 
     /// This node as an object whose keys must all be among `fields`.
@@ -96,8 +92,7 @@ impl<'a> Node<'a> {
     /// This node as an array, each element read by `each`.
     pub fn array<T>(&self, mut each: impl FnMut(Node<'a>) -> Result<T, ConfigError>) -> Result<Vec<T>, ConfigError> {
         let items = self.value.as_array().ok_or_else(|| self.invalid_type("a sequence"))?;
-        let at = |i: usize| if self.path.is_empty() { format!("[{i}]") } else { format!("{}[{i}]", self.path) };
-        items.iter().enumerate().map(|(i, value)| each(Node { value, path: at(i) })).collect()
+        items.iter().enumerate().map(|(i, value)| each(Node { value, path: index_path(&self.path, i) })).collect()
     }
 
     /// An array of strings.
@@ -136,6 +131,63 @@ impl<'a> Object<'a> {
     /// Every entry, in key order, as nodes.
     pub fn entries(&self) -> impl Iterator<Item = (&'a str, Node<'a>)> + '_ {
         self.map.iter().map(|(k, value)| (k.as_str(), Node { value, path: self.node.child(k) }))
+    }
+}
+
+/// `parent` extended by the member `key`: `detect.rules`, or `detect` at the top.
+// Configuration is read once: one out-of-line copy is worth more than speed here.
+#[inline(never)]
+fn key_path(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// `parent` extended by the array element `i`: `detect.rules[2]`.
+#[inline(never)]
+fn index_path(parent: &str, i: usize) -> String {
+    format!("{parent}[{i}]")
+}
+
+/// Refuses a document (already parsed as JSON) that gives a key twice in one object: which of
+/// the two a reader honours is a guess, and a reviewer who sees the first may not see the second.
+pub(crate) fn refuse_duplicate_keys(text: &str) -> Result<(), ConfigError> {
+    use crate::wire::json::{self, Edit, Rewrite, Seg};
+    use std::collections::BTreeSet;
+
+    #[derive(Default)]
+    struct Keys {
+        seen: BTreeSet<String>,
+        /// The path and key of the first key given twice.
+        duplicate: Option<(String, String)>,
+    }
+    impl Rewrite for Keys {
+        fn string(&mut self, _: &[Seg], _: &str) -> Option<Edit> {
+            None
+        }
+        fn member(&mut self, path: &[Seg]) {
+            let mut at = String::new();
+            for s in path {
+                match s {
+                    Seg::Key(k) => at = key_path(&at, k),
+                    Seg::Index(i) => at = index_path(&at, *i),
+                }
+            }
+            if self.duplicate.is_none() && self.seen.contains(&at) {
+                let key = path.last().and_then(Seg::key).unwrap_or_default().to_owned();
+                self.duplicate = Some((at, key));
+            } else {
+                self.seen.insert(at);
+            }
+        }
+    }
+    let mut keys = Keys::default();
+    let _ = json::rewrite(text.as_bytes(), &mut keys);
+    match keys.duplicate {
+        Some((path, key)) => Err(ConfigError::new(path, format_args!("duplicate field `{key}`"))),
+        None => Ok(()),
     }
 }
 

@@ -129,7 +129,7 @@ pub fn set_top_level_number(input: &[u8], key: &str, value: u64) -> Option<Vec<u
         fn string(&mut self, _: &[Seg], _: &str) -> Option<Edit> {
             None
         }
-        fn number(&mut self, path: &[Seg], _: &str) -> Option<String> {
+        fn number(&mut self, path: &[Seg], _: &[u8]) -> Option<String> {
             matches!(path, [Seg::Key(k)] if k == self.key).then(|| self.value.to_string())
         }
     }
@@ -147,8 +147,8 @@ pub trait Rewrite {
     /// Each member of an object, before its value (`path` ends with the member's key).
     fn member(&mut self, _path: &[Seg]) {}
 
-    /// A number, as written: `Some(json)` puts that text in its place.
-    fn number(&mut self, _path: &[Seg], _raw: &str) -> Option<String> {
+    /// A number, as written (ASCII): `Some(json)` puts that text in its place.
+    fn number(&mut self, _path: &[Seg], _raw: &[u8]) -> Option<String> {
         None
     }
 
@@ -305,9 +305,7 @@ impl<'a> Walker<'a, '_> {
                 let start = self.pos;
                 self.number()?;
                 if self.skipping == 0 {
-                    // A number is ASCII.
-                    let raw = std::str::from_utf8(&self.input[start..self.pos]).unwrap_or_default();
-                    if let Some(new) = self.r.number(&self.path, raw) {
+                    if let Some(new) = self.r.number(&self.path, &self.input[start..self.pos]) {
                         self.splice(start, |out| out.extend_from_slice(new.as_bytes()));
                     }
                 }
