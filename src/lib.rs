@@ -14,6 +14,7 @@ pub mod config;
 pub mod detect;
 pub mod exchange;
 pub mod policy;
+pub mod redact;
 pub mod stream;
 pub mod wire;
 

@@ -15,6 +15,9 @@ pub enum Decision {
     /// Nothing was found, or only `report` findings.
     #[default]
     Allowed,
+    /// Some bytes went out unscanned (binary content, an explicit pass-through): the direction
+    /// says which and why.
+    Unscanned,
     /// Some text was changed.
     Redacted,
     /// The request or response was refused.
@@ -26,6 +29,7 @@ impl Decision {
     pub fn as_str(self) -> &'static str {
         match self {
             Decision::Allowed => "allowed",
+            Decision::Unscanned => "unscanned",
             Decision::Redacted => "redacted",
             Decision::Blocked => "blocked",
         }
@@ -35,8 +39,9 @@ impl Decision {
 /// What happened in one direction (request or response).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DirectionAudit {
-    /// Whether the body was scanned (false for binary bodies and explicit pass-through).
-    pub scanned: bool,
+    /// What the body's bytes were (`json`, `ndjson`, `sse`, `text`, `binary`, `multipart`,
+    /// `wide_text`), once known.
+    pub shape: Option<&'static str>,
     /// Findings per detector or rule name.
     pub findings: BTreeMap<String, u32>,
     /// Findings per action taken.
@@ -44,8 +49,15 @@ pub struct DirectionAudit {
     /// Parts of the body removed whole rather than scanned (`token_details`: logprobs and
     /// token lists, which spell the text one token at a time), with how many.
     pub removed: BTreeMap<&'static str, u32>,
-    /// Why the body was not scanned, when it was not.
+    /// Parts passed without a scan because they carry no text (`binary_parts` of a multipart
+    /// upload), with how many.
+    pub passed: BTreeMap<&'static str, u32>,
+    /// Why some bytes of this direction went out unscanned. `scanned` in the record is exactly
+    /// "this is `None`", so the two can never disagree.
     pub unscanned_reason: Option<&'static str>,
+    /// The first detector or rule whose finding blocks the message (not written: the record's
+    /// `reason` says it).
+    pub blocked_by: Option<String>,
 }
 
 impl DirectionAudit {
@@ -65,7 +77,10 @@ impl DirectionAudit {
 
     fn write(&self, out: &mut Json) {
         out.open();
-        out.bool("scanned", self.scanned);
+        out.bool("scanned", self.scanned());
+        if let Some(s) = self.shape {
+            out.str("shape", s);
+        }
         if !self.findings.is_empty() {
             out.counts("findings", self.findings.iter().map(|(k, v)| (k.as_str(), *v)));
         }
@@ -75,10 +90,19 @@ impl DirectionAudit {
         if !self.removed.is_empty() {
             out.counts("removed", self.removed.iter().map(|(k, v)| (*k, *v)));
         }
+        if !self.passed.is_empty() {
+            out.counts("passed", self.passed.iter().map(|(k, v)| (*k, *v)));
+        }
         if let Some(r) = self.unscanned_reason {
             out.str("unscanned_reason", r);
         }
         out.close();
+    }
+
+    /// Whether every byte of this direction that went out was scanned (a direction with no body
+    /// counts as scanned).
+    pub fn scanned(&self) -> bool {
+        self.unscanned_reason.is_none()
     }
 
     /// Counts a part of the body removed whole.
@@ -208,14 +232,13 @@ mod tests {
     #[test]
     fn records_counts_and_never_values() {
         let mut a = AuditRecord { api: "openai.chat_completions", ..Default::default() };
-        a.response.scanned = true;
         let f = Finding { detector: Arc::from("email"), start: 0, end: 9, action: Action::Mask };
         a.response.count([&f, &f]);
         a.decide(Decision::Redacted);
         a.decide(Decision::Allowed);
         assert_eq!(
             a.to_json(),
-            r#"{"decision":"redacted","api":"openai.chat_completions","request":{"scanned":false},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2}}}"#
+            r#"{"decision":"redacted","api":"openai.chat_completions","request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2}}}"#
         );
     }
 
@@ -234,7 +257,7 @@ mod tests {
         let json = a.to_json();
         assert_eq!(
             json,
-            r#"{"decision":"blocked","api":"anthropic.messages","model":"claude \"x\"\n","stream":true,"request":{"scanned":false,"unscanned_reason":"oversize"},"response":{"scanned":false,"findings":{"rule:té":1},"actions":{"block":1}},"reason":"rule:té"}"#
+            r#"{"decision":"blocked","api":"anthropic.messages","model":"claude \"x\"\n","stream":true,"request":{"scanned":false,"unscanned_reason":"oversize"},"response":{"scanned":true,"findings":{"rule:té":1},"actions":{"block":1}},"reason":"rule:té"}"#
         );
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["model"], "claude \"x\"\n");

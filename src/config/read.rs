@@ -154,41 +154,23 @@ fn index_path(parent: &str, i: usize) -> String {
 /// Refuses a document (already parsed as JSON) that gives a key twice in one object: which of
 /// the two a reader honours is a guess, and a reviewer who sees the first may not see the second.
 pub(crate) fn refuse_duplicate_keys(text: &str) -> Result<(), ConfigError> {
-    use crate::wire::json::{self, Edit, Rewrite, Seg};
-    use std::collections::BTreeSet;
+    use crate::wire::json::{Seg, Tape};
 
-    #[derive(Default)]
-    struct Keys {
-        seen: BTreeSet<String>,
-        /// The path and key of the first key given twice.
-        duplicate: Option<(String, String)>,
-    }
-    impl Rewrite for Keys {
-        fn string(&mut self, _: &[Seg], _: &str) -> Option<Edit> {
-            None
-        }
-        fn member(&mut self, path: &[Seg]) {
-            let mut at = String::new();
-            for s in path {
-                match s {
-                    Seg::Key(k) => at = key_path(&at, k),
-                    Seg::Index(i) => at = index_path(&at, *i),
-                }
-            }
-            if self.duplicate.is_none() && self.seen.contains(&at) {
-                let key = path.last().and_then(Seg::key).unwrap_or_default().to_owned();
-                self.duplicate = Some((at, key));
-            } else {
-                self.seen.insert(at);
-            }
+    // The document was already read by serde; an error here cannot happen.
+    let Ok(tape) = Tape::read(text.as_bytes()) else { return Ok(()) };
+    // The first value shadowed by a later one of the same key.
+    let Some(first) = tape.nodes.iter().position(|n| n.shadowed) else { return Ok(()) };
+    let mut path = Vec::new();
+    tape.path_into(first, &mut path);
+    let mut at = String::new();
+    for s in &path {
+        match s {
+            Seg::Key(k) => at = key_path(&at, k),
+            Seg::Index(i) => at = index_path(&at, *i),
         }
     }
-    let mut keys = Keys::default();
-    let _ = json::rewrite(text.as_bytes(), &mut keys);
-    match keys.duplicate {
-        Some((path, key)) => Err(ConfigError::new(path, format_args!("duplicate field `{key}`"))),
-        None => Ok(()),
-    }
+    let key = tape.nodes[first].key.as_deref().unwrap_or_default();
+    Err(ConfigError::new(at, format_args!("duplicate field `{key}`")))
 }
 
 /// How serde words the list of what was allowed.

@@ -1,29 +1,64 @@
 //! One request/response pair under one policy: the sans-IO heart of the filter.
 //!
-//! The glue in `src/filter` owns the host calls; an [`Exchange`] owns the decisions. Call order:
+//! An [`Exchange`] is an event machine in the manner of rustls' `ConnectionState`: the glue in
+//! `src/filter` feeds it what Envoy hands over and carries out the [`Step`] it returns, and
+//! decides nothing itself. Call order:
 //!
-//! 1. [`Exchange::on_request_head`] with the request's method, path and headers: says whether the
-//!    request body is buffered for scanning and which headers to drop.
-//! 2. [`Exchange::on_request_body`] with the whole buffered body (when asked for), after checking
-//!    sizes with [`Exchange::check_request_size`] on every chunk.
-//! 3. [`Exchange::on_response_head`]: decides how the response body is handled.
-//! 4. [`Exchange::on_response_body`] with the whole buffered body, after
-//!    [`Exchange::check_response_size`] on every chunk.
-//! 5. [`Exchange::audit`] at any time: the record so far.
+//! 1. [`Exchange::on_request_head`] when the request headers arrive;
+//! 2. [`Exchange::on_body`] for every request body callback (with `end` on the last one, or from
+//!    the trailers callback);
+//! 3. [`Exchange::on_response_head`], then [`Exchange::on_body`] for the response the same way;
+//! 4. [`Exchange::audit`] at any time: the record so far.
 //!
-//! Every `on_*` may return a [`LocalReply`]: the glue sends it instead of forwarding anything.
+//! What goes out is decided by the bytes, never by their labels: the headers of a direction are
+//! held until its first bytes show what the body is ([`crate::wire::sniff`]); a JSON answer is
+//! then read whole, an event stream, JSON lines or text are redacted as they pass, and every
+//! request body is read whole, whatever its method. After any error nothing more passes.
+//!
+//! # Examples
+//!
+//! A streamed answer whose e-mail address is split across two events and two chunks:
+//!
+//! ```
+//! use std::rc::Rc;
+//! use inferguard::exchange::{Exchange, RequestHead, ResponseHead, Side, Then};
+//! use inferguard::policy::Policy;
+//!
+//! let mut x = Exchange::new(Rc::new(Policy::from_json("").unwrap()));
+//! let head = RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() };
+//! assert_eq!(x.on_request_head(&head, false).then, Then::Hold);
+//! let prompt = br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+//! let step = x.on_body(Side::Request, prompt.len(), true, &mut |s, n| prompt[s..s + n].to_vec());
+//! assert_eq!((step.body, step.then), (None, Then::Forward));
+//!
+//! x.on_response_head(&ResponseHead { status: 200, ..Default::default() }, false);
+//! let mut got = Vec::new();
+//! let chunks: [&[u8]; 2] = [
+//!     b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"mail jane@ac\"}}]}\n\n",
+//!     b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"me.io now\"}}]}\n\ndata: [DONE]\n\n",
+//! ];
+//! for (i, chunk) in chunks.iter().enumerate() {
+//!     let step = x.on_body(Side::Response, chunk.len(), i == 1, &mut |s, n| chunk[s..s + n].to_vec());
+//!     assert_eq!(step.then, Then::Forward);
+//!     got.extend(step.body.unwrap_or_else(|| chunk.to_vec()));
+//! }
+//! let got = String::from_utf8(got).unwrap();
+//! assert!(got.contains("[REDACTED:EMAIL]") && !got.contains("jane"));
+//! assert_eq!(x.audit().decision.as_str(), "redacted");
+//! ```
 
 use std::rc::Rc;
 
 use crate::audit::{AuditRecord, Decision, DirectionAudit};
-use crate::config::{DirectionConfig, Mode, Oversize};
-use crate::detect::{Action, Engine};
+use crate::config::{DirectionConfig, Oversize};
 use crate::policy::Policy;
-use crate::stream::fields;
-use crate::stream::{apply_spans, redact_spans, Framing, ResponseStream};
+use crate::redact::{apply_spans, Redactor};
+use crate::stream::{whole_json, BodyStream, Limits, StreamStop, Whole};
 use crate::wire::encoding::{ContentEncoding, Decoder};
-use crate::wire::json::{self, Container, Edit, Literal, Rewrite, Seg};
-use crate::wire::{Api, BodyKind};
+use crate::wire::json::{Kind, Tape};
+use crate::wire::sniff::{sniff, Shape, Sniff, FIRST_VALUE_WINDOW};
+use crate::wire::url::redact_target;
+use crate::wire::{error_event, Api};
 
 /// A response the filter sends itself, in the API's own error shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,64 +92,74 @@ pub struct RequestHead<'a> {
 pub struct ResponseHead<'a> {
     /// `:status`.
     pub status: u16,
-    /// `content-type`.
+    /// `content-type` (read only for a UTF-16/32 charset: the bytes decide the rest).
     pub content_type: Option<&'a str>,
     /// `content-encoding`.
     pub content_encoding: Option<&'a str>,
 }
 
-/// How a body is handled.
+/// Which direction a body travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyPlan {
-    /// Buffer the whole body, then hand it to `on_*_body`; headers wait for the outcome, and
-    /// `content-length` is set only when the body is replaced.
-    Buffer,
-    /// Hand each chunk to [`Exchange::on_response_chunk`] and forward what it returns at once
-    /// (SSE, NDJSON, plain text). `content-length` is removed.
-    Stream,
-    /// Forward as is (binary content, scanning off, or explicit pass-through).
-    Pass,
+pub enum Side {
+    /// The prompt.
+    Request,
+    /// The answer.
+    Response,
 }
 
-/// What to do with response headers.
+/// What the glue does after a callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResponsePlan {
-    /// How the body is handled.
-    pub body: BodyPlan,
-    /// Headers to remove before forwarding (`content-length` of a stream whose text may change,
-    /// `content-encoding` when the body is inflated).
-    pub remove_headers: Vec<&'static str>,
+pub struct Step {
+    /// Headers of the current direction to set (`Some`) or remove (`None`), first. Only given
+    /// while that direction's headers are still held.
+    pub headers: Vec<(&'static str, Option<String>)>,
+    /// The bytes that replace everything the host holds of this body (since it last forwarded).
+    pub body: Option<Vec<u8>>,
+    /// Then what.
+    pub then: Then,
 }
 
-/// What to do with request headers.
+/// The last part of a [`Step`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestPlan {
-    /// How the body is handled.
-    pub body: BodyPlan,
-    /// Headers to remove before forwarding.
-    pub remove_headers: &'static [&'static str],
+pub enum Then {
+    /// Forward what the host holds (after the edits).
+    Forward,
+    /// Keep holding it (headers and body so far); more is needed to decide.
+    Hold,
+    /// Send this instead; nothing more of this exchange is forwarded.
+    Reply(LocalReply),
 }
 
-/// What to do with a buffered body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BodyOutcome {
-    /// Forward the original bytes.
-    Unchanged,
-    /// Forward these bytes instead (and fix `content-length`).
-    Replace(Vec<u8>),
-    /// Send this reply instead.
-    Reject(LocalReply),
+impl Step {
+    fn forward() -> Step {
+        Step { headers: Vec::new(), body: None, then: Then::Forward }
+    }
+
+    fn hold() -> Step {
+        Step { headers: Vec::new(), body: None, then: Then::Hold }
+    }
+
+    fn reply(r: LocalReply) -> Step {
+        Step { headers: Vec::new(), body: None, then: Then::Reply(r) }
+    }
+
+    fn replace(body: Vec<u8>) -> Step {
+        Step { headers: Vec::new(), body: Some(body), then: Then::Forward }
+    }
 }
 
-/// Verdict of a size check on a growing buffered body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SizeVerdict {
-    /// Keep buffering.
-    Fits,
-    /// Too large, and the policy says to forward it unscanned from here on.
-    PassUnscanned,
-    /// Too large: send this reply.
-    Reject(LocalReply),
+/// Where one direction's body is.
+enum Body {
+    /// Nothing decided yet: the headers are held and the first bytes are read as they come.
+    Sniffing { plain: Vec<u8>, raw_seen: usize },
+    /// Held whole, to be read at its end.
+    Buffering { shape: Shape },
+    /// Redacted as it passes.
+    Streaming(Box<BodyStream>),
+    /// Forwarded without a scan (the audit says why).
+    Passing,
+    /// Stopped after an error or a refusal: nothing more passes.
+    Stopped,
 }
 
 /// The state of one request/response pair.
@@ -122,9 +167,14 @@ pub struct Exchange {
     policy: Rc<Policy>,
     api: Api,
     audit: AuditRecord,
-    response_kind: BodyKind,
+    request_type: Option<String>,
+    response_type: Option<String>,
+    request: Body,
+    response: Body,
     decoder: Option<Decoder>,
-    stream: Option<ResponseStream>,
+    encoding: ContentEncoding,
+    /// The request target as it may be logged: redacted.
+    logged_path: String,
 }
 
 impl Exchange {
@@ -134,9 +184,13 @@ impl Exchange {
             policy,
             api: Api::Other,
             audit: AuditRecord { api: Api::Other.as_str(), ..Default::default() },
-            response_kind: BodyKind::Text,
+            request_type: None,
+            response_type: None,
+            request: Body::Passing,
+            response: Body::Passing,
             decoder: None,
-            stream: None,
+            encoding: ContentEncoding::Identity,
+            logged_path: String::new(),
         }
     }
 
@@ -150,243 +204,402 @@ impl Exchange {
         self.api
     }
 
-    /// Handles the request head.
-    pub fn on_request_head(&mut self, head: &RequestHead) -> Result<RequestPlan, LocalReply> {
+    /// Holdback statistics of a streamed answer, while it streams.
+    pub fn holdback(&self) -> Option<crate::stream::Holdback> {
+        match &self.response {
+            Body::Streaming(s) => Some(s.holdback()),
+            _ => None,
+        }
+    }
+
+    /// The request target as it may be logged and forwarded: with every value redacted.
+    pub fn logged_path(&self) -> &str {
+        &self.logged_path
+    }
+
+    /// Handles the request head (`end`: the request has no body).
+    pub fn on_request_head(&mut self, head: &RequestHead, end: bool) -> Step {
         self.api = Api::from_path(head.path);
         self.audit.api = self.api.as_str();
+        self.request_type = head.content_type.map(str::to_owned);
+        let mut step = Step::forward();
         // Upstreams must answer in plain text so the response can be scanned.
-        let remove_headers: &'static [&'static str] = &["accept-encoding"];
-        let body = if !self.policy.request.enabled {
-            self.audit.request.unscanned_reason = Some("disabled");
-            BodyPlan::Pass
-        } else if matches!(head.method, "GET" | "HEAD" | "OPTIONS" | "DELETE") {
-            BodyPlan::Pass
-        } else if is_encoded(head.content_encoding) {
-            return Err(self.refuse(
+        step.headers.push(("accept-encoding", None));
+        let policy = Rc::clone(&self.policy);
+        let mut r = Redactor::new(&policy.engine, policy.request.mode, &mut self.audit.request);
+        // What the access log may show: every value masked, whatever the mode.
+        self.logged_path =
+            redact_target(head.path, |key, text| r.masked(key, text)).unwrap_or_else(|| head.path.to_owned());
+        if policy.request.enabled {
+            let new = redact_target(head.path, |key, text| r.value(key, text));
+            if let Some(rule) = r.blocked().map(str::to_owned) {
+                return Step::reply(self.block(&rule, 403));
+            }
+            if let Some(new) = new {
+                self.audit.decide(Decision::Redacted);
+                step.headers.push((":path", Some(new)));
+            }
+        }
+        if end {
+            self.request = Body::Passing;
+            return step;
+        }
+        if !policy.request.enabled {
+            self.pass(Side::Request, "disabled");
+            return step;
+        }
+        if ContentEncoding::from_header(head.content_encoding) != ContentEncoding::Identity {
+            return Step::reply(self.refuse(
                 415,
                 "unsupported_encoding",
                 "inferguard cannot scan a compressed request body; send it uncompressed",
             ));
-        } else if BodyKind::from_content_type(head.content_type) == BodyKind::Binary {
-            self.audit.request.unscanned_reason = Some("binary");
-            BodyPlan::Pass
-        } else {
-            BodyPlan::Buffer
-        };
-        Ok(RequestPlan { body, remove_headers })
+        }
+        // Every request body is read whole before it is forwarded, whatever the method.
+        self.request = Body::Buffering { shape: Shape::Json };
+        step.then = Then::Hold;
+        step
     }
 
-    /// Checks a growing request body against `request.max_body_bytes`.
-    pub fn check_request_size(&mut self, size: usize) -> SizeVerdict {
-        let policy = Rc::clone(&self.policy);
-        self.check_size(&policy.request, size, 413, "request_too_large")
-    }
-
-    /// Checks a growing response body against `response.max_body_bytes`.
-    pub fn check_response_size(&mut self, size: usize) -> SizeVerdict {
-        let policy = Rc::clone(&self.policy);
-        self.check_size(&policy.response, size, 502, "response_too_large")
-    }
-
-    fn check_size(&mut self, cfg: &DirectionConfig, size: usize, status: u16, kind: &'static str) -> SizeVerdict {
-        if (size as u64) <= cfg.max_body_bytes.get() {
-            return SizeVerdict::Fits;
+    /// Handles the response head (`end`: the response has no body).
+    pub fn on_response_head(&mut self, head: &ResponseHead, end: bool) -> Step {
+        self.response_type = head.content_type.map(str::to_owned);
+        if end {
+            self.response = Body::Passing;
+            return Step::forward();
         }
-        match cfg.on_oversize {
-            Oversize::PassUnscanned => {
-                let d = if status == 413 { &mut self.audit.request } else { &mut self.audit.response };
-                d.scanned = false;
-                d.unscanned_reason = Some("oversize");
-                SizeVerdict::PassUnscanned
-            }
-            Oversize::Reject => {
-                let msg =
-                    format!("body larger than the {} bytes inferguard is configured to scan", cfg.max_body_bytes.get());
-                SizeVerdict::Reject(self.refuse(status, kind, &msg))
-            }
+        if !self.policy.response.enabled {
+            self.pass(Side::Response, "disabled");
+            return Step::forward();
         }
-    }
-
-    /// Handles the whole buffered request body.
-    pub fn on_request_body(&mut self, body: &[u8]) -> BodyOutcome {
-        self.audit.request.scanned = true;
-        let kind = if body.first().is_some_and(|b| matches!(b, b'{' | b'[')) { BodyKind::Json } else { BodyKind::Text };
-        let policy = Rc::clone(&self.policy);
-        let mut meta = RequestMeta::default();
-        let outcome = scan_body(
-            &policy.engine,
-            policy.request.mode,
-            kind,
-            body,
-            &mut self.audit.request,
-            Direction::Request(&mut meta),
-        );
-        if kind == BodyKind::Json && !matches!(outcome, Scanned::Unreadable(_)) {
-            self.audit.model = meta.model;
-            // Every API here defaults to a non-streamed answer.
-            self.audit.stream = Some(meta.stream.unwrap_or(false));
-        }
-        self.settle(outcome, 400, "malformed_request", 403)
-    }
-
-    /// Handles the response head.
-    pub fn on_response_head(&mut self, head: &ResponseHead) -> Result<ResponsePlan, LocalReply> {
-        let cfg = &self.policy.response;
-        if !cfg.enabled {
-            self.audit.response.unscanned_reason = Some("disabled");
-            return Ok(ResponsePlan { body: BodyPlan::Pass, remove_headers: Vec::new() });
-        }
-        self.response_kind = BodyKind::from_content_type(head.content_type);
-        if self.response_kind == BodyKind::Binary {
-            self.audit.response.unscanned_reason = Some("binary");
-            return Ok(ResponsePlan { body: BodyPlan::Pass, remove_headers: Vec::new() });
-        }
-        let mut remove_headers = Vec::new();
-        match ContentEncoding::from_header(head.content_encoding) {
+        self.encoding = ContentEncoding::from_header(head.content_encoding);
+        match self.encoding {
             ContentEncoding::Identity => {}
             ContentEncoding::Unsupported => {
-                return Err(self.refuse(
+                return Step::reply(self.refuse(
                     502,
                     "unsupported_encoding",
                     "the upstream answered with a content-encoding inferguard cannot scan",
                 ));
             }
-            enc => {
-                // Inflated here, forwarded uncompressed. A buffered body loses its
-                // content-encoding only once it is replaced (see `inflated`): one that turns out
-                // too large to scan may still pass as it came.
-                self.decoder = Some(Decoder::new(enc, cfg.max_body_bytes.get()));
-                if self.response_kind != BodyKind::Json {
-                    remove_headers.push("content-encoding");
+            enc => self.decoder = Some(Decoder::new(enc, self.policy.response.max_body_bytes.get())),
+        }
+        self.response = Body::Sniffing { plain: Vec::new(), raw_seen: 0 };
+        Step::hold()
+    }
+
+    /// Handles a body callback: `size` bytes held by the host for this body (everything since
+    /// it last forwarded), `end` when the body is complete (also from the trailers callback).
+    /// `read(start, len)` copies bytes of what the host holds; it is called only when the bytes
+    /// are needed.
+    pub fn on_body(
+        &mut self,
+        side: Side,
+        size: usize,
+        end: bool,
+        read: &mut dyn FnMut(usize, usize) -> Vec<u8>,
+    ) -> Step {
+        let state = match side {
+            Side::Request => std::mem::replace(&mut self.request, Body::Stopped),
+            Side::Response => std::mem::replace(&mut self.response, Body::Stopped),
+        };
+        let (next, step) = match state {
+            Body::Passing => (Body::Passing, Step::forward()),
+            // Nothing after an error: what the host holds is dropped.
+            Body::Stopped => (Body::Stopped, Step::replace(Vec::new())),
+            Body::Buffering { shape } => self.buffering(side, shape, size, end, read),
+            Body::Sniffing { plain, raw_seen } => self.sniffing(plain, raw_seen, size, end, read),
+            Body::Streaming(s) => self.streaming(s, size, end, read),
+        };
+        match side {
+            Side::Request => self.request = next,
+            Side::Response => self.response = next,
+        }
+        step
+    }
+
+    fn sniffing(
+        &mut self,
+        mut plain: Vec<u8>,
+        raw_seen: usize,
+        size: usize,
+        end: bool,
+        read: &mut dyn FnMut(usize, usize) -> Vec<u8>,
+    ) -> (Body, Step) {
+        let fresh = read(raw_seen, size.saturating_sub(raw_seen));
+        match self.decode(&fresh, end) {
+            Ok(p) => plain.extend(p),
+            Err(stop) => return (Body::Stopped, self.stop_reply(stop)),
+        }
+        let shape = match sniff(&plain, end, self.response_type.as_deref()) {
+            Sniff::NeedMore if plain.len() <= FIRST_VALUE_WINDOW => {
+                return (Body::Sniffing { plain, raw_seen: size }, Step::hold());
+            }
+            Sniff::NeedMore => Shape::Json,
+            Sniff::Is(s) => s,
+        };
+        self.audit.response.shape = Some(shape.as_str());
+        match shape {
+            Shape::Wide => (Body::Stopped, Step::reply(self.unsupported_charset(502))),
+            Shape::Binary => {
+                self.pass(Side::Response, "binary");
+                (Body::Passing, Step::forward())
+            }
+            Shape::Json if end && size as u64 <= self.policy.response.max_body_bytes.get() => {
+                self.whole_response(plain)
+            }
+            Shape::Json => {
+                // Read whole at its end; until then only its size is checked.
+                self.decoder =
+                    self.decoder.take().map(|_| Decoder::new(self.encoding, self.policy.response.max_body_bytes.get()));
+                self.buffering(Side::Response, Shape::Json, size, end, read)
+            }
+            _ => {
+                let limits = self.limits();
+                let mut s = Box::new(BodyStream::new(shape, self.api, true, limits));
+                let policy = Rc::clone(&self.policy);
+                let mut r = Redactor::new(&policy.engine, policy.response.mode, &mut self.audit.response);
+                let mut out = s.push(&mut r, &plain);
+                if end {
+                    out.extend(s.finish(&mut r));
                 }
+                if let Some(stop) = s.stopped().cloned() {
+                    // Nothing went out yet: a local reply instead of an error event.
+                    return (Body::Stopped, self.stop_reply(stop));
+                }
+                self.note_redacted();
+                let mut step = Step::replace(out);
+                step.headers.push(("content-length", None));
+                if self.decoder.is_some() {
+                    step.headers.push(("content-encoding", None));
+                }
+                (Body::Streaming(s), step)
             }
         }
-        self.audit.response.scanned = true;
-        let framing = match self.response_kind {
-            BodyKind::Json => return Ok(ResponsePlan { body: BodyPlan::Buffer, remove_headers }),
-            BodyKind::Sse => Framing::Sse,
-            BodyKind::Ndjson => Framing::Ndjson,
-            _ => Framing::Text,
-        };
-        let max = usize::try_from(cfg.max_holdback_bytes.get()).unwrap_or(usize::MAX);
-        let max_event = usize::try_from(cfg.max_body_bytes.get()).unwrap_or(usize::MAX);
-        self.stream = Some(ResponseStream::with_mode(framing, self.api, max, cfg.mode).max_event_bytes(max_event));
-        remove_headers.push("content-length");
-        Ok(ResponsePlan { body: BodyPlan::Stream, remove_headers })
     }
 
-    /// Whether the response body is inflated: a buffered one that is replaced goes out without
-    /// its `content-encoding`.
-    pub fn inflated(&self) -> bool {
-        self.decoder.is_some()
-    }
-
-    /// Handles the whole buffered response body.
-    pub fn on_response_body(&mut self, body: &[u8]) -> BodyOutcome {
-        self.audit.response.scanned = true;
-        let inflated;
-        let body = match self.decoder.as_mut() {
-            None => body,
-            Some(d) => match d.push(body).and_then(|out| d.finish().map(|_| out)) {
-                Ok(out) => {
-                    inflated = out;
-                    &inflated
-                }
-                Err(e) => {
-                    return BodyOutcome::Reject(self.refuse(
-                        502,
-                        "malformed_response",
-                        &format!("inferguard could not read the response: {e}"),
-                    ))
-                }
-            },
-        };
+    fn streaming(
+        &mut self,
+        mut s: Box<BodyStream>,
+        size: usize,
+        end: bool,
+        read: &mut dyn FnMut(usize, usize) -> Vec<u8>,
+    ) -> (Body, Step) {
+        let chunk = read(0, size);
         let policy = Rc::clone(&self.policy);
-        let outcome = scan_body(
-            &policy.engine,
-            policy.response.mode,
-            self.response_kind,
-            body,
-            &mut self.audit.response,
-            Direction::Response,
-        );
-        match self.settle(outcome, 502, "malformed_response", 403) {
-            // An inflated body goes out inflated even when nothing in it changed.
-            BodyOutcome::Unchanged if self.decoder.is_some() => BodyOutcome::Replace(body.to_vec()),
-            o => o,
+        let mut out = Vec::new();
+        let decoded = self.decode(&chunk, end);
+        let mut r = Redactor::new(&policy.engine, policy.response.mode, &mut self.audit.response);
+        match decoded {
+            Ok(plain) => {
+                out = s.push(&mut r, &plain);
+                if end {
+                    out.extend(s.finish(&mut r));
+                }
+            }
+            Err(stop) => {
+                if s.stopped().is_none() {
+                    out.extend(error_event(s.shape(), self.api, stop.code(), &stop.message()).into_bytes());
+                }
+                self.audit.block(stop.reason());
+                return (Body::Stopped, Step::replace(out));
+            }
+        }
+        if let Some(stop) = s.stopped() {
+            self.audit.block(stop.reason());
+            return (Body::Stopped, Step::replace(out));
+        }
+        self.note_redacted();
+        let step = if out == chunk { Step::forward() } else { Step::replace(out) };
+        (Body::Streaming(s), step)
+    }
+
+    fn buffering(
+        &mut self,
+        side: Side,
+        shape: Shape,
+        size: usize,
+        end: bool,
+        read: &mut dyn FnMut(usize, usize) -> Vec<u8>,
+    ) -> (Body, Step) {
+        let policy = Rc::clone(&self.policy);
+        let cfg = match side {
+            Side::Request => &policy.request,
+            Side::Response => &policy.response,
+        };
+        if (size as u64) > cfg.max_body_bytes.get() {
+            return match self.oversize(side, cfg) {
+                Some(reply) => (Body::Stopped, Step::reply(reply)),
+                None => (Body::Passing, Step::forward()),
+            };
+        }
+        if !end {
+            return (Body::Buffering { shape }, Step::hold());
+        }
+        let raw = read(0, size);
+        match side {
+            Side::Request => (Body::Passing, self.whole_request(&raw)),
+            Side::Response => {
+                let plain = match self.decode(&raw, true) {
+                    Ok(p) => p,
+                    Err(stop) => return (Body::Stopped, self.stop_reply(stop)),
+                };
+                self.whole_response(plain)
+            }
         }
     }
 
-    /// Handles one chunk of a streamed response (after [`BodyPlan::Stream`]); returns the bytes
-    /// to forward in its place. With `end`, everything still held is flushed.
-    pub fn on_response_chunk(&mut self, chunk: &[u8], end: bool) -> Vec<u8> {
-        let Some(stream) = self.stream.as_mut() else { return chunk.to_vec() };
-        let engine = &self.policy.engine;
-        let mut out = Vec::new();
-        let mut decode_error = None;
-        let plain = match self.decoder.as_mut() {
-            None => Some(std::borrow::Cow::Borrowed(chunk)),
-            Some(d) => match d.push(chunk).and_then(|o| if end { d.finish().map(|_| o) } else { Ok(o) }) {
-                Ok(o) => Some(std::borrow::Cow::Owned(o)),
-                Err(e) => {
-                    decode_error = Some(e);
-                    None
+    /// A whole JSON answer (one document, or documents one per line).
+    fn whole_response(&mut self, plain: Vec<u8>) -> (Body, Step) {
+        let policy = Rc::clone(&self.policy);
+        let mut r = Redactor::new(&policy.engine, policy.response.mode, &mut self.audit.response);
+        let inflated = self.decoder.is_some();
+        let out = match whole_json(&mut r, self.api, true, &plain) {
+            Whole::Unchanged if !inflated => return (Body::Passing, Step::forward()),
+            Whole::Unchanged => plain,
+            Whole::Changed(b) => b,
+            Whole::Blocked => {
+                let rule = self.audit.response.blocked_by.clone().unwrap_or_default();
+                return (Body::Stopped, Step::reply(self.block(&rule, 403)));
+            }
+            Whole::Unreadable(why) => {
+                return (Body::Stopped, Step::reply(self.refuse(502, "malformed_response", &why)));
+            }
+        };
+        self.note_redacted();
+        let mut step = Step::replace(out);
+        step.headers.push(("content-length", step.body.as_ref().map(|b| b.len().to_string())));
+        if inflated {
+            step.headers.push(("content-encoding", None));
+        }
+        (Body::Passing, step)
+    }
+
+    /// A whole request body: read by its bytes (and, for a multipart upload, its boundary).
+    fn whole_request(&mut self, body: &[u8]) -> Step {
+        let policy = Rc::clone(&self.policy);
+        let shape = match sniff(body, true, self.request_type.as_deref()) {
+            Sniff::Is(s) => s,
+            Sniff::NeedMore => Shape::Text,
+        };
+        self.audit.request.shape = Some(shape.as_str());
+        let (mut model, mut stream) = (None, None);
+        let mut r = Redactor::new(&policy.engine, policy.request.mode, &mut self.audit.request);
+        let outcome = match shape {
+            Shape::Wide => return Step::reply(self.unsupported_charset(415)),
+            Shape::Binary => {
+                self.pass(Side::Request, "binary");
+                return Step::forward();
+            }
+            Shape::Json | Shape::Ndjson => {
+                if let Ok(t) = Tape::read(body) {
+                    // The model is client text: it is logged only as the policy redacts it.
+                    model = t.str_at(0, "model").map(|m| {
+                        let m: String = m.chars().take(MAX_MODEL_CHARS).collect();
+                        r.masked(Some("model"), &m).map_or(m.clone(), |spans| apply_spans(&m, &spans))
+                    });
+                    // Every API here defaults to a non-streamed answer.
+                    stream = Some(stream_flag(&t).unwrap_or(false));
                 }
+                whole_json(&mut r, self.api, false, body)
+            }
+            _ => match std::str::from_utf8(body) {
+                Ok(text) => match r.value(None, text) {
+                    _ if r.blocked().is_some() => Whole::Blocked,
+                    Some(spans) => Whole::Changed(apply_spans(text, &spans).into_bytes()),
+                    None => Whole::Unchanged,
+                },
+                Err(_) => Whole::Unreadable("the body is not UTF-8 text".into()),
             },
         };
-        if let Some(plain) = plain {
-            out = stream.push(engine, &plain, &mut self.audit.response);
-        }
-        if let Some(e) = decode_error {
-            if stream.stopped().is_none() {
-                let framing = match self.response_kind {
-                    BodyKind::Sse => Framing::Sse,
-                    BodyKind::Ndjson => Framing::Ndjson,
-                    _ => Framing::Text,
-                };
-                out.extend(
-                    crate::stream::error_event(
-                        framing,
-                        self.api,
-                        "malformed_response",
-                        &format!("inferguard could not read the response: {e}"),
-                    )
-                    .into_bytes(),
-                );
-                self.audit.block("malformed_response");
+        let blocked = r.blocked().unwrap_or("").to_owned();
+        self.audit.model = model;
+        self.audit.stream = stream;
+        match outcome {
+            Whole::Unchanged => Step::forward(),
+            Whole::Changed(b) => {
+                self.audit.decide(Decision::Redacted);
+                let mut step = Step::replace(b);
+                step.headers.push(("content-length", step.body.as_ref().map(|b| b.len().to_string())));
+                step
             }
-            self.stream = None;
-            return out;
+            Whole::Blocked => Step::reply(self.block(&blocked, 403)),
+            Whole::Unreadable(why) => Step::reply(self.refuse(400, "malformed_request", &why)),
         }
-        if end {
-            out.extend(stream.finish(engine, &mut self.audit.response));
+    }
+
+    fn decode(&mut self, raw: &[u8], end: bool) -> Result<Vec<u8>, StreamStop> {
+        let Some(d) = self.decoder.as_mut() else { return Ok(raw.to_vec()) };
+        d.push(raw)
+            .and_then(|o| if end { d.finish().map(|_| o) } else { Ok(o) })
+            .map_err(|e| StreamStop::Unreadable(e.to_string()))
+    }
+
+    fn limits(&self) -> Limits {
+        let cfg = &self.policy.response;
+        Limits {
+            max_holdback: usize::try_from(cfg.max_holdback_bytes.get()).unwrap_or(usize::MAX),
+            max_event: usize::try_from(cfg.max_body_bytes.get()).unwrap_or(usize::MAX),
         }
-        if let Some(stop) = stream.stopped() {
-            self.audit.block(stop.reason());
-        } else if self.audit.response.redacted() {
+    }
+
+    fn note_redacted(&mut self) {
+        if self.audit.response.redacted() {
             self.audit.decide(Decision::Redacted);
         }
-        out
     }
 
-    fn settle(&mut self, outcome: Scanned, bad_status: u16, bad_kind: &'static str, block_status: u16) -> BodyOutcome {
-        match outcome {
-            Scanned::Clean => BodyOutcome::Unchanged,
-            Scanned::Changed(bytes) => {
-                self.audit.decide(Decision::Redacted);
-                BodyOutcome::Replace(bytes)
+    /// A body too large to read whole: refused, or passed unscanned when the policy says so.
+    fn oversize(&mut self, side: Side, cfg: &DirectionConfig) -> Option<LocalReply> {
+        match cfg.on_oversize {
+            Oversize::PassUnscanned => {
+                self.pass(side, "oversize");
+                None
             }
-            Scanned::Blocked(rule) => {
-                let msg = format!("blocked by inferguard policy (rule {rule})");
-                self.audit.block(format!("rule:{rule}"));
-                let shape = self.api.error_shape();
-                BodyOutcome::Reject(LocalReply {
-                    status: block_status,
-                    body: shape.body(block_status, "content_blocked", &msg),
-                })
+            Oversize::Reject => {
+                let (status, kind) = match side {
+                    Side::Request => (413, "request_too_large"),
+                    Side::Response => (502, "response_too_large"),
+                };
+                let msg =
+                    format!("body larger than the {} bytes inferguard is configured to scan", cfg.max_body_bytes.get());
+                Some(self.refuse(status, kind, &msg))
             }
-            Scanned::Unreadable(why) => BodyOutcome::Reject(self.refuse(bad_status, bad_kind, &why)),
         }
+    }
+
+    fn pass(&mut self, side: Side, reason: &'static str) {
+        let d: &mut DirectionAudit = match side {
+            Side::Request => &mut self.audit.request,
+            Side::Response => &mut self.audit.response,
+        };
+        d.unscanned_reason = Some(reason);
+        self.audit.decide(Decision::Unscanned);
+        match side {
+            Side::Request => self.request = Body::Passing,
+            Side::Response => self.response = Body::Passing,
+        }
+    }
+
+    fn stop_reply(&mut self, stop: StreamStop) -> Step {
+        Step::reply(match stop {
+            StreamStop::Blocked(rule) => self.block(&rule, 403),
+            stop => {
+                let reason = stop.reason();
+                self.audit.block(reason);
+                LocalReply { status: 502, body: self.api.error_shape().body(502, stop.code(), &stop.message()) }
+            }
+        })
+    }
+
+    fn unsupported_charset(&mut self, status: u16) -> LocalReply {
+        self.refuse(status, "unsupported_charset", "inferguard reads UTF-8 only; the body is UTF-16 or UTF-32 text")
+    }
+
+    fn block(&mut self, rule: &str, status: u16) -> LocalReply {
+        let msg = format!("blocked by inferguard policy (rule {rule})");
+        self.audit.block(format!("rule:{rule}"));
+        LocalReply { status, body: self.api.error_shape().body(status, "content_blocked", &msg) }
     }
 
     fn refuse(&mut self, status: u16, kind: &'static str, message: &str) -> LocalReply {
@@ -395,318 +608,14 @@ impl Exchange {
     }
 }
 
-/// What the audit record takes from a request body: its top-level `model` and `stream`.
-#[derive(Default)]
-struct RequestMeta {
-    model: Option<String>,
-    stream: Option<bool>,
-}
+/// The longest model name recorded.
+const MAX_MODEL_CHARS: usize = 128;
 
-impl RequestMeta {
-    /// The longest model name recorded.
-    const MAX_MODEL_CHARS: usize = 128;
-
-    fn top_level<'p>(path: &'p [Seg]) -> Option<&'p str> {
-        match path {
-            [Seg::Key(k)] => Some(k),
-            _ => None,
-        }
-    }
-
-    fn see_string(&mut self, path: &[Seg], s: &str) {
-        if Self::top_level(path) == Some("model") {
-            self.model = Some(s.chars().take(Self::MAX_MODEL_CHARS).collect());
-        }
-    }
-
-    fn see_literal(&mut self, path: &[Seg], lit: Literal) {
-        if Self::top_level(path) == Some("stream") {
-            self.stream = match lit {
-                Literal::True => Some(true),
-                Literal::False => Some(false),
-                Literal::Null => None,
-            };
-        }
-    }
-}
-
-fn is_encoded(ce: Option<&str>) -> bool {
-    ce.is_some_and(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("identity"))
-}
-
-/// The result of scanning one whole body.
-enum Scanned {
-    Clean,
-    Changed(Vec<u8>),
-    Blocked(String),
-    Unreadable(String),
-}
-
-/// Which direction a whole body travels: a request body also yields its `model` and `stream`;
-/// a response body loses its token details (see [`fields::token_details`]).
-enum Direction<'m> {
-    Request(&'m mut RequestMeta),
-    Response,
-}
-
-/// Scans one whole body.
-fn scan_body(
-    engine: &Engine,
-    mode: Mode,
-    kind: BodyKind,
-    body: &[u8],
-    audit: &mut DirectionAudit,
-    direction: Direction,
-) -> Scanned {
-    let mut scan = BodyScan { engine, mode, audit, blocked: None, direction };
-    let changed = match kind {
-        BodyKind::Json => match json::rewrite(body, &mut scan) {
-            Ok(v) => v,
-            Err(e) => return Scanned::Unreadable(format!("inferguard could not read the JSON body: {e}")),
-        },
-        _ => {
-            let Ok(text) = std::str::from_utf8(body) else {
-                return Scanned::Unreadable("inferguard could not read the body: it is not UTF-8 text".into());
-            };
-            match scan.string(&[], text) {
-                Some(Edit::Spans(spans)) if !spans.is_empty() => Some(apply_spans(text, &spans).into_bytes()),
-                _ => None,
-            }
-        }
-    };
-    if let Some(rule) = scan.blocked {
-        return Scanned::Blocked(rule);
-    }
-    match changed {
-        Some(b) => Scanned::Changed(b),
-        None => Scanned::Clean,
-    }
-}
-
-/// One pass over a whole body: every string value is redacted on its own.
-struct BodyScan<'a, 'm> {
-    engine: &'a Engine,
-    mode: Mode,
-    audit: &'a mut DirectionAudit,
-    /// The first rule that blocks the body.
-    blocked: Option<String>,
-    direction: Direction<'m>,
-}
-
-impl json::Rewrite for BodyScan<'_, '_> {
-    fn string(&mut self, path: &[Seg], s: &str) -> Option<Edit> {
-        if let Direction::Request(meta) = &mut self.direction {
-            meta.see_string(path, s);
-        }
-        let key = path.iter().rev().find_map(Seg::key);
-        let (findings, spans) = redact_spans(self.engine, self.mode, key, s)?;
-        self.audit.count(&findings);
-        if self.blocked.is_none() {
-            self.blocked = findings.iter().find(|f| f.action == Action::Block).map(|f| f.detector.to_string());
-        }
-        Some(Edit::Spans(spans))
-    }
-
-    fn literal(&mut self, path: &[Seg], lit: Literal) {
-        if let Direction::Request(meta) = &mut self.direction {
-            meta.see_literal(path, lit);
-        }
-    }
-
-    fn replace(&mut self, path: &[Seg], kind: Container) -> Option<&'static str> {
-        if !matches!(self.direction, Direction::Response) || !fields::token_details(path) {
-            return None;
-        }
-        self.audit.remove("token_details");
-        Some(fields::emptied(kind))
-    }
+/// The request's top-level `stream` flag, if it is a boolean.
+fn stream_flag(t: &Tape) -> Option<bool> {
+    let n = &t.nodes[t.get(0, "stream")?];
+    (n.kind == Kind::Lit).then(|| n.text == "true").filter(|_| n.text != "null")
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn exchange(cfg: &str, path: &str) -> Exchange {
-        let mut x = Exchange::new(Rc::new(Policy::from_json(cfg).unwrap()));
-        x.on_request_head(&RequestHead { method: "POST", path, ..Default::default() }).unwrap();
-        x
-    }
-
-    fn json_head() -> ResponseHead<'static> {
-        ResponseHead { status: 200, content_type: Some("application/json"), content_encoding: None }
-    }
-
-    const CHAT: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Mail jane.doe@corp.example or \u0062ob@x.io."},"finish_reason":"stop"}]}"#;
-
-    #[test]
-    fn redacts_emails_in_a_chat_completion_and_counts_them() {
-        let mut x = Exchange::new(Rc::new(Policy::from_json("").unwrap()));
-        let plan = x
-            .on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() })
-            .unwrap();
-        assert_eq!(plan.body, BodyPlan::Buffer);
-        assert_eq!(plan.remove_headers, &["accept-encoding"]);
-        assert_eq!(
-            x.on_request_body(br#"{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}]}"#),
-            BodyOutcome::Unchanged
-        );
-        let plan = x.on_response_head(&json_head()).unwrap();
-        assert_eq!(plan, ResponsePlan { body: BodyPlan::Buffer, remove_headers: vec![] });
-        let BodyOutcome::Replace(out) = x.on_response_body(CHAT.as_bytes()) else { panic!("not replaced") };
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            CHAT.replace(r"jane.doe@corp.example or \u0062ob@x.io", "[REDACTED:EMAIL] or [REDACTED:EMAIL]")
-        );
-        assert_eq!(
-            x.audit().to_json(),
-            r#"{"decision":"redacted","api":"openai.chat_completions","model":"m","stream":false,"request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2}}}"#
-        );
-    }
-
-    #[test]
-    fn refuses_malformed_json_responses_and_unknown_encodings() {
-        let mut x = exchange("", "/v1/messages");
-        x.on_response_head(&json_head()).unwrap();
-        let BodyOutcome::Reject(r) = x.on_response_body(b"{\"a\":") else { panic!() };
-        assert_eq!(r.status, 502);
-        assert!(r.body.starts_with(r#"{"type":"error","error":{"type":"api_error","message":"inferguard could not read the JSON body: malformed JSON at byte 5"#), "{}", r.body);
-        assert_eq!(x.audit().reason.as_deref(), Some("malformed_response"));
-        let mut x = exchange("", "/v1/messages");
-        let r = x
-            .on_response_head(&ResponseHead {
-                status: 200,
-                content_type: Some("application/json"),
-                content_encoding: Some("br"),
-            })
-            .unwrap_err();
-        assert_eq!(r.status, 502);
-        assert_eq!(x.audit().decision, Decision::Blocked);
-        assert_eq!(x.audit().reason.as_deref(), Some("unsupported_encoding"));
-    }
-
-    #[test]
-    fn token_lists_are_emptied_in_a_buffered_answer_and_counted() {
-        let mut x = exchange("", "/generate");
-        x.on_response_head(&json_head()).unwrap();
-        let body = br#"{"generated_text":"mail a@b.io","details":{"finish_reason":"eos_token","generated_tokens":3,"prefill":[],"tokens":[{"id":1,"text":"mail a","logprob":-0.1,"special":false},{"id":2,"text":"@b.io","logprob":-0.2,"special":false}]}}"#;
-        let BodyOutcome::Replace(out) = x.on_response_body(body) else { panic!("not replaced") };
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            r#"{"generated_text":"mail [REDACTED:EMAIL]","details":{"finish_reason":"eos_token","generated_tokens":3,"prefill":[],"tokens":[]}}"#
-        );
-        let audit = x.audit().to_json();
-        assert!(audit.contains(r#""response":{"scanned":true,"findings":{"email":1},"actions":{"mask":1},"removed":{"token_details":2}}"#), "{audit}");
-    }
-
-    #[test]
-    fn inflates_a_deflate_encoded_response_and_forwards_it_plain() {
-        let mut x = exchange("", "/v1/chat/completions");
-        let plan = x
-            .on_response_head(&ResponseHead {
-                status: 200,
-                content_type: Some("application/json"),
-                content_encoding: Some("deflate"),
-            })
-            .unwrap();
-        // Removed only when the body is replaced (an oversized one may pass as it came).
-        assert_eq!(plan.remove_headers, Vec::<&str>::new());
-        assert!(x.inflated());
-        // A raw deflate "stored" block around the JSON.
-        let body = br#"{"t":"a@b.io"}"#;
-        let mut z = vec![1u8];
-        z.extend_from_slice(&(body.len() as u16).to_le_bytes());
-        z.extend_from_slice(&(!(body.len() as u16)).to_le_bytes());
-        z.extend_from_slice(body);
-        assert_eq!(x.on_response_body(&z), BodyOutcome::Replace(br#"{"t":"[REDACTED:EMAIL]"}"#.to_vec()));
-    }
-
-    #[test]
-    fn enforces_body_limits_per_direction() {
-        let mut x = exchange(
-            r#"{"request":{"max_body_bytes":10},"response":{"max_body_bytes":10,"on_oversize":"pass_unscanned"}}"#,
-            "/v1/chat/completions",
-        );
-        assert_eq!(x.check_request_size(10), SizeVerdict::Fits);
-        let SizeVerdict::Reject(r) = x.check_request_size(11) else { panic!() };
-        assert_eq!(r.status, 413);
-        assert_eq!(x.check_response_size(11), SizeVerdict::PassUnscanned);
-        assert_eq!(x.audit().response.unscanned_reason, Some("oversize"));
-        assert_eq!(x.audit().reason.as_deref(), Some("request_too_large"));
-    }
-
-    #[test]
-    fn blocks_when_a_block_rule_fires() {
-        let mut x = exchange(r#"{"detect":{"detectors":{"email":{"action":"block"}}}}"#, "/v1/chat/completions");
-        x.on_response_head(&json_head()).unwrap();
-        let BodyOutcome::Reject(r) = x.on_response_body(CHAT.as_bytes()) else { panic!() };
-        assert_eq!(r.status, 403);
-        assert!(!r.body.contains("jane"));
-        assert_eq!(x.audit().reason.as_deref(), Some("rule:email"));
-    }
-
-    #[test]
-    fn request_mode_block_refuses_a_prompt_and_report_changes_nothing() {
-        let prompt = br#"{"model":"m","messages":[{"role":"user","content":"I am a@b.io"}]}"#;
-        let mut x = exchange(r#"{"request":{"mode":"block"}}"#, "/v1/messages");
-        let BodyOutcome::Reject(r) = x.on_request_body(prompt) else { panic!() };
-        assert_eq!(r.status, 403);
-        assert!(r.body.contains("permission_error"));
-        let mut x = exchange(r#"{"request":{"mode":"report"}}"#, "/v1/messages");
-        assert_eq!(x.on_request_body(prompt), BodyOutcome::Unchanged);
-        assert_eq!(x.audit().request.actions.get("report"), Some(&1));
-        assert_eq!(x.audit().decision, Decision::Allowed);
-    }
-
-    #[test]
-    fn streams_sse_and_audits_the_redaction() {
-        let mut x = exchange("", "/v1/chat/completions");
-        let plan = x
-            .on_response_head(&ResponseHead {
-                status: 200,
-                content_type: Some("text/event-stream"),
-                content_encoding: None,
-            })
-            .unwrap();
-        assert_eq!(plan.body, BodyPlan::Stream);
-        let mut out = x.on_response_chunk(
-            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"mail a@b.i\"}}]}\n\n",
-            false,
-        );
-        out.extend(x.on_response_chunk(
-            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"o now\"}}]}\n\ndata: [DONE]\n\n",
-            true,
-        ));
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"mail \"}}]}\n\n\
-             data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"[REDACTED:EMAIL] \"}}]}\n\n\
-             data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"now\"}}]}\n\n\
-             data: [DONE]\n\n"
-        );
-        assert_eq!(x.audit().decision, Decision::Redacted);
-        assert_eq!(x.audit().response.findings.get("email"), Some(&1));
-    }
-
-    #[test]
-    fn a_block_rule_mid_stream_ends_it_with_one_error_event() {
-        let mut x = exchange(r#"{"detect":{"detectors":{"email":{"action":"block"}}}}"#, "/v1/messages");
-        x.on_response_head(&ResponseHead {
-            status: 200,
-            content_type: Some("text/event-stream"),
-            content_encoding: None,
-        })
-        .unwrap();
-        let ev = |t: &str| {
-            format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{t}\"}}}}\n\n")
-        };
-        let mut out = x.on_response_chunk(ev("hi x@").as_bytes(), false);
-        out.extend(x.on_response_chunk(ev("y.io more").as_bytes(), false));
-        out.extend(x.on_response_chunk(ev("after").as_bytes(), true));
-        let out = String::from_utf8(out).unwrap();
-        assert!(out.ends_with("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"permission_error\",\"message\":\"response blocked by inferguard policy (rule email)\"}}\n\n"), "{out}");
-        assert!(!out.contains("x@") && !out.contains("after"), "{out}");
-        assert_eq!(out.matches("event: error").count(), 1);
-        assert_eq!(x.audit().reason.as_deref(), Some("rule:email"));
-        assert_eq!(x.audit().decision, Decision::Blocked);
-    }
-}
+mod tests;

@@ -1,4 +1,5 @@
-//! The proxy-wasm glue: reads from Envoy, calls the core, writes back. Nothing is decided here.
+//! The proxy-wasm glue: reads from Envoy, calls the core, carries out the [`Step`] it returns.
+//! Nothing is decided here.
 //!
 //! [`Root`] parses and compiles the configuration once per `on_configure` and shares the result
 //! (an `Rc<Policy>`) with every [`Filter`], one per HTTP stream. A bad configuration makes
@@ -6,10 +7,11 @@
 
 use std::rc::Rc;
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 
-use crate::exchange::{BodyOutcome, BodyPlan, Exchange, LocalReply, RequestHead, ResponseHead, SizeVerdict};
+use crate::exchange::{Exchange, LocalReply, RequestHead, ResponseHead, Side, Step, Then};
 use crate::policy::Policy;
 
 proxy_wasm::main! {{
@@ -21,6 +23,10 @@ proxy_wasm::main! {{
 /// The filter state key the audit record is stored under. Envoy's access log reads it as
 /// `%FILTER_STATE(wasm.inferguard.audit:PLAIN)%`.
 const AUDIT_PROPERTY: &str = "inferguard.audit";
+
+/// The filter state key of the request target as it may be logged (values redacted):
+/// `%FILTER_STATE(wasm.inferguard.path:PLAIN)%`.
+const PATH_PROPERTY: &str = "inferguard.path";
 
 /// One per plugin configuration: owns the compiled policy.
 struct Root {
@@ -54,12 +60,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let policy = Rc::clone(self.policy.as_ref()?);
-        Some(Box::new(Filter {
-            exchange: Exchange::new(policy),
-            request_plan: BodyPlan::Pass,
-            response_plan: BodyPlan::Pass,
-            replied: false,
-        }))
+        Some(Box::new(Filter { exchange: Exchange::new(policy), replied: false, sizes: [0, 0] }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -70,10 +71,11 @@ impl RootContext for Root {
 /// One per HTTP stream.
 struct Filter {
     exchange: Exchange,
-    request_plan: BodyPlan,
-    response_plan: BodyPlan,
     /// A local reply was sent: nothing more is forwarded.
     replied: bool,
+    /// The body bytes the host held at the last body callback, per side (for the trailers
+    /// callback, which is not told).
+    sizes: [usize; 2],
 }
 
 impl Filter {
@@ -91,69 +93,41 @@ impl Filter {
         );
         Action::Pause
     }
-}
 
-/// Which body a buffered-body step is about.
-#[derive(Clone, Copy)]
-enum Side {
-    Request,
-    Response,
-}
+    /// Carries out a step for `side`: header edits, the body replacement, then the action.
+    fn carry_out(&mut self, side: Side, size: usize, step: Step) -> Action {
+        for (name, value) in &step.headers {
+            match side {
+                Side::Request => self.set_http_request_header(name, value.as_deref()),
+                Side::Response => self.set_http_response_header(name, value.as_deref()),
+            }
+        }
+        if let Some(body) = &step.body {
+            match side {
+                Side::Request => self.set_http_request_body(0, size, body),
+                Side::Response => self.set_http_response_body(0, size, body),
+            }
+        }
+        match step.then {
+            Then::Forward => Action::Continue,
+            Then::Hold => Action::Pause,
+            Then::Reply(r) => self.reply(&r),
+        }
+    }
 
-impl Filter {
-    /// A body buffered whole before it is scanned, either way: the size check at every chunk,
-    /// the scan once it is complete, then the replacement or the refusal.
-    fn buffered_body(&mut self, side: Side, body_size: usize, end_of_stream: bool) -> Action {
-        let verdict = match side {
-            Side::Request => self.exchange.check_request_size(body_size),
-            Side::Response => self.exchange.check_response_size(body_size),
+    fn body(&mut self, side: Side, size: usize, end: bool) -> Action {
+        if self.replied {
+            // Our own local reply passes through this filter too: let it out.
+            return if side == Side::Response { Action::Continue } else { Action::Pause };
+        }
+        self.sizes[side as usize] = size;
+        let buffer = match side {
+            Side::Request => BufferType::HttpRequestBody,
+            Side::Response => BufferType::HttpResponseBody,
         };
-        match verdict {
-            SizeVerdict::Fits => {}
-            SizeVerdict::PassUnscanned => {
-                match side {
-                    Side::Request => self.request_plan = BodyPlan::Pass,
-                    Side::Response => self.response_plan = BodyPlan::Pass,
-                }
-                return Action::Continue;
-            }
-            SizeVerdict::Reject(r) => return self.reply(&r),
-        }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        let outcome = match side {
-            Side::Request => {
-                let body = self.get_http_request_body(0, body_size).unwrap_or_default();
-                self.exchange.on_request_body(&body)
-            }
-            Side::Response => {
-                let body = self.get_http_response_body(0, body_size).unwrap_or_default();
-                self.exchange.on_response_body(&body)
-            }
-        };
-        match outcome {
-            // The original content-length (if any) still holds.
-            BodyOutcome::Unchanged => {}
-            BodyOutcome::Replace(new) => {
-                let length = new.len().to_string();
-                match side {
-                    Side::Request => {
-                        self.set_http_request_body(0, body_size, &new);
-                        self.set_http_request_header("content-length", Some(&length));
-                    }
-                    Side::Response => {
-                        self.set_http_response_body(0, body_size, &new);
-                        self.set_http_response_header("content-length", Some(&length));
-                        if self.exchange.inflated() {
-                            self.set_http_response_header("content-encoding", None);
-                        }
-                    }
-                }
-            }
-            BodyOutcome::Reject(r) => return self.reply(&r),
-        }
-        Action::Continue
+        let mut read = |start, len| hostcalls::get_buffer(buffer, start, len).ok().flatten().unwrap_or_default();
+        let step = self.exchange.on_body(side, size, end, &mut read);
+        self.carry_out(side, size, step)
     }
 }
 
@@ -170,32 +144,21 @@ impl HttpContext for Filter {
             content_type: get("content-type"),
             content_encoding: get("content-encoding"),
         };
-        match self.exchange.on_request_head(&head) {
-            Err(r) => self.reply(&r),
-            Ok(plan) => {
-                // Each host call costs: only headers that are there are removed.
-                for h in plan.remove_headers.iter().filter(|h| get(h).is_some()) {
-                    self.set_http_request_header(h, None);
-                }
-                self.request_plan = plan.body;
-                if plan.body == BodyPlan::Buffer && !end_of_stream {
-                    // Hold the headers so content-length can be fixed once the body is scanned.
-                    Action::Pause
-                } else {
-                    Action::Continue
-                }
-            }
-        }
+        let mut step = self.exchange.on_request_head(&head, end_of_stream);
+        // Each host call costs: only headers that are there are removed.
+        step.headers.retain(|(h, v)| v.is_some() || get(h).is_some());
+        self.set_property(vec![PATH_PROPERTY], Some(self.exchange.logged_path().as_bytes()));
+        self.carry_out(Side::Request, 0, step)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.replied {
-            return Action::Pause;
-        }
-        if self.request_plan != BodyPlan::Buffer {
-            return Action::Continue;
-        }
-        self.buffered_body(Side::Request, body_size, end_of_stream)
+        self.body(Side::Request, body_size, end_of_stream)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Trailers end the body: it is read now, before anything is forwarded.
+        let size = self.sizes[Side::Request as usize];
+        self.body(Side::Request, size, true)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -209,43 +172,21 @@ impl HttpContext for Filter {
             content_type: get("content-type"),
             content_encoding: get("content-encoding"),
         };
-        match self.exchange.on_response_head(&head) {
-            Err(r) => self.reply(&r),
-            Ok(plan) => {
-                self.response_plan = plan.body;
-                if end_of_stream {
-                    return Action::Continue;
-                }
-                for h in plan.remove_headers.iter().filter(|h| get(h).is_some()) {
-                    self.set_http_response_header(h, None);
-                }
-                match plan.body {
-                    // Hold the headers until the body is scanned: content-length is set then, or
-                    // the response is replaced by an error.
-                    BodyPlan::Buffer => Action::Pause,
-                    BodyPlan::Stream | BodyPlan::Pass => Action::Continue,
-                }
-            }
-        }
+        let mut step = self.exchange.on_response_head(&head, end_of_stream);
+        step.headers.retain(|(h, v)| v.is_some() || get(h).is_some());
+        self.carry_out(Side::Response, 0, step)
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.body(Side::Response, body_size, end_of_stream)
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
         if self.replied {
-            // Our own local reply passes through this filter too: let it out.
             return Action::Continue;
         }
-        match self.response_plan {
-            BodyPlan::Pass => Action::Continue,
-            BodyPlan::Stream => {
-                let chunk = self.get_http_response_body(0, body_size).unwrap_or_default();
-                let out = self.exchange.on_response_chunk(&chunk, end_of_stream);
-                if out != chunk {
-                    self.set_http_response_body(0, body_size, &out);
-                }
-                Action::Continue
-            }
-            BodyPlan::Buffer => self.buffered_body(Side::Response, body_size, end_of_stream),
-        }
+        let size = self.sizes[Side::Response as usize];
+        self.body(Side::Response, size, true)
     }
 
     fn on_log(&mut self) {

@@ -1,167 +1,261 @@
-//! Which string fields of a streamed event carry generated text, and which events end a
-//! logical text stream. Decided from the event's own shape, so a server that speaks OpenAI's
-//! format on another path is still understood.
+//! Which strings of an event the client joins into one text, which end a text, and which must
+//! pass intact. Decided from the event's own shape (its `type`, its paths), the way the official
+//! SDKs assemble streams (see the README's "Threat model" for the list and its sources), so a
+//! server that speaks OpenAI's format on another path is still understood.
 
-use serde_json::Value;
+use crate::wire::json::{Kind, Seg, Tape};
 
-use crate::wire::json::{Container, Seg};
-
-/// Identifies one logical text stream inside a response: a choice's content, a content block, a
+/// Identifies one logical text inside a response: a choice's content, a content block's text, a
 /// tool call's arguments, ...
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Key {
     /// Choice index, content block index, or output index.
     pub slot: u64,
-    /// Which text of the slot.
-    pub kind: &'static str,
-    /// Content index or tool-call index within the slot.
+    /// Which text of the slot (a hash of its normalised path).
+    pub kind: u64,
+    /// Content index, summary index or tool-call index within the slot.
     pub sub: u64,
 }
 
-/// What a string field of an event is.
+/// What a string of an event is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
-    /// A fragment of a logical text stream: scanned together with the fragments before it.
+    /// A fragment of a running text: scanned together with the fragments before it, and held
+    /// back while a match could still begin in it.
     Delta(Key),
+    /// A fragment the client joins too, of a field that must keep its shape (a role, a tool
+    /// call's id or name): never held back; a value that reaches back into fragments already
+    /// sent blocks the message.
+    Guard(Key),
     /// A complete value: scanned on its own.
     Whole,
-    /// An opaque token that redaction would corrupt (a signature over the content, encrypted
-    /// reasoning): left alone.
+    /// A token over the content (a signature, encrypted reasoning) that must pass intact or not
+    /// at all.
     Opaque,
 }
 
-/// Which logical streams end at an event (their held text must be out before it).
+/// Which logical texts end at an event (their held text must be out before it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ends {
-    /// Every stream of this slot.
+    /// Every text of this slot.
     Slot(u64),
-    /// Every stream.
+    /// Every text.
     All,
 }
 
-fn idx(v: &Value, key: &str) -> u64 {
-    v.get(key).and_then(Value::as_u64).unwrap_or(0)
-}
-
-fn ty(doc: &Value) -> &str {
-    doc.get("type").and_then(Value::as_str).unwrap_or("")
-}
-
-/// Classifies the string at `path` in the event `doc`.
-pub fn classify(path: &[Seg], doc: &Value) -> Field {
-    use Seg::{Index as I, Key as K};
-    if let Some(last) = path.last().and_then(Seg::key) {
-        if matches!(last, "signature" | "encrypted_content") {
-            return Field::Opaque;
+/// FNV-1a, for text kinds: stable, cheap, and only compared for equality.
+fn hash(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in p.as_bytes().iter().chain(b"/") {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    match path {
-        // OpenAI chat completion chunks.
-        [K(c), I(i), K(d), K(f)] if c == "choices" && d == "delta" => {
-            let kind = match f.as_ref() {
-                "content" => "content",
-                "refusal" => "refusal",
-                "reasoning_content" | "reasoning" => "reasoning",
-                _ => return Field::Whole,
-            };
-            Field::Delta(Key { slot: choice_index(doc, *i), kind, sub: 0 })
+    h
+}
+
+/// The event's type: its SSE `event:` name, else its `type` member.
+pub fn event_type<'t>(t: &'t Tape, event: Option<&'t str>) -> &'t str {
+    event.or_else(|| t.str_at(0, "type")).unwrap_or("")
+}
+
+/// Whether string `node` is an opaque token in the format that defines it: Anthropic's
+/// `signature` of a thinking block and `data` of a redacted one, OpenAI Responses'
+/// `encrypted_content` of a reasoning item.
+pub fn opaque(t: &Tape, node: usize) -> bool {
+    let n = &t.nodes[node];
+    let (Some(key), Some(parent)) = (n.key.as_deref(), t.nodes.get(n.parent)) else { return false };
+    if parent.kind != Kind::Object {
+        return false;
+    }
+    let ty = t.str_at(n.parent, "type").unwrap_or("");
+    matches!(
+        (key, ty),
+        ("signature", "thinking" | "signature_delta")
+            | ("data", "redacted_thinking")
+            | ("encrypted_content", "reasoning")
+    )
+}
+
+/// Classifies string `node` of a streamed event (`ty` from [`event_type`]). `lineage` is
+/// scratch space.
+pub fn classify(t: &Tape, node: usize, ty: &str, lineage: &mut Vec<usize>) -> Field {
+    if opaque(t, node) {
+        return Field::Opaque;
+    }
+    lineage.clear();
+    let mut i = node;
+    while i != 0 && i < t.nodes.len() {
+        lineage.push(i);
+        i = t.nodes[i].parent;
+    }
+    lineage.reverse();
+    let seg = |i: usize| -> Seg<'_> {
+        let n = &t.nodes[i];
+        match &n.key {
+            Some(k) => Seg::Key(k),
+            None => Seg::Index(n.index),
         }
-        [K(c), I(i), K(d), K(t), I(j), K(fun), K(a)]
-            if c == "choices" && d == "delta" && t == "tool_calls" && fun == "function" && a == "arguments" =>
+    };
+    let path: Vec<Seg> = lineage.iter().map(|&i| seg(i)).collect();
+    use Seg::{Index as I, Key as K};
+    let delta = |slot: u64, kind: &str, sub: u64| Field::Delta(Key { slot, kind: hash(&[kind]), sub });
+    let idx = |key: &str| t.u64_at(0, key).unwrap_or(0);
+    match path.as_slice() {
+        // OpenAI chat completion chunks: the SDK joins every string of a delta.
+        [K("choices"), I(_), K("delta"), rest @ ..] if !rest.is_empty() => chat_delta(t, lineage, rest),
+        // OpenAI legacy completions.
+        [K("choices"), I(_), K("text")] => delta(choice_index(t, lineage[1]), "text", 0),
+        // OpenAI Responses: deltas, and the parts and items whose text the deltas extend.
+        [K("delta")] if ty.starts_with("response.") && ty.ends_with(".delta") => {
+            let sub = t.u64_at(0, "content_index").or_else(|| t.u64_at(0, "summary_index")).unwrap_or(0);
+            delta(idx("output_index"), responses_kind(ty), sub)
+        }
+        [K("part"), K(f)] if ty == "response.content_part.added" && matches!(*f, "text" | "refusal") => {
+            let kind = if *f == "text" { "output_text" } else { "refusal" };
+            delta(idx("output_index"), kind, idx("content_index"))
+        }
+        [K("part"), K("text")] if ty == "response.reasoning_summary_part.added" => {
+            delta(idx("output_index"), "reasoning_summary", idx("summary_index"))
+        }
+        [K("item"), K("content"), I(j), K(f)]
+            if ty == "response.output_item.added" && matches!(*f, "text" | "refusal") =>
         {
-            let call = &doc["choices"][*i]["delta"]["tool_calls"][*j];
-            let sub = call.get("index").and_then(Value::as_u64).unwrap_or(*j as u64);
-            Field::Delta(Key { slot: choice_index(doc, *i), kind: "tool_arguments", sub })
+            let kind = if *f == "text" { "output_text" } else { "refusal" };
+            delta(idx("output_index"), kind, *j as u64)
         }
-        // OpenAI legacy completions, streamed.
-        [K(c), I(i), K(t)] if c == "choices" && t == "text" => {
-            Field::Delta(Key { slot: choice_index(doc, *i), kind: "text", sub: 0 })
+        [K("item"), K("arguments")] if ty == "response.output_item.added" => {
+            delta(idx("output_index"), "function_arguments", 0)
         }
-        // OpenAI Responses deltas.
-        [K(d)] if d == "delta" && ty(doc).starts_with("response.") && ty(doc).ends_with(".delta") => {
-            let kind = match ty(doc) {
-                "response.output_text.delta" => "output_text",
-                "response.refusal.delta" => "refusal",
-                "response.function_call_arguments.delta" => "function_arguments",
-                "response.reasoning_summary_text.delta" => "reasoning_summary",
-                "response.reasoning_text.delta" => "reasoning",
-                "response.custom_tool_call_input.delta" => "tool_input",
-                _ => "other",
-            };
-            let sub = doc.get("content_index").or(doc.get("summary_index")).and_then(Value::as_u64).unwrap_or(0);
-            Field::Delta(Key { slot: idx(doc, "output_index"), kind, sub })
+        // Anthropic content blocks: text that starts in `content_block_start` and goes on in deltas.
+        [K("delta"), K(f)] if ty == "content_block_delta" && matches!(*f, "text" | "partial_json" | "thinking") => {
+            delta(idx("index"), f, 0)
         }
-        // Anthropic content block deltas.
-        [K(d), K(f)] if d == "delta" && ty(doc) == "content_block_delta" => {
-            let kind = match f.as_ref() {
-                "text" => "text",
-                "partial_json" => "input_json",
-                "thinking" => "thinking",
-                _ => return Field::Whole,
-            };
-            Field::Delta(Key { slot: idx(doc, "index"), kind, sub: 0 })
+        [K("content_block"), K(f)] if ty == "content_block_start" && matches!(*f, "text" | "thinking") => {
+            delta(idx("index"), f, 0)
         }
         // TGI tokens.
-        [K(t), K(x)] if t == "token" && x == "text" => Field::Delta(Key { slot: 0, kind: "token", sub: 0 }),
-        // Ollama chat and generate lines.
-        [K(m), K(f)] if m == "message" && doc.get("done").is_some() && matches!(f.as_ref(), "content" | "thinking") => {
-            Field::Delta(Key { slot: 0, kind: if f == "content" { "content" } else { "thinking" }, sub: 0 })
+        [K("token"), K("text")] => delta(0, "tgi.token", 0),
+        // Ollama chat and generate lines (with or without `done`).
+        [K("message"), K(f)] if ollama_like(t) && matches!(*f, "content" | "thinking") => {
+            delta(0, if *f == "content" { "ollama.content" } else { "ollama.message_thinking" }, 0)
         }
-        [K(f)] if doc.get("done").is_some() && matches!(f.as_ref(), "response" | "thinking") => {
-            Field::Delta(Key { slot: 0, kind: if f == "response" { "response" } else { "thinking" }, sub: 0 })
+        [K(f)] if ollama_like(t) && matches!(*f, "response" | "thinking") => {
+            delta(0, if *f == "response" { "ollama.response" } else { "ollama.thinking" }, 0)
         }
         _ => Field::Whole,
     }
 }
 
-fn choice_index(doc: &Value, pos: usize) -> u64 {
-    doc["choices"][pos].get("index").and_then(Value::as_u64).unwrap_or(pos as u64)
+fn responses_kind(ty: &str) -> &str {
+    match ty {
+        "response.output_text.delta" => "output_text",
+        "response.refusal.delta" => "refusal",
+        "response.function_call_arguments.delta" => "function_arguments",
+        "response.reasoning_summary_text.delta" => "reasoning_summary",
+        "response.reasoning_text.delta" => "reasoning",
+        "response.custom_tool_call_input.delta" => "tool_input",
+        t => t,
+    }
 }
 
-/// Whether the object or array at `path` of a response holds token-level details of the
-/// generated text: OpenAI's `logprobs` (their `token` strings and `bytes` arrays spell the text
-/// one token at a time) and `top_logprobs`, TGI's `details.tokens`, `details.prefill` and
-/// `top_tokens`. A value split over tokens would pass a scan of each token, so these are emptied
-/// in responses rather than scanned.
-pub fn token_details(path: &[Seg]) -> bool {
-    match path.last().and_then(Seg::key) {
-        Some("logprobs" | "top_logprobs" | "top_tokens") => true,
-        Some("tokens" | "prefill") => path.iter().rev().skip(1).any(|s| s.key() == Some("details")),
+/// An event with neither `choices` nor `type`: Ollama's shape.
+fn ollama_like(t: &Tape) -> bool {
+    t.nodes[0].kind == Kind::Object && t.get(0, "choices").is_none() && t.get(0, "type").is_none()
+}
+
+/// The choice's own `index`, else its position.
+fn choice_index(t: &Tape, choice: usize) -> u64 {
+    t.u64_at(choice, "index").unwrap_or(t.nodes[choice].index as u64)
+}
+
+/// A string under `choices[i].delta`, at `rest` below the delta. openai-python's
+/// `accumulate_delta` joins every string of a delta except `index` and `type`, recursing into
+/// objects and merging lists of objects by their `index`; strings in lists are not joined.
+/// Identifiers (`role`, `id`, `name`) and `audio.data` are joined too, but must keep their shape.
+fn chat_delta(t: &Tape, lineage: &[usize], rest: &[Seg]) -> Field {
+    let Some(Seg::Key(last)) = rest.last() else { return Field::Whole };
+    if matches!(*last, "index" | "type") {
+        return Field::Whole;
+    }
+    // Lineage: choices, choice, delta, then one node per step of `rest`.
+    let slot = choice_index(t, lineage[1]);
+    let mut parts: Vec<String> = Vec::with_capacity(rest.len());
+    for (k, s) in rest.iter().enumerate() {
+        match s {
+            Seg::Key(key) => parts.push((*key).to_owned()),
+            Seg::Index(j) => {
+                let el = lineage[3 + k];
+                if t.nodes[el].kind != Kind::Object {
+                    return Field::Whole;
+                }
+                parts.push(t.u64_at(el, "index").unwrap_or(*j as u64).to_string());
+            }
+        }
+    }
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let key = Key { slot, kind: hash(&refs), sub: 0 };
+    // Identifiers and opaque payloads keep their shape (never held back); every other string
+    // the SDK joins, known or not (`content`, `reasoning_details[].text`, ...), is running text.
+    if matches!(*last, "role" | "id" | "name" | "data") {
+        Field::Guard(key)
+    } else {
+        Field::Delta(key)
+    }
+}
+
+/// Whether container `node` of a response holds token-level details of the generated text:
+/// OpenAI's `logprobs` (their `token` strings and `bytes` arrays spell the text one token at a
+/// time) and `top_logprobs`, vLLM's `prompt_logprobs`, TGI's `details.tokens`,
+/// `details.prefill` and `top_tokens`. A value split over tokens would pass a scan of each
+/// token, so these are emptied in responses rather than scanned.
+pub fn token_details(t: &Tape, node: usize) -> bool {
+    let n = &t.nodes[node];
+    match n.key.as_deref() {
+        Some("logprobs" | "top_logprobs" | "top_tokens" | "prompt_logprobs") => true,
+        Some("tokens" | "prefill") => {
+            let mut p = n.parent;
+            while let Some(a) = t.nodes.get(p) {
+                if a.key.as_deref() == Some("details") {
+                    return true;
+                }
+                p = a.parent;
+            }
+            false
+        }
         _ => false,
     }
 }
 
-/// What an emptied container becomes: `null` for an object (every API marks absent logprobs so),
-/// `[]` for an array (TGI's clients expect a list).
-pub fn emptied(kind: Container) -> &'static str {
-    match kind {
-        Container::Object => "null",
-        Container::Array => "[]",
+/// What an emptied container becomes: `null` for an object (every API marks absent logprobs so)
+/// and for vLLM's `prompt_logprobs`, `[]` for other arrays (TGI's clients expect a list).
+pub fn emptied(t: &Tape, node: usize) -> &'static str {
+    let n = &t.nodes[node];
+    if n.kind == Kind::Object || n.key.as_deref() == Some("prompt_logprobs") {
+        "null"
+    } else {
+        "[]"
     }
 }
 
-/// Which logical streams end with the event `doc` (named `event` in SSE, if it has a name).
-pub fn ends(doc: &Value, event: Option<&str>) -> Vec<Ends> {
-    let t = event.unwrap_or_else(|| ty(doc));
-    match t {
-        "content_block_stop" => return vec![Ends::Slot(idx(doc, "index"))],
+/// Which logical texts end with the event (its type from [`event_type`]).
+pub fn ends(t: &Tape, ty: &str) -> Vec<Ends> {
+    match ty {
+        "content_block_stop" => return vec![Ends::Slot(t.u64_at(0, "index").unwrap_or(0))],
         "message_delta" | "message_stop" => return vec![Ends::All],
         "response.completed" | "response.incomplete" | "response.failed" => return vec![Ends::All],
         t if t.starts_with("response.") && t.ends_with(".done") => return vec![Ends::All],
         _ => {}
     }
-    if let Some(choices) = doc.get("choices").and_then(Value::as_array) {
-        return choices
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.get("finish_reason").is_some_and(|f| !f.is_null()))
-            .map(|(i, c)| Ends::Slot(c.get("index").and_then(Value::as_u64).unwrap_or(i as u64)))
+    if let Some(choices) = t.get(0, "choices") {
+        return t
+            .children(choices)
+            .filter(|&c| t.nodes[c].kind == Kind::Object && t.has(c, "finish_reason"))
+            .map(|c| Ends::Slot(choice_index(t, c)))
             .collect();
     }
-    if doc.get("done") == Some(&Value::Bool(true)) {
-        return vec![Ends::All];
-    }
-    if doc.get("generated_text").is_some_and(|g| !g.is_null()) {
+    if t.get(0, "done").is_some_and(|d| t.nodes[d].text == "true") || t.has(0, "generated_text") {
         return vec![Ends::All];
     }
     Vec::new()
@@ -171,66 +265,93 @@ pub fn ends(doc: &Value, event: Option<&str>) -> Vec<Ends> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn token_details_are_the_logprobs_and_tgi_token_lists() {
-        for (path, want) in [
-            (p(&["choices", "0", "logprobs"]), true),
-            (p(&["choices", "0", "logprobs", "content", "0", "top_logprobs"]), true),
-            (p(&["logprobs"]), true),
-            (p(&["details", "tokens"]), true),
-            (p(&["details", "best_of_sequences", "0", "tokens"]), true),
-            (p(&["details", "prefill"]), true),
-            (p(&["top_tokens"]), true),
-            (p(&["tokens"]), false),
-            (p(&["usage", "completion_tokens_details"]), false),
-            (p(&["choices", "0", "message"]), false),
-        ] {
-            assert_eq!(token_details(&path), want, "{path:?}");
-        }
+    /// The field of the string at `path` (keys and indexes joined with `.`) in `doc`.
+    fn field(doc: &str, path: &str, event: Option<&str>) -> Field {
+        let t = Tape::read(doc.as_bytes()).unwrap();
+        let mut lineage = Vec::new();
+        let mut p = Vec::new();
+        let node = (0..t.nodes.len())
+            .find(|&i| {
+                t.path_into(i, &mut p);
+                let s: Vec<String> = p
+                    .iter()
+                    .map(|s| match s {
+                        Seg::Key(k) => k.to_string(),
+                        Seg::Index(i) => i.to_string(),
+                    })
+                    .collect();
+                t.nodes[i].kind == Kind::Str && s.join(".") == path
+            })
+            .unwrap_or_else(|| panic!("no {path} in {doc}"));
+        classify(&t, node, event_type(&t, event), &mut lineage)
     }
-    use serde_json::json;
 
-    fn p(parts: &[&str]) -> Vec<Seg<'static>> {
-        parts
-            .iter()
-            .map(|s| s.parse::<usize>().map(Seg::Index).unwrap_or_else(|_| Seg::Key(s.to_string().into())))
-            .collect()
+    fn k(slot: u64, kind: &str, sub: u64) -> Field {
+        Field::Delta(Key { slot, kind: hash(&[kind]), sub })
     }
 
     #[test]
     fn classifies_each_format() {
-        let chat = json!({"object":"chat.completion.chunk","choices":[{"index":2,"delta":{"content":"x","tool_calls":[{"index":5,"function":{"arguments":"{"}}]}}]});
-        assert_eq!(
-            classify(&p(&["choices", "0", "delta", "content"]), &chat),
-            Field::Delta(Key { slot: 2, kind: "content", sub: 0 })
+        let chat = r#"{"object":"chat.completion.chunk","choices":[{"index":2,"delta":{"role":"assistant","content":"x","reasoning":"r","audio":{"transcript":"t","id":"a"},"function_call":{"arguments":"{"},"tool_calls":[{"index":5,"id":"c","type":"function","function":{"name":"n","arguments":"{"}}]}}]}"#;
+        assert_eq!(field(chat, "choices.0.delta.content", None), k(2, "content", 0));
+        assert_eq!(field(chat, "choices.0.delta.reasoning", None), k(2, "reasoning", 0));
+        assert!(matches!(field(chat, "choices.0.delta.audio.transcript", None), Field::Delta(_)));
+        assert!(matches!(field(chat, "choices.0.delta.function_call.arguments", None), Field::Delta(_)));
+        assert!(matches!(field(chat, "choices.0.delta.tool_calls.0.function.arguments", None), Field::Delta(_)));
+        assert!(matches!(field(chat, "choices.0.delta.role", None), Field::Guard(_)));
+        assert!(matches!(field(chat, "choices.0.delta.tool_calls.0.id", None), Field::Guard(_)));
+        assert_eq!(field(chat, "choices.0.delta.tool_calls.0.type", None), Field::Whole);
+        assert_eq!(field(chat, "object", None), Field::Whole);
+
+        let added = r#"{"type":"response.content_part.added","output_index":1,"content_index":3,"part":{"type":"output_text","text":"He"}}"#;
+        let delta = r#"{"type":"response.output_text.delta","output_index":1,"content_index":3,"delta":"llo"}"#;
+        assert_eq!(field(added, "part.text", None), field(delta, "delta", None));
+        assert_eq!(field(delta, "delta", None), k(1, "output_text", 3));
+        let done = r#"{"type":"response.output_text.done","text":"x"}"#;
+        assert_eq!(field(done, "text", None), Field::Whole);
+
+        let start = r#"{"type":"content_block_start","index":4,"content_block":{"type":"text","text":"Hi"}}"#;
+        let anth = r#"{"type":"content_block_delta","index":4,"delta":{"type":"text_delta","text":"x"}}"#;
+        assert_eq!(field(start, "content_block.text", None), field(anth, "delta.text", Some("content_block_delta")));
+        assert_eq!(field(anth, "delta.type", None), Field::Whole);
+        let sig = r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"abc"}}"#;
+        assert_eq!(field(sig, "delta.signature", None), Field::Opaque);
+        // Only where the format defines it: elsewhere a `signature` is an ordinary string.
+        let other = r#"{"choices":[{"index":0,"delta":{"signature":"abc"}}]}"#;
+        assert!(matches!(field(other, "choices.0.delta.signature", None), Field::Delta(_)));
+
+        let ollama = r#"{"model":"m","message":{"role":"assistant","content":"x"}}"#;
+        assert_eq!(field(ollama, "message.content", None), k(0, "ollama.content", 0));
+        assert_eq!(field(ollama, "message.role", None), Field::Whole);
+        let tgi = r#"{"token":{"text":"x"},"generated_text":null}"#;
+        assert_eq!(field(tgi, "token.text", None), k(0, "tgi.token", 0));
+    }
+
+    #[test]
+    fn ends_and_token_details() {
+        fn t(s: &str) -> Tape<'_> {
+            Tape::read(s.as_bytes()).unwrap()
+        }
+        let fin = t(r#"{"choices":[{"index":1,"delta":{},"finish_reason":"stop"},{"index":0,"finish_reason":null}]}"#);
+        assert_eq!(ends(&fin, ""), vec![Ends::Slot(1)]);
+        assert_eq!(ends(&t(r#"{"type":"content_block_stop","index":4}"#), "content_block_stop"), vec![Ends::Slot(4)]);
+        assert_eq!(ends(&t(r#"{"done":true}"#), ""), vec![Ends::All]);
+        assert_eq!(ends(&t(r#"{"done":false}"#), ""), vec![]);
+        let lp = t(
+            r#"{"choices":[{"logprobs":{"content":[]}}],"prompt_logprobs":[null,{"1":{}}],"details":{"tokens":[],"x":{"tokens":[]}},"tokens":[]}"#,
         );
+        let details: Vec<(String, &str)> = (0..lp.nodes.len())
+            .filter(|&i| matches!(lp.nodes[i].kind, Kind::Object | Kind::Array) && token_details(&lp, i))
+            .map(|i| (lp.nodes[i].key.as_deref().unwrap_or("").to_owned(), emptied(&lp, i)))
+            .collect();
         assert_eq!(
-            classify(&p(&["choices", "0", "delta", "tool_calls", "0", "function", "arguments"]), &chat),
-            Field::Delta(Key { slot: 2, kind: "tool_arguments", sub: 5 })
+            details,
+            vec![
+                ("logprobs".into(), "null"),
+                ("prompt_logprobs".into(), "null"),
+                ("tokens".into(), "[]"),
+                ("tokens".into(), "[]")
+            ]
         );
-        assert_eq!(classify(&p(&["id"]), &chat), Field::Whole);
-        let resp = json!({"type":"response.output_text.delta","output_index":1,"content_index":3,"delta":"x"});
-        assert_eq!(classify(&p(&["delta"]), &resp), Field::Delta(Key { slot: 1, kind: "output_text", sub: 3 }));
-        let done = json!({"type":"response.output_text.done","text":"x"});
-        assert_eq!(classify(&p(&["text"]), &done), Field::Whole);
-        assert_eq!(ends(&done, Some("response.output_text.done")), vec![Ends::All]);
-        let anth = json!({"type":"content_block_delta","index":4,"delta":{"type":"text_delta","text":"x"}});
-        assert_eq!(classify(&p(&["delta", "text"]), &anth), Field::Delta(Key { slot: 4, kind: "text", sub: 0 }));
-        assert_eq!(classify(&p(&["delta", "type"]), &anth), Field::Whole);
-        let sig = json!({"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"abc"}});
-        assert_eq!(classify(&p(&["delta", "signature"]), &sig), Field::Opaque);
-        assert_eq!(ends(&json!({"type":"content_block_stop","index":4}), None), vec![Ends::Slot(4)]);
-        let ollama = json!({"model":"m","message":{"role":"assistant","content":"x"},"done":false});
-        assert_eq!(
-            classify(&p(&["message", "content"]), &ollama),
-            Field::Delta(Key { slot: 0, kind: "content", sub: 0 })
-        );
-        assert_eq!(classify(&p(&["message", "role"]), &ollama), Field::Whole);
-        assert_eq!(ends(&json!({"done":true}), None), vec![Ends::All]);
-        let tgi = json!({"token":{"text":"x"},"generated_text":null});
-        assert_eq!(classify(&p(&["token", "text"]), &tgi), Field::Delta(Key { slot: 0, kind: "token", sub: 0 }));
-        assert_eq!(ends(&tgi, None), vec![]);
-        let fin = json!({"choices":[{"index":1,"delta":{},"finish_reason":"stop"}]});
-        assert_eq!(ends(&fin, None), vec![Ends::Slot(1)]);
     }
 }

@@ -1,43 +1,27 @@
-//! A byte-preserving JSON rewriter.
+//! The one JSON reader: every JSON body, event, line and prompt is read here, the way clients
+//! read it, and rewritten byte for byte.
 //!
-//! The filter must change only the text it redacts: key order, whitespace, number spelling and
-//! the escapes a server chose all stay as they were, so clients, signatures over unrelated
-//! fields and byte-level diffs see no noise. [`rewrite_strings`] validates a whole document,
-//! hands every string *value* (decoded) to a callback together with its path, and re-encodes
-//! only the strings the callback replaces.
+//! [`Tape::read`] reads a whole document into a flat list of [`Node`]s in document order: every
+//! value with its raw span, its decoded text, its parent, and its member key (decoded, with its own
+//! span). One pass gives the redactor every string with its path and gives stream classification
+//! the facts it needs (`type`, indexes, done flags, sequence numbers) by lookup, with no second
+//! parse and no `serde_json::Value`.
+//!
+//! The reader is as tolerant as the clients are (Python's `json`, which the official SDKs use):
+//! `NaN`, `Infinity` and `-Infinity`, numbers of any size (`1e400`), lone surrogate escapes
+//! (decoded to U+FFFD) and duplicate keys (the last one wins; earlier ones are marked
+//! [`Node::shadowed`]) are read. It is bounded: nesting deeper than [`MAX_DEPTH`] is refused.
+//! Anything it cannot read is an error, never a guess.
+//!
+//! [`Tape::render`] applies edits to raw spans: key order, whitespace, number spelling and the
+//! escapes a server chose all stay as they were outside the edited spans.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 /// Nesting deeper than this is refused rather than risking the stack on hostile input.
 pub const MAX_DEPTH: usize = 128;
-
-/// One step of the path from the document root to a value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seg<'a> {
-    /// A member of an object, by (decoded) key; borrowed from the document unless it had escapes.
-    Key(Cow<'a, str>),
-    /// An element of an array, by index.
-    Index(usize),
-}
-
-impl Seg<'_> {
-    /// A copy that owns its key.
-    pub fn to_static(&self) -> Seg<'static> {
-        match self {
-            Seg::Key(k) => Seg::Key(Cow::Owned(k.to_string())),
-            Seg::Index(i) => Seg::Index(*i),
-        }
-    }
-
-    /// The key, if this step is an object member.
-    pub fn key(&self) -> Option<&str> {
-        match self {
-            Seg::Key(k) => Some(k),
-            Seg::Index(_) => None,
-        }
-    }
-}
 
 /// Why a document could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,178 +46,247 @@ impl fmt::Display for JsonError {
 
 impl std::error::Error for JsonError {}
 
-/// Walks `input`, calling `f(path, value)` for every string value (not keys). Where `f` returns
-/// `Some(new)`, the string is replaced by `new`, re-encoded. Returns `None` when nothing changed,
-/// so callers can forward the original bytes untouched.
+/// What a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `{...}`; its members are the nodes up to [`Node::end`].
+    Object,
+    /// `[...]`; its elements are the nodes up to [`Node::end`].
+    Array,
+    /// A string; [`Node::text`] is decoded.
+    Str,
+    /// A number as written, `NaN`, `Infinity` or `-Infinity`; [`Node::text`] is the raw spelling.
+    Num,
+    /// `true`, `false` or `null`.
+    Lit,
+}
+
+/// One value of a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node<'a> {
+    /// What it is.
+    pub kind: Kind,
+    /// The raw bytes of the value (quotes and brackets included).
+    pub span: Range<usize>,
+    /// A string's decoded text (borrowed when it has no escapes); a number's or literal's
+    /// spelling; empty for containers.
+    pub text: Cow<'a, str>,
+    /// The member key, decoded, when the parent is an object.
+    pub key: Option<Cow<'a, str>>,
+    /// The raw bytes of the key literal, quotes included (empty when there is no key).
+    pub key_span: Range<usize>,
+    /// The parent node; `usize::MAX` for the root.
+    pub parent: usize,
+    /// The position among the parent's children (the array index for an element).
+    pub index: usize,
+    /// One past the last node of this value's subtree.
+    pub end: usize,
+    /// A later member of the same object has the same key: clients that keep the last one never
+    /// see this value (or anything inside it).
+    pub shadowed: bool,
+}
+
+/// One step of the path from the document root to a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seg<'t> {
+    /// A member of an object, by decoded key.
+    Key(&'t str),
+    /// An element of an array, by index.
+    Index(usize),
+}
+
+impl<'t> Seg<'t> {
+    /// The key, if this step is an object member.
+    pub fn key(&self) -> Option<&'t str> {
+        match self {
+            Seg::Key(k) => Some(k),
+            Seg::Index(_) => None,
+        }
+    }
+}
+
+/// A document read whole: its nodes in document order (the root is node 0).
 ///
 /// # Examples
 ///
 /// ```
-/// use inferguard::wire::json::rewrite_strings;
+/// use inferguard::wire::json::{Kind, Tape};
 ///
-/// let doc = br#"{"a": "x@y.com", "n": 1}"#;
-/// let out = rewrite_strings(doc, |path, s| {
-///     (path[0].key() == Some("a")).then(|| s.replace("x@y.com", "[REDACTED]"))
-/// })
-/// .unwrap()
-/// .unwrap();
-/// assert_eq!(out, br#"{"a": "[REDACTED]", "n": 1}"#);
+/// let t = Tape::read(br#"{"type":"x","n":NaN,"d":{"t":"a\u0040b.io"},"type":"y"}"#).unwrap();
+/// assert_eq!(t.str_at(0, "type"), Some("y")); // the last duplicate wins
+/// let inner = t.get(0, "d").and_then(|d| t.get(d, "t")).unwrap();
+/// assert_eq!(t.nodes[inner].text, "a@b.io");
+/// assert_eq!(t.nodes[t.get(0, "n").unwrap()].kind, Kind::Num);
 /// ```
-pub fn rewrite_strings<F>(input: &[u8], f: F) -> Result<Option<Vec<u8>>, JsonError>
-where
-    F: FnMut(&[Seg], &str) -> Option<String>,
-{
-    let mut f = f;
-    rewrite_strings_replacing(input, |path, s| f(path, s).map(Edit::Whole), |_, _| None)
+#[derive(Debug, Clone)]
+pub struct Tape<'a> {
+    /// The document's bytes.
+    pub input: &'a [u8],
+    /// Every value, in document order.
+    pub nodes: Vec<Node<'a>>,
 }
 
-/// [`rewrite`] with a closure for [`Rewrite::string`] and one for [`Rewrite::replace`].
-pub fn rewrite_strings_replacing<F, P>(input: &[u8], string: F, replace: P) -> Result<Option<Vec<u8>>, JsonError>
-where
-    F: FnMut(&[Seg], &str) -> Option<Edit>,
-    P: FnMut(&[Seg], Container) -> Option<&'static str>,
-{
-    struct Fns<F, P>(F, P);
-    impl<F, P> Rewrite for Fns<F, P>
-    where
-        F: FnMut(&[Seg], &str) -> Option<Edit>,
-        P: FnMut(&[Seg], Container) -> Option<&'static str>,
-    {
-        fn string(&mut self, path: &[Seg], s: &str) -> Option<Edit> {
-            (self.0)(path, s)
+impl<'a> Tape<'a> {
+    /// Reads one JSON document (surrounding whitespace and a leading UTF-8 byte-order mark
+    /// allowed, as `json.loads` on bytes allows them).
+    pub fn read(input: &'a [u8]) -> Result<Tape<'a>, JsonError> {
+        let mut r = Reader { input, pos: 0, nodes: Vec::new() };
+        if input.starts_with(b"\xEF\xBB\xBF") {
+            r.pos = 3;
         }
-        fn replace(&mut self, path: &[Seg], kind: Container) -> Option<&'static str> {
-            (self.1)(path, kind)
+        r.ws();
+        r.value(usize::MAX, 0, None, 0..0, 0)?;
+        r.ws();
+        if r.pos != input.len() {
+            return Err(JsonError::Syntax { offset: r.pos });
         }
+        Ok(Tape { input, nodes: r.nodes })
     }
-    rewrite(input, &mut Fns(string, replace))
-}
 
-/// `input` (a JSON object) with its top-level member `key` set to the integer `value`; `None` if
-/// it has no such member that is a number.
-///
-/// # Examples
-///
-/// ```
-/// use inferguard::wire::json::set_top_level_number;
-///
-/// let out = set_top_level_number(br#"{"type":"x","sequence_number":7,"n":{"sequence_number":1}}"#, "sequence_number", 9);
-/// assert_eq!(out.unwrap(), br#"{"type":"x","sequence_number":9,"n":{"sequence_number":1}}"#);
-/// ```
-pub fn set_top_level_number(input: &[u8], key: &str, value: u64) -> Option<Vec<u8>> {
-    struct Set<'k> {
-        key: &'k str,
-        value: u64,
+    /// The children of container `node` (none for a scalar), skipping nothing.
+    pub fn children(&self, node: usize) -> Children<'_, 'a> {
+        Children { tape: self, next: node + 1, end: self.nodes.get(node).map_or(0, |n| n.end) }
     }
-    impl Rewrite for Set<'_> {
-        fn string(&mut self, _: &[Seg], _: &str) -> Option<Edit> {
+
+    /// The member `key` of object `node` that clients read (the last one given).
+    pub fn get(&self, node: usize, key: &str) -> Option<usize> {
+        if self.nodes.get(node)?.kind != Kind::Object {
+            return None;
+        }
+        self.children(node).filter(|&c| !self.nodes[c].shadowed).find(|&c| self.nodes[c].key.as_deref() == Some(key))
+    }
+
+    /// The element `i` of array `node`.
+    pub fn at(&self, node: usize, i: usize) -> Option<usize> {
+        if self.nodes.get(node)?.kind != Kind::Array {
+            return None;
+        }
+        self.children(node).nth(i)
+    }
+
+    /// The string member `key` of object `node`.
+    pub fn str_at(&self, node: usize, key: &str) -> Option<&str> {
+        let n = &self.nodes[self.get(node, key)?];
+        (n.kind == Kind::Str).then_some(n.text.as_ref())
+    }
+
+    /// The member `key` of object `node` as a non-negative integer.
+    pub fn u64_at(&self, node: usize, key: &str) -> Option<u64> {
+        let n = &self.nodes[self.get(node, key)?];
+        if n.kind == Kind::Num {
+            n.text.parse().ok()
+        } else {
             None
         }
-        fn number(&mut self, path: &[Seg], _: &[u8]) -> Option<String> {
-            matches!(path, [Seg::Key(k)] if k == self.key).then(|| self.value.to_string())
+    }
+
+    /// Whether object `node` has member `key` with a value other than `null`.
+    pub fn has(&self, node: usize, key: &str) -> bool {
+        self.get(node, key).is_some_and(|c| self.nodes[c].text != "null")
+    }
+
+    /// The path from the root to `node`, appended to `out` (which is cleared first).
+    pub fn path_into<'t>(&'t self, node: usize, out: &mut Vec<Seg<'t>>) {
+        out.clear();
+        let mut i = node;
+        while let Some(n) = self.nodes.get(i) {
+            if n.parent == usize::MAX {
+                break;
+            }
+            out.push(match &n.key {
+                Some(k) => Seg::Key(k),
+                None => Seg::Index(n.index),
+            });
+            i = n.parent;
         }
+        out.reverse();
     }
-    rewrite(input, &mut Set { key, value }).ok().flatten()
+
+    /// The document with each raw range in `edits` replaced by its bytes. Ranges must be in
+    /// document order and must not overlap; `None` when there are no edits.
+    pub fn render(&self, edits: &[(Range<usize>, Vec<u8>)]) -> Option<Vec<u8>> {
+        if edits.is_empty() {
+            return None;
+        }
+        let growth: usize = edits.iter().map(|(_, b)| b.len()).sum();
+        let mut out = Vec::with_capacity(self.input.len() + growth);
+        let mut last = 0;
+        for (r, bytes) in edits {
+            out.extend_from_slice(&self.input[last..r.start]);
+            out.extend_from_slice(bytes);
+            last = r.end;
+        }
+        out.extend_from_slice(&self.input[last..]);
+        Some(out)
+    }
+
+    /// The bytes that replace string node `node` when `edit` applies to its decoded text: only
+    /// the replaced spans are encoded anew; every other byte, escapes included, is kept.
+    pub fn string_edit(&self, node: usize, edit: &Edit) -> Vec<u8> {
+        let n = &self.nodes[node];
+        let mut out = Vec::with_capacity(n.span.len() + 16);
+        match edit {
+            Edit::Whole(new) => encode_string_into(new, &mut out),
+            Edit::Spans(spans) => {
+                let raw = &self.input[n.span.start + 1..n.span.end - 1];
+                splice_spans(raw, &n.text, spans, &mut out);
+            }
+        }
+        out
+    }
+
+    /// The bytes that replace the key of `node` when `edit` applies to it.
+    pub fn key_edit(&self, node: usize, edit: &Edit) -> Vec<u8> {
+        let n = &self.nodes[node];
+        let key = n.key.as_deref().unwrap_or("");
+        let mut out = Vec::with_capacity(n.key_span.len() + 16);
+        match edit {
+            Edit::Whole(new) => encode_string_into(new, &mut out),
+            Edit::Spans(spans) => {
+                let raw = &self.input[n.key_span.start + 1..n.key_span.end - 1];
+                splice_spans(raw, key, spans, &mut out);
+            }
+        }
+        out
+    }
 }
 
-/// What [`rewrite`] asks of its caller as it walks a document.
-pub trait Rewrite {
-    /// A string value (not a key): `Some(edit)` changes it.
-    fn string(&mut self, path: &[Seg], s: &str) -> Option<Edit>;
+/// The children of a container, in order.
+pub struct Children<'t, 'a> {
+    tape: &'t Tape<'a>,
+    next: usize,
+    end: usize,
+}
 
-    /// A `true`, `false` or `null`.
-    fn literal(&mut self, _path: &[Seg], _lit: Literal) {}
-
-    /// Each member of an object, before its value (`path` ends with the member's key).
-    fn member(&mut self, _path: &[Seg]) {}
-
-    /// A number, as written (ASCII): `Some(json)` puts that text in its place.
-    fn number(&mut self, _path: &[Seg], _raw: &[u8]) -> Option<String> {
-        None
-    }
-
-    /// Called before an object or array is read: `Some(json)` puts that JSON text in its place
-    /// (the subtree is still checked to be well formed, but nothing in it is handed over).
-    fn replace(&mut self, _path: &[Seg], _kind: Container) -> Option<&'static str> {
-        None
+impl Iterator for Children<'_, '_> {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        if self.next >= self.end {
+            return None;
+        }
+        let i = self.next;
+        self.next = self.tape.nodes[i].end;
+        Some(i)
     }
 }
 
-/// How a string value changes.
+/// How a string's text changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Edit {
     /// It becomes this text, encoded anew.
     Whole(String),
     /// These byte ranges of the decoded text (in order, not overlapping, on char boundaries)
     /// become these texts; everything else keeps its original bytes, escapes included.
-    Spans(Vec<(std::ops::Range<usize>, String)>),
+    Spans(Vec<(Range<usize>, String)>),
 }
 
-/// An object or an array.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Container {
-    /// `{...}`
-    Object,
-    /// `[...]`
-    Array,
-}
-
-/// Walks `input` like [`rewrite_strings`], with every hook of [`Rewrite`].
-///
-/// The walker is compiled once and calls `r` through a vtable: a copy per caller type would cost
-/// more in module size than the indirect calls cost in time.
-pub fn rewrite(input: &[u8], r: &mut dyn Rewrite) -> Result<Option<Vec<u8>>, JsonError> {
-    let mut w = Walker { input, pos: 0, out: Vec::new(), copied: 0, changed: false, path: Vec::new(), skipping: 0, r };
-    w.ws();
-    w.value(0)?;
-    w.ws();
-    if w.pos != input.len() {
-        return Err(JsonError::Syntax { offset: w.pos });
-    }
-    if !w.changed {
-        return Ok(None);
-    }
-    w.out.extend_from_slice(&input[w.copied..]);
-    Ok(Some(w.out))
-}
-
-/// A JSON literal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Literal {
-    /// `true`
-    True,
-    /// `false`
-    False,
-    /// `null`
-    Null,
-}
-
-struct Walker<'a, 'r> {
+struct Reader<'a> {
     input: &'a [u8],
     pos: usize,
-    out: Vec<u8>,
-    /// Input before this offset has been copied to (or replaced in) `out`.
-    copied: usize,
-    changed: bool,
-    path: Vec<Seg<'a>>,
-    /// Inside this many replaced subtrees: read, but not handed to `r`.
-    skipping: usize,
-    r: &'r mut dyn Rewrite,
+    nodes: Vec<Node<'a>>,
 }
 
-impl<'a> Walker<'a, '_> {
-    /// Puts what `write` writes in place of the input from `start` to the current position.
-    fn splice(&mut self, start: usize, write: impl FnOnce(&mut Vec<u8>)) {
-        if !self.changed {
-            // The output is about as long as the input: grow it once.
-            self.out.reserve(self.input.len() + 64);
-        }
-        self.out.extend_from_slice(&self.input[self.copied..start]);
-        write(&mut self.out);
-        self.copied = self.pos;
-        self.changed = true;
-    }
-
+impl<'a> Reader<'a> {
     fn err<T>(&self) -> Result<T, JsonError> {
         Err(JsonError::Syntax { offset: self.pos })
     }
@@ -248,140 +301,171 @@ impl<'a> Walker<'a, '_> {
         }
     }
 
-    fn eat(&mut self, c: u8) -> Result<(), JsonError> {
-        if self.peek() == Some(c) {
-            self.pos += 1;
-            Ok(())
-        } else {
-            self.err()
-        }
+    fn push(
+        &mut self,
+        kind: Kind,
+        parent: usize,
+        index: usize,
+        key: Option<Cow<'a, str>>,
+        key_span: Range<usize>,
+    ) -> usize {
+        let i = self.nodes.len();
+        self.nodes.push(Node {
+            kind,
+            span: self.pos..self.pos,
+            text: Cow::Borrowed(""),
+            key,
+            key_span,
+            parent,
+            index,
+            end: i + 1,
+            shadowed: false,
+        });
+        i
     }
 
-    fn value(&mut self, depth: usize) -> Result<(), JsonError> {
+    fn value(
+        &mut self,
+        parent: usize,
+        index: usize,
+        key: Option<Cow<'a, str>>,
+        key_span: Range<usize>,
+        depth: usize,
+    ) -> Result<(), JsonError> {
         if depth > MAX_DEPTH {
             return Err(JsonError::TooDeep);
         }
-        let container = match self.peek() {
-            Some(b'{') => Some(Container::Object),
-            Some(b'[') => Some(Container::Array),
-            _ => None,
-        };
-        if let Some(kind) = container {
-            let start = self.pos;
-            let replacement = if self.skipping == 0 { self.r.replace(&self.path, kind) } else { None };
-            if replacement.is_some() {
-                self.skipping += 1;
-            }
-            match kind {
-                Container::Object => self.object(depth)?,
-                Container::Array => self.array(depth)?,
-            }
-            if let Some(new) = replacement {
-                self.skipping -= 1;
-                self.splice(start, |out| out.extend_from_slice(new.as_bytes()));
-            }
-            return Ok(());
-        }
-        match self.peek() {
-            Some(b'"') => {
-                let start = self.pos;
-                let s = self.string()?;
-                if self.skipping == 0 {
-                    match self.r.string(&self.path, &s) {
-                        Some(Edit::Whole(new)) if new != s => self.splice(start, |out| encode_string_into(&new, out)),
-                        Some(Edit::Spans(spans)) if !spans.is_empty() => {
-                            let raw = &self.input[start + 1..self.pos - 1];
-                            self.splice(start, |out| splice_spans(raw, &s, &spans, out));
-                        }
-                        _ => {}
-                    }
-                }
-                Ok(())
-            }
-            Some(b't') => self.literal(b"true", Literal::True),
-            Some(b'f') => self.literal(b"false", Literal::False),
-            Some(b'n') => self.literal(b"null", Literal::Null),
+        let start = self.pos;
+        let (kind, text) = match self.peek() {
+            Some(b'{') => return self.object(parent, index, key, key_span, depth),
+            Some(b'[') => return self.array(parent, index, key, key_span, depth),
+            Some(b'"') => (Kind::Str, self.string()?),
+            Some(b't') => (Kind::Lit, self.word("true")?),
+            Some(b'f') => (Kind::Lit, self.word("false")?),
+            Some(b'n') => (Kind::Lit, self.word("null")?),
+            Some(b'N') => (Kind::Num, self.word("NaN")?),
+            Some(b'I') => (Kind::Num, self.word("Infinity")?),
+            Some(b'-') if self.input[self.pos..].starts_with(b"-Infinity") => (Kind::Num, self.word("-Infinity")?),
             Some(b'-' | b'0'..=b'9') => {
-                let start = self.pos;
                 self.number()?;
-                if self.skipping == 0 {
-                    if let Some(new) = self.r.number(&self.path, &self.input[start..self.pos]) {
-                        self.splice(start, |out| out.extend_from_slice(new.as_bytes()));
-                    }
-                }
-                Ok(())
+                // Only ASCII was read.
+                let raw = std::str::from_utf8(&self.input[start..self.pos]).unwrap_or("");
+                (Kind::Num, Cow::Borrowed(raw))
             }
-            _ => self.err(),
-        }
+            _ => return self.err(),
+        };
+        let i = self.push(kind, parent, index, key, key_span);
+        self.nodes[i].span = start..self.pos;
+        self.nodes[i].text = text;
+        Ok(())
     }
 
-    fn object(&mut self, depth: usize) -> Result<(), JsonError> {
+    fn object(
+        &mut self,
+        parent: usize,
+        index: usize,
+        key: Option<Cow<'a, str>>,
+        key_span: Range<usize>,
+        depth: usize,
+    ) -> Result<(), JsonError> {
+        let me = self.push(Kind::Object, parent, index, key, key_span);
+        let start = self.pos;
         self.pos += 1;
         self.ws();
+        let mut members: Vec<usize> = Vec::new();
         if self.peek() == Some(b'}') {
             self.pos += 1;
-            return Ok(());
-        }
-        loop {
-            self.ws();
-            if self.peek() != Some(b'"') {
-                return self.err();
-            }
-            let key = self.string()?;
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
-            self.path.push(Seg::Key(key));
-            if self.skipping == 0 {
-                self.r.member(&self.path);
-            }
-            self.value(depth + 1)?;
-            self.path.pop();
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
+        } else {
+            loop {
+                self.ws();
+                if self.peek() != Some(b'"') {
+                    return self.err();
                 }
-                _ => return self.err(),
+                let ks = self.pos;
+                let k = self.string()?;
+                let key_span = ks..self.pos;
+                self.ws();
+                if self.peek() != Some(b':') {
+                    return self.err();
+                }
+                self.pos += 1;
+                self.ws();
+                members.push(self.nodes.len());
+                self.value(me, members.len() - 1, Some(k), key_span, depth + 1)?;
+                self.ws();
+                match self.peek() {
+                    Some(b',') => self.pos += 1,
+                    Some(b'}') => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return self.err(),
+                }
+            }
+        }
+        self.nodes[me].span = start..self.pos;
+        self.nodes[me].end = self.nodes.len();
+        if members.len() > 1 {
+            self.shadow_duplicates(&members);
+        }
+        Ok(())
+    }
+
+    /// Marks every member whose key is given again later in the same object, with its subtree.
+    fn shadow_duplicates(&mut self, members: &[usize]) {
+        let mut order: Vec<usize> = members.to_vec();
+        // Stable: equal keys stay in document order, so all but the last of a run are shadowed.
+        order.sort_by(|&a, &b| self.nodes[a].key.cmp(&self.nodes[b].key));
+        for w in order.windows(2) {
+            if self.nodes[w[0]].key == self.nodes[w[1]].key {
+                let end = self.nodes[w[0]].end;
+                for n in &mut self.nodes[w[0]..end] {
+                    n.shadowed = true;
+                }
             }
         }
     }
 
-    fn array(&mut self, depth: usize) -> Result<(), JsonError> {
+    fn array(
+        &mut self,
+        parent: usize,
+        index: usize,
+        key: Option<Cow<'a, str>>,
+        key_span: Range<usize>,
+        depth: usize,
+    ) -> Result<(), JsonError> {
+        let me = self.push(Kind::Array, parent, index, key, key_span);
+        let start = self.pos;
         self.pos += 1;
         self.ws();
         if self.peek() == Some(b']') {
             self.pos += 1;
-            return Ok(());
-        }
-        let mut i = 0;
-        loop {
-            self.ws();
-            self.path.push(Seg::Index(i));
-            self.value(depth + 1)?;
-            self.path.pop();
-            i += 1;
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(());
+        } else {
+            let mut i = 0;
+            loop {
+                self.ws();
+                self.value(me, i, None, 0..0, depth + 1)?;
+                i += 1;
+                self.ws();
+                match self.peek() {
+                    Some(b',') => self.pos += 1,
+                    Some(b']') => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return self.err(),
                 }
-                _ => return self.err(),
             }
         }
+        self.nodes[me].span = start..self.pos;
+        self.nodes[me].end = self.nodes.len();
+        Ok(())
     }
 
-    fn literal(&mut self, word: &[u8], lit: Literal) -> Result<(), JsonError> {
-        if self.input[self.pos..].starts_with(word) {
+    fn word(&mut self, word: &'static str) -> Result<Cow<'a, str>, JsonError> {
+        if self.input[self.pos..].starts_with(word.as_bytes()) {
             self.pos += word.len();
-            if self.skipping == 0 {
-                self.r.literal(&self.path, lit);
-            }
-            Ok(())
+            Ok(Cow::Borrowed(word))
         } else {
             self.err()
         }
@@ -428,6 +512,47 @@ impl<'a> Walker<'a, '_> {
         self.pos += used;
         Ok(s)
     }
+}
+
+/// The length of the JSON value at the start of `input` (after whitespace), if it is complete:
+/// how a framer finds where one document ends without reading it. `Err` when the bytes cannot
+/// start or continue a value; `Ok(None)` when more bytes are needed.
+pub fn value_len(input: &[u8]) -> Result<Option<usize>, JsonError> {
+    let mut i = 0;
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = input.get(i) {
+        i += 1;
+    }
+    let mut depth = 0usize;
+    let mut in_str = false;
+    while let Some(&c) = input.get(i) {
+        i += 1;
+        if in_str {
+            match c {
+                b'\\' => i += 1,
+                b'"' => {
+                    in_str = false;
+                    if depth == 0 {
+                        return Ok(Some(i.min(input.len())));
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1).ok_or(JsonError::Syntax { offset: i - 1 })?;
+                if depth == 0 {
+                    return Ok(Some(i));
+                }
+            }
+            _ if depth == 0 => return Err(JsonError::Syntax { offset: i - 1 }),
+            _ => {}
+        }
+    }
+    Ok(None)
 }
 
 /// Decodes the JSON string at the start of `input` (which begins with `"`). Returns the text and
@@ -647,12 +772,27 @@ pub fn encode_string(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn keep(input: &str) -> Result<Option<Vec<u8>>, JsonError> {
-        rewrite_strings(input.as_bytes(), |_, _| None)
+    fn strings(doc: &str) -> Vec<(String, String)> {
+        let t = Tape::read(doc.as_bytes()).unwrap();
+        let mut path = Vec::new();
+        (0..t.nodes.len())
+            .filter(|&i| t.nodes[i].kind == Kind::Str)
+            .map(|i| {
+                t.path_into(i, &mut path);
+                let p: Vec<String> = path
+                    .iter()
+                    .map(|s| match s {
+                        Seg::Key(k) => k.to_string(),
+                        Seg::Index(i) => i.to_string(),
+                    })
+                    .collect();
+                (p.join("."), t.nodes[i].text.to_string())
+            })
+            .collect()
     }
 
     #[test]
-    fn accepts_well_formed_documents_and_changes_nothing() {
+    fn reads_well_formed_and_tolerant_documents() {
         for doc in [
             "{}",
             "[]",
@@ -661,49 +801,83 @@ mod tests {
             "\"x\"",
             "true",
             " null ",
-            r#"{"a":[1,2,{"b":"c\u00e9\ud83d\ude00"}],"d":false}"#,
+            "\u{feff}{\"a\":1}",
+            "\n\t {\"a\":[1,2,{\"b\":\"c\\u00e9\\ud83d\\ude00\"}],\"d\":false}\r\n",
+            "[NaN, Infinity, -Infinity, 1e400, -0.0e-999]",
+            "{\"s\":\"\\ud800 lone\"}",
         ] {
-            assert_eq!(keep(doc), Ok(None), "{doc}");
+            assert!(Tape::read(doc.as_bytes()).is_ok(), "{doc:?}");
         }
+        assert_eq!(strings(r#"{"s":"a\ud800b"}"#), vec![("s".into(), "a\u{FFFD}b".into())]);
     }
 
     #[test]
-    fn rejects_malformed_documents() {
-        for doc in ["", "{", "[1,]", "{\"a\"}", "01", "1.", "\"\\x\"", "\"a", "{} x", "\"\u{1}\"", "tru"] {
-            assert!(keep(doc).is_err(), "{doc:?}");
+    fn refuses_malformed_documents() {
+        for doc in [
+            "",
+            "{",
+            "[1,]",
+            "{\"a\"}",
+            "01",
+            "1.",
+            "\"\\x\"",
+            "\"a",
+            "{} x",
+            "\"\u{1}\"",
+            "tru",
+            "-NaN",
+            "nan",
+            "{a:1}",
+        ] {
+            assert!(Tape::read(doc.as_bytes()).is_err(), "{doc:?}");
         }
         let deep = "[".repeat(MAX_DEPTH + 2) + &"]".repeat(MAX_DEPTH + 2);
-        assert_eq!(keep(&deep), Err(JsonError::TooDeep));
+        assert_eq!(Tape::read(deep.as_bytes()).unwrap_err(), JsonError::TooDeep);
+        let ok = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+        assert!(Tape::read(ok.as_bytes()).is_ok());
     }
 
     #[test]
-    fn decodes_escapes_and_reports_paths() {
-        let doc = br#"{"m":[{"c":"a\u0040b.com \/ \"q\" \ud83d\ude00"}], "k":"v"}"#;
-        let mut seen = Vec::new();
-        rewrite_strings(doc, |p, s| {
-            seen.push((p.iter().map(Seg::to_static).collect::<Vec<_>>(), s.to_string()));
-            None
-        })
-        .unwrap();
-        assert_eq!(
-            seen,
-            vec![
-                (vec![Seg::Key("m".into()), Seg::Index(0), Seg::Key("c".into())], "a@b.com / \"q\" 😀".into()),
-                (vec![Seg::Key("k".into())], "v".into()),
-            ]
-        );
+    fn decodes_escapes_and_reports_paths_and_keys() {
+        let doc = r#"{"m":[{"c":"a\u0040b.com \/ \"q\" \ud83d\ude00"}], "k\u0040":"v"}"#;
+        assert_eq!(strings(doc), vec![("m.0.c".into(), "a@b.com / \"q\" 😀".into()), ("k@".into(), "v".into())]);
+        let t = Tape::read(doc.as_bytes()).unwrap();
+        let k = t.get(0, "k@").unwrap();
+        assert_eq!(&doc.as_bytes()[t.nodes[k].key_span.clone()], br#""k\u0040""#);
     }
 
     #[test]
-    fn rewrites_only_the_replaced_string_and_keeps_the_rest_byte_for_byte() {
+    fn the_last_duplicate_key_wins_and_earlier_ones_are_shadowed() {
+        let doc = br#"{"d":{"c":"one"},"x":1,"d":{"c":"two","c":"three"}}"#;
+        let t = Tape::read(doc).unwrap();
+        let d = t.get(0, "d").unwrap();
+        assert_eq!(t.str_at(d, "c"), Some("three"));
+        let shadowed: Vec<&str> =
+            t.nodes.iter().filter(|n| n.shadowed && n.kind == Kind::Str).map(|n| n.text.as_ref()).collect();
+        assert_eq!(shadowed, vec!["one", "two"]);
+        assert!(!t.nodes[t.get(0, "x").unwrap()].shadowed);
+    }
+
+    #[test]
+    fn renders_edits_and_keeps_every_other_byte() {
         let doc = "{ \"a\" : \"x\\u0041\",\n  \"b\":\"y\", \"c\": 1.50 }";
-        let out = rewrite_strings(doc.as_bytes(), |p, s| (p[0].key() == Some("b")).then(|| format!("{s}\"\n\u{1}é")))
-            .unwrap()
-            .unwrap();
+        let t = Tape::read(doc.as_bytes()).unwrap();
+        assert_eq!(t.render(&[]), None);
+        let b = t.get(0, "b").unwrap();
+        let edit = t.string_edit(b, &Edit::Whole("y\"\n\u{1}é".into()));
+        let out = t.render(&[(t.nodes[b].span.clone(), edit)]).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "{ \"a\" : \"x\\u0041\",\n  \"b\":\"y\\\"\\n\\u0001é\", \"c\": 1.50 }"
         );
+    }
+
+    #[test]
+    fn value_len_finds_the_end_of_the_first_value() {
+        assert_eq!(value_len(b"  {\"a\":\"}\\\"\"}\n{"), Ok(Some(13)));
+        assert_eq!(value_len(b"[1,[2]"), Ok(None));
+        assert_eq!(value_len(b"\"ab\\\"c\" x"), Ok(Some(7)));
+        assert!(value_len(b"}").is_err());
     }
 
     #[test]
@@ -717,6 +891,17 @@ mod tests {
                 assert_eq!(find_special(b, from), want, "{from} {end}");
             }
         }
+    }
+
+    fn apply(text: &str, spans: &[(Range<usize>, String)]) -> String {
+        let mut out = String::new();
+        let mut last = 0;
+        for (r, new) in spans {
+            out.push_str(&text[last..r.start]);
+            out.push_str(new);
+            last = r.end;
+        }
+        out + &text[last..]
     }
 
     #[test]
@@ -742,9 +927,8 @@ mod tests {
                         let mut out = Vec::new();
                         splice_spans(raw, &decoded, &spans, &mut out);
                         let (got, used) = decode_str(&out).unwrap();
-                        let want = crate::stream::apply_spans(&decoded, &spans);
+                        let want = apply(&decoded, &spans);
                         assert_eq!((got.as_ref(), used), (want.as_str(), out.len()), "{lit} {spans:?}");
-                        // The bytes before the first span are the original bytes.
                         let mut prefix = [start];
                         raw_offsets(raw, &mut prefix);
                         assert_eq!(&out[1..1 + prefix[0]], &raw[..prefix[0]], "{lit} {spans:?}");
@@ -752,20 +936,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn a_redacted_value_keeps_the_escapes_around_it() {
-        struct Spans1;
-        impl Rewrite for Spans1 {
-            fn string(&mut self, _: &[Seg], s: &str) -> Option<Edit> {
-                let start = s.find("a@b.io")?;
-                Some(Edit::Spans(vec![(start..start + 6, "[X]".into())]))
-            }
-        }
-        let doc = br#"{"c":"caf\u00e9: mail a@b.io\nbye \u2014 \"ok\""}"#;
-        let out = rewrite(doc, &mut Spans1).unwrap().unwrap();
-        assert_eq!(out, br#"{"c":"caf\u00e9: mail [X]\nbye \u2014 \"ok\""}"#.to_vec());
     }
 
     #[test]

@@ -3,7 +3,9 @@
 mod bytes;
 pub mod encoding;
 pub mod json;
+pub mod sniff;
 pub mod sse;
+pub mod url;
 
 /// The inference API a request path belongs to. Chosen from the path alone, so the decision is
 /// made before any body byte arrives.
@@ -75,60 +77,6 @@ impl Api {
     }
 }
 
-/// How a body is framed, from its `content-type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyKind {
-    /// `application/json` and `*+json`.
-    Json,
-    /// `text/event-stream`.
-    Sse,
-    /// `application/x-ndjson`, `application/jsonl`.
-    Ndjson,
-    /// Other text: `text/*`, XML, form data, a missing content-type.
-    Text,
-    /// Media and other binary content, which carries no text to scan.
-    Binary,
-}
-
-impl BodyKind {
-    /// Classifies a `content-type` header value (absent means text: nothing passes unscanned
-    /// because a server forgot a header).
-    pub fn from_content_type(ct: Option<&str>) -> BodyKind {
-        let Some(ct) = ct else { return BodyKind::Text };
-        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        match mime.as_str() {
-            "application/json" => BodyKind::Json,
-            "text/event-stream" => BodyKind::Sse,
-            "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" => {
-                BodyKind::Ndjson
-            }
-            m if m.ends_with("+json") => BodyKind::Json,
-            m if m.starts_with("text/")
-                || m.ends_with("+xml")
-                || m == "application/xml"
-                || m == "application/x-www-form-urlencoded"
-                || m == "application/javascript"
-                || m.is_empty() =>
-            {
-                BodyKind::Text
-            }
-            m if m.starts_with("image/")
-                || m.starts_with("audio/")
-                || m.starts_with("video/")
-                || m == "application/octet-stream"
-                || m == "application/pdf"
-                || m == "application/zip"
-                || m == "application/grpc"
-                || m == "application/x-protobuf" =>
-            {
-                BodyKind::Binary
-            }
-            // Unknown types are scanned as text: an unreadable one fails closed later.
-            _ => BodyKind::Text,
-        }
-    }
-}
-
 /// The error body shape an API's clients parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorShape {
@@ -165,6 +113,26 @@ impl ErrorShape {
     }
 }
 
+/// The error a client of `api` understands, framed for a body of `shape` that is already under
+/// way (an SSE event, a JSON line, or a line of text).
+pub fn error_event(shape: sniff::Shape, api: Api, code: &str, message: &str) -> String {
+    use sniff::Shape;
+    let m = json::encode_string(message);
+    let c = json::encode_string(code);
+    match (shape, api) {
+        (Shape::Sse, Api::AnthropicMessages) => {
+            format!("event: error\ndata: {}\n\n", ErrorShape::Anthropic.body(403, code, message))
+        }
+        (Shape::Sse, Api::OpenAiResponses) => format!(
+            "event: error\ndata: {{\"type\":\"error\",\"code\":{c},\"message\":{m},\"param\":null,\"error\":{{\"type\":\"invalid_request_error\",\"code\":{c},\"message\":{m}}}}}\n\n"
+        ),
+        (Shape::Sse, Api::Tgi) => format!("data: {{\"error\":{m},\"error_type\":{c}}}\n\n"),
+        (Shape::Sse, _) => format!("data: {}\n\n", ErrorShape::OpenAi.body(403, code, message)),
+        (Shape::Text | Shape::Binary | Shape::Wide, _) => format!("\n[inferguard: {message}]\n"),
+        (Shape::Json | Shape::Ndjson, _) => format!("{{\"error\":{m}}}\n"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,22 +151,6 @@ mod tests {
             ("/v1/embeddings", Api::Other),
         ] {
             assert_eq!(Api::from_path(p), a, "{p}");
-        }
-    }
-
-    #[test]
-    fn classifies_content_types() {
-        for (ct, k) in [
-            (Some("application/json; charset=utf-8"), BodyKind::Json),
-            (Some("application/problem+json"), BodyKind::Json),
-            (Some("text/event-stream"), BodyKind::Sse),
-            (Some("application/x-ndjson"), BodyKind::Ndjson),
-            (Some("text/plain"), BodyKind::Text),
-            (None, BodyKind::Text),
-            (Some("application/vnd.weird"), BodyKind::Text),
-            (Some("image/png"), BodyKind::Binary),
-        ] {
-            assert_eq!(BodyKind::from_content_type(ct), k, "{ct:?}");
         }
     }
 

@@ -41,9 +41,24 @@ impl SseEvent {
         SseEvent { raw, event, data }
     }
 
-    /// The event's bytes with its data replaced by `data`: every other line is kept as it was,
-    /// and the data lines keep their original `data:` / `data: ` spelling and line ending.
-    pub fn with_data(&self, data: &str) -> Vec<u8> {
+    /// The event's lines other than `data` (comments, `event`, `id`, `retry`, unknown fields),
+    /// with their position among the event's lines and the text a reader may show: a field's
+    /// value, or a comment's text. Every one of them is visible to some client.
+    pub fn other_lines(&self) -> Vec<(usize, &str)> {
+        let Ok(text) = std::str::from_utf8(&self.raw) else { return Vec::new() };
+        lines(text)
+            .enumerate()
+            .filter(|(_, line)| field(line).0 != "data")
+            .map(|(i, line)| (i, &line[shown_from(line)..]))
+            .collect()
+    }
+
+    /// The event's bytes with its data replaced by `data` (when given) and the lines at the
+    /// given positions replaced, their field name and separator kept: `(i, new)` makes line `i`
+    /// say `new` where [`SseEvent::other_lines`] showed its text. Every other line is kept as
+    /// it was, and the data lines keep their original `data:` / `data: ` spelling and line
+    /// ending.
+    pub fn rebuild(&self, data: Option<&str>, edits: &[(usize, String)]) -> Vec<u8> {
         let text = std::str::from_utf8(&self.raw).unwrap_or("");
         let eol = if text.contains("\r\n") {
             "\r\n"
@@ -52,29 +67,58 @@ impl SseEvent {
         } else {
             "\r"
         };
-        let mut out = String::with_capacity(self.raw.len() + data.len());
+        let mut out = String::with_capacity(self.raw.len() + data.map_or(0, str::len));
         let mut wrote_data = false;
         let mut prefix = "data: ";
-        for line in lines(text) {
+        for (i, line) in lines(text).enumerate() {
             if field(line).0 == "data" {
+                let Some(data) = data else {
+                    out.push_str(line);
+                    out.push_str(eol);
+                    continue;
+                };
                 if !line.starts_with("data: ") {
                     prefix = "data:";
                 }
-                if wrote_data {
-                    continue;
+                if !wrote_data {
+                    wrote_data = true;
+                    push_data(&mut out, prefix, data, eol);
                 }
-                wrote_data = true;
-                push_data(&mut out, prefix, data, eol);
-            } else {
-                out.push_str(line);
-                out.push_str(eol);
+                continue;
             }
+            match edits.iter().find(|(at, _)| *at == i) {
+                Some((_, new)) => {
+                    out.push_str(&line[..shown_from(line)]);
+                    // A value cannot hold a line break: it would start a new field.
+                    out.push_str(&new.replace(['\r', '\n'], " "));
+                }
+                None => out.push_str(line),
+            }
+            out.push_str(eol);
         }
-        if !wrote_data {
+        if let (Some(data), false) = (data, wrote_data) {
             push_data(&mut out, prefix, data, eol);
         }
         out.push_str(eol);
         out.into_bytes()
+    }
+
+    /// The event's bytes with its data replaced by `data`: [`SseEvent::rebuild`] with no line
+    /// edits.
+    pub fn with_data(&self, data: &str) -> Vec<u8> {
+        self.rebuild(Some(data), &[])
+    }
+}
+
+/// Where the text a reader may show starts in a line that is not `data`: after the colon of a
+/// comment, after `name: ` of a known field, and at the start of an unknown one (a raw reader
+/// shows it whole).
+fn shown_from(line: &str) -> usize {
+    let (name, value) = field(line);
+    match name {
+        "" => 1,
+        "event" | "id" | "retry" => line.len() - value.len(),
+        _ => 0,
     }
 }
 
@@ -266,6 +310,16 @@ mod tests {
         assert_eq!(ev[0].with_data("{\"t\":2}\nz"), b"event: e\r\ndata:{\"t\":2}\r\ndata:z\r\n\r\n");
         let ev = frame_all(&[b"data: a\n\n"]);
         assert_eq!(ev[0].with_data("b"), b"data: b\n\n");
+    }
+
+    #[test]
+    fn other_lines_can_be_rewritten_in_place() {
+        let ev = frame_all(&[b": hi a@b.io\r\nid: 7\r\nevent: x\r\ndata: d\r\nweird\r\n\r\n"]);
+        assert_eq!(ev[0].other_lines(), vec![(0, " hi a@b.io"), (1, "7"), (2, "x"), (4, "weird")]);
+        assert_eq!(
+            ev[0].rebuild(None, &[(0, " hi [X]".into()), (1, "8\nid: 9".into())]),
+            b": hi [X]\r\nid: 8 id: 9\r\nevent: x\r\ndata: d\r\nweird\r\n\r\n"
+        );
     }
 
     #[test]

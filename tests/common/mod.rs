@@ -40,3 +40,51 @@ pub fn stream(
         }
     }
 }
+
+/// What Envoy would deliver for one body driven through an [`inferguard::exchange::Exchange`].
+#[allow(dead_code)]
+#[derive(Debug, Default)]
+pub struct Delivered {
+    /// The bytes forwarded, in order.
+    pub bytes: Vec<u8>,
+    /// The local reply sent instead, if any.
+    pub reply: Option<inferguard::exchange::LocalReply>,
+    /// Header edits asked for.
+    pub headers: Vec<(&'static str, Option<String>)>,
+}
+
+/// Feeds `chunks` of one body the way Envoy does: the host buffer grows while the exchange
+/// holds, and is replaced or forwarded when it says so. `after_forward` sees everything
+/// forwarded so far, after each forward.
+#[allow(dead_code)]
+pub fn drive_body(
+    x: &mut inferguard::exchange::Exchange,
+    side: inferguard::exchange::Side,
+    chunks: &[&[u8]],
+    d: &mut Delivered,
+    mut after_forward: impl FnMut(&[u8]),
+) {
+    use inferguard::exchange::Then;
+    let mut held: Vec<u8> = Vec::new();
+    for (i, c) in chunks.iter().enumerate() {
+        if d.reply.is_some() {
+            return;
+        }
+        held.extend_from_slice(c);
+        let end = i + 1 == chunks.len();
+        let snapshot = held.clone();
+        let step = x.on_body(side, held.len(), end, &mut |s, n| snapshot[s..s + n].to_vec());
+        d.headers.extend(step.headers);
+        if let Some(b) = step.body {
+            held = b;
+        }
+        match step.then {
+            Then::Forward => {
+                d.bytes.append(&mut held);
+                after_forward(&d.bytes);
+            }
+            Then::Hold => {}
+            Then::Reply(r) => d.reply = Some(r),
+        }
+    }
+}

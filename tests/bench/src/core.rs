@@ -7,33 +7,21 @@
 //! answer scanned. `--json` prints the same figures as one JSON object.
 
 mod answers;
+mod drive;
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use inferguard::exchange::{BodyOutcome, Exchange, RequestHead, ResponseHead};
+use inferguard::exchange::{Exchange, Side};
 use inferguard::policy::Policy;
 
-/// One whole exchange: request head and body, response head, and the response body, buffered or
-/// as a stream of chunks. Returns the bytes the client would receive, so nothing is optimised out.
+/// One whole exchange: request head and body, response head, and the response body in chunks,
+/// driven as Envoy drives it. Returns the bytes the client would receive, so nothing is
+/// optimised out.
 fn exchange(policy: &Rc<Policy>, request: &[u8], content_type: &'static str, response: &[Vec<u8>]) -> usize {
     let mut x = Exchange::new(Rc::clone(policy));
-    x.on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() })
-        .expect("request head");
-    assert!(matches!(x.on_request_body(request), BodyOutcome::Unchanged | BodyOutcome::Replace(_)));
-    x.on_response_head(&ResponseHead { status: 200, content_type: Some(content_type), content_encoding: None })
-        .expect("response head");
-    let out = if content_type == "application/json" {
-        match x.on_response_body(&response[0]) {
-            BodyOutcome::Replace(b) => b.len(),
-            BodyOutcome::Unchanged => response[0].len(),
-            _ => panic!("the answer must pass"),
-        }
-    } else {
-        let last = response.len() - 1;
-        response.iter().enumerate().map(|(i, c)| x.on_response_chunk(c, i == last).len()).sum()
-    };
-    out + x.audit().to_json().len()
+    drive::start(&mut x, request, content_type != "application/json");
+    drive::body(&mut x, Side::Response, response, true) + x.audit().to_json().len()
 }
 
 /// Median time of one call of `f`, over batches run for about `budget`. With `BENCH_ITERS=N`,

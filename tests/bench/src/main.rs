@@ -8,6 +8,7 @@
 
 mod answers;
 mod client;
+mod drive;
 mod upstream;
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -18,10 +19,8 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use inferguard::exchange::{Exchange, RequestHead, ResponseHead};
+use inferguard::exchange::{Exchange, Side};
 use inferguard::policy::Policy;
-use inferguard::stream::{Framing, ResponseStream};
-use inferguard::wire::Api;
 use serde_json::{json, Value};
 
 /// Counts live heap bytes, to measure the filter's own memory per stream natively.
@@ -274,15 +273,9 @@ fn native_stream_memory(policy: &Rc<Policy>, events: &[Vec<u8>], n: usize) -> f6
     let mut xs = Vec::new();
     for _ in 0..n {
         let mut x = Exchange::new(Rc::clone(policy));
-        let _ = x.on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() });
-        let _ = x.on_request_body(&answers::chat_request("Summarise the incident.", true));
-        let _ = x.on_response_head(&ResponseHead {
-            status: 200,
-            content_type: Some("text/event-stream"),
-            content_encoding: None,
-        });
+        drive::start(&mut x, &answers::chat_request("Summarise the incident.", true), true);
         for ev in &events[..events.len() / 2] {
-            let _ = x.on_response_chunk(ev, false);
+            drive::body(&mut x, Side::Response, std::slice::from_ref(ev), false);
         }
         xs.push(x);
     }
@@ -292,14 +285,14 @@ fn native_stream_memory(policy: &Rc<Policy>, events: &[Vec<u8>], n: usize) -> f6
 }
 
 /// Holdback over the 500-token answer, event by event, natively.
-fn holdback(policy: &Policy, events: &[Vec<u8>]) -> (f64, u64) {
-    let mut s = ResponseStream::new(Framing::Sse, Api::OpenAiChat, 1 << 16);
-    let mut audit = Default::default();
+fn holdback(policy: &Rc<Policy>, events: &[Vec<u8>]) -> (f64, u64) {
+    let mut x = Exchange::new(Rc::clone(policy));
+    drive::start(&mut x, &answers::chat_request("Summarise the incident.", true), true);
+    // Event by event, without the end: the stream's statistics are read while it is open.
     for ev in events {
-        s.push(&policy.engine, ev, &mut audit);
+        drive::body(&mut x, Side::Response, std::slice::from_ref(ev), false);
     }
-    s.finish(&policy.engine, &mut audit);
-    let h = s.holdback();
+    let h = x.holdback().unwrap_or_default();
     (h.mean(), h.max)
 }
 

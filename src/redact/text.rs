@@ -1,4 +1,4 @@
-//! Incremental redaction of one logical text stream.
+//! Incremental redaction of one logical text stream, and UTF-8 that arrives in pieces.
 
 use crate::config::Mode;
 use crate::detect::{End, Engine, Finding};
@@ -13,22 +13,6 @@ use crate::detect::{End, Engine, Finding};
 /// Memory: the stream keeps the text it cannot release yet (the holdback, bounded by
 /// `max_holdback` bytes) and a short tail of released text that detectors need as left context
 /// (labels such as `SSN:`, word boundaries).
-///
-/// # Examples
-///
-/// ```
-/// use inferguard::detect::{DetectConfig, Engine};
-/// use inferguard::stream::TextStream;
-///
-/// let engine = Engine::new(&DetectConfig::default()).unwrap();
-/// let mut s = TextStream::new(4096);
-/// let mut out = String::new();
-/// for piece in ["Write to jane.d", "oe@acme-corp.c", "om today"] {
-///     s.push(&engine, piece, &mut out).unwrap();
-/// }
-/// s.finish(&engine, &mut out);
-/// assert_eq!(out, "Write to [REDACTED:EMAIL] today");
-/// ```
 #[derive(Debug, Clone)]
 pub struct TextStream {
     /// Released original text kept as context, followed by the held text.
@@ -36,7 +20,6 @@ pub struct TextStream {
     /// Where the held text starts in `buf`.
     from: usize,
     max_holdback: usize,
-    mode: Mode,
 }
 
 /// The held text grew past the configured bound: the stream cannot decide in bounded memory,
@@ -50,12 +33,7 @@ pub struct HoldbackExceeded {
 impl TextStream {
     /// A new stream that holds at most `max_holdback` bytes of undecided text.
     pub fn new(max_holdback: usize) -> TextStream {
-        TextStream::with_mode(max_holdback, Mode::Redact)
-    }
-
-    /// A new stream whose findings are handled as `mode` says.
-    pub fn with_mode(max_holdback: usize, mode: Mode) -> TextStream {
-        TextStream { buf: String::new(), from: 0, max_holdback, mode }
+        TextStream { buf: String::new(), from: 0, max_holdback }
     }
 
     /// Bytes received but not yet released.
@@ -63,12 +41,18 @@ impl TextStream {
         self.buf.len() - self.from
     }
 
-    /// Feeds `text`; appends what can be released, redacted, to `out` and returns the findings
-    /// in it.
-    pub fn push(&mut self, engine: &Engine, text: &str, out: &mut String) -> Result<Vec<Finding>, HoldbackExceeded> {
+    /// Feeds `text`; appends what can be released, redacted as `mode` says, to `out` and
+    /// returns the findings in it.
+    pub fn push(
+        &mut self,
+        engine: &Engine,
+        mode: Mode,
+        text: &str,
+        out: &mut String,
+    ) -> Result<Vec<Finding>, HoldbackExceeded> {
         self.buf.push_str(text);
         let scan = engine.scan(&self.buf, self.from, End::More);
-        let findings = self.release(engine, scan.settled, scan.findings, out);
+        let findings = self.release(engine, mode, scan.settled, scan.findings, out);
         if self.held() > self.max_holdback {
             return Err(HoldbackExceeded { held: self.held() });
         }
@@ -76,9 +60,9 @@ impl TextStream {
     }
 
     /// Ends the stream: appends everything still held, redacted, to `out`.
-    pub fn finish(&mut self, engine: &Engine, out: &mut String) -> Vec<Finding> {
+    pub fn finish(&mut self, engine: &Engine, mode: Mode, out: &mut String) -> Vec<Finding> {
         let scan = engine.scan(&self.buf, self.from, End::Final);
-        let findings = self.release(engine, scan.settled, scan.findings, out);
+        let findings = self.release(engine, mode, scan.settled, scan.findings, out);
         self.buf.clear();
         self.from = 0;
         findings
@@ -87,6 +71,7 @@ impl TextStream {
     fn release(
         &mut self,
         engine: &Engine,
+        mode: Mode,
         settled: usize,
         mut findings: Vec<Finding>,
         out: &mut String,
@@ -99,7 +84,7 @@ impl TextStream {
             f.start -= self.from;
             f.end -= self.from;
         }
-        self.mode.apply(&mut findings);
+        mode.apply(&mut findings);
         engine.render(&self.buf[self.from..settled], &findings, out);
         // Keep only the context the next scan needs, cut on a character boundary.
         let mut cut = settled.saturating_sub(engine.max_left_context());
@@ -176,11 +161,11 @@ mod tests {
                 while !rest.is_char_boundary(n) {
                     n += 1;
                 }
-                s.push(&e, &rest[..n], &mut out).unwrap();
+                s.push(&e, Mode::Redact, &rest[..n], &mut out).unwrap();
                 assert!(!out.contains("ann@") && !out.contains("smith@"), "{out}");
                 rest = &rest[n..];
             }
-            s.finish(&e, &mut out);
+            s.finish(&e, Mode::Redact, &mut out);
             assert_eq!(out, whole, "split size {size}");
         }
     }
@@ -190,8 +175,8 @@ mod tests {
         let e = engine();
         let mut s = TextStream::new(8);
         let mut out = String::new();
-        assert_eq!(s.push(&e, "abc", &mut out), Ok(vec![]));
-        assert_eq!(s.push(&e, "defghijkl", &mut out), Err(HoldbackExceeded { held: 12 }));
+        assert_eq!(s.push(&e, Mode::Redact, "abc", &mut out), Ok(vec![]));
+        assert_eq!(s.push(&e, Mode::Redact, "defghijkl", &mut out), Err(HoldbackExceeded { held: 12 }));
     }
 
     #[test]

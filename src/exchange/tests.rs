@@ -1,0 +1,351 @@
+//! The exchange driven the way Envoy drives it: a simulated host that holds what the filter
+//! holds, forwards what it forwards, and reports what the client (or the upstream) received.
+
+use super::*;
+
+/// What one direction delivered.
+#[derive(Debug, Default)]
+struct Delivered {
+    bytes: Vec<u8>,
+    headers: Vec<(&'static str, Option<String>)>,
+    reply: Option<LocalReply>,
+}
+
+/// Feeds `chunks` of one body through `x` as Envoy would: the host buffer grows while the
+/// filter holds, and is replaced or forwarded when it says so.
+fn body(x: &mut Exchange, side: Side, chunks: &[&[u8]], d: &mut Delivered) {
+    let mut held: Vec<u8> = Vec::new();
+    for (i, c) in chunks.iter().enumerate() {
+        if d.reply.is_some() {
+            return;
+        }
+        held.extend_from_slice(c);
+        let end = i + 1 == chunks.len();
+        let snapshot = held.clone();
+        let step = x.on_body(side, held.len(), end, &mut |s, n| snapshot[s..s + n].to_vec());
+        d.headers.extend(step.headers);
+        if let Some(b) = step.body {
+            held = b;
+        }
+        match step.then {
+            Then::Forward => d.bytes.append(&mut held),
+            Then::Hold => {}
+            Then::Reply(r) => d.reply = Some(r),
+        }
+    }
+}
+
+fn exchange(cfg: &str, path: &str, prompt: &[u8]) -> (Exchange, Delivered) {
+    let mut x = Exchange::new(Rc::new(Policy::from_json(cfg).unwrap()));
+    let mut d = Delivered::default();
+    let step = x.on_request_head(&RequestHead { method: "POST", path, ..Default::default() }, prompt.is_empty());
+    d.headers.extend(step.headers);
+    if let Then::Reply(r) = step.then {
+        d.reply = Some(r);
+    } else if !prompt.is_empty() {
+        body(&mut x, Side::Request, &[prompt], &mut d);
+    }
+    (x, d)
+}
+
+fn answer(x: &mut Exchange, content_type: Option<&str>, encoding: Option<&str>, chunks: &[&[u8]]) -> Delivered {
+    let mut d = Delivered::default();
+    let step = x.on_response_head(&ResponseHead { status: 200, content_type, content_encoding: encoding }, false);
+    d.headers.extend(step.headers);
+    match step.then {
+        Then::Reply(r) => d.reply = Some(r),
+        _ => body(x, Side::Response, chunks, &mut d),
+    }
+    d
+}
+
+const PROMPT: &[u8] = br#"{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}]}"#;
+const CHAT: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Mail jane.doe@corp.example or \u0062ob@x.io."},"finish_reason":"stop"}]}"#;
+
+fn text(d: &Delivered) -> String {
+    String::from_utf8(d.bytes.clone()).unwrap()
+}
+
+#[test]
+fn redacts_a_json_answer_whatever_its_label_and_sets_its_length() {
+    let want = CHAT.replace(r"jane.doe@corp.example or \u0062ob@x.io", "[REDACTED:EMAIL] or [REDACTED:EMAIL]");
+    for label in [
+        Some("application/json"),
+        Some("text/event-stream"),
+        Some("text/plain"),
+        Some("text/html"),
+        Some("application/octet-stream"),
+        Some("image/png"),
+        None,
+    ] {
+        let (mut x, up) = exchange("", "/v1/chat/completions", PROMPT);
+        assert_eq!(up.bytes, PROMPT);
+        // Split so the first bytes alone cannot tell a document from a stream.
+        let (a, b) = CHAT.as_bytes().split_at(40);
+        let d = answer(&mut x, label, None, &[a, b]);
+        assert_eq!(text(&d), want, "{label:?}");
+        assert!(d.headers.contains(&("content-length", Some(want.len().to_string()))), "{label:?} {:?}", d.headers);
+        assert_eq!(
+            x.audit().to_json(),
+            r#"{"decision":"redacted","api":"openai.chat_completions","model":"m","stream":false,"request":{"scanned":true,"shape":"json"},"response":{"scanned":true,"shape":"json","findings":{"email":2},"actions":{"mask":2}}}"#
+        );
+    }
+}
+
+#[test]
+fn tolerant_json_is_read_as_clients_read_it_and_the_rest_is_refused() {
+    for doc in [
+        r#"{"a":NaN,"t":"jane\u0040x.io"}"#,
+        r#"{"a":1e400,"t":"jane\u0040x.io"}"#,
+        r#"{"a":-Infinity,"s":"\ud800","t":"jane\u0040x.io"}"#,
+        r#"{"t":"jane\u0040x.io","t":"again jane\u0040x.io"}"#,
+    ] {
+        let (mut x, _) = exchange("", "/v1/chat/completions", PROMPT);
+        let d = answer(&mut x, Some("application/json"), None, &[doc.as_bytes()]);
+        assert!(!text(&d).contains("jane") && text(&d).contains("[REDACTED:EMAIL]"), "{doc} -> {}", text(&d));
+    }
+    let deep = format!("{}\"jane@x.io\"{}", "[".repeat(200), "]".repeat(200));
+    let (mut x, _) = exchange("", "/v1/chat/completions", PROMPT);
+    let d = answer(&mut x, Some("application/json"), None, &[deep.as_bytes()]);
+    let r = d.reply.expect("refused");
+    assert_eq!(r.status, 502);
+    assert!(r.body.contains("nested deeper than 128"), "{}", r.body);
+    assert_eq!(x.audit().reason.as_deref(), Some("malformed_response"));
+}
+
+#[test]
+fn wide_text_is_refused_and_binary_passes_unscanned_and_says_so() {
+    let utf16: Vec<u8> = b"\xff\xfe".iter().copied().chain(CHAT.encode_utf16().flat_map(u16::to_le_bytes)).collect();
+    let (mut x, _) = exchange("", "/v1/chat/completions", PROMPT);
+    let d = answer(&mut x, Some("application/json"), None, &[&utf16]);
+    assert_eq!(d.reply.map(|r| r.status), Some(502));
+    assert_eq!(x.audit().reason.as_deref(), Some("unsupported_charset"));
+
+    let png: Vec<u8> = b"\x89PNG\r\n\x1a\n".iter().copied().chain((0..2000u32).map(|i| (i * 97 % 251) as u8)).collect();
+    let (mut x, _) = exchange("", "/v1/images", PROMPT);
+    let d = answer(&mut x, Some("image/png"), None, &[&png[..100], &png[100..]]);
+    assert_eq!(d.bytes, png);
+    let audit = x.audit().to_json();
+    assert!(audit.starts_with(r#"{"decision":"unscanned""#), "{audit}");
+    assert!(audit.contains(r#""response":{"scanned":false,"shape":"binary","unscanned_reason":"binary"}"#), "{audit}");
+}
+
+#[test]
+fn a_stream_is_read_as_a_stream_whatever_its_label() {
+    let chunks: [&[u8]; 3] = [
+        b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"mail a@b.i\"}}]}\n\n",
+        b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"o now\"}}]}\n\n",
+        b"data: [DONE]\n\n",
+    ];
+    let want = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"mail \"}}]}\n\n\
+                data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"[REDACTED:EMAIL] \"}}]}\n\n\
+                data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"now\"}}]}\n\n\
+                data: [DONE]\n\n";
+    for label in [Some("text/event-stream"), Some("text/plain"), Some("application/json"), None] {
+        let (mut x, _) = exchange("", "/v1/chat/completions", PROMPT);
+        let d = answer(&mut x, label, None, &chunks);
+        assert_eq!(text(&d), want, "{label:?}");
+        assert!(d.headers.contains(&("content-length", None)));
+        assert_eq!(x.audit().decision, Decision::Redacted);
+        assert_eq!(x.audit().response.shape, Some("sse"));
+    }
+    // JSON lines labelled as an event stream.
+    let (mut x, _) = exchange("", "/api/chat", PROMPT);
+    let lines: [&[u8]; 2] = [
+        b"{\"message\":{\"content\":\"mail a@b.i\"}}\n{\"message\":{\"content\":\"o\"}}\n",
+        b"{\"message\":{\"content\":\" ok\"},\"done\":true}\n",
+    ];
+    let d = answer(&mut x, Some("text/event-stream"), None, &lines);
+    assert_eq!(
+        text(&d),
+        "{\"message\":{\"content\":\"mail \"}}\n{\"message\":{\"content\":\"\"}}\n{\"message\":{\"content\":\"[REDACTED:EMAIL] ok\"},\"done\":true}\n"
+    );
+}
+
+#[test]
+fn modes_behave_the_same_buffered_and_streamed() {
+    let stream: [&[u8]; 2] = [
+        b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"mail a@b.io now\"}}]}\n\n",
+        b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n",
+    ];
+    let (mut x, _) = exchange(r#"{"response":{"mode":"report"}}"#, "/v1/chat/completions", PROMPT);
+    let d = answer(&mut x, Some("text/event-stream"), None, &stream);
+    assert!(text(&d).contains("a@b.io"));
+    assert_eq!(x.audit().response.actions.get("report"), Some(&1));
+    assert_eq!(x.audit().decision, Decision::Allowed);
+    let (mut x, _) = exchange(r#"{"response":{"mode":"report"}}"#, "/v1/chat/completions", PROMPT);
+    let d = answer(&mut x, Some("application/json"), None, &[CHAT.as_bytes()]);
+    assert_eq!(text(&d), CHAT);
+    assert_eq!(x.audit().response.actions.get("report"), Some(&2));
+
+    let (mut x, _) = exchange(r#"{"response":{"mode":"block"}}"#, "/v1/chat/completions", PROMPT);
+    let d = answer(&mut x, Some("text/event-stream"), None, &stream);
+    // The first event already decides: nothing went out, so the answer is a local reply.
+    assert_eq!(d.reply.as_ref().map(|r| r.status), Some(403));
+    assert_eq!(x.audit().reason.as_deref(), Some("rule:email"));
+    let (mut x, _) = exchange(r#"{"response":{"mode":"block"}}"#, "/v1/chat/completions", PROMPT);
+    let d = answer(&mut x, Some("application/json"), None, &[CHAT.as_bytes()]);
+    assert_eq!(d.reply.map(|r| r.status), Some(403));
+    // Mid-stream: an error event, then nothing.
+    let (mut x, _) = exchange(r#"{"response":{"mode":"block"}}"#, "/v1/chat/completions", PROMPT);
+    let later: [&[u8]; 3] =
+        [b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hello \"}}]}\n\n", stream[0], stream[1]];
+    let d = answer(&mut x, Some("text/event-stream"), None, &later);
+    let out = text(&d);
+    assert!(
+        out.starts_with("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hello \"}}]}\n\ndata: {\"error\":"),
+        "{out}"
+    );
+    assert!(!out.contains("a@b") && !out.contains("[DONE]"), "{out}");
+}
+
+#[test]
+fn nothing_passes_after_a_decode_error() {
+    let (mut x, _) = exchange("", "/v1/chat/completions", PROMPT);
+    // A stored deflate block holding one event, then garbage, then plaintext.
+    let ev = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi, \"}}]}\n\n";
+    let mut z = vec![0u8];
+    z.extend_from_slice(&(ev.len() as u16).to_le_bytes());
+    z.extend_from_slice(&(!(ev.len() as u16)).to_le_bytes());
+    z.extend_from_slice(ev);
+    let d = answer(
+        &mut x,
+        Some("text/event-stream"),
+        Some("deflate"),
+        &[
+            &z,
+            b"\xff\xff\xff\xff\xff\xff",
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"jane@x.io\"}}]}\n\n",
+        ],
+    );
+    let out = text(&d);
+    assert!(out.starts_with(std::str::from_utf8(ev).unwrap()), "{out}");
+    assert!(out.contains("malformed_response") && !out.contains("jane"), "{out}");
+    assert_eq!(x.audit().reason.as_deref(), Some("malformed_response"));
+}
+
+#[test]
+fn every_request_body_is_read_whatever_its_method_or_framing() {
+    for prompt in [
+        &b"\xEF\xBB\xBF{\"messages\":[{\"content\":\"jane\\u0040x.io\"}]}"[..],
+        b"\n\n   {\"messages\":[{\"content\":\"jane\\u0040x.io\"}]}",
+        b"plain jane@x.io",
+    ] {
+        for method in ["GET", "DELETE", "POST", "PUT"] {
+            let mut x = Exchange::new(Rc::new(Policy::from_json("").unwrap()));
+            let head = x.on_request_head(&RequestHead { method, path: "/v1/x", ..Default::default() }, false);
+            assert_eq!(head.then, Then::Hold);
+            let mut d = Delivered::default();
+            body(&mut x, Side::Request, &[&prompt[..5], &prompt[5..]], &mut d);
+            let out = text(&d);
+            assert!(!out.contains("jane") && out.contains("[REDACTED:EMAIL]"), "{method} {out}");
+        }
+    }
+}
+
+#[test]
+fn the_request_line_and_the_model_are_redacted_and_logged_redacted() {
+    let (x, d) = exchange("", "/v1/users/jane@x.io?q=a%40b.io&t=1", b"");
+    assert_eq!(
+        d.headers,
+        vec![
+            ("accept-encoding", None),
+            (":path", Some("/v1/users/%5BREDACTED%3AEMAIL%5D?q=%5BREDACTED%3AEMAIL%5D&t=1".into()))
+        ]
+    );
+    assert_eq!(x.logged_path(), "/v1/users/%5BREDACTED%3AEMAIL%5D?q=%5BREDACTED%3AEMAIL%5D&t=1");
+    let (x, _) = exchange(r#"{"request":{"mode":"report"}}"#, "/v1/x?q=a%40b.io", b"");
+    assert_eq!(x.logged_path(), "/v1/x?q=%5BREDACTED%3AEMAIL%5D");
+    let (x, _) = exchange("", "/v1/chat/completions", br#"{"model":"jane@x.io","messages":[]}"#);
+    assert_eq!(x.audit().model.as_deref(), Some("[REDACTED:EMAIL]"));
+}
+
+#[test]
+fn request_mode_block_refuses_a_prompt_and_report_changes_nothing() {
+    let prompt = br#"{"model":"m","messages":[{"role":"user","content":"I am a@b.io"}]}"#;
+    let (x, d) = exchange(r#"{"request":{"mode":"block"}}"#, "/v1/messages", prompt);
+    let r = d.reply.unwrap();
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("permission_error"));
+    assert!(d.bytes.is_empty());
+    assert_eq!(x.audit().reason.as_deref(), Some("rule:email"));
+    let (x, d) = exchange(r#"{"request":{"mode":"report"}}"#, "/v1/messages", prompt);
+    assert_eq!(d.bytes, prompt);
+    assert_eq!(x.audit().request.actions.get("report"), Some(&1));
+    assert_eq!(x.audit().decision, Decision::Allowed);
+}
+
+#[test]
+fn enforces_body_limits_per_direction() {
+    let cfg = r#"{"request":{"max_body_bytes":10},"response":{"max_body_bytes":10,"on_oversize":"pass_unscanned"}}"#;
+    let (x, d) = exchange(cfg, "/v1/chat/completions", PROMPT);
+    assert_eq!(d.reply.map(|r| r.status), Some(413));
+    assert_eq!(x.audit().reason.as_deref(), Some("request_too_large"));
+    let (mut x, _) = exchange(cfg, "/v1/chat/completions", b"{}");
+    let d = answer(&mut x, Some("application/json"), None, &[CHAT.as_bytes()]);
+    assert_eq!(text(&d), CHAT);
+    assert_eq!(x.audit().response.unscanned_reason, Some("oversize"));
+    assert_eq!(x.audit().decision, Decision::Unscanned);
+}
+
+#[test]
+fn token_lists_are_emptied_in_a_buffered_answer_and_counted() {
+    let (mut x, _) = exchange("", "/generate", PROMPT);
+    let body = br#"{"generated_text":"mail a@b.io","details":{"finish_reason":"eos_token","generated_tokens":3,"prefill":[],"tokens":[{"id":1,"text":"mail a","logprob":-0.1,"special":false},{"id":2,"text":"@b.io","logprob":-0.2,"special":false}]}}"#;
+    let d = answer(&mut x, Some("application/json"), None, &[body]);
+    assert_eq!(
+        text(&d),
+        r#"{"generated_text":"mail [REDACTED:EMAIL]","details":{"finish_reason":"eos_token","generated_tokens":3,"prefill":[],"tokens":[]}}"#
+    );
+    let audit = x.audit().to_json();
+    assert!(audit.contains(r#""findings":{"email":1},"actions":{"mask":1},"removed":{"token_details":2}"#), "{audit}");
+}
+
+#[test]
+fn inflates_a_deflate_encoded_answer_and_forwards_it_plain() {
+    let (mut x, _) = exchange("", "/v1/chat/completions", PROMPT);
+    let body = br#"{"t":"a@b.io"}"#;
+    let mut z = vec![1u8];
+    z.extend_from_slice(&(body.len() as u16).to_le_bytes());
+    z.extend_from_slice(&(!(body.len() as u16)).to_le_bytes());
+    z.extend_from_slice(body);
+    let d = answer(&mut x, Some("application/json"), Some("deflate"), &[&z]);
+    assert_eq!(text(&d), r#"{"t":"[REDACTED:EMAIL]"}"#);
+    assert!(d.headers.contains(&("content-encoding", None)));
+    let (mut x, _) = exchange("", "/v1/chat/completions", PROMPT);
+    let d = answer(&mut x, Some("application/json"), Some("br"), &[b"x"]);
+    assert_eq!(d.reply.map(|r| r.status), Some(502));
+    assert_eq!(x.audit().reason.as_deref(), Some("unsupported_encoding"));
+}
+
+#[test]
+fn a_block_rule_mid_stream_ends_it_with_one_error_event() {
+    let (mut x, _) = exchange(r#"{"detect":{"detectors":{"email":{"action":"block"}}}}"#, "/v1/messages", PROMPT);
+    let ev = |t: &str| {
+        format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{t}\"}}}}\n\n")
+    };
+    let (a, b, c) = (ev("hi x@"), ev("y.io more"), ev("after"));
+    let d = answer(&mut x, Some("text/event-stream"), None, &[a.as_bytes(), b.as_bytes(), c.as_bytes()]);
+    let out = text(&d);
+    assert!(out.ends_with("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"permission_error\",\"message\":\"blocked by inferguard policy (rule email)\"}}\n\n"), "{out}");
+    assert!(!out.contains("x@") && !out.contains("after"), "{out}");
+    assert_eq!(x.audit().reason.as_deref(), Some("rule:email"));
+}
+
+#[test]
+fn everything_a_client_sees_is_scanned() {
+    let (mut x, _) = exchange("", "/v1/chat/completions", PROMPT);
+    let stream: [&[u8]; 1] = [
+        b": ping jane@x.io\nid: jane@x.io\nevent: jane@x.io\ndata: {\"jane@x.io\":4111111111111111,\"choices\":[]}\n\n",
+    ];
+    let d = answer(&mut x, Some("text/event-stream"), None, &stream);
+    let out = text(&d);
+    assert!(!out.contains("jane") && !out.contains("4111"), "{out}");
+    assert_eq!(out.matches("[REDACTED:EMAIL]").count(), 4, "{out}");
+    assert!(out.contains("\"[REDACTED:CREDIT_CARD]\""), "{out}");
+    // A signature holding a value blocks; the same field elsewhere is just redacted.
+    let (mut x, _) = exchange("", "/v1/messages", PROMPT);
+    let sig: [&[u8]; 1] = [b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"jane@x.io\"}}\n\n"];
+    let d = answer(&mut x, Some("text/event-stream"), None, &sig);
+    assert_eq!(d.reply.map(|r| r.status), Some(403));
+}

@@ -1,0 +1,194 @@
+//! The request target (`:path`): a client's text too. Values in the path or the query string
+//! reach the upstream and Envoy's access log, so they are read the way a server reads them
+//! (percent-decoded, `+` as a space in the query) and redacted in place, re-encoded.
+
+use std::ops::Range;
+
+/// Redacts a request target: the path as one text, then each query parameter's name and value
+/// (the value under the parameter's name, so field rules such as `api_key` apply). `redact`
+/// gets a decoded text and its key and returns the spans of it to replace. Returns the new
+/// target, or `None` when nothing changed.
+///
+/// # Examples
+///
+/// ```
+/// use inferguard::wire::url::redact_target;
+///
+/// let out = redact_target("/v1/x?who=jane%40corp.example&n=1", |_, text| {
+///     text.find('@').map(|_| vec![(0..text.len(), "[X]".to_string())])
+/// });
+/// assert_eq!(out.as_deref(), Some("/v1/x?who=%5BX%5D&n=1"));
+/// ```
+pub fn redact_target(
+    target: &str,
+    mut redact: impl FnMut(Option<&str>, &str) -> Option<Vec<(Range<usize>, String)>>,
+) -> Option<String> {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let mut changed = false;
+    let mut out = String::with_capacity(target.len());
+    match redact_piece(path, false, None, &mut redact) {
+        Some(p) => {
+            changed = true;
+            out.push_str(&p);
+        }
+        None => out.push_str(path),
+    }
+    if let Some(query) = query {
+        out.push('?');
+        for (i, pair) in query.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            let (name, value) = match pair.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (pair, None),
+            };
+            match redact_piece(name, true, None, &mut redact) {
+                Some(n) => {
+                    changed = true;
+                    out.push_str(&n);
+                }
+                None => out.push_str(name),
+            }
+            if let Some(value) = value {
+                out.push('=');
+                let key = decode(name, true).0;
+                match redact_piece(value, true, Some(&key), &mut redact) {
+                    Some(v) => {
+                        changed = true;
+                        out.push_str(&v);
+                    }
+                    None => out.push_str(value),
+                }
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
+type Redact<'r> = dyn FnMut(Option<&str>, &str) -> Option<Vec<(Range<usize>, String)>> + 'r;
+
+fn redact_piece(raw: &str, query: bool, key: Option<&str>, redact: &mut Redact) -> Option<String> {
+    let (text, map) = decode(raw, query);
+    let spans = redact(key, &text)?;
+    let mut out = String::with_capacity(raw.len() + 32);
+    let mut last = 0;
+    for (r, new) in spans {
+        let (start, end) = (map[r.start], map[r.end]);
+        out.push_str(&raw[last..start]);
+        encode_into(&new, &mut out);
+        last = end;
+    }
+    out.push_str(&raw[last..]);
+    Some(out)
+}
+
+/// Percent-decodes `raw` (and `+` in a query); returns the text and, for every byte offset of
+/// the text (and its end), the offset in `raw` where it came from. Bytes that do not form UTF-8
+/// become U+FFFD.
+fn decode(raw: &str, query: bool) -> (String, Vec<usize>) {
+    let b = raw.as_bytes();
+    let mut bytes = Vec::with_capacity(b.len());
+    let mut from = Vec::with_capacity(b.len() + 1);
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                    bytes.push((h * 16 + l) as u8);
+                    from.push(i);
+                    i += 3;
+                    continue;
+                }
+                bytes.push(b'%');
+                from.push(i);
+                i += 1;
+            }
+            b'+' if query => {
+                bytes.push(b' ');
+                from.push(i);
+                i += 1;
+            }
+            c => {
+                bytes.push(c);
+                from.push(i);
+                i += 1;
+            }
+        }
+    }
+    from.push(b.len());
+    let mut text = String::with_capacity(bytes.len());
+    let mut map = Vec::with_capacity(bytes.len() + 1);
+    let mut at = 0;
+    for chunk in bytes.utf8_chunks() {
+        let valid = chunk.valid();
+        text.push_str(valid);
+        map.extend_from_slice(&from[at..at + valid.len()]);
+        at += valid.len();
+        for _ in chunk.invalid() {
+            text.push('\u{FFFD}');
+            map.extend_from_slice(&[from[at]; 3]);
+            at += 1;
+        }
+    }
+    map.push(from[at]);
+    (text, map)
+}
+
+/// Appends `s` percent-encoded: everything but RFC 3986 unreserved characters.
+fn encode_into(s: &str, out: &mut String) {
+    for &c in s.as_bytes() {
+        if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+            out.push(c as char);
+        } else {
+            out.push_str(&format!("%{c:02X}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn email(_: Option<&str>, text: &str) -> Option<Vec<(Range<usize>, String)>> {
+        let at = text.find("jane@x.io")?;
+        Some(vec![(at..at + 9, "[E]".to_string())])
+    }
+
+    #[test]
+    fn redacts_values_in_the_path_and_the_query_whatever_their_encoding() {
+        for (target, want) in [
+            ("/v1/users/jane@x.io/items", Some("/v1/users/%5BE%5D/items")),
+            ("/v1/users/jane%40x%2Eio", Some("/v1/users/%5BE%5D")),
+            ("/v1/x?q=hi+jane%40x.io+ok&t=1", Some("/v1/x?q=hi+%5BE%5D+ok&t=1")),
+            ("/v1/x?jane@x.io", Some("/v1/x?%5BE%5D")),
+            ("/v1/x?a=%ff%jane@x.io", Some("/v1/x?a=%ff%%5BE%5D")),
+            ("/v1/x?a=1&b", None),
+            ("/v1/chat/completions", None),
+        ] {
+            assert_eq!(redact_target(target, email).as_deref(), want, "{target}");
+        }
+    }
+
+    #[test]
+    fn query_values_are_judged_under_their_names() {
+        let mut keys = Vec::new();
+        redact_target("/p?api%5Fkey=s3cret&x", |k, t| {
+            keys.push((k.map(str::to_owned), t.to_owned()));
+            None
+        });
+        assert_eq!(
+            keys,
+            vec![
+                (None, "/p".into()),
+                (None, "api_key".into()),
+                (Some("api_key".into()), "s3cret".into()),
+                (None, "x".into())
+            ]
+        );
+    }
+}
