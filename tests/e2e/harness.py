@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -57,6 +58,28 @@ def b64(text: str) -> str:
     return "echo-b64:" + base64.b64encode(text.encode()).decode()
 
 
+def raw_spec(body_or_chunks, content_type=None, headers=(), status=200, delay_ms=0, split=0,
+             content_length=False) -> dict:
+    """Request headers that make the stand-in answer exactly so, whatever the path (its raw mode).
+
+    `body_or_chunks` is the body (bytes or str: one chunk, or `split`-byte chunks) or a list of
+    chunks, each written and flushed on its own, `delay_ms` apart. Without a content-length header
+    (given in `headers`, or `content_length=True` for the body's real length) the body goes out
+    chunked. `content_type=None` sends no content-type at all."""
+    if isinstance(body_or_chunks, (bytes, str)):
+        body = body_or_chunks.encode() if isinstance(body_or_chunks, str) else body_or_chunks
+        chunks = [body[i:i + split] for i in range(0, len(body), split)] if split else [body]
+    else:
+        chunks = [c.encode() if isinstance(c, str) else c for c in body_or_chunks]
+    head = [] if content_type is None else [["content-type", content_type]]
+    head += [[k, v] for k, v in headers]
+    if content_length:
+        head.append(["content-length", str(sum(len(c) for c in chunks))])
+    spec = {"status": status, "headers": head, "chunks": [base64.b64encode(c).decode() for c in chunks],
+            "delay_ms": delay_ms}
+    return {"x-standin-raw": base64.urlsafe_b64encode(json.dumps(spec).encode()).decode().rstrip("=")}
+
+
 class Process:
     """A child process in its own process group, with its output in a file."""
 
@@ -92,6 +115,16 @@ class Standin(Process):
                          os.path.join(workdir, f"standin-{self.port}.log"))
         wait_for(lambda: urllib.request.urlopen(f"http://{self.address}/health", timeout=1).status == 200,
                  10, "stand-in", self.proc, self.log)
+
+    def received(self, marker: str):
+        """What reached the upstream: the stand-in's records of requests whose path or body contains
+        `marker`, fetched from it directly (not through Envoy), with each body as bytes."""
+        q = urllib.parse.urlencode({"marker": marker})
+        with urllib.request.urlopen(f"http://{self.address}/_received?{q}", timeout=5) as r:
+            records = json.loads(r.read())
+        for rec in records:
+            rec["body"] = base64.b64decode(rec["body"])
+        return records
 
 
 class Envoy(Process):

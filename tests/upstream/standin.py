@@ -13,6 +13,23 @@ the clear (the filter scans prompts too). Test-only request headers control the 
   x-standin-raw-body: 1      the reply text is the exact response body
   x-standin-echo-request: 1  the reply text is the request body as received
   x-standin-content-type: T  the response content-type (with x-standin-raw-body)
+  x-standin-raw: SPEC        answer exactly as SPEC says, whatever the path and method (below)
+
+Raw mode: SPEC is the base64url encoding (padding optional) of a JSON object
+
+  {"status": 200, "headers": [["content-type", "text/plain"], ...], "chunks": ["<base64>", ...],
+   "delay_ms": 0}
+
+Each chunk (standard base64) is written and flushed on its own, `delay_ms` apart. The body goes
+out with HTTP/1.1 chunked transfer, one transfer chunk per spec chunk, unless `headers` has a
+content-length: then the chunks are written as they are after the headers (a wrong length is
+sent as given). Only the status line, `server`, `date` and the given headers go out.
+
+Every request (any method, bodies with a content-length or chunked, trailers included) is
+recorded in memory, the last 1000 of them; `GET /_received?marker=M` lists, as JSON, the
+records whose path or body contains M: {"method", "path", "headers": [[k, v], ...],
+"body": "<base64>", "trailers": [[k, v], ...]}. Tests fetch it from the stand-in directly, not
+through Envoy, to see exactly what reached the upstream.
 
 APIs, streamed (`"stream": true`) or not, in the shapes real servers send:
   POST /v1/chat/completions   OpenAI chat (n > 1, stream_options.include_usage)
@@ -21,14 +38,20 @@ APIs, streamed (`"stream": true`) or not, in the shapes real servers send:
   POST /v1/messages           Anthropic Messages (named SSE events, ping)
   POST /api/chat, /api/generate   Ollama NDJSON (streams unless "stream": false)
   POST /generate, /generate_stream  TGI
-  GET  /health
+  POST /v1/audio/transcriptions   OpenAI transcription (multipart): {"text": the reply to the
+                                  `prompt` part, canned unless it starts with echo: or echo-b64:}
+  GET  /v1/models, /health, /_received
+Other methods (GET, DELETE, PUT, PATCH with a body) on the API paths answer like POST.
 """
 import argparse
 import base64
+import collections
 import gzip
 import json
 import sys
+import threading
 import time
+import urllib.parse
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -243,6 +266,42 @@ def tgi_sse(req, text, chars):
     return out
 
 
+# --- OpenAI audio transcriptions (multipart/form-data) -----------------------------------------
+def multipart_fields(ctype: str, raw: bytes) -> dict:
+    """The parts of a multipart/form-data body by name, as bytes (the last part of a name wins)."""
+    boundary = None
+    for param in ctype.split(";")[1:]:
+        k, _, v = param.strip().partition("=")
+        if k.lower() == "boundary":
+            boundary = v.strip('"').encode()
+    if not boundary:
+        return {}
+    fields = {}
+    for part in raw.split(b"--" + boundary)[1:]:
+        if part.startswith(b"--"):
+            break
+        head, _, body = part.partition(b"\r\n\r\n")
+        if body.endswith(b"\r\n"):
+            body = body[:-2]
+        for line in head.decode("latin-1").split("\r\n"):
+            k, _, v = line.partition(":")
+            if k.strip().lower() == "content-disposition":
+                for param in v.split(";")[1:]:
+                    pk, _, pv = param.strip().partition("=")
+                    if pk == "name":
+                        fields[pv.strip('"')] = body
+    return fields
+
+
+MODELS = json.dumps({"object": "list", "data": [
+    {"id": "standin-1", "object": "model", "created": CREATED, "owned_by": "standin"}]}).encode()
+
+
+def decode_spec(value: str) -> dict:
+    """A raw-mode spec from its header value (base64url, padding optional)."""
+    return json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "standin/1"
@@ -251,19 +310,71 @@ class Handler(BaseHTTPRequestHandler):
         if self.server.verbose:
             sys.stderr.write("standin: " + fmt % args + "\n")
 
+    def read_body(self):
+        """The request body (content-length or chunked) and any trailers."""
+        trailers = []
+        if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+            out = bytearray()
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    break
+                out += self.rfile.read(size)
+                self.rfile.readline()
+            while True:
+                line = self.rfile.readline()
+                if line in (b"\r\n", b"\n", b""):
+                    break
+                k, _, v = line.decode("latin-1").partition(":")
+                trailers.append([k.strip(), v.strip()])
+            return bytes(out), trailers
+        return self.rfile.read(int(self.headers.get("content-length") or 0)), trailers
+
+    def record(self, raw, trailers):
+        entry = {"method": self.command, "path": self.path, "headers": [[k, v] for k, v in self.headers.items()],
+                 "body": base64.b64encode(raw).decode(), "trailers": trailers}
+        with self.server.lock:
+            self.server.received.append((entry, raw))
+        self.server.last_request = {"path": self.path, "headers": dict(self.headers.items()), "body": raw}
+
+    def received(self):
+        marker = (urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("marker") or [""])[0]
+        with self.server.lock:
+            found = [e for e, raw in self.server.received if marker in e["path"] or marker.encode() in raw]
+        return self.send(200, "application/json", [json.dumps(found).encode()])
+
     def do_GET(self):
-        if self.path.split("?")[0] == "/health":
+        path = self.path.split("?")[0]
+        if path == "/health":
             return self.send(200, "application/json", [b'{"status":"ok"}'])
-        self.send(404, "application/json", [b'{"error":{"message":"not found","type":"invalid_request_error"}}'])
+        if path == "/_received":
+            return self.received()
+        self.handle_api()
 
     def do_POST(self):
-        n = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(n)
-        self.server.last_request = {"path": self.path, "headers": dict(self.headers.items()), "body": raw}
+        self.handle_api()
+
+    do_PUT = do_PATCH = do_DELETE = do_POST
+
+    def handle_api(self):
+        raw, trailers = self.read_body()
+        self.record(raw, trailers)
+        if self.headers.get("x-standin-raw"):
+            return self.send_raw(decode_spec(self.headers["x-standin-raw"]))
+        path = self.path.split("?")[0].rstrip("/")
+        if path == "/v1/models" and self.command == "GET":
+            return self.send(200, "application/json", [MODELS])
+        ctype = self.headers.get("content-type") or ""
+        if path.endswith("/audio/transcriptions") and ctype.lower().startswith("multipart/form-data"):
+            prompt = multipart_fields(ctype, raw).get("prompt", b"").decode("utf-8", "replace")
+            text = reply_text({"prompt": prompt})
+            return self.send(200, "application/json", [json.dumps({"text": text}).encode()])
         try:
             req = json.loads(raw or b"{}")
         except ValueError:
             return self.send(400, "application/json", [b'{"error":{"message":"bad json","type":"invalid_request_error"}}'])
+        if not isinstance(req, dict):
+            req = {}
         text = reply_text(req)
         if self.headers.get("x-standin-echo-request"):
             # The "model" repeats the request body it received: tests see what the filter forwarded.
@@ -271,7 +382,6 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("x-standin-raw-body"):
             return self.send(200, self.headers.get("x-standin-content-type", "application/json"), [text.encode()])
         chars = int(self.headers.get("x-standin-chars") or 3)
-        path = self.path.split("?")[0].rstrip("/")
         stream = bool(req.get("stream"))
         if path.endswith("/chat/completions"):
             return self.send_api(stream, chat_sse(req, text, chars) if stream else chat_json(req, text))
@@ -291,6 +401,31 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/generate":
             return self.send(200, "application/json", [json.dumps([{"generated_text": text}]).encode()])
         self.send(404, "application/json", [b'{"error":{"message":"unknown path","type":"invalid_request_error"}}'])
+
+    def send_raw(self, spec):
+        """Answers exactly as a raw-mode spec says (see the module docstring)."""
+        headers = [(str(k), str(v)) for k, v in spec.get("headers", [])]
+        chunks = [base64.b64decode(c) for c in spec.get("chunks", [])]
+        delay = float(spec.get("delay_ms") or 0) / 1000
+        fixed = any(k.lower() == "content-length" for k, _ in headers)
+        self.send_response(int(spec.get("status", 200)))
+        for k, v in headers:
+            self.send_header(k, v)
+        if not fixed:
+            self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+        for i, c in enumerate(chunks):
+            if delay and i:
+                time.sleep(delay)
+            if fixed:
+                self.wfile.write(c)
+            elif c:  # an empty transfer chunk would end the body
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(c), c))
+            self.wfile.flush()
+        if not fixed:
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
 
     def send_api(self, stream, body):
         if stream:
@@ -348,6 +483,8 @@ def main():
     srv = Server((host or "127.0.0.1", int(port)), Handler)
     srv.verbose = a.verbose
     srv.last_request = None
+    srv.lock = threading.Lock()
+    srv.received = collections.deque(maxlen=1000)
     print(f"standin: listening on {a.listen}", flush=True)
     try:
         srv.serve_forever()
