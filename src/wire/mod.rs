@@ -3,6 +3,7 @@
 mod bytes;
 pub mod encoding;
 pub mod json;
+pub mod multipart;
 pub mod sse;
 
 /// The inference API a request path belongs to. Chosen from the path alone, so the decision is
