@@ -3,6 +3,7 @@
 mod bytes;
 pub mod encoding;
 pub mod json;
+pub mod multipart;
 pub mod sniff;
 pub mod sse;
 pub mod url;
