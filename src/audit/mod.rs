@@ -39,9 +39,6 @@ impl Decision {
 /// What happened in one direction (request or response).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DirectionAudit {
-    /// What the body's bytes were (`json`, `ndjson`, `sse`, `text`, `binary`, `multipart`,
-    /// `wide_text`), once known.
-    pub shape: Option<&'static str>,
     /// Findings per detector or rule name.
     pub findings: BTreeMap<String, u32>,
     /// Findings per action taken.
@@ -78,9 +75,6 @@ impl DirectionAudit {
     fn write(&self, out: &mut Json) {
         out.open();
         out.bool("scanned", self.scanned());
-        if let Some(s) = self.shape {
-            out.str("shape", s);
-        }
         if !self.findings.is_empty() {
             out.counts("findings", self.findings.iter().map(|(k, v)| (k.as_str(), *v)));
         }

@@ -54,8 +54,9 @@ use crate::config::{DirectionConfig, Oversize};
 use crate::policy::Policy;
 use crate::redact::{apply_spans, Redactor};
 use crate::stream::{whole_json, BodyStream, Limits, StreamStop, Whole};
-use crate::wire::encoding::{ContentEncoding, Decoder};
+use crate::wire::encoding::{ContentEncoding, DecodeError, Decoder};
 use crate::wire::json::{Kind, Tape};
+use crate::wire::multipart;
 use crate::wire::sniff::{sniff, Shape, Sniff, FIRST_VALUE_WINDOW};
 use crate::wire::url::redact_target;
 use crate::wire::{error_event, Api};
@@ -329,7 +330,8 @@ impl Exchange {
         let fresh = read(raw_seen, size.saturating_sub(raw_seen));
         match self.decode(&fresh, end) {
             Ok(p) => plain.extend(p),
-            Err(stop) => return (Body::Stopped, self.stop_reply(stop)),
+            Err(Some(stop)) => return (Body::Stopped, self.stop_reply(stop)),
+            Err(None) => return self.too_large(Side::Response),
         }
         let shape = match sniff(&plain, end, self.response_type.as_deref()) {
             Sniff::NeedMore if plain.len() <= FIRST_VALUE_WINDOW => {
@@ -338,7 +340,6 @@ impl Exchange {
             Sniff::NeedMore => Shape::Json,
             Sniff::Is(s) => s,
         };
-        self.audit.response.shape = Some(shape.as_str());
         match shape {
             Shape::Wide => (Body::Stopped, Step::reply(self.unsupported_charset(502))),
             Shape::Binary => {
@@ -356,6 +357,10 @@ impl Exchange {
             }
             _ => {
                 let limits = self.limits();
+                if let Some(d) = self.decoder.as_mut() {
+                    // A stream is bounded event by event, not as a whole.
+                    d.set_limit(u64::MAX);
+                }
                 let mut s = Box::new(BodyStream::new(shape, self.api, true, limits));
                 let policy = Rc::clone(&self.policy);
                 let mut r = Redactor::new(&policy.engine, policy.response.mode, &mut self.audit.response);
@@ -398,6 +403,7 @@ impl Exchange {
                 }
             }
             Err(stop) => {
+                let stop = stop.unwrap_or(StreamStop::HoldbackExceeded);
                 if s.stopped().is_none() {
                     out.extend(error_event(s.shape(), self.api, stop.code(), &stop.message()).into_bytes());
                 }
@@ -428,10 +434,7 @@ impl Exchange {
             Side::Response => &policy.response,
         };
         if (size as u64) > cfg.max_body_bytes.get() {
-            return match self.oversize(side, cfg) {
-                Some(reply) => (Body::Stopped, Step::reply(reply)),
-                None => (Body::Passing, Step::forward()),
-            };
+            return self.too_large(side);
         }
         if !end {
             return (Body::Buffering { shape }, Step::hold());
@@ -442,7 +445,8 @@ impl Exchange {
             Side::Response => {
                 let plain = match self.decode(&raw, true) {
                     Ok(p) => p,
-                    Err(stop) => return (Body::Stopped, self.stop_reply(stop)),
+                    Err(Some(stop)) => return (Body::Stopped, self.stop_reply(stop)),
+                    Err(None) => return self.too_large(side),
                 };
                 self.whole_response(plain)
             }
@@ -478,11 +482,15 @@ impl Exchange {
     /// A whole request body: read by its bytes (and, for a multipart upload, its boundary).
     fn whole_request(&mut self, body: &[u8]) -> Step {
         let policy = Rc::clone(&self.policy);
+        // The upstream splits a form by the boundary its label names: so does this.
+        if let Some(boundary) = self.request_type.as_deref().and_then(multipart::boundary) {
+            let boundary = boundary.to_owned();
+            return self.multipart_request(body, &boundary);
+        }
         let shape = match sniff(body, true, self.request_type.as_deref()) {
             Sniff::Is(s) => s,
             Sniff::NeedMore => Shape::Text,
         };
-        self.audit.request.shape = Some(shape.as_str());
         let (mut model, mut stream) = (None, None);
         let mut r = Redactor::new(&policy.engine, policy.request.mode, &mut self.audit.request);
         let outcome = match shape {
@@ -528,11 +536,104 @@ impl Exchange {
         }
     }
 
-    fn decode(&mut self, raw: &[u8], end: bool) -> Result<Vec<u8>, StreamStop> {
+    /// Inflates what the upstream compressed. `Err(None)`: it inflates past the size bound.
+    /// A `multipart/form-data` upload, read part by part: text fields (and text files) are
+    /// redacted, files that are really binary pass and are counted; names and file names must
+    /// pass intact or the upload is refused.
+    fn multipart_request(&mut self, body: &[u8], boundary: &str) -> Step {
+        let form = match multipart::parse(body, boundary) {
+            Ok(f) => f,
+            Err(e) => return Step::reply(self.refuse(400, "malformed_request", &format!("the form: {e}"))),
+        };
+        let policy = Rc::clone(&self.policy);
+        let mut r = Redactor::new(&policy.engine, policy.request.mode, &mut self.audit.request);
+        let mut new = Vec::new();
+        let mut binary = 0;
+        let mut unreadable = None;
+        for range in [&form.preamble, &form.epilogue] {
+            match std::str::from_utf8(&body[range.clone()]) {
+                Ok(t) => r.opaque(t),
+                Err(_) => unreadable = Some("the form's preamble or epilogue is not text".to_owned()),
+            }
+        }
+        for (i, part) in form.parts.iter().enumerate() {
+            r.opaque(&part.name);
+            if let Some(f) = &part.filename {
+                r.opaque(f);
+            }
+            let bytes = &body[part.body.clone()];
+            let shape = match sniff(bytes, true, part.content_type.as_deref()) {
+                Sniff::Is(s) => s,
+                Sniff::NeedMore => Shape::Text,
+            };
+            let outcome = match shape {
+                Shape::Binary if part.filename.is_some() => {
+                    binary += 1;
+                    continue;
+                }
+                Shape::Json | Shape::Ndjson => whole_json(&mut r, self.api, false, bytes),
+                Shape::Binary | Shape::Wide => Whole::Unreadable(format!("form field {i} is not UTF-8 text")),
+                _ => match std::str::from_utf8(bytes) {
+                    Ok(text) => match r.value(Some(&part.name), text) {
+                        Some(spans) => Whole::Changed(apply_spans(text, &spans).into_bytes()),
+                        None => Whole::Unchanged,
+                    },
+                    Err(_) => Whole::Unreadable(format!("form field {i} is not UTF-8 text")),
+                },
+            };
+            match outcome {
+                Whole::Changed(b) => new.push((i, b)),
+                Whole::Unreadable(why) => unreadable = Some(why),
+                Whole::Unchanged | Whole::Blocked => {}
+            }
+        }
+        let blocked = r.blocked().map(str::to_owned);
+        if binary > 0 {
+            self.audit.request.passed.insert("binary_parts", binary);
+        }
+        if let Some(rule) = blocked {
+            return Step::reply(self.block(&rule, 403));
+        }
+        if let Some(why) = unreadable {
+            return Step::reply(self.refuse(400, "malformed_request", &why));
+        }
+        if binary > 0 {
+            self.pass(Side::Request, "binary");
+        }
+        if new.is_empty() {
+            return Step::forward();
+        }
+        match multipart::replace_bodies(body, &form, &new) {
+            Ok(b) => {
+                self.audit.decide(Decision::Redacted);
+                let mut step = Step::replace(b);
+                step.headers.push(("content-length", step.body.as_ref().map(|b| b.len().to_string())));
+                step
+            }
+            Err(e) => Step::reply(self.refuse(400, "malformed_request", &format!("the form: {e}"))),
+        }
+    }
+
+    fn decode(&mut self, raw: &[u8], end: bool) -> Result<Vec<u8>, Option<StreamStop>> {
         let Some(d) = self.decoder.as_mut() else { return Ok(raw.to_vec()) };
-        d.push(raw)
-            .and_then(|o| if end { d.finish().map(|_| o) } else { Ok(o) })
-            .map_err(|e| StreamStop::Unreadable(e.to_string()))
+        d.push(raw).and_then(|o| if end { d.finish().map(|_| o) } else { Ok(o) }).map_err(|e| match e {
+            DecodeError::TooLarge => None,
+            e => Some(StreamStop::Unreadable(e.to_string())),
+        })
+    }
+
+    /// A body too large to read whole: refused, or passed unscanned (as it came, still
+    /// compressed if it was) when the policy says so.
+    fn too_large(&mut self, side: Side) -> (Body, Step) {
+        let policy = Rc::clone(&self.policy);
+        let cfg = match side {
+            Side::Request => &policy.request,
+            Side::Response => &policy.response,
+        };
+        match self.oversize(side, cfg) {
+            Some(reply) => (Body::Stopped, Step::reply(reply)),
+            None => (Body::Passing, Step::forward()),
+        }
     }
 
     fn limits(&self) -> Limits {

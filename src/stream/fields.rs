@@ -135,6 +135,9 @@ pub fn classify(t: &Tape, node: usize, ty: &str, lineage: &mut Vec<usize>) -> Fi
         [K("content_block"), K(f)] if ty == "content_block_start" && matches!(*f, "text" | "thinking") => {
             delta(idx("index"), f, 0)
         }
+        [K("message"), K("content"), I(j), K(f)] if ty == "message_start" && matches!(*f, "text" | "thinking") => {
+            delta(*j as u64, f, 0)
+        }
         // TGI tokens.
         [K("token"), K("text")] => delta(0, "tgi.token", 0),
         // Ollama chat and generate lines (with or without `done`).
@@ -314,6 +317,9 @@ mod tests {
         let anth = r#"{"type":"content_block_delta","index":4,"delta":{"type":"text_delta","text":"x"}}"#;
         assert_eq!(field(start, "content_block.text", None), field(anth, "delta.text", Some("content_block_delta")));
         assert_eq!(field(anth, "delta.type", None), Field::Whole);
+        let msg = r#"{"type":"message_start","message":{"id":"m","content":[{"type":"text","text":"Hi"}]}}"#;
+        assert_eq!(field(msg, "message.content.0.text", None), k(0, "text", 0));
+        assert_eq!(field(msg, "message.id", None), Field::Whole);
         let sig = r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"abc"}}"#;
         assert_eq!(field(sig, "delta.signature", None), Field::Opaque);
         // Only where the format defines it: elsewhere a `signature` is an ordinary string.

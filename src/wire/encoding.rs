@@ -71,6 +71,12 @@ impl Decoder {
         Decoder { encoding, state: None, head: Vec::new(), ended: false, produced: 0, limit }
     }
 
+    /// Changes the bound on what the whole body may inflate to (a stream is bounded per event
+    /// instead).
+    pub fn set_limit(&mut self, limit: u64) {
+        self.limit = limit;
+    }
+
     /// Feeds compressed bytes; returns what they inflate to.
     pub fn push(&mut self, input: &[u8]) -> Result<Vec<u8>, DecodeError> {
         let mut input = input;

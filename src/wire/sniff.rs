@@ -72,11 +72,15 @@ pub const FIRST_VALUE_WINDOW: usize = 64 * 1024;
 /// assert_eq!(sniff(b"dat", false, None), Sniff::NeedMore);
 /// ```
 pub fn sniff(bytes: &[u8], end: bool, content_type: Option<&str>) -> Sniff {
-    if content_type.is_some_and(wide_charset) || wide_bom(bytes) || nul_interleaved(bytes) {
+    if content_type.is_some_and(wide_charset) || wide_bom(bytes) {
         return Sniff::Is(Shape::Wide);
     }
+    // Before the NUL pattern: media headers are full of NUL bytes.
     if magic(bytes) {
         return Sniff::Is(Shape::Binary);
+    }
+    if nul_interleaved(bytes) {
+        return Sniff::Is(Shape::Wide);
     }
     let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let start = body.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(body.len());

@@ -471,12 +471,16 @@ def test_an_anthropic_signature_carrying_a_value_blocks_the_stream(envoy):
     that carries a value stops the stream."""
     events = anthropic_stream("EqQBCkgIARABGAIiQ jane.doe@acme-corp.com w1Zx")
     status, headers, raw, audit = curl(envoy, "/v1/messages", raw_spec(events, "text/event-stream"))
-    assert status == 200
     assert_no_leak(raw)
-    got = sse_events(raw)
-    assert got[-1][0] == "error" and json.loads(got[-1][1])["type"] == "error"
-    assert [name for name, _ in got].count("error") == 1
-    assert "message_stop" not in [name for name, _ in got]
+    if status == 403:
+        # The signature arrived before any byte went out: the refusal is the whole answer.
+        assert json.loads(raw)["error"]["type"] == "permission_error"
+    else:
+        assert status == 200
+        got = sse_events(raw)
+        assert got[-1][0] == "error" and json.loads(got[-1][1])["type"] == "error"
+        assert [name for name, _ in got].count("error") == 1
+        assert "message_stop" not in [name for name, _ in got]
     assert b"Answer follows." not in raw
     assert audit["decision"] == "blocked" and audit["reason"] == "rule:email"
 
@@ -502,6 +506,7 @@ def test_a_signature_field_in_an_openai_chunk_is_redacted_like_any_string(envoy)
     assert text == "All clear." and done
     signatures = [json.loads(d)["choices"][0]["delta"]["signature"] for _, d in got
                   if d != "[DONE]" and "signature" in json.loads(d)["choices"][0]["delta"]]
-    assert signatures == ["sig [REDACTED:EMAIL]"]
+    # The SDK joins every string of a delta, this one too: it is one running text.
+    assert "".join(signatures) == "sig [REDACTED:EMAIL]"
     assert audit["decision"] == "redacted"
     assert audit["response"] == REDACTED_AUDIT

@@ -235,7 +235,9 @@ def test_block_rule_mid_stream_raises_in_the_sdks(make_envoy):
                                                     messages=[{"role": "user", "content": b64(SECRET_TEXT)}]):
             got += chunk.choices[0].delta.content or "" if chunk.choices else ""
     assert "blocked by inferguard policy (rule email)" in str(err.value)
-    assert got == "Reach "
+    # "Reach " went out unless the value arrived in the stream's first bytes: then the refusal
+    # is a local reply (403) instead of an error event, and the SDK raises all the same.
+    assert got in ("Reach ", "")
     audit = e.audit_for(marker)
     assert audit["decision"] == "blocked" and audit["reason"] == "rule:email"
 
