@@ -1,8 +1,19 @@
 //! inferguard: a proxy-wasm filter that keeps sensitive data out of LLM inference traffic.
 //!
-//! The crate is a sans-IO core (configuration, detection, wire formats, policy decisions, audit)
-//! driven by bytes and headers, plus a thin proxy-wasm glue in [`filter`] that is compiled only
-//! for `wasm32`. The native CLI (`src/bin/inferguard.rs`) and every test drive the same core.
+//! The crate is a sans-IO core driven by bytes and headers, plus a thin proxy-wasm glue
+//! (`src/filter`, compiled only for `wasm32`) that carries out what the core decides. The native
+//! CLI (`src/bin/inferguard.rs`) and every test drive the same core. The facade:
+//!
+//! - [`Policy`] (from a [`Config`]): the configuration, compiled once;
+//! - [`Exchange`]: one request/response pair, an event machine that takes headers and bodies and
+//!   returns [`Step`]s (see its module for the call order and a walk through a streamed answer);
+//! - [`Engine`]: the detection engine alone (what `inferguard redact` runs);
+//! - [`AuditRecord`]: what the access log records about each exchange.
+//!
+//! Inside, in the order bytes flow: `wire` reads what is on the wire (body sniffing, the one JSON
+//! reader, SSE, multipart, gzip, the request target); `stream` cuts bodies into events and joins
+//! the texts clients join; `redact` is the one redactor every piece of text goes through;
+//! `detect` finds values.
 
 #![warn(missing_docs)]
 // The proxy-wasm entry point macro needs `#[no_mangle]` and one `unsafe` call; nothing else may.
@@ -14,10 +25,18 @@ pub mod config;
 pub mod detect;
 pub mod exchange;
 pub mod policy;
-pub mod redact;
-pub mod stream;
-pub mod wire;
+pub(crate) mod redact;
+pub(crate) mod stream;
+pub(crate) mod wire;
 
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]
 mod filter;
+
+pub use audit::{AuditRecord, Decision, DirectionAudit};
+pub use config::Config;
+pub use detect::Engine;
+pub use exchange::{Exchange, LocalReply, RequestHead, ResponseHead, Side, Step, Then};
+pub use policy::Policy;
+pub use stream::Holdback;
+pub use wire::Api;

@@ -17,7 +17,7 @@
 
 mod text;
 
-pub use text::{HoldbackExceeded, InvalidUtf8, TextStream, Utf8Decoder};
+pub use text::{HoldbackExceeded, TextStream, Utf8Decoder};
 
 use crate::audit::DirectionAudit;
 use crate::config::Mode;
@@ -37,11 +37,6 @@ impl<'a> Redactor<'a> {
     /// A redactor that counts into `audit`.
     pub fn new(engine: &'a Engine, mode: Mode, audit: &'a mut DirectionAudit) -> Redactor<'a> {
         Redactor { engine, mode, audit }
-    }
-
-    /// The audit counts of this direction.
-    pub fn audit(&mut self) -> &mut DirectionAudit {
-        self.audit
     }
 
     /// Whether findings change text (every mode but `report`, a dry run that changes nothing:
@@ -116,11 +111,6 @@ impl<'a> Redactor<'a> {
     /// Counts a part of the message removed whole (`token_details`, ...).
     pub fn remove(&mut self, what: &'static str) {
         self.audit.remove(what);
-    }
-
-    /// The longest left context the engine needs: how much of a running text a guard keeps.
-    pub fn max_left_context(&self) -> usize {
-        self.engine.max_left_context()
     }
 
     /// The findings of `text` as the mode rewrites them, without counting them.

@@ -186,11 +186,6 @@ impl BodyStream {
         self.holdback
     }
 
-    /// Bytes currently held (framing and text).
-    pub fn held_bytes(&self) -> usize {
-        self.sse.held() + self.lines.held() + self.texts.iter().map(|t| t.stream.held()).sum::<usize>()
-    }
-
     /// Feeds a chunk of the body; returns the bytes to forward now.
     pub fn push(&mut self, r: &mut Redactor, chunk: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();

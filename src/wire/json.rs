@@ -95,21 +95,11 @@ pub enum Seg<'t> {
     Index(usize),
 }
 
-impl<'t> Seg<'t> {
-    /// The key, if this step is an object member.
-    pub fn key(&self) -> Option<&'t str> {
-        match self {
-            Seg::Key(k) => Some(k),
-            Seg::Index(_) => None,
-        }
-    }
-}
-
 /// A document read whole: its nodes in document order (the root is node 0).
 ///
 /// # Examples
 ///
-/// ```
+/// ```text
 /// use inferguard::wire::json::{Kind, Tape};
 ///
 /// let t = Tape::read(br#"{"type":"x","n":NaN,"d":{"t":"a\u0040b.io"},"type":"y"}"#).unwrap();
@@ -154,14 +144,6 @@ impl<'a> Tape<'a> {
             return None;
         }
         self.children(node).filter(|&c| !self.nodes[c].shadowed).find(|&c| self.nodes[c].key.as_deref() == Some(key))
-    }
-
-    /// The element `i` of array `node`.
-    pub fn at(&self, node: usize, i: usize) -> Option<usize> {
-        if self.nodes.get(node)?.kind != Kind::Array {
-            return None;
-        }
-        self.children(node).nth(i)
     }
 
     /// The string member `key` of object `node`.
@@ -944,5 +926,20 @@ mod tests {
             let enc = encode_string(s);
             assert_eq!(decode_str(enc.as_bytes()).map(|(d, n)| (d.into_owned(), n)), Ok((s.to_string(), enc.len())));
         }
+    }
+}
+
+/// The examples in this module's docs, run.
+#[cfg(test)]
+mod doc_examples {
+    use super::*;
+
+    #[test]
+    fn tape_example() {
+        let t = Tape::read(br#"{"type":"x","n":NaN,"d":{"t":"a\u0040b.io"},"type":"y"}"#).unwrap();
+        assert_eq!(t.str_at(0, "type"), Some("y")); // the last duplicate wins
+        let inner = t.get(0, "d").and_then(|d| t.get(d, "t")).unwrap();
+        assert_eq!(t.nodes[inner].text, "a@b.io");
+        assert_eq!(t.nodes[t.get(0, "n").unwrap()].kind, Kind::Num);
     }
 }

@@ -70,7 +70,7 @@ const MAX_BOUNDARY: usize = 70;
 ///
 /// # Examples
 ///
-/// ```
+/// ```text
 /// use inferguard::wire::multipart::{parse, MultipartError};
 ///
 /// // Bare LF line endings: Go reads this, python-multipart and busboy do not.
@@ -195,7 +195,7 @@ impl std::error::Error for MultipartError {}
 ///
 /// # Examples
 ///
-/// ```
+/// ```text
 /// use inferguard::wire::multipart::parse;
 ///
 /// let body = b"preamble\r\n--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n--b--\r\nbye";
@@ -221,7 +221,7 @@ pub struct Multipart {
 ///
 /// # Examples
 ///
-/// ```
+/// ```text
 /// use inferguard::wire::multipart::parse;
 ///
 /// let body = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\
@@ -258,7 +258,7 @@ pub struct Part {
 ///
 /// # Examples
 ///
-/// ```
+/// ```text
 /// use inferguard::wire::multipart::boundary;
 ///
 /// assert_eq!(boundary("multipart/form-data; boundary=3f2b0c8e"), Some("3f2b0c8e"));
@@ -300,7 +300,7 @@ pub fn boundary(content_type: &str) -> Option<&str> {
 ///
 /// # Examples
 ///
-/// ```
+/// ```text
 /// use inferguard::wire::multipart::parse;
 ///
 /// let body = b"--xyz\r\n\
@@ -367,7 +367,7 @@ pub fn parse(body: &[u8], boundary: &str) -> Result<Multipart, MultipartError> {
 ///
 /// # Examples
 ///
-/// ```
+/// ```text
 /// use inferguard::wire::multipart::{parse, replace_bodies};
 ///
 /// let body = b"--b\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nmail jane@x.io\r\n--b--\r\n";
@@ -1157,5 +1157,66 @@ mod tests {
         ] {
             assert_eq!(e.to_string(), want);
         }
+    }
+}
+
+/// The examples in this module's docs, run.
+#[cfg(test)]
+mod doc_examples {
+    use super::*;
+
+    #[test]
+    fn multiparterror_example() {
+        // Bare LF line endings: Go reads this, python-multipart and busboy do not.
+        let body = b"--b\nContent-Disposition: form-data; name=\"a\"\n\nx\n--b--\n";
+        assert_eq!(parse(body, "b"), Err(MultipartError::BareLineEnding { at: 3 }));
+    }
+
+    #[test]
+    fn multipart_example() {
+        let body = b"preamble\r\n--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n--b--\r\nbye";
+        let form = parse(body, "b").unwrap();
+        assert_eq!(&body[form.preamble.clone()], b"preamble\r\n");
+        assert_eq!(&body[form.epilogue.clone()], b"\r\nbye");
+    }
+
+    #[test]
+    fn part_example() {
+        let body = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\
+                     Content-Type: audio/wav\r\n\r\nRIFF\r\n--b--\r\n";
+        let part = &parse(body, "b").unwrap().parts[0];
+        assert_eq!(part.name, "file");
+        assert_eq!(part.filename.as_deref(), Some("a.wav"));
+        assert_eq!(part.content_type.as_deref(), Some("audio/wav"));
+        assert_eq!(&body[part.body.clone()], b"RIFF");
+    }
+
+    #[test]
+    fn boundary_example() {
+        assert_eq!(boundary("multipart/form-data; boundary=3f2b0c8e"), Some("3f2b0c8e"));
+        assert_eq!(boundary("Multipart/Form-Data; Boundary=\"a b:c\""), Some("a b:c"));
+        assert_eq!(boundary("multipart/mixed; boundary=x"), None);
+        assert_eq!(boundary("multipart/form-data"), None);
+    }
+
+    #[test]
+    fn parse_example() {
+        let body = b"--xyz\r\n\
+                     Content-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n\
+                     --xyz\r\n\
+                     Content-Disposition: form-data; name=\"prompt\"\r\n\r\nCall Jane\r\n\
+                     --xyz--\r\n";
+        let form = parse(body, "xyz").unwrap();
+        let fields: Vec<(&str, &[u8])> = form.parts.iter().map(|p| (p.name.as_str(), &body[p.body.clone()])).collect();
+        assert_eq!(fields, [("model", &b"whisper-1"[..]), ("prompt", &b"Call Jane"[..])]);
+    }
+
+    #[test]
+    fn replace_bodies_example() {
+        let body = b"--b\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nmail jane@x.io\r\n--b--\r\n";
+        let form = parse(body, "b").unwrap();
+        assert_eq!(replace_bodies(body, &form, &[]).unwrap(), body);
+        let out = replace_bodies(body, &form, &[(0, b"mail [EMAIL]".to_vec())]).unwrap();
+        assert_eq!(out, b"--b\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nmail [EMAIL]\r\n--b--\r\n");
     }
 }

@@ -26,20 +26,6 @@ pub enum Shape {
     Wide,
 }
 
-impl Shape {
-    /// The stable name used in audit records.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Shape::Json => "json",
-            Shape::Ndjson => "ndjson",
-            Shape::Sse => "sse",
-            Shape::Text => "text",
-            Shape::Binary => "binary",
-            Shape::Wide => "wide_text",
-        }
-    }
-}
-
 /// What [`sniff`] could tell from the bytes so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sniff {
@@ -61,7 +47,7 @@ pub const FIRST_VALUE_WINDOW: usize = 64 * 1024;
 ///
 /// # Examples
 ///
-/// ```
+/// ```text
 /// use inferguard::wire::sniff::{sniff, Shape, Sniff};
 ///
 /// assert_eq!(sniff(b"{\"id\":\"x\"}", true, Some("text/event-stream")), Sniff::Is(Shape::Json));
@@ -304,5 +290,21 @@ mod tests {
         }
         let long = format!("{{\"a\":\"{}", "x".repeat(FIRST_VALUE_WINDOW));
         assert_eq!(sniff(long.as_bytes(), false, None), Sniff::Is(Shape::Json));
+    }
+}
+
+/// The examples in this module's docs, run.
+#[cfg(test)]
+mod doc_examples {
+    use super::*;
+
+    #[test]
+    fn sniff_example() {
+        assert_eq!(sniff(b"{\"id\":\"x\"}", true, Some("text/event-stream")), Sniff::Is(Shape::Json));
+        assert_eq!(sniff(b"data: {}\n\n", false, Some("text/plain")), Sniff::Is(Shape::Sse));
+        assert_eq!(sniff(b"{\"a\":1}\n{\"a\"", false, None), Sniff::Is(Shape::Ndjson));
+        assert_eq!(sniff(b"\xff\xfe{\x00", false, Some("application/json")), Sniff::Is(Shape::Wide));
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n", false, Some("text/plain")), Sniff::Is(Shape::Binary));
+        assert_eq!(sniff(b"dat", false, None), Sniff::NeedMore);
     }
 }

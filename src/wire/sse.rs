@@ -152,7 +152,7 @@ fn field(line: &str) -> (&str, &str) {
 ///
 /// # Examples
 ///
-/// ```
+/// ```text
 /// use inferguard::wire::sse::SseFramer;
 ///
 /// let mut f = SseFramer::default();
@@ -328,5 +328,20 @@ mod tests {
         assert!(f.push(b"{\"a\":").is_empty());
         assert_eq!(f.push(b"1}\n{\"b\"\n{"), vec![b"{\"a\":1}\n".to_vec(), b"{\"b\"\n".to_vec()]);
         assert_eq!(f.finish(), Some(b"{".to_vec()));
+    }
+}
+
+/// The examples in this module's docs, run.
+#[cfg(test)]
+mod doc_examples {
+    use super::*;
+
+    #[test]
+    fn sseframer_example() {
+        let mut f = SseFramer::default();
+        assert!(f.push(b"data: {\"a\"").is_empty());
+        let events = f.push(b":1}\r\n\r\nda");
+        assert_eq!(events[0].data.as_deref(), Some("{\"a\":1}"));
+        assert_eq!(f.finish().unwrap().raw, b"da");
     }
 }

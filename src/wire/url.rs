@@ -11,7 +11,7 @@ use std::ops::Range;
 ///
 /// # Examples
 ///
-/// ```
+/// ```text
 /// use inferguard::wire::url::redact_target;
 ///
 /// let out = redact_target("/v1/x?who=jane%40corp.example&n=1", |_, text| {
@@ -190,5 +190,19 @@ mod tests {
                 (None, "x".into())
             ]
         );
+    }
+}
+
+/// The examples in this module's docs, run.
+#[cfg(test)]
+mod doc_examples {
+    use super::*;
+
+    #[test]
+    fn redact_target_example() {
+        let out = redact_target("/v1/x?who=jane%40corp.example&n=1", |_, text| {
+            text.find('@').map(|_| vec![(0..text.len(), "[X]".to_string())])
+        });
+        assert_eq!(out.as_deref(), Some("/v1/x?who=%5BX%5D&n=1"));
     }
 }

@@ -2,6 +2,7 @@
 
 use inferguard::detect::{End, Engine, Finding};
 
+#[allow(dead_code)]
 /// Feeds `text` to [`Engine::scan`] the way a stream layer does: in chunks whose ends
 /// `next_end(fed)` chooses (moved forward to char boundaries), releasing what the engine settles
 /// and keeping only `max_left_context` bytes of released text. Returns the rendered output and
