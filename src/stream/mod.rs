@@ -434,10 +434,11 @@ impl BodyStream {
             let n = n + self.inserted;
             self.last_sequence = Some(n);
             if self.inserted > 0 {
-                edits.push((tape.nodes[s].span.clone(), n.to_string().into_bytes()));
+                // Every other edit was made in document order: this one goes in its place.
+                let at = edits.partition_point(|(r, _)| r.start < tape.nodes[s].span.start);
+                edits.insert(at, (tape.nodes[s].span.clone(), n.to_string().into_bytes()));
             }
         }
-        edits.sort_by_key(|(range, _)| range.start);
         let json = match tape.render(&edits) {
             Some(new) => Cow::Owned(new),
             None => Cow::Borrowed(tape.input),
@@ -572,8 +573,8 @@ impl BodyStream {
             let next = self.last_sequence.map_or(0, |n| n + 1);
             self.inserted += 1;
             self.last_sequence = Some(next);
-            edits.push((tape.nodes[s].span.clone(), next.to_string().into_bytes()));
-            edits.sort_by_key(|(r, _)| r.start);
+            let at = edits.partition_point(|(r, _)| r.start < tape.nodes[s].span.start);
+            edits.insert(at, (tape.nodes[s].span.clone(), next.to_string().into_bytes()));
         }
         tape.render(&edits).unwrap_or_else(|| tpl.json.clone())
     }

@@ -396,8 +396,8 @@ impl<'a> Reader<'a> {
     /// Marks every member whose key is given again later in the same object, with its subtree.
     fn shadow_duplicates(&mut self, members: &[usize]) {
         let mut order: Vec<usize> = members.to_vec();
-        // Stable: equal keys stay in document order, so all but the last of a run are shadowed.
-        order.sort_by(|&a, &b| self.nodes[a].key.cmp(&self.nodes[b].key));
+        // Equal keys in document order, so all but the last of a run are shadowed.
+        order.sort_unstable_by(|&a, &b| self.nodes[a].key.cmp(&self.nodes[b].key).then(a.cmp(&b)));
         for w in order.windows(2) {
             if self.nodes[w[0]].key == self.nodes[w[1]].key {
                 let end = self.nodes[w[0]].end;
