@@ -319,6 +319,22 @@ impl Exchange {
         step
     }
 
+    /// Handles a trailers callback: the body ended. `held` is what the host held at the last
+    /// body callback. A streamed body already forwarded its bytes: it only ends here (text still
+    /// held cannot be added after the last data frame, so it is dropped, never forwarded).
+    pub fn on_trailers(&mut self, side: Side, held: usize, read: &mut dyn FnMut(usize, usize) -> Vec<u8>) -> Step {
+        let state = match side {
+            Side::Request => &self.request,
+            Side::Response => &self.response,
+        };
+        if matches!(state, Body::Streaming(_)) {
+            let mut step = self.on_body(side, 0, true, &mut |_, _| Vec::new());
+            step.body = None;
+            return step;
+        }
+        self.on_body(side, held, true, read)
+    }
+
     fn sniffing(
         &mut self,
         mut plain: Vec<u8>,

@@ -348,3 +348,25 @@ fn everything_a_client_sees_is_scanned() {
     let d = answer(&mut x, Some("text/event-stream"), None, &sig);
     assert_eq!(d.reply.map(|r| r.status), Some(403));
 }
+
+#[test]
+fn trailers_end_a_body_it_is_read_then_and_a_stream_drops_what_it_still_holds() {
+    // A prompt whose end is its trailers: held until then, then read whole.
+    let mut x = Exchange::new(Rc::new(Policy::from_json("").unwrap()));
+    let _ =
+        x.on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() }, false);
+    let prompt = br#"{"messages":[{"content":"I am jane@x.io"}]}"#;
+    let step = x.on_body(Side::Request, prompt.len(), false, &mut |s, n| prompt[s..s + n].to_vec());
+    assert_eq!(step.then, Then::Hold);
+    let step = x.on_trailers(Side::Request, prompt.len(), &mut |s, n| prompt[s..s + n].to_vec());
+    assert_eq!(step.then, Then::Forward);
+    assert_eq!(step.body.as_deref(), Some(&br#"{"messages":[{"content":"I am [REDACTED:EMAIL]"}]}"#[..]));
+    // An answer streaming when its trailers come: what it still holds never goes out.
+    let _ = x.on_response_head(&ResponseHead { status: 200, ..Default::default() }, false);
+    let ev = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"write to jane@x.i\"}}]}\n\n";
+    let step = x.on_body(Side::Response, ev.len(), false, &mut |s, n| ev[s..s + n].to_vec());
+    let sent = String::from_utf8(step.body.unwrap()).unwrap();
+    assert!(sent.contains("\"write to \"") && !sent.contains("jane"), "{sent}");
+    let step = x.on_trailers(Side::Response, ev.len(), &mut |s, n| ev[s..s + n].to_vec());
+    assert_eq!((step.body, step.then), (None, Then::Forward));
+}

@@ -131,6 +131,22 @@ impl Filter {
     }
 }
 
+impl Filter {
+    fn trailers(&mut self, side: Side) -> Action {
+        if self.replied {
+            return Action::Pause;
+        }
+        let held = self.sizes[side as usize];
+        let buffer = match side {
+            Side::Request => BufferType::HttpRequestBody,
+            Side::Response => BufferType::HttpResponseBody,
+        };
+        let mut read = |start, len| hostcalls::get_buffer(buffer, start, len).ok().flatten().unwrap_or_default();
+        let step = self.exchange.on_trailers(side, held, &mut read);
+        self.carry_out(side, held, step)
+    }
+}
+
 impl Context for Filter {}
 
 impl HttpContext for Filter {
@@ -157,8 +173,7 @@ impl HttpContext for Filter {
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         // Trailers end the body: it is read now, before anything is forwarded.
-        let size = self.sizes[Side::Request as usize];
-        self.body(Side::Request, size, true)
+        self.trailers(Side::Request)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -185,8 +200,7 @@ impl HttpContext for Filter {
         if self.replied {
             return Action::Continue;
         }
-        let size = self.sizes[Side::Response as usize];
-        self.body(Side::Response, size, true)
+        self.trailers(Side::Response)
     }
 
     fn on_log(&mut self) {
