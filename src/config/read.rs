@@ -157,7 +157,8 @@ pub(crate) fn refuse_duplicate_keys(text: &str) -> Result<(), ConfigError> {
     use crate::wire::json::{Seg, Tape};
 
     // The document was already read by serde; an error here cannot happen.
-    let Ok(tape) = Tape::read(text.as_bytes()) else { return Ok(()) };
+    let Ok(mut tape) = Tape::read(text.as_bytes()) else { return Ok(()) };
+    tape.mark_shadowed();
     // The first value shadowed by a later one of the same key.
     let Some(first) = tape.nodes.iter().position(|n| n.shadowed) else { return Ok(()) };
     let mut path = Vec::new();

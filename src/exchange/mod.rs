@@ -231,7 +231,8 @@ impl Exchange {
         // What the access log may show: every value masked, whatever the mode.
         self.logged_path =
             redact_target(head.path, |key, text| r.masked(key, text)).unwrap_or_else(|| head.path.to_owned());
-        if policy.request.enabled {
+        // With nothing found for the log, there is nothing to redact either: one scan.
+        if policy.request.enabled && self.logged_path != head.path {
             let new = redact_target(head.path, |key, text| r.value(key, text));
             if let Some(rule) = r.blocked().map(str::to_owned) {
                 return Step::reply(self.block(&rule, 403));
@@ -344,7 +345,8 @@ impl Exchange {
         read: &mut dyn FnMut(usize, usize) -> Vec<u8>,
     ) -> (Body, Step) {
         let fresh = read(raw_seen, size.saturating_sub(raw_seen));
-        match self.decode(&fresh, end) {
+        match self.decode(fresh, end) {
+            Ok(p) if plain.is_empty() => plain = p,
             Ok(p) => plain.extend(p),
             Err(Some(stop)) => return (Body::Stopped, self.stop_reply(stop)),
             Err(None) => return self.too_large(Side::Response),
@@ -408,31 +410,35 @@ impl Exchange {
     ) -> (Body, Step) {
         let chunk = read(0, size);
         let policy = Rc::clone(&self.policy);
-        let mut out = Vec::new();
-        let decoded = self.decode(&chunk, end);
+        let inflating = self.decoder.is_some();
+        let decoded = self.decode(chunk, end);
         let mut r = Redactor::new(&policy.engine, policy.response.mode, &mut self.audit.response);
-        match decoded {
+        let (out, unchanged) = match decoded {
             Ok(plain) => {
-                out = s.push(&mut r, &plain);
+                let mut o = s.push(&mut r, &plain);
                 if end {
-                    out.extend(s.finish(&mut r));
+                    o.extend(s.finish(&mut r));
                 }
+                // What the host holds is the chunk itself unless it was inflated.
+                let unchanged = !inflating && o == plain;
+                (o, unchanged)
             }
             Err(stop) => {
                 let stop = stop.unwrap_or(StreamStop::HoldbackExceeded);
+                let mut out = Vec::new();
                 if s.stopped().is_none() {
                     out.extend(error_event(s.shape(), self.api, stop.code(), &stop.message()).into_bytes());
                 }
                 self.audit.block(stop.reason());
                 return (Body::Stopped, Step::replace(out));
             }
-        }
+        };
         if let Some(stop) = s.stopped() {
             self.audit.block(stop.reason());
             return (Body::Stopped, Step::replace(out));
         }
         self.note_redacted();
-        let step = if out == chunk { Step::forward() } else { Step::replace(out) };
+        let step = if unchanged { Step::forward() } else { Step::replace(out) };
         (Body::Streaming(s), step)
     }
 
@@ -459,7 +465,7 @@ impl Exchange {
         match side {
             Side::Request => (Body::Passing, self.whole_request(&raw)),
             Side::Response => {
-                let plain = match self.decode(&raw, true) {
+                let plain = match self.decode(raw, true) {
                     Ok(p) => p,
                     Err(Some(stop)) => return (Body::Stopped, self.stop_reply(stop)),
                     Err(None) => return self.too_large(side),
@@ -474,7 +480,7 @@ impl Exchange {
         let policy = Rc::clone(&self.policy);
         let mut r = Redactor::new(&policy.engine, policy.response.mode, &mut self.audit.response);
         let inflated = self.decoder.is_some();
-        let out = match whole_json(&mut r, self.api, true, &plain) {
+        let out = match whole_json(&mut r, self.api, true, &plain, Tape::read(&plain)) {
             Whole::Unchanged if !inflated => return (Body::Passing, Step::forward()),
             Whole::Unchanged => plain,
             Whole::Changed(b) => b,
@@ -516,16 +522,17 @@ impl Exchange {
                 return Step::forward();
             }
             Shape::Json | Shape::Ndjson => {
-                if let Ok(t) = Tape::read(body) {
+                let doc = Tape::read(body);
+                if let Ok(t) = &doc {
                     // The model is client text: it is logged only as the policy redacts it.
                     model = t.str_at(0, "model").map(|m| {
                         let m: String = m.chars().take(MAX_MODEL_CHARS).collect();
                         r.masked(Some("model"), &m).map_or(m.clone(), |spans| apply_spans(&m, &spans))
                     });
                     // Every API here defaults to a non-streamed answer.
-                    stream = Some(stream_flag(&t).unwrap_or(false));
+                    stream = Some(stream_flag(t).unwrap_or(false));
                 }
-                whole_json(&mut r, self.api, false, body)
+                whole_json(&mut r, self.api, false, body, doc)
             }
             _ => match std::str::from_utf8(body) {
                 Ok(text) => match r.value(None, text) {
@@ -587,7 +594,7 @@ impl Exchange {
                     binary += 1;
                     continue;
                 }
-                Shape::Json | Shape::Ndjson => whole_json(&mut r, self.api, false, bytes),
+                Shape::Json | Shape::Ndjson => whole_json(&mut r, self.api, false, bytes, Tape::read(bytes)),
                 Shape::Binary | Shape::Wide => Whole::Unreadable(format!("form field {i} is not UTF-8 text")),
                 _ => match std::str::from_utf8(bytes) {
                     Ok(text) => match r.value(Some(&part.name), text) {
@@ -630,9 +637,9 @@ impl Exchange {
         }
     }
 
-    fn decode(&mut self, raw: &[u8], end: bool) -> Result<Vec<u8>, Option<StreamStop>> {
-        let Some(d) = self.decoder.as_mut() else { return Ok(raw.to_vec()) };
-        d.push(raw).and_then(|o| if end { d.finish().map(|_| o) } else { Ok(o) }).map_err(|e| match e {
+    fn decode(&mut self, raw: Vec<u8>, end: bool) -> Result<Vec<u8>, Option<StreamStop>> {
+        let Some(d) = self.decoder.as_mut() else { return Ok(raw) };
+        d.push(&raw).and_then(|o| if end { d.finish().map(|_| o) } else { Ok(o) }).map_err(|e| match e {
             DecodeError::TooLarge => None,
             e => Some(StreamStop::Unreadable(e.to_string())),
         })

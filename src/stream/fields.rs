@@ -65,7 +65,11 @@ pub fn event_type<'t>(t: &'t Tape, event: Option<&'t str>) -> &'t str {
 /// `encrypted_content` of a reasoning item.
 pub fn opaque(t: &Tape, node: usize) -> bool {
     let n = &t.nodes[node];
-    let (Some(key), Some(parent)) = (n.key.as_deref(), t.nodes.get(n.parent)) else { return false };
+    let (Some(key @ ("signature" | "data" | "encrypted_content")), Some(parent)) =
+        (n.key.as_deref(), t.nodes.get(n.parent))
+    else {
+        return false;
+    };
     if parent.kind != Kind::Object {
         return false;
     }
@@ -270,7 +274,8 @@ mod tests {
 
     /// The field of the string at `path` (keys and indexes joined with `.`) in `doc`.
     fn field(doc: &str, path: &str, event: Option<&str>) -> Field {
-        let t = Tape::read(doc.as_bytes()).unwrap();
+        let mut t = Tape::read(doc.as_bytes()).unwrap();
+        t.mark_shadowed();
         let mut lineage = Vec::new();
         let mut p = Vec::new();
         let node = (0..t.nodes.len())

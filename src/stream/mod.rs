@@ -21,7 +21,7 @@ use std::borrow::Cow;
 use fields::{Ends, Field, Key};
 
 use crate::redact::{apply_spans, Redactor, Spans, TextStream, Utf8Decoder};
-use crate::wire::json::{encode_string, Edit, Kind, Tape};
+use crate::wire::json::{encode_string, Edit, JsonError, Kind, Patch, Tape};
 use crate::wire::sniff::Shape;
 use crate::wire::sse::{LineFramer, SseEvent, SseFramer};
 use crate::wire::{error_event, Api};
@@ -269,7 +269,10 @@ impl BodyStream {
             self.flush(r, Ends::All, &[], out);
         } else if trimmed.starts_with(['{', '[', '"']) {
             let tape = match Tape::read(data.as_bytes()) {
-                Ok(t) => t,
+                Ok(mut t) => {
+                    t.mark_shadowed();
+                    t
+                }
                 Err(e) => return self.halt(StreamStop::Unreadable(format!("an event's JSON: {e}")), out),
             };
             let Some(json) = self.json_event(r, &tape, ev.event.as_deref(), Some(&ev), false, out) else { return };
@@ -310,7 +313,10 @@ impl BodyStream {
             return;
         }
         let tape = match Tape::read(body) {
-            Ok(t) => t,
+            Ok(mut t) => {
+                t.mark_shadowed();
+                t
+            }
             Err(e) => return self.halt(StreamStop::Unreadable(format!("a line's JSON: {e}")), out),
         };
         if let Some(json) = self.json_event(r, &tape, None, None, false, out) {
@@ -348,26 +354,29 @@ impl BodyStream {
         let ty = fields::event_type(tape, event);
         let ends = if whole { Vec::new() } else { fields::ends(tape, ty) };
         let ending = |key: &Key| ends.iter().any(|e| matches!(e, Ends::All) || *e == Ends::Slot(key.slot));
-        let mut edits: Vec<(std::ops::Range<usize>, Vec<u8>)> = Vec::new();
+        let mut edits: Edits = Vec::new();
         let mut carried: Vec<Key> = Vec::new();
         let mut overflow = false;
         let mut lineage = Vec::new();
         // A synthetic event earlier in this body moved the numbering up.
         let sequence = tape.get(0, "sequence_number").filter(|&s| !whole && tape.nodes[s].kind == Kind::Num);
+        // Every key is scanned too, all of an event's keys in one pass (they are many and short).
+        let mut keys = Keys { joined: String::with_capacity(256), at: Vec::with_capacity(32) };
         let mut i = 0;
         while i < tape.nodes.len() {
             let n = &tape.nodes[i];
-            if let Some(spans) = n.key.as_deref().and_then(|k| r.value(None, k)) {
-                edits.push((n.key_span.clone(), tape.key_edit(i, &Edit::Spans(spans))));
+            if let Some(k) = n.key.as_deref() {
+                keys.add(i, k);
             }
             match n.kind {
                 Kind::Object | Kind::Array if self.response && fields::token_details(tape, i) => {
                     r.remove("token_details");
-                    edits.push((n.span.clone(), fields::emptied(tape, i).as_bytes().to_vec()));
+                    edits.push((n.span.clone(), Patch::Raw(fields::emptied(tape, i).as_bytes().to_vec())));
                     i = n.end;
                     continue;
                 }
                 Kind::Str => {
+                    // (Buffered documents are not marked: every string there is whole anyway.)
                     let field = if n.shadowed || whole {
                         // Clients keep the last of duplicate keys: this one is never joined.
                         if fields::opaque(tape, i) {
@@ -382,12 +391,12 @@ impl BodyStream {
                         Field::Opaque => r.opaque(&n.text),
                         Field::Whole => {
                             if let Some(spans) = r.value(nearest_key(tape, i), &n.text) {
-                                edits.push((n.span.clone(), tape.string_edit(i, &Edit::Spans(spans))));
+                                edits.push((n.span.clone(), Patch::Value(i, Edit::Spans(spans))));
                             }
                         }
                         Field::Guard(key) => {
                             if let Some(spans) = self.guard(r, key, &n.text) {
-                                edits.push((n.span.clone(), tape.string_edit(i, &Edit::Spans(spans))));
+                                edits.push((n.span.clone(), Patch::Value(i, Edit::Spans(spans))));
                             }
                         }
                         Field::Delta(key) => {
@@ -401,7 +410,7 @@ impl BodyStream {
                             }
                             carried.push(key);
                             if r.rewrites() && released != n.text {
-                                edits.push((n.span.clone(), tape.string_edit(i, &Edit::Whole(released))));
+                                edits.push((n.span.clone(), Patch::Value(i, Edit::Whole(released))));
                             }
                         }
                     }
@@ -409,13 +418,17 @@ impl BodyStream {
                 Kind::Num if n.text.len() >= MIN_NUMBER_CHARS && Some(i) != sequence => {
                     // A number is text a client shows too (a card number written as a number).
                     if let Some(spans) = r.value(nearest_key(tape, i), &n.text) {
-                        edits.push((n.span.clone(), encode_string(&apply_spans(&n.text, &spans)).into_bytes()));
+                        edits.push((
+                            n.span.clone(),
+                            Patch::Raw(encode_string(&apply_spans(&n.text, &spans)).into_bytes()),
+                        ));
                     }
                 }
                 _ => {}
             }
             i += 1;
         }
+        let mut edits = keys.redact(r, tape, edits);
         if overflow {
             self.halt(StreamStop::HoldbackExceeded, out);
             return None;
@@ -436,7 +449,7 @@ impl BodyStream {
             if self.inserted > 0 {
                 // Every other edit was made in document order: this one goes in its place.
                 let at = edits.partition_point(|(r, _)| r.start < tape.nodes[s].span.start);
-                edits.insert(at, (tape.nodes[s].span.clone(), n.to_string().into_bytes()));
+                edits.insert(at, (tape.nodes[s].span.clone(), Patch::Raw(n.to_string().into_bytes())));
             }
         }
         let json = match tape.render(&edits) {
@@ -553,7 +566,8 @@ impl BodyStream {
     /// empty, and the next sequence number.
     fn synthetic(&mut self, tpl: &Template, key: Key, held: &str) -> Vec<u8> {
         // The template is JSON this filter sent: it reads.
-        let Ok(tape) = Tape::read(&tpl.json) else { return tpl.json.clone() };
+        let Ok(mut tape) = Tape::read(&tpl.json) else { return tpl.json.clone() };
+        tape.mark_shadowed();
         let ty = fields::event_type(&tape, tpl.sse.as_ref().and_then(|e| e.event.as_deref()));
         let mut lineage = Vec::new();
         let mut edits = Vec::new();
@@ -566,7 +580,7 @@ impl BodyStream {
                 Field::Delta(_) | Field::Guard(_) => "",
                 _ => continue,
             };
-            edits.push((n.span.clone(), encode_string(new).into_bytes()));
+            edits.push((n.span.clone(), Patch::Value(i, Edit::Whole(new.to_owned()))));
         }
         if let Some(s) = tape.get(0, "sequence_number").filter(|&s| tape.nodes[s].kind == Kind::Num) {
             // An inserted event takes the next number; later ones move up by one.
@@ -574,7 +588,7 @@ impl BodyStream {
             self.inserted += 1;
             self.last_sequence = Some(next);
             let at = edits.partition_point(|(r, _)| r.start < tape.nodes[s].span.start);
-            edits.insert(at, (tape.nodes[s].span.clone(), next.to_string().into_bytes()));
+            edits.insert(at, (tape.nodes[s].span.clone(), Patch::Raw(next.to_string().into_bytes())));
         }
         tape.render(&edits).unwrap_or_else(|| tpl.json.clone())
     }
@@ -600,6 +614,62 @@ impl BodyStream {
         self.guards.clear();
         self.sse = SseFramer::default();
         self.lines = LineFramer::default();
+    }
+}
+
+/// Raw byte ranges of a document and what replaces each, in document order.
+type Edits = Vec<(std::ops::Range<usize>, Patch)>;
+
+/// The keys of one document, joined by line breaks so that one scan judges them all.
+struct Keys {
+    joined: String,
+    /// Each key's node and where its text starts in `joined`.
+    at: Vec<(usize, usize)>,
+}
+
+impl Keys {
+    fn add(&mut self, node: usize, key: &str) {
+        if !self.joined.is_empty() {
+            self.joined.push('\n');
+        }
+        self.at.push((node, self.joined.len()));
+        self.joined.push_str(key);
+    }
+
+    /// Redacts the keys and merges their edits into `edits` (both in document order). A value
+    /// that runs across keys replaces the part of each key it covers.
+    fn redact(self, r: &mut Redactor, tape: &Tape, edits: Edits) -> Edits {
+        let Some(spans) = r.value(None, &self.joined) else { return edits };
+        let mut key_edits: Edits = Vec::new();
+        for (k, &(node, start)) in self.at.iter().enumerate() {
+            let end = self.at.get(k + 1).map_or(self.joined.len(), |&(_, next)| next - 1);
+            let local: Spans = spans
+                .iter()
+                .filter(|(s, _)| s.start < end && s.end > start)
+                .map(|(s, new)| {
+                    let first = s.start >= start;
+                    (
+                        s.start.max(start) - start..s.end.min(end) - start,
+                        if first { new.clone() } else { String::new() },
+                    )
+                })
+                .collect();
+            if !local.is_empty() {
+                key_edits.push((tape.nodes[node].key_span.clone(), Patch::Key(node, Edit::Spans(local))));
+            }
+        }
+        let mut merged = Vec::with_capacity(edits.len() + key_edits.len());
+        let (mut a, mut b) = (edits.into_iter().peekable(), key_edits.into_iter().peekable());
+        loop {
+            let take_a = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => x.0.start < y.0.start,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            merged.extend(if take_a { a.next() } else { b.next() });
+        }
+        merged
     }
 }
 
@@ -629,10 +699,17 @@ pub enum Whole {
 
 /// Redacts a whole JSON body: one document, or documents one per line (what
 /// [`crate::wire::sniff::Shape::Json`] may turn out to be once complete). Every value is a
-/// complete value; token details are removed from answers.
-pub fn whole_json(r: &mut Redactor, api: Api, response: bool, body: &[u8]) -> Whole {
+/// complete value; token details are removed from answers. `doc` is `Tape::read(body)`, which
+/// a caller that also needs the document's facts (a prompt's `model`) reads once.
+pub fn whole_json<'b>(
+    r: &mut Redactor,
+    api: Api,
+    response: bool,
+    body: &'b [u8],
+    doc: Result<Tape<'b>, JsonError>,
+) -> Whole {
     let unbounded = Limits { max_holdback: usize::MAX, max_event: usize::MAX };
-    let doc = match Tape::read(body) {
+    let doc = match doc {
         Ok(t) => t,
         Err(e) => {
             let lines = body.split(|&c| c == b'\n').filter(|l| !l.trim_ascii().is_empty()).count();

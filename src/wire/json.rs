@@ -82,7 +82,7 @@ pub struct Node<'a> {
     /// One past the last node of this value's subtree.
     pub end: usize,
     /// A later member of the same object has the same key: clients that keep the last one never
-    /// see this value (or anything inside it).
+    /// see this value (or anything inside it). Set by [`Tape::mark_shadowed`].
     pub shadowed: bool,
 }
 
@@ -102,7 +102,8 @@ pub enum Seg<'t> {
 /// ```text
 /// use inferguard::wire::json::{Kind, Tape};
 ///
-/// let t = Tape::read(br#"{"type":"x","n":NaN,"d":{"t":"a\u0040b.io"},"type":"y"}"#).unwrap();
+/// let mut t = Tape::read(br#"{"type":"x","n":NaN,"d":{"t":"a\u0040b.io"},"type":"y"}"#).unwrap();
+/// t.mark_shadowed();
 /// assert_eq!(t.str_at(0, "type"), Some("y")); // the last duplicate wins
 /// let inner = t.get(0, "d").and_then(|d| t.get(d, "t")).unwrap();
 /// assert_eq!(t.nodes[inner].text, "a@b.io");
@@ -120,7 +121,8 @@ impl<'a> Tape<'a> {
     /// Reads one JSON document (surrounding whitespace and a leading UTF-8 byte-order mark
     /// allowed, as `json.loads` on bytes allows them).
     pub fn read(input: &'a [u8]) -> Result<Tape<'a>, JsonError> {
-        let mut r = Reader { input, pos: 0, nodes: Vec::new() };
+        // About one value per 16 bytes of typical JSON: grow once or twice, not ten times.
+        let mut r = Reader { input, pos: 0, nodes: Vec::with_capacity(8 + input.len() / 16) };
         if input.starts_with(b"\xEF\xBB\xBF") {
             r.pos = 3;
         }
@@ -133,6 +135,51 @@ impl<'a> Tape<'a> {
         Ok(Tape { input, nodes: r.nodes })
     }
 
+    /// Marks every value a later member of the same object overrides ([`Node::shadowed`]): a
+    /// separate pass, for the readers that must tell (stream events, the configuration).
+    pub fn mark_shadowed(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].kind == Kind::Object && self.nodes[i].end > i + 2 {
+                self.shadow_duplicates(i);
+            }
+        }
+    }
+
+    /// Marks every member whose key is given again later in the same object, with its subtree.
+    fn shadow_duplicates(&mut self, object: usize) {
+        let (mut small, mut n) = ([0usize; 16], 0);
+        let mut next = object + 1;
+        while next < self.nodes[object].end && n < small.len() {
+            small[n] = next;
+            n += 1;
+            next = self.nodes[next].end;
+        }
+        if next >= self.nodes[object].end {
+            // Small objects (nearly all): compare pairs, no allocation.
+            for k in 0..n {
+                let a = small[k];
+                if small[k + 1..n].iter().any(|&b| self.nodes[a].key == self.nodes[b].key) {
+                    let end = self.nodes[a].end;
+                    for node in &mut self.nodes[a..end] {
+                        node.shadowed = true;
+                    }
+                }
+            }
+            return;
+        }
+        let mut order: Vec<usize> = self.children(object).collect();
+        // Equal keys in document order, so all but the last of a run are shadowed.
+        order.sort_unstable_by(|&a, &b| self.nodes[a].key.cmp(&self.nodes[b].key).then(a.cmp(&b)));
+        for w in order.windows(2) {
+            if self.nodes[w[0]].key == self.nodes[w[1]].key {
+                let end = self.nodes[w[0]].end;
+                for n in &mut self.nodes[w[0]..end] {
+                    n.shadowed = true;
+                }
+            }
+        }
+    }
+
     /// The children of container `node` (none for a scalar), skipping nothing.
     pub fn children(&self, node: usize) -> Children<'_, 'a> {
         Children { tape: self, next: node + 1, end: self.nodes.get(node).map_or(0, |n| n.end) }
@@ -143,7 +190,7 @@ impl<'a> Tape<'a> {
         if self.nodes.get(node)?.kind != Kind::Object {
             return None;
         }
-        self.children(node).filter(|&c| !self.nodes[c].shadowed).find(|&c| self.nodes[c].key.as_deref() == Some(key))
+        self.children(node).filter(|&c| self.nodes[c].key.as_deref() == Some(key)).last()
     }
 
     /// The string member `key` of object `node`.
@@ -184,52 +231,61 @@ impl<'a> Tape<'a> {
         out.reverse();
     }
 
-    /// The document with each raw range in `edits` replaced by its bytes. Ranges must be in
-    /// document order and must not overlap; `None` when there are no edits.
-    pub fn render(&self, edits: &[(Range<usize>, Vec<u8>)]) -> Option<Vec<u8>> {
+    /// The document with each raw range in `edits` replaced as its [`Patch`] says. Ranges must
+    /// be in document order and must not overlap; `None` when there are no edits. Edited strings
+    /// are written straight into the output: a large value is copied once.
+    pub fn render(&self, edits: &[(Range<usize>, Patch)]) -> Option<Vec<u8>> {
         if edits.is_empty() {
             return None;
         }
-        let growth: usize = edits.iter().map(|(_, b)| b.len()).sum();
+        let growth: usize = edits.iter().map(|(_, p)| p.growth()).sum();
         let mut out = Vec::with_capacity(self.input.len() + growth);
         let mut last = 0;
-        for (r, bytes) in edits {
+        for (r, patch) in edits {
             out.extend_from_slice(&self.input[last..r.start]);
-            out.extend_from_slice(bytes);
+            match patch {
+                Patch::Raw(bytes) => out.extend_from_slice(bytes),
+                Patch::Value(node, edit) | Patch::Key(node, edit) => {
+                    let n = &self.nodes[*node];
+                    let (span, text) = match patch {
+                        Patch::Key(..) => (&n.key_span, n.key.as_deref().unwrap_or("")),
+                        _ => (&n.span, n.text.as_ref()),
+                    };
+                    match edit {
+                        Edit::Whole(new) => encode_string_into(new, &mut out),
+                        Edit::Spans(spans) => {
+                            splice_spans(&self.input[span.start + 1..span.end - 1], text, spans, &mut out)
+                        }
+                    }
+                }
+            }
             last = r.end;
         }
         out.extend_from_slice(&self.input[last..]);
         Some(out)
     }
+}
 
-    /// The bytes that replace string node `node` when `edit` applies to its decoded text: only
-    /// the replaced spans are encoded anew; every other byte, escapes included, is kept.
-    pub fn string_edit(&self, node: usize, edit: &Edit) -> Vec<u8> {
-        let n = &self.nodes[node];
-        let mut out = Vec::with_capacity(n.span.len() + 16);
-        match edit {
-            Edit::Whole(new) => encode_string_into(new, &mut out),
-            Edit::Spans(spans) => {
-                let raw = &self.input[n.span.start + 1..n.span.end - 1];
-                splice_spans(raw, &n.text, spans, &mut out);
-            }
-        }
-        out
-    }
+/// What replaces a raw range of a document in [`Tape::render`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Patch {
+    /// These bytes, as they are (valid JSON for the range they replace).
+    Raw(Vec<u8>),
+    /// The text of string node `.0`, edited: only the replaced spans are encoded anew; every
+    /// other byte, escapes included, is kept.
+    Value(usize, Edit),
+    /// The key of node `.0`, edited the same way.
+    Key(usize, Edit),
+}
 
-    /// The bytes that replace the key of `node` when `edit` applies to it.
-    pub fn key_edit(&self, node: usize, edit: &Edit) -> Vec<u8> {
-        let n = &self.nodes[node];
-        let key = n.key.as_deref().unwrap_or("");
-        let mut out = Vec::with_capacity(n.key_span.len() + 16);
-        match edit {
-            Edit::Whole(new) => encode_string_into(new, &mut out),
-            Edit::Spans(spans) => {
-                let raw = &self.input[n.key_span.start + 1..n.key_span.end - 1];
-                splice_spans(raw, key, spans, &mut out);
-            }
+impl Patch {
+    /// About how many bytes it adds.
+    fn growth(&self) -> usize {
+        match self {
+            Patch::Raw(b) => b.len(),
+            Patch::Value(_, Edit::Whole(s)) | Patch::Key(_, Edit::Whole(s)) => s.len() + 2,
+            Patch::Value(_, Edit::Spans(s)) | Patch::Key(_, Edit::Spans(s)) => s.iter().map(|(_, t)| t.len()).sum(),
         }
-        out
     }
 }
 
@@ -354,7 +410,7 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         self.pos += 1;
         self.ws();
-        let mut members: Vec<usize> = Vec::new();
+        let mut members = 0;
         if self.peek() == Some(b'}') {
             self.pos += 1;
         } else {
@@ -372,8 +428,8 @@ impl<'a> Reader<'a> {
                 }
                 self.pos += 1;
                 self.ws();
-                members.push(self.nodes.len());
-                self.value(me, members.len() - 1, Some(k), key_span, depth + 1)?;
+                self.value(me, members, Some(k), key_span, depth + 1)?;
+                members += 1;
                 self.ws();
                 match self.peek() {
                     Some(b',') => self.pos += 1,
@@ -387,25 +443,8 @@ impl<'a> Reader<'a> {
         }
         self.nodes[me].span = start..self.pos;
         self.nodes[me].end = self.nodes.len();
-        if members.len() > 1 {
-            self.shadow_duplicates(&members);
-        }
+        let _ = members;
         Ok(())
-    }
-
-    /// Marks every member whose key is given again later in the same object, with its subtree.
-    fn shadow_duplicates(&mut self, members: &[usize]) {
-        let mut order: Vec<usize> = members.to_vec();
-        // Equal keys in document order, so all but the last of a run are shadowed.
-        order.sort_unstable_by(|&a, &b| self.nodes[a].key.cmp(&self.nodes[b].key).then(a.cmp(&b)));
-        for w in order.windows(2) {
-            if self.nodes[w[0]].key == self.nodes[w[1]].key {
-                let end = self.nodes[w[0]].end;
-                for n in &mut self.nodes[w[0]..end] {
-                    n.shadowed = true;
-                }
-            }
-        }
     }
 
     fn array(
@@ -831,13 +870,25 @@ mod tests {
     #[test]
     fn the_last_duplicate_key_wins_and_earlier_ones_are_shadowed() {
         let doc = br#"{"d":{"c":"one"},"x":1,"d":{"c":"two","c":"three"}}"#;
-        let t = Tape::read(doc).unwrap();
+        let mut t = Tape::read(doc).unwrap();
+        t.mark_shadowed();
         let d = t.get(0, "d").unwrap();
         assert_eq!(t.str_at(d, "c"), Some("three"));
         let shadowed: Vec<&str> =
             t.nodes.iter().filter(|n| n.shadowed && n.kind == Kind::Str).map(|n| n.text.as_ref()).collect();
         assert_eq!(shadowed, vec!["one", "two"]);
         assert!(!t.nodes[t.get(0, "x").unwrap()].shadowed);
+        // Past 16 members the check sorts instead of comparing pairs: the same answer.
+        for n in [15, 16, 17, 40] {
+            let mut doc: Vec<String> = (0..n).map(|i| format!("\"k{i}\":{i}")).collect();
+            doc.insert(3, "\"k9\":\"early\"".into());
+            let doc = format!("{{{}}}", doc.join(","));
+            let mut t = Tape::read(doc.as_bytes()).unwrap();
+            t.mark_shadowed();
+            let shadowed: Vec<&str> = t.nodes.iter().filter(|n| n.shadowed).map(|n| n.text.as_ref()).collect();
+            assert_eq!(shadowed, vec!["early"], "{n}");
+            assert_eq!(t.u64_at(0, "k9"), Some(9));
+        }
     }
 
     #[test]
@@ -846,7 +897,7 @@ mod tests {
         let t = Tape::read(doc.as_bytes()).unwrap();
         assert_eq!(t.render(&[]), None);
         let b = t.get(0, "b").unwrap();
-        let edit = t.string_edit(b, &Edit::Whole("y\"\n\u{1}é".into()));
+        let edit = Patch::Value(b, Edit::Whole("y\"\n\u{1}é".into()));
         let out = t.render(&[(t.nodes[b].span.clone(), edit)]).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -936,7 +987,8 @@ mod doc_examples {
 
     #[test]
     fn tape_example() {
-        let t = Tape::read(br#"{"type":"x","n":NaN,"d":{"t":"a\u0040b.io"},"type":"y"}"#).unwrap();
+        let mut t = Tape::read(br#"{"type":"x","n":NaN,"d":{"t":"a\u0040b.io"},"type":"y"}"#).unwrap();
+        t.mark_shadowed();
         assert_eq!(t.str_at(0, "type"), Some("y")); // the last duplicate wins
         let inner = t.get(0, "d").and_then(|d| t.get(d, "t")).unwrap();
         assert_eq!(t.nodes[inner].text, "a@b.io");

@@ -74,7 +74,12 @@ pub fn sniff(bytes: &[u8], end: bool, content_type: Option<&str>) -> Sniff {
     if rest.is_empty() {
         return if end { Sniff::Is(Shape::Text) } else { Sniff::NeedMore };
     }
-    if !clean_text(bytes) {
+    // JSON is read strictly, bad bytes included: no need to weigh them first.
+    if matches!(rest[0], b'{' | b'[' | b'"') {
+        return json_family(rest, end);
+    }
+    // The first bytes tell text from binary; what follows is read as whatever they said.
+    if !clean_text(&bytes[..bytes.len().min(BINARY_WINDOW)]) {
         if bytes.len() < BINARY_WINDOW && !end {
             return Sniff::NeedMore;
         }
@@ -83,10 +88,7 @@ pub fn sniff(bytes: &[u8], end: bool, content_type: Option<&str>) -> Sniff {
         }
         // Text with some bad bytes: read as text, which refuses it where it is not UTF-8.
     }
-    match rest[0] {
-        b'{' | b'[' | b'"' => json_family(rest, end),
-        _ => sse_or_text(rest, end),
-    }
+    sse_or_text(rest, end)
 }
 
 fn json_family(rest: &[u8], end: bool) -> Sniff {

@@ -72,18 +72,27 @@ pub fn redact_target(
 type Redact<'r> = dyn FnMut(Option<&str>, &str) -> Option<Vec<(Range<usize>, String)>> + 'r;
 
 fn redact_piece(raw: &str, query: bool, key: Option<&str>, redact: &mut Redact) -> Option<String> {
+    if !raw.contains(['%', '+']) {
+        // Nothing encoded (nearly every path): the text is the raw piece.
+        return redact(key, raw).map(|spans| splice(raw, &spans, |o| o));
+    }
     let (text, map) = decode(raw, query);
-    let spans = redact(key, &text)?;
+    redact(key, &text).map(|spans| splice(raw, &spans, |o| map[o]))
+}
+
+/// `raw` with the spans (offsets in its decoded text, turned into raw offsets by `raw_at`)
+/// replaced by their text, percent-encoded.
+fn splice(raw: &str, spans: &[(Range<usize>, String)], raw_at: impl Fn(usize) -> usize) -> String {
     let mut out = String::with_capacity(raw.len() + 32);
     let mut last = 0;
     for (r, new) in spans {
-        let (start, end) = (map[r.start], map[r.end]);
+        let (start, end) = (raw_at(r.start), raw_at(r.end));
         out.push_str(&raw[last..start]);
-        encode_into(&new, &mut out);
+        encode_into(new, &mut out);
         last = end;
     }
     out.push_str(&raw[last..]);
-    Some(out)
+    out
 }
 
 /// Percent-decodes `raw` (and `+` in a query); returns the text and, for every byte offset of

@@ -5,25 +5,32 @@ use inferguard::exchange::{Exchange, RequestHead, ResponseHead, Side, Then};
 
 /// Feeds chunks of one body (the last one ends it when `end`); returns the bytes forwarded (a
 /// local reply counts as its body).
-pub fn body(x: &mut Exchange, side: Side, chunks: &[Vec<u8>], end: bool) -> usize {
+pub fn body<C: AsRef<[u8]>>(x: &mut Exchange, side: Side, chunks: &[C], end: bool) -> usize {
     let mut held: Vec<u8> = Vec::new();
     let mut sent = 0;
     for (i, c) in chunks.iter().enumerate() {
-        held.extend_from_slice(c);
+        let c = c.as_ref();
         let end = end && i + 1 == chunks.len();
-        let step = {
+        // The host's buffer: this chunk, after what the exchange held (copied only then, as
+        // Envoy's buffer grows; the read below is the host's one copy into the VM).
+        let step = if held.is_empty() {
+            x.on_body(side, c.len(), end, &mut |s, n| c[s..s + n].to_vec())
+        } else {
+            held.extend_from_slice(c);
             let snapshot = &held;
             x.on_body(side, snapshot.len(), end, &mut |s, n| snapshot[s..s + n].to_vec())
         };
-        if let Some(b) = step.body {
-            held = b;
-        }
+        let forwarded = if held.is_empty() { c.len() } else { held.len() };
         match step.then {
             Then::Forward => {
-                sent += held.len();
+                sent += step.body.map_or(forwarded, |b| b.len());
                 held.clear();
             }
-            Then::Hold => {}
+            Then::Hold => {
+                if held.is_empty() {
+                    held.extend_from_slice(c);
+                }
+            }
             Then::Reply(r) => return sent + r.body.len(),
         }
     }
@@ -33,7 +40,7 @@ pub fn body(x: &mut Exchange, side: Side, chunks: &[Vec<u8>], end: bool) -> usiz
 /// Request head and body, then the response head; returns the exchange ready for the answer.
 pub fn start(x: &mut Exchange, request: &[u8], stream_answer: bool) {
     let _ = x.on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() }, false);
-    body(x, Side::Request, &[request.to_vec()], true);
+    body(x, Side::Request, &[request], true);
     let ct = if stream_answer { "text/event-stream" } else { "application/json" };
     let _ = x.on_response_head(&ResponseHead { status: 200, content_type: Some(ct), content_encoding: None }, false);
 }
