@@ -53,7 +53,7 @@ use crate::audit::{AuditRecord, Decision, DirectionAudit};
 use crate::config::{DirectionConfig, Oversize};
 use crate::policy::Policy;
 use crate::redact::{apply_spans, Redactor};
-use crate::stream::{whole_json, BodyStream, Limits, StreamStop, Whole};
+use crate::stream::{text_runs, whole_json, BodyStream, Limits, StreamStop, Whole};
 use crate::wire::encoding::{ContentEncoding, DecodeError, Decoder};
 use crate::wire::json::{Kind, Tape};
 use crate::wire::multipart;
@@ -360,10 +360,6 @@ impl Exchange {
         };
         match shape {
             Shape::Wide => (Body::Stopped, Step::reply(self.unsupported_charset(502))),
-            Shape::Binary => {
-                self.pass(Side::Response, "binary");
-                (Body::Passing, Step::forward())
-            }
             Shape::Json if end && size as u64 <= self.policy.response.max_body_bytes.get() => {
                 self.whole_response(plain)
             }
@@ -374,6 +370,10 @@ impl Exchange {
                 self.buffering(Side::Response, Shape::Json, size, end, read)
             }
             _ => {
+                if shape == Shape::Binary {
+                    // Not read as text by any client: it passes, with its text runs judged.
+                    self.pass(Side::Response, "binary");
+                }
                 let limits = self.limits();
                 if let Some(d) = self.decoder.as_mut() {
                     // A stream is bounded event by event, not as a whole.
@@ -518,6 +518,10 @@ impl Exchange {
         let outcome = match shape {
             Shape::Wide => return Step::reply(self.unsupported_charset(415)),
             Shape::Binary => {
+                text_runs(&mut r, body);
+                if let Some(rule) = r.blocked().map(str::to_owned) {
+                    return Step::reply(self.block(&rule, 403));
+                }
                 self.pass(Side::Request, "binary");
                 return Step::forward();
             }
@@ -591,6 +595,7 @@ impl Exchange {
             };
             let outcome = match shape {
                 Shape::Binary if part.filename.is_some() => {
+                    text_runs(&mut r, bytes);
                     binary += 1;
                     continue;
                 }

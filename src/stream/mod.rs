@@ -145,6 +145,10 @@ pub struct BodyStream {
     guards: Vec<Guard>,
     stop: Option<StreamStop>,
     holdback: Holdback,
+    /// Binary content: the tail of a text run held until the run ends.
+    carry: Vec<u8>,
+    /// The first bytes were seen (a leading byte-order mark is dropped).
+    started: bool,
     /// Events with a `sequence_number` (OpenAI Responses): the last number sent, and how many
     /// synthetic events this stream inserted, by which every later upstream number is raised.
     last_sequence: Option<u64>,
@@ -165,6 +169,8 @@ impl BodyStream {
             texts: Vec::new(),
             guards: Vec::new(),
             stop: None,
+            carry: Vec::new(),
+            started: false,
             holdback: Holdback::default(),
             last_sequence: None,
             inserted: 0,
@@ -194,6 +200,9 @@ impl BodyStream {
         }
         match self.shape {
             Shape::Sse => {
+                // A stream may open with a byte-order mark, which event-stream readers drop.
+                let chunk = if self.started { chunk } else { chunk.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(chunk) };
+                self.started = true;
                 for ev in self.sse.push(chunk) {
                     self.sse_event(r, ev, &mut out);
                 }
@@ -202,6 +211,7 @@ impl BodyStream {
                 Ok(text) => self.raw_text(r, &text, &mut out),
                 Err(_) => self.halt(StreamStop::Unreadable("it is not UTF-8 text".into()), &mut out),
             },
+            Shape::Binary | Shape::Wide => self.binary(r, chunk, false, &mut out),
             _ => {
                 for line in self.lines.push(chunk) {
                     self.line(r, line, &mut out);
@@ -231,6 +241,7 @@ impl BodyStream {
                     self.halt(StreamStop::Unreadable("it ends inside a UTF-8 sequence".into()), &mut out);
                 }
             }
+            Shape::Binary | Shape::Wide => self.binary(r, &[], true, &mut out),
             _ => {
                 if let Some(line) = self.lines.finish() {
                     self.line(r, line, &mut out);
@@ -260,8 +271,11 @@ impl BodyStream {
         if self.check_blocked(r, out) {
             return;
         }
+        // From here on the event is the one sent: a template copied later carries its lines
+        // as they went out.
+        let ev = if line_edits.is_empty() { ev } else { SseEvent::parse(ev.rebuild(None, &line_edits)) };
         let Some(data) = ev.data.as_deref() else {
-            out.extend(if line_edits.is_empty() { ev.raw.clone() } else { ev.rebuild(None, &line_edits) });
+            out.extend_from_slice(&ev.raw);
             return;
         };
         let trimmed = data.trim_start();
@@ -277,7 +291,7 @@ impl BodyStream {
             };
             let Some(json) = self.json_event(r, &tape, ev.event.as_deref(), Some(&ev), false, out) else { return };
             if let Cow::Owned(json) = json {
-                out.extend(ev.rebuild(Some(&String::from_utf8_lossy(&json)), &line_edits));
+                out.extend(ev.with_data(&String::from_utf8_lossy(&json)));
                 return;
             }
         } else {
@@ -293,12 +307,12 @@ impl BodyStream {
             if !r.rewrites() {
                 out.extend_from_slice(&ev.raw);
             } else if !released.is_empty() {
-                out.extend(ev.rebuild(Some(&released), &line_edits));
+                out.extend(ev.with_data(&released));
             }
             return;
         }
         if self.stop.is_none() {
-            out.extend(if line_edits.is_empty() { ev.raw.clone() } else { ev.rebuild(None, &line_edits) });
+            out.extend_from_slice(&ev.raw);
         }
     }
 
@@ -323,6 +337,24 @@ impl BodyStream {
             out.extend_from_slice(&json);
             out.extend_from_slice(eol);
         }
+    }
+
+    /// Binary content passes, but the text runs in it do not pass unjudged: a value hidden in
+    /// media (or after a media signature) blocks the body. A run that reaches the end of a
+    /// chunk is held until it ends.
+    fn binary(&mut self, r: &mut Redactor, chunk: &[u8], end: bool, out: &mut Vec<u8>) {
+        let mut buf = std::mem::take(&mut self.carry);
+        buf.extend_from_slice(chunk);
+        let hold = if end { buf.len() } else { buf.iter().rposition(|&c| !is_run_byte(c)).map_or(0, |i| i + 1) };
+        if buf.len() - hold > self.limits.max_holdback {
+            return self.halt(StreamStop::HoldbackExceeded, out);
+        }
+        text_runs(r, &buf[..hold]);
+        if self.check_blocked(r, out) {
+            return;
+        }
+        self.carry = buf.split_off(hold);
+        out.extend_from_slice(&buf);
     }
 
     fn raw_text(&mut self, r: &mut Redactor, text: &str, out: &mut Vec<u8>) {
@@ -519,6 +551,7 @@ impl BodyStream {
     /// Ends the streams selected by `which` (except those in `skip`, which ended inside the
     /// current event), sending their held text in events shaped like their last one.
     fn flush(&mut self, r: &mut Redactor, which: Ends, skip: &[Key], out: &mut Vec<u8>) {
+        let mut ending: Vec<(Text, String)> = Vec::new();
         let mut i = 0;
         while i < self.texts.len() {
             let k = self.texts[i].key;
@@ -533,17 +566,30 @@ impl BodyStream {
             let mut t = self.texts.remove(i);
             let mut held = String::new();
             r.finish(&mut t.stream, &mut held);
-            if self.check_blocked(r, out) {
-                return;
-            }
-            // Under `report` every fragment already went out as it came.
-            if held.is_empty() || !r.rewrites() {
-                continue;
-            }
+            ending.push((t, held));
+        }
+        // Under `report` every fragment already went out as it came.
+        if self.check_blocked(r, out) || !r.rewrites() {
+            return;
+        }
+        ending.retain(|(_, held)| !held.is_empty());
+        while !ending.is_empty() {
+            let (t, held) = ending.remove(0);
             match (&t.template, self.shape) {
                 (_, Shape::Text) => out.extend_from_slice(held.as_bytes()),
                 (Some(tpl), _) => {
-                    let json = self.synthetic(tpl, k, &held);
+                    // Streams whose last event was the same go out together, in one copy of it.
+                    let mut group = vec![(t.key, held)];
+                    let mut j = 0;
+                    while j < ending.len() {
+                        if ending[j].0.template.as_ref().is_some_and(|o| o.json == tpl.json) {
+                            let (other, h) = ending.remove(j);
+                            group.push((other.key, h));
+                        } else {
+                            j += 1;
+                        }
+                    }
+                    let json = self.synthetic(tpl, &group);
                     match &tpl.sse {
                         Some(ev) => out.extend(ev.with_data(&String::from_utf8_lossy(&json))),
                         None => {
@@ -562,9 +608,9 @@ impl BodyStream {
         }
     }
 
-    /// The template event with `held` as the text of stream `key`, every other joined field
+    /// The template event with each stream's held text in its field, every other joined field
     /// empty, and the next sequence number.
-    fn synthetic(&mut self, tpl: &Template, key: Key, held: &str) -> Vec<u8> {
+    fn synthetic(&mut self, tpl: &Template, held: &[(Key, String)]) -> Vec<u8> {
         // The template is JSON this filter sent: it reads.
         let Ok(mut tape) = Tape::read(&tpl.json) else { return tpl.json.clone() };
         tape.mark_shadowed();
@@ -576,8 +622,8 @@ impl BodyStream {
                 continue;
             }
             let new = match fields::classify(&tape, i, ty, &mut lineage) {
-                Field::Delta(k) if k == key => held,
-                Field::Delta(_) | Field::Guard(_) => "",
+                Field::Delta(k) => held.iter().find(|(key, _)| *key == k).map_or("", |(_, h)| h.as_str()),
+                Field::Guard(_) => "",
                 _ => continue,
             };
             edits.push((n.span.clone(), Patch::Value(i, Edit::Whole(new.to_owned()))));
@@ -614,6 +660,23 @@ impl BodyStream {
         self.guards.clear();
         self.sse = SseFramer::default();
         self.lines = LineFramer::default();
+    }
+}
+
+/// Bytes that make up a text run inside binary content: printable ASCII and whitespace.
+fn is_run_byte(c: u8) -> bool {
+    c.is_ascii_graphic() || matches!(c, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Shorter runs of text inside binary content hold no value any detector finds.
+const MIN_RUN: usize = 6;
+
+/// Judges the text runs of binary content (media metadata, or text an upstream put after a media
+/// signature): each is opaque, binary cannot be edited, so a finding blocks.
+pub fn text_runs(r: &mut Redactor, bytes: &[u8]) {
+    for run in bytes.split(|&c| !is_run_byte(c)).filter(|run| run.len() >= MIN_RUN) {
+        // Only ASCII is in a run.
+        r.opaque(std::str::from_utf8(run).unwrap_or(""));
     }
 }
 

@@ -58,6 +58,11 @@ pub const FIRST_VALUE_WINDOW: usize = 64 * 1024;
 /// assert_eq!(sniff(b"dat", false, None), Sniff::NeedMore);
 /// ```
 pub fn sniff(bytes: &[u8], end: bool, content_type: Option<&str>) -> Sniff {
+    // A byte-order mark cut by the network: wait for the rest of it.
+    const BOMS: [&[u8]; 4] = [b"\xEF\xBB\xBF", b"\xFF\xFE", b"\xFE\xFF", b"\x00\x00\xFE\xFF"];
+    if !end && BOMS.iter().any(|b| bytes.len() < b.len() && b.starts_with(bytes)) {
+        return Sniff::NeedMore;
+    }
     if content_type.is_some_and(wide_charset) || wide_bom(bytes) {
         return Sniff::Is(Shape::Wide);
     }
@@ -224,11 +229,12 @@ mod tests {
             .chain((0..600u32).map(|i| (i * 97 % 251) as u8))
             .collect();
         let noise: Vec<u8> = (0..600u32).map(|i| (i * 131 % 256) as u8).collect();
-        let shapes: [(&[u8], bool, Shape); 14] = [
+        let shapes: [(&[u8], bool, Shape); 15] = [
             (br#"{"id":"chatcmpl-1","choices":[]}"#, true, Shape::Json),
             (b"\xEF\xBB\xBF \n {\"a\":1}", true, Shape::Json),
             (b"[1,2]", true, Shape::Json),
             (b"\"text\"", true, Shape::Json),
+            (b"\xEF\xBB\xBFdata: {}\n\n", false, Shape::Sse),
             (b"{\"a\":1}\n{\"a\":2}\n", true, Shape::Json),
             (b"{\"message\":{\"content\":\"hi\"},\"done\":false}\n{\"mess", false, Shape::Ndjson),
             (b"data: {\"choices\":[]}\n\n", false, Shape::Sse),
@@ -275,6 +281,10 @@ mod tests {
     fn waits_only_as_long_as_the_first_bytes_are_ambiguous() {
         for (bytes, end, want) in [
             (&b""[..], false, Sniff::NeedMore),
+            (b"\xEF", false, Sniff::NeedMore),
+            (b"\xEF\xBB", false, Sniff::NeedMore),
+            (b"\xFF", false, Sniff::NeedMore),
+            (b"\x00\x00\xFE", false, Sniff::NeedMore),
             (b"", true, Sniff::Is(Shape::Text)),
             (b"  \n", false, Sniff::NeedMore),
             (b"da", false, Sniff::NeedMore),
