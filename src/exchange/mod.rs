@@ -392,7 +392,11 @@ impl Exchange {
                 }
                 self.note_redacted();
                 let mut step = Step::replace(out);
-                step.headers.push(("content-length", None));
+                // Binary bytes keep their length (a stop truncates them, and the client sees a
+                // short body); redacted or inflated text does not.
+                if shape != Shape::Binary || self.decoder.is_some() {
+                    step.headers.push(("content-length", None));
+                }
                 if self.decoder.is_some() {
                     step.headers.push(("content-encoding", None));
                 }

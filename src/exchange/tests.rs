@@ -370,3 +370,22 @@ fn trailers_end_a_body_it_is_read_then_and_a_stream_drops_what_it_still_holds() 
     let step = x.on_trailers(Side::Response, ev.len(), &mut |s, n| ev[s..s + n].to_vec());
     assert_eq!((step.body, step.then), (None, Then::Forward));
 }
+
+#[test]
+fn binary_passes_with_its_length_and_a_value_in_its_text_runs_stops_it() {
+    let png: Vec<u8> = b"\x89PNG\r\n\x1a\n".iter().copied().chain((0..3000u32).map(|i| (i * 97 % 251) as u8)).collect();
+    let (mut x, _) = exchange("", "/v1/files/f/content", PROMPT);
+    let d = answer(&mut x, Some("image/png"), None, &[&png[..700], &png[700..]]);
+    assert_eq!(d.bytes, png);
+    assert!(!d.headers.iter().any(|(h, _)| *h == "content-length"), "{:?}", d.headers);
+    // Text after a media signature: the value is judged, and stops the body.
+    let mut smuggled = png[..600].to_vec();
+    smuggled.extend_from_slice(b" mail jane.doe@acme-corp.com to ");
+    smuggled.extend_from_slice(&png[600..]);
+    let (mut x, _) = exchange("", "/v1/files/f/content", PROMPT);
+    let (a, b) = smuggled.split_at(620); // the value is cut between chunks
+    let d = answer(&mut x, Some("image/png"), None, &[&a[..300], &a[300..], b]);
+    assert!(!String::from_utf8_lossy(&d.bytes).contains("jane"), "{:?}", String::from_utf8_lossy(&d.bytes));
+    assert!(d.bytes.len() < 620);
+    assert_eq!(x.audit().reason.as_deref(), Some("rule:email"));
+}

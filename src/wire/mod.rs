@@ -129,7 +129,9 @@ pub fn error_event(shape: sniff::Shape, api: Api, code: &str, message: &str) -> 
         ),
         (Shape::Sse, Api::Tgi) => format!("data: {{\"error\":{m},\"error_type\":{c}}}\n\n"),
         (Shape::Sse, _) => format!("data: {}\n\n", ErrorShape::OpenAi.body(403, code, message)),
-        (Shape::Text | Shape::Binary | Shape::Wide, _) => format!("\n[inferguard: {message}]\n"),
+        // Binary content is cut short: nothing can be added to it that a reader would read.
+        (Shape::Binary, _) => String::new(),
+        (Shape::Text | Shape::Wide, _) => format!("\n[inferguard: {message}]\n"),
         (Shape::Json | Shape::Ndjson, _) => format!("{{\"error\":{m}}}\n"),
     }
 }
