@@ -197,6 +197,22 @@ def test_a_real_png_passes_byte_identical_and_the_audit_says_unscanned(envoy):
     assert audit["response"] == {"scanned": False, "unscanned_reason": "binary"}
 
 
+def test_a_value_after_a_media_signature_never_reaches_the_client(envoy):
+    """Binary passes unread, but not the text in it: an upstream that puts a PNG signature first and
+    a value later (cut across writes) gets the answer stopped there, and the audit says why."""
+    image = png()
+    chunks = [image[:700], image[700:] + b" mail jane.doe@acme", b"-corp.com now ", image]
+    status, headers, raw, audit = curl(envoy, "/v1/files/file-1/content", raw_spec(chunks, "image/png"), body=None)
+    assert_no_leak(raw)
+    assert b"jane.doe" not in raw
+    if status == 200:
+        assert raw == image  # cut short where the text run began
+    else:
+        assert status == 403
+    assert audit["decision"] == "blocked" and audit["reason"] == "rule:email"
+    assert audit["response"]["findings"] == {"email": 1}
+
+
 def test_text_labelled_as_a_png_is_scanned(envoy):
     status, headers, raw, audit = curl(envoy, "/v1/files/file-1/content",
                                        raw_spec(TEXT, "image/png", content_length=True), body=None)
