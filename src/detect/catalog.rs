@@ -690,8 +690,8 @@ const fn num_shape_index(l: usize, next: u8, first: u8) -> usize {
 /// For each shape of a digit group, the number detectors that may start there. Each condition
 /// is necessary for its detector to report a match or a wait:
 ///
-/// - a card number is one group of 13 to 19 digits, or groups of 4 to 6 separated by spaces or
-///   dashes;
+/// - a card number is one group of 13 to 19 digits, or groups whose first has 4 to 6 digits,
+///   separated by spaces, dashes or dots;
 /// - an SSN is 9 digits, or 3 then a space or dash;
 /// - a national phone number's first group is an area code (3 digits in North America, 2 to 5
 ///   starting with 0 in Europe) or the trunk prefix 1, before a separator; or it is one
@@ -709,7 +709,7 @@ static NUM_SHAPE: [u8; 21 * 8 * 3] = {
                 let first = [b'0', b'1', b'2'][k];
                 let sep = nc == 1 || nc == 2;
                 let mut v = 0;
-                if l >= 13 || (l >= 4 && l <= 6 && sep) {
+                if l >= 13 || (l >= 4 && l <= 6 && (sep || nc == 3)) {
                     v |= N_CARD;
                 }
                 if l == 9 || (l == 3 && sep) {
@@ -826,7 +826,7 @@ fn card(h: Hay<'_>, g: usize, sink: &mut Sink) {
             best = Some(j);
         }
         match next {
-            Some(s @ (b' ' | b'-')) if (sep.is_none() || sep == Some(s)) && is_digit(after) => {
+            Some(s @ (b' ' | b'-' | b'.')) if (sep.is_none() || sep == Some(s)) && is_digit(after) => {
                 sep = Some(s);
                 j += 1;
             }

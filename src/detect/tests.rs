@@ -366,6 +366,7 @@ fn values_are_found_at_every_offset_of_the_scan_window() {
         ("openai_api_key", "sk-proj-abcdefghij0123456789abcdefghij"),
         ("aws_access_key_id", "AKIAIOSFODNN7EXAMPLE"),
         ("iban", "DE89370400440532013000"),
+        ("credit_card", "4111.1111.1111.1111"),
     ];
     let noisy = "ab -- 12: x=1 “q” 3.5 de ";
     for (det, value) in samples {
