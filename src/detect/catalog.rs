@@ -1245,6 +1245,16 @@ fn colon(h: Hay<'_>, i: usize, sink: &mut Sink) {
     }
 }
 
+/// A character of a URL's host name or port (a bracketed IPv6 address is read apart).
+fn is_host(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'~' | b'%' | b':')
+}
+
+/// A character of a bracketed IPv6 address.
+fn is_hex(c: Option<u8>) -> bool {
+    c.is_some_and(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+}
+
 fn is_scheme(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'+' | b'.' | b'-')
 }
@@ -1297,35 +1307,65 @@ fn url(h: Hay<'_>, i: usize, sink: &mut Sink) {
     if !sink.on(Det::ConnectionString) {
         return;
     }
-    // userinfo "user:password@" up to the first '@'; the authority ends at '/', '?' or '#'.
+    // userinfo `user:password@host`. A password may hold an '@' (`p%40ss`, which the scan reads
+    // folded as `p@ss`), so the userinfo ends at the first '@' before a host that no further '@'
+    // follows, as URL parsers split it; when every host runs into another '@', at the first '@'
+    // before a host. The choice reads only the authority, up to a character that ends it (or
+    // the mask token a previous redaction left), so redacting the text again changes nothing.
     let mut j = u;
-    let mut colon = None;
-    loop {
+    let mut first_host = None;
+    let end = loop {
         match at!(h, sink, j, u) {
-            Some(b'@') => break,
-            Some(b':') if colon.is_none() => colon = Some(j),
+            Some(b'@') => {
+                let host = match at!(h, sink, j + 1, u) {
+                    Some(c) => c.is_ascii_alphanumeric() || (c == b'[' && is_hex(at!(h, sink, j + 2, u))),
+                    None => false,
+                };
+                if host {
+                    let mut k = j + 1;
+                    if at!(h, sink, k, u) == Some(b'[') {
+                        k += 1;
+                        while is_hex(at!(h, sink, k, u)) && k - u <= 256 {
+                            k += 1;
+                        }
+                        if at!(h, sink, k, u) == Some(b']') {
+                            k += 1;
+                        }
+                    }
+                    while let Some(c) = at!(h, sink, k, u) {
+                        if !is_host(c) || k - u > 256 {
+                            break;
+                        }
+                        k += 1;
+                    }
+                    if at!(h, sink, k, u) != Some(b'@') {
+                        break Some(j);
+                    }
+                    first_host.get_or_insert(j);
+                    // Go on at the next '@' (a host holds no character that ends the authority).
+                    j = k;
+                    continue;
+                }
+            }
             Some(c)
                 if c.is_ascii_whitespace()
                     || matches!(c, b'/' | b'?' | b'#' | b'"' | b'\'' | b'`' | b'<' | b'>' | b'[' | b']' | b'\\') =>
             {
-                return
+                break first_host
             }
-            None => return,
+            None => break first_host,
             Some(_) => {}
         }
         j += 1;
         if j - u > 256 {
-            return;
+            break first_host;
         }
-    }
-    let Some(c) = colon else { return };
-    let pass = &b[c + 1..j];
+    };
+    let Some(j) = end else { return };
+    let Some(c) = b[u..j].iter().position(|&c| c == b':') else { return };
+    let pass = &b[u + c + 1..j];
     if pass.is_empty() || placeholder(pass) {
         return;
-    }
-    match at!(h, sink, j + 1, u) {
-        Some(x) if x.is_ascii_alphanumeric() || x == b'[' => {}
-        _ => return,
     }
     sink.yes(Det::ConnectionString, u, j);
 }

@@ -403,3 +403,29 @@ fn long_digit_and_dash_runs_hide_nothing_after_them() {
         }
     }
 }
+
+#[test]
+fn connection_strings_end_at_the_at_before_the_host() {
+    let e = engine();
+    for (text, want) in [
+        ("postgres://app:s3cret@db.internal:5432/app", Some("app:s3cret")),
+        // An '@' in the password, escaped (as it should be) or not.
+        ("mongodb+srv://admin:p%40ssw0rd@cluster0.mongodb.net/test", Some("admin:p%40ssw0rd")),
+        ("postgres://app:p@ss@db.internal/app", Some("app:p@ss")),
+        ("redis://:pa@ss@[::1]:6379/0", Some(":pa@ss")),
+        // Every host runs into another '@': the first '@' before a host ends the userinfo.
+        ("https://u:p@x@y@ z", Some("u:p")),
+        // No password, or no host after the '@'.
+        ("https://user@host.example:8080/", None),
+        ("https://u:p@/path", None),
+        ("https://u:p@[REDACTED:EMAIL]", None),
+    ] {
+        let got: Vec<&str> = e
+            .find_all(text)
+            .iter()
+            .filter(|f| f.detector.as_ref() == "connection_string")
+            .map(|f| &text[f.start..f.end])
+            .collect();
+        assert_eq!(got, want.into_iter().collect::<Vec<_>>(), "{text}");
+    }
+}
