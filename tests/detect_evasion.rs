@@ -1,4 +1,6 @@
-//! Disguised spellings inside a value (issue 10, class 9): card numbers grouped with dots.
+//! Disguised spellings inside a value (issue 10, class 9): every decimal digit of Unicode,
+//! default-ignorable and bidi characters, compatibility forms of `@` and `.`, and card numbers
+//! grouped with dots.
 //!
 //! Each case is the text and what redaction must make of it: a disguised value is found by its
 //! detector and replaced whole, disguises included; a decoy comes out unchanged. Every case runs
@@ -12,6 +14,75 @@ use inferguard::detect::{DetectConfig, Engine};
 /// (name, text, redacted text, detectors found in order).
 type Case = (&'static str, &'static str, &'static str, &'static [&'static str]);
 
+const DIGITS: &[Case] = &[
+    ("arabic-indic card", "card ٤١١١ ١١١١ ١١١١ ١١١١ ok", "card [REDACTED:CREDIT_CARD] ok", &["credit_card"]),
+    ("extended arabic-indic card", "card ۴۱۱۱۱۱۱۱۱۱۱۱۱۱۱۱.", "card [REDACTED:CREDIT_CARD].", &["credit_card"]),
+    ("devanagari ssn", "SSN १२३-४५-६७८९ on file", "SSN [REDACTED:US_SSN] on file", &["us_ssn"]),
+    ("bengali phone", "call (৪১৫) ৫৫৫-২৬৭১ now", "call [REDACTED:PHONE] now", &["phone"]),
+    ("thai card", "๔๑๑๑-๑๑๑๑-๑๑๑๑-๑๑๑๑", "[REDACTED:CREDIT_CARD]", &["credit_card"]),
+    ("math bold card", "𝟒𝟏𝟏𝟏 𝟏𝟏𝟏𝟏 𝟏𝟏𝟏𝟏 𝟏𝟏𝟏𝟏", "[REDACTED:CREDIT_CARD]", &["credit_card"]),
+    ("math double-struck card", "𝟜𝟙𝟙𝟙𝟙𝟙𝟙𝟙𝟙𝟙𝟙𝟙𝟙𝟙𝟙𝟙", "[REDACTED:CREDIT_CARD]", &["credit_card"]),
+    ("math sans-serif card", "𝟦𝟣𝟣𝟣 𝟣𝟣𝟣𝟣 𝟣𝟣𝟣𝟣 𝟣𝟣𝟣𝟣", "[REDACTED:CREDIT_CARD]", &["credit_card"]),
+    ("math monospace ip", "host 𝟷𝟶.𝟷.𝟸.𝟹 up", "host [REDACTED:IPV4] up", &["ipv4"]),
+    ("mixed scripts", "4١1१ ๑𝟏1١ 1111 ۱111", "[REDACTED:CREDIT_CARD]", &["credit_card"]),
+    ("digit inside a key", "key AKIAIOSFODNN٧EXAMPLE", "key [REDACTED:AWS_ACCESS_KEY_ID]", &["aws_access_key_id"]),
+    // Decoys: numbers in other scripts are still only numbers.
+    ("arabic prose", "السعر ١٢٣ ريال و ٤١١١ ١١١١ ١١١١ ١١١٢", "السعر ١٢٣ ريال و ٤١١١ ١١١١ ١١١١ ١١١٢", &[]),
+    ("hindi date", "दिनांक २०२४-०१-१५ को", "दिनांक २०२४-०१-१५ को", &[]),
+];
+
+const INVISIBLES: &[Case] = &[
+    ("bidi marks", "jane\u{200E}.doe@exam\u{200F}ple.com", "[REDACTED:EMAIL]", &["email"]),
+    ("arabic letter mark", "123\u{061C}-45-6789", "[REDACTED:US_SSN]", &["us_ssn"]),
+    (
+        "embeddings and overrides",
+        "4111\u{202A}1111\u{202E}1111\u{202C}1111 x",
+        "[REDACTED:CREDIT_CARD] x",
+        &["credit_card"],
+    ),
+    ("isolates", "4111 \u{2066}1111\u{2069} 1111 \u{2067}1111\u{2069} x", "[REDACTED:CREDIT_CARD] x", &["credit_card"]),
+    (
+        "variation selector in a token",
+        "ghp_u8jzPde0IgxLd6Gn\u{FE0F}cfBAepfJBd0Kh8oOOL8d",
+        "[REDACTED:GITHUB_TOKEN]",
+        &["github_token"],
+    ),
+    (
+        "supplementary variation selector and tags",
+        "sk-proj-n9ZhyiA4uoRg\u{E0100}natmUdjAWtGSU8po\u{E0041}\u{E007F}-799NksnRH9ucAUsdMlH",
+        "[REDACTED:OPENAI_API_KEY]",
+        &["openai_api_key"],
+    ),
+    ("grapheme joiner", "jane\u{034F}@example.com", "[REDACTED:EMAIL]", &["email"]),
+    ("hangul fillers", "jane\u{3164}@exa\u{115F}mple\u{FFA0}.com", "[REDACTED:EMAIL]", &["email"]),
+    ("khmer and mongolian", "4111\u{17B4}1111\u{180B}1111\u{180F}1111 x", "[REDACTED:CREDIT_CARD] x", &["credit_card"]),
+    ("word joiner", "123\u{2060}-45-6789", "[REDACTED:US_SSN]", &["us_ssn"]),
+    ("replacement character", "mail jane\u{FFFD}@example.com", "mail [REDACTED:EMAIL]", &["email"]),
+    ("replacement character in a card", "41\u{FFFD}11 1111 1111 1111", "[REDACTED:CREDIT_CARD]", &["credit_card"]),
+    // Decoys: emoji sequences, right-to-left prose, a lone replacement character.
+    (
+        "emoji",
+        "ok ❤\u{FE0F} ⚠\u{FE0F} 👍🏽 👨\u{200D}👩\u{200D}👧 🏴\u{E0067}\u{E0062}\u{E007F}",
+        "ok ❤\u{FE0F} ⚠\u{FE0F} 👍🏽 👨\u{200D}👩\u{200D}👧 🏴\u{E0067}\u{E0062}\u{E007F}",
+        &[],
+    ),
+    ("rtl prose", "\u{200F}שלום \u{202B}עולם\u{202C} 2024", "\u{200F}שלום \u{202B}עולם\u{202C} 2024", &[]),
+    ("lone replacement", "bad byte \u{FFFD} here", "bad byte \u{FFFD} here", &[]),
+];
+
+const AT_AND_DOT: &[Case] = &[
+    ("small commercial at", "jane﹫example.com", "[REDACTED:EMAIL]", &["email"]),
+    ("fullwidth at and dot", "jane＠example．com", "[REDACTED:EMAIL]", &["email"]),
+    ("ideographic full stop", "jane@example。com", "[REDACTED:EMAIL]", &["email"]),
+    ("halfwidth ideographic full stop", "jane@mail｡example｡com", "[REDACTED:EMAIL]", &["email"]),
+    ("small full stop", "jane﹒doe@example﹒com", "[REDACTED:EMAIL]", &["email"]),
+    ("one dot leader", "jane@example․com", "[REDACTED:EMAIL]", &["email"]),
+    ("all at once", "ｊａｎｅ﹒doe﹫ex\u{200B}ample。ｃｏｍ!", "[REDACTED:EMAIL]!", &["email"]),
+    // Decoys: Japanese sentences end in `。`, and an `@` needs a domain.
+    ("japanese prose", "ありがとう。またね。", "ありがとう。またね。", &[]),
+    ("handle", "ping ﹫channel。", "ping ﹫channel。", &[]),
+];
+
 const DOTTED_CARDS: &[Case] = &[
     ("visa", "card 4111.1111.1111.1111 ok", "card [REDACTED:CREDIT_CARD] ok", &["credit_card"]),
     (
@@ -21,6 +92,7 @@ const DOTTED_CARDS: &[Case] = &[
         &["credit_card"],
     ),
     ("amex", "3782.822463.10005", "[REDACTED:CREDIT_CARD]", &["credit_card"]),
+    ("arabic-indic and dots", "٤١١١.١١١١.١١١١.١١١١", "[REDACTED:CREDIT_CARD]", &["credit_card"]),
     ("fullwidth dots", "4111．1111．1111．1111", "[REDACTED:CREDIT_CARD]", &["credit_card"]),
     // Decoys: Luhn still decides, and other dotted numbers are not cards.
     ("luhn fails", "4111.1111.1111.1112", "4111.1111.1111.1112", &[]),
@@ -59,6 +131,35 @@ fn check(cases: &[Case]) {
 }
 
 #[test]
+fn unicode_digits_fold_to_ascii() {
+    check(DIGITS);
+}
+
+#[test]
+fn invisible_and_bidi_characters_are_dropped() {
+    check(INVISIBLES);
+}
+
+#[test]
+fn compatibility_at_and_dot_fold() {
+    check(AT_AND_DOT);
+}
+
+#[test]
 fn card_numbers_grouped_with_dots() {
     check(DOTTED_CARDS);
+}
+
+#[test]
+fn a_finding_covers_every_original_byte_of_the_value() {
+    let e = engine();
+    for (text, value) in [
+        ("to jane\u{200E}﹫example。com.", "jane\u{200E}﹫example。com"),
+        ("x ٤١١١.١١١١.١١١١.١١١١ y", "٤١١١.١١١١.١١١١.١١١١"),
+        ("x 41\u{200E}11\u{E0100} 1111 1111 111١ y", "41\u{200E}11\u{E0100} 1111 1111 111١"),
+    ] {
+        let f = e.find_all(text);
+        assert_eq!(f.len(), 1, "{text:?}");
+        assert_eq!(&text[f[0].start..f[0].end], value);
+    }
 }

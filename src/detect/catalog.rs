@@ -423,7 +423,7 @@ fn step(h: Hay<'_>, i: usize, folded: bool, sink: &mut Sink) -> Result<usize, Ne
     if c >= 0x80 {
         // A lead byte of a character that may fold (most are curly quotes and dashes, which
         // do not).
-        if !folded && super::normalize::fold_at(b, i).is_some() {
+        if !folded && super::normalize::folds_at(b, i) {
             return Err(NeedsFold);
         }
         return Ok(i + 1);

@@ -19,9 +19,10 @@
 //! The allowlist removes findings but keeps their place: nothing inside an allowlisted value is
 //! redacted by another detector either.
 //!
-//! Text is scanned in a normalised form (fullwidth digits folded, zero-width characters
-//! dropped; see `normalize.rs`), and findings are reported as byte offsets into the original
-//! text, covering every original byte of the value.
+//! Text is scanned in a normalised form (fullwidth and other Unicode digits and look-alike
+//! punctuation folded, zero-width and bidi characters dropped; see `normalize.rs`), and findings
+//! are reported as byte offsets into the original text, covering every original byte of the
+//! value.
 //!
 //! # Calling it
 //!
@@ -869,30 +870,28 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
 }
 
 /// Stars every letter and digit but the last `keep`, keeping punctuation, spaces and any other
-/// character, and dropping invisible ones.
+/// character, and dropping invisible ones. A disguised character counts as what it is scanned
+/// as: `٤` is a digit, `﹫` is an `@` (kept as written).
 fn partial(value: &str, keep: u8, out: &mut String) {
-    let folded: Vec<(char, Option<u8>)> = value
-        .char_indices()
-        .filter_map(|(i, c)| match normalize::fold_at(value.as_bytes(), i) {
-            Some((_, normalize::Fold::Drop)) => None,
-            Some((_, normalize::Fold::Ascii(a))) => Some((c, Some(a))),
-            None => Some((c, c.is_ascii().then_some(c as u8))),
+    let units: Vec<(&str, bool)> = normalize::units(value)
+        .filter_map(|(u, f)| match f {
+            Some(normalize::Fold::Drop) => None,
+            Some(normalize::Fold::Ascii(a)) => Some((u, a.is_ascii_alphanumeric())),
+            None => Some((u, u.chars().next().is_some_and(char::is_alphanumeric))),
         })
         .collect();
-    let total =
-        folded.iter().filter(|(c, a)| a.is_some_and(|a| a.is_ascii_alphanumeric()) || c.is_alphanumeric()).count();
+    let total = units.iter().filter(|(_, alnum)| *alnum).count();
     let mut seen = 0;
-    for (c, a) in folded {
-        let alnum = a.is_some_and(|a| a.is_ascii_alphanumeric()) || c.is_alphanumeric();
+    for (u, alnum) in units {
         if alnum {
             seen += 1;
             if seen + usize::from(keep) > total {
-                out.push(c);
+                out.push_str(u);
             } else {
                 out.push('*');
             }
         } else {
-            out.push(c);
+            out.push_str(u);
         }
     }
 }

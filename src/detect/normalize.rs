@@ -1,21 +1,30 @@
 //! What the engine scans: the text with look-alike and invisible characters folded away.
 //!
 //! Models (and people trying to get values past a filter) write `４１１１ １１１１ …` in fullwidth
-//! digits, put a zero-width space inside a token, or separate digit groups with no-break spaces.
-//! The detectors only understand ASCII, so before scanning, text that contains any such character
-//! is copied into a normalised form:
+//! digits or `٤١١١` in Arabic-Indic ones, put a zero-width space or a bidi mark inside a token,
+//! or separate digit groups with no-break spaces. The detectors only understand ASCII, so before
+//! scanning, text that contains any such character is copied into a normalised form:
 //!
-//! - fullwidth forms U+FF01..U+FF5E become their ASCII counterparts (`４` → `4`, `＠` → `@`);
+//! - fullwidth forms U+FF01..U+FF5E become their ASCII counterparts (`４` → `4`, `＠` → `@`), and
+//!   so do the small form variants U+FE50..U+FE6B that NFKC maps to ASCII (`﹫` → `@`, `﹒` → `.`);
+//! - every decimal digit (general category Nd, Unicode 16: Arabic-Indic `٤`, Devanagari `४`,
+//!   Thai `๔`, mathematical `𝟒`, ...) becomes its ASCII digit;
 //! - the ideographic space and the Unicode spaces U+00A0, U+2002..U+200A, U+202F become `' '`;
 //! - the hyphens U+2010..U+2013 and the minus sign U+2212 become `'-'`;
-//! - invisible characters (U+200B..U+200D, U+2060..U+2064, U+FEFF, U+00AD, U+180E) are dropped.
+//! - the dots U+2024 `․`, U+3002 `。` and U+FF61 `｡` become `'.'`;
+//! - default-ignorable code points are dropped: zero-width characters, the bidi marks,
+//!   embeddings, overrides and isolates, the soft hyphen, the combining grapheme joiner,
+//!   variation selectors, tag characters, Hangul fillers, and the rest of Unicode's
+//!   `Default_Ignorable_Code_Point` list; so is U+FFFD, which is what a JSON reader makes of a
+//!   lone surrogate escape such as `\ud800`.
 //!
-//! Every normalised byte remembers the offset of the original character it came from, so a finding
-//! in the normalised text maps back to the original bytes, zero-width characters inside the value
-//! included. Text without any of these characters (nearly all of it) is scanned in place.
+//! Every normalised byte remembers the offset of the original character it came from, so a
+//! finding in the normalised text maps back to the original bytes, disguises inside the value
+//! included. Text without any of these characters (nearly all of it) is scanned in place: the
+//! scanner only stops at the lead bytes [`is_fold_lead`] lists.
 //!
-//! Normalisation works character by character, so the normalised form of a prefix is a prefix of
-//! the normalised form of the whole: the streaming contract survives it.
+//! Normalisation works character by character, so the normalised form of a prefix is a prefix
+//! of the normalised form of the whole: the streaming contract survives it.
 
 use std::borrow::Cow;
 
@@ -28,51 +37,209 @@ pub(crate) enum Fold {
     Drop,
 }
 
-/// If the character starting at `b[i]` is folded, its length in bytes and how it folds.
+/// If a folded character starts at `b[i]`, its length in bytes and how it folds.
 ///
-/// Only looks at lead bytes 0xC2, 0xE1, 0xE2, 0xE3 and 0xEF; anything else returns `None` at
-/// once, which keeps the check cheap in the scanner's inner loop.
-#[inline]
+/// Returns `None` at once for any byte [`is_fold_lead`] rejects. Small enough to inline into the
+/// copying loop of [`Folded::new`]: the rare characters are read out of line.
+#[inline(always)]
 pub(crate) fn fold_at(b: &[u8], i: usize) -> Option<(usize, Fold)> {
     let b0 = *b.get(i)?;
-    match b0 {
-        0xC2 => match b.get(i + 1)? {
-            0xA0 => Some((2, Fold::Ascii(b' '))),
-            0xAD => Some((2, Fold::Drop)),
-            _ => None,
-        },
-        0xE1 => (b.get(i + 1) == Some(&0xA0) && b.get(i + 2) == Some(&0x8E)).then_some((3, Fold::Drop)),
-        0xE2 => {
-            let (b1, b2) = (*b.get(i + 1)?, *b.get(i + 2)?);
-            match (b1, b2) {
-                (0x80, 0x82..=0x8A) | (0x80, 0xAF) => Some((3, Fold::Ascii(b' '))),
-                (0x80, 0x8B..=0x8D) => Some((3, Fold::Drop)),
-                (0x80, 0x90..=0x93) => Some((3, Fold::Ascii(b'-'))),
-                (0x81, 0xA0..=0xA4) => Some((3, Fold::Drop)),
-                (0x88, 0x92) => Some((3, Fold::Ascii(b'-'))),
-                _ => None,
-            }
+    if !is_fold_lead(b0) {
+        return None;
+    }
+    if let Some(&[b1, b2]) = b.get(i + 1..i + 3) {
+        if let Some(code) = table3(b0, b1, b2) {
+            return from_code(code).map(|f| (3, f));
         }
-        0xE3 => (b.get(i + 1) == Some(&0x80) && b.get(i + 2) == Some(&0x80)).then_some((3, Fold::Ascii(b' '))),
-        0xEF => {
-            let (b1, b2) = (*b.get(i + 1)?, *b.get(i + 2)?);
-            match (b1, b2) {
-                // U+FF01..U+FF3F: EF BC 81..BF -> 0x21..0x5F
-                (0xBC, 0x81..=0xBF) => Some((3, Fold::Ascii(b2 - 0x81 + 0x21))),
-                // U+FF40..U+FF5E: EF BD 80..9E -> 0x60..0x7E
-                (0xBD, 0x80..=0x9E) => Some((3, Fold::Ascii(b2 - 0x80 + 0x60))),
-                (0xBB, 0xBF) => Some((3, Fold::Drop)),
-                _ => None,
-            }
-        }
+    }
+    let (cp, n) = decode(b, i)?;
+    fold_char(cp).map(|f| (n, f))
+}
+
+/// The entry of [`PUNCTUATION`] or [`FORMS`] for the character encoded as `b0 b1 b2`, without
+/// decoding it (U+2000..U+207F is E2 80..81 xx, U+FE00..U+FFFF is EF B8..BF xx); `None` when it
+/// is in neither table.
+#[inline(always)]
+fn table3(b0: u8, b1: u8, b2: u8) -> Option<u8> {
+    let k = usize::from(b2 & 0x3F);
+    match (b0, b1) {
+        (0xE2, 0x80..=0x81) => Some(PUNCTUATION[(usize::from(b1 & 1) << 6) | k]),
+        (0xEF, 0xB8..=0xBF) => Some(FORMS[(usize::from(b1 - 0xB8) << 6) | k]),
         _ => None,
     }
 }
 
-/// True for the lead bytes [`fold_at`] may fold.
+/// True for the bytes a folded character may start with: the first bytes of the UTF-8 encodings
+/// of the folded characters (C2: no-break space, soft hyphen; CD: the grapheme joiner;
+/// D8, D9, DB, DF: the Arabic letter mark, Arabic-Indic and NKo digits; E0, E1, EA: digits of
+/// the scripts of U+0800..U+1FFF and U+A000..U+AFFF, Hangul and Mongolian fillers and
+/// selectors; E2, E3: spaces, dashes, dots, bidi controls; EF: fullwidth and small forms,
+/// variation selectors, BOM, U+FFFD; F0: digits and format characters above U+FFFF; F3: tags
+/// and variation selectors U+E0000..U+E0FFF).
 #[inline]
 pub(crate) const fn is_fold_lead(b: u8) -> bool {
-    matches!(b, 0xC2 | 0xE1 | 0xE2 | 0xE3 | 0xEF)
+    LEADS[b as usize]
+}
+
+/// [`is_fold_lead`] as a table: one load in the loop that copies text into its folded form.
+const LEADS: [bool; 256] = {
+    let mut t = [false; 256];
+    let leads = [0xC2, 0xCD, 0xD8, 0xD9, 0xDB, 0xDF, 0xE0, 0xE1, 0xE2, 0xE3, 0xEA, 0xEF, 0xF0, 0xF3];
+    let mut k = 0;
+    while k < leads.len() {
+        t[leads[k] as usize] = true;
+        k += 1;
+    }
+    t
+};
+
+/// Whether a folded character starts at `b[i]`, for the scanner, which calls it at every lead byte.
+/// The answers for the lead bytes prose is full of (curly quotes and dashes) are inlined; the rest
+/// of [`fold_at`] stays out of the scanner's inner loop.
+#[inline(always)]
+pub(crate) fn folds_at(b: &[u8], i: usize) -> bool {
+    match b.get(i..i + 3) {
+        Some(&[b0 @ (0xE2 | 0xEF), b1, b2]) => match table3(b0, b1, b2) {
+            Some(code) => code != 0,
+            None => folds_at_rest(b, i),
+        },
+        _ => folds_at_rest(b, i),
+    }
+}
+
+#[inline(never)]
+fn folds_at_rest(b: &[u8], i: usize) -> bool {
+    fold_at(b, i).is_some()
+}
+
+/// How the character `cp` is scanned, if it is folded.
+#[inline(always)]
+pub(crate) fn fold_char(cp: u32) -> Option<Fold> {
+    // The two blocks most folded characters (and the curly quotes and dashes of prose) come
+    // from are looked up in a table; the rest are rare.
+    let code = match cp {
+        0x2000..=0x207F => PUNCTUATION[(cp - 0x2000) as usize],
+        0xFE00..=0xFFFF => FORMS[(cp - 0xFE00) as usize],
+        _ => return fold_other(cp),
+    };
+    from_code(code)
+}
+
+#[inline(always)]
+fn from_code(code: u8) -> Option<Fold> {
+    match code {
+        0 => None,
+        DROP => Some(Fold::Drop),
+        c => Some(Fold::Ascii(c)),
+    }
+}
+
+/// [`fold_char`] outside the two tables: the rarely met characters, and the digits.
+#[inline(never)]
+fn fold_other(cp: u32) -> Option<Fold> {
+    from_code(rule(cp)).or_else(|| decimal_digit(cp).map(|d| Fold::Ascii(b'0' + d)))
+}
+
+/// [`rule`]'s answer for a dropped character.
+const DROP: u8 = 0xFF;
+
+/// Every fold but the digits: the ASCII byte a character is scanned as, [`DROP`], or 0.
+const fn rule(cp: u32) -> u8 {
+    match cp {
+        // Fullwidth forms: U+FF01..U+FF5E are U+0021..U+007E shifted by 0xFEE0.
+        0xFF01..=0xFF5E => (cp - 0xFEE0) as u8,
+        0x00A0 | 0x2002..=0x200A | 0x202F | 0x3000 => b' ',
+        0x2010..=0x2013 | 0x2212 => b'-',
+        0x2024 | 0x3002 | 0xFF61 => b'.',
+        0xFE50..=0xFE6B => SMALL_FORMS[(cp - 0xFE50) as usize],
+        0xFFFD => DROP,
+        _ if ignorable(cp) => DROP,
+        _ => 0,
+    }
+}
+
+/// [`rule`] for U+2000..U+207F, general punctuation.
+const PUNCTUATION: [u8; 0x80] = rules::<0x80>(0x2000);
+
+/// [`rule`] for U+FE00..U+FFFF: variation selectors, small, fullwidth and halfwidth forms,
+/// specials.
+const FORMS: [u8; 0x200] = rules::<0x200>(0xFE00);
+
+const fn rules<const N: usize>(first: u32) -> [u8; N] {
+    let mut t = [0u8; N];
+    let mut k = 0;
+    while k < N {
+        t[k] = rule(first + k as u32);
+        k += 1;
+    }
+    t
+}
+
+/// U+FE50..U+FE6B, the small form variants, as NFKC maps them to ASCII (0: not to ASCII).
+const SMALL_FORMS: [u8; 28] = *b",\0.\0;:?!\0(){}\0\0#&*+-<>=\0\\$%@";
+
+/// Unicode's `Default_Ignorable_Code_Point` (DerivedCoreProperties, Unicode 16), reserved code
+/// points in its ranges included, as the standard asks: what a renderer shows nothing for.
+const fn ignorable(cp: u32) -> bool {
+    matches!(
+        cp,
+        0x00AD
+            | 0x034F
+            | 0x061C
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF0..=0xFFF8
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
+}
+
+/// The zero of every run of decimal digits (general category Nd, Unicode 16) outside ASCII, in
+/// order. Unicode encodes each script's digits as ten consecutive code points from zero to nine,
+/// so these zeros are the whole category; a test checks the table against the `regex` crate's.
+const DIGIT_ZEROS: [u32; 75] = [
+    0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6, 0x0D66, 0x0DE6, 0x0E50,
+    0x0ED0, 0x0F20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90, 0x1B50, 0x1BB0, 0x1C40, 0x1C50,
+    0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0, 0xFF10, 0x104A0, 0x10D30, 0x10D40, 0x11066, 0x110F0,
+    0x11136, 0x111D0, 0x112F0, 0x11450, 0x114D0, 0x11650, 0x116C0, 0x116D0, 0x116DA, 0x11730, 0x118E0, 0x11950,
+    0x11BF0, 0x11C50, 0x11D50, 0x11DA0, 0x11F50, 0x16130, 0x16A60, 0x16AC0, 0x16B50, 0x16D70, 0x1CCF0, 0x1D7CE,
+    0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6, 0x1E140, 0x1E2F0, 0x1E4F0, 0x1E5F1, 0x1E950, 0x1FBF0,
+];
+
+/// The value of the non-ASCII decimal digit `cp`.
+fn decimal_digit(cp: u32) -> Option<u8> {
+    // No script puts digits between Ol Chiki (U+1C50) and Vai (U+A620): the punctuation,
+    // symbols and CJK of U+2000..U+9FFF never search the table.
+    if cp < DIGIT_ZEROS[0] || (0x1C5A..0xA620).contains(&cp) {
+        return None;
+    }
+    let k = DIGIT_ZEROS.partition_point(|&z| z <= cp);
+    let d = cp - DIGIT_ZEROS[k.checked_sub(1)?];
+    (d < 10).then_some(d as u8)
+}
+
+/// The code point of the character whose UTF-8 encoding starts at `b[i]` with a lead byte (the
+/// text is a `str`, so the continuation bytes that follow are its own), and its length.
+#[inline(always)]
+fn decode(b: &[u8], i: usize) -> Option<(u32, usize)> {
+    let low = |c: u8| u32::from(c & 0x3F);
+    match *b.get(i..)? {
+        [b0 @ 0xE0..=0xEF, c1, c2, ..] => Some(((u32::from(b0 & 0x0F) << 12) | (low(c1) << 6) | low(c2), 3)),
+        [b0 @ 0xC0..=0xDF, c1, ..] => Some(((u32::from(b0 & 0x1F) << 6) | low(c1), 2)),
+        [b0 @ 0xF0..=0xF7, c1, c2, c3, ..] => {
+            Some(((u32::from(b0 & 0x07) << 18) | (low(c1) << 12) | (low(c2) << 6) | low(c3), 4))
+        }
+        _ => None,
+    }
 }
 
 /// The first folded character at or after `start`, if any.
@@ -87,8 +254,23 @@ pub(crate) fn first_fold(b: &[u8], start: usize) -> Option<usize> {
     None
 }
 
-/// Normalised text plus, for each of its bytes, the offset of the original character it came
-/// from; `map[text.len()]` is the original length.
+/// The characters of `s` in order, each with its fold.
+pub(crate) fn units(s: &str) -> impl Iterator<Item = (&str, Option<Fold>)> {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let c = s.get(i..)?.chars().next()?;
+        let (n, f) = match fold_at(s.as_bytes(), i) {
+            Some((n, f)) => (n, Some(f)),
+            None => (c.len_utf8(), None),
+        };
+        let unit = s.get(i..i + n)?;
+        i += n;
+        Some((unit, f))
+    })
+}
+
+/// Normalised text plus, for each of its bytes, the offset of the original character it came from;
+/// `map[text.len()]` is the original length.
 #[derive(Debug)]
 pub(crate) struct Folded {
     pub(crate) text: String,
@@ -149,6 +331,10 @@ pub(crate) fn fold_str(s: &str) -> Cow<'_, str> {
 mod tests {
     use super::*;
 
+    fn folded(s: &str) -> String {
+        Folded::new(s).text
+    }
+
     #[test]
     fn folds_fullwidth_spaces_hyphens_and_drops_invisibles() {
         let s = "４１１１\u{00A0}1111\u{200B}-x＠ｙ．ｃｏ\u{2013}\u{FEFF}z\u{3000}!";
@@ -165,7 +351,15 @@ mod tests {
 
     #[test]
     fn leaves_other_text_alone() {
-        for s in ["plain ascii", "“smart quotes” — and é, 中文, emoji 🎉", "≥ ≤ ±"] {
+        for s in [
+            "plain ascii",
+            "“smart quotes” — and é, 中文, emoji 🎉",
+            "≥ ≤ ±",
+            "AT&amp;T, &lt;b&gt;, &nbsp;, 50% off, 100%, %s, %d%%, a&&b, &#x, &#;",
+            "%20 %2F %3A %41 &#65; &#x41; &#60; &#12345678; &commat &Commat; &period",
+            "Ⅻ ½ ² ① 〇 一二三",
+            "ﹰ ﹱ ﹷ ﹑ ﹘ ﹝",
+        ] {
             assert_eq!(first_fold(s.as_bytes(), 0), None, "{s}");
             assert_eq!(fold_str(s), s);
         }
@@ -177,6 +371,75 @@ mod tests {
             let wide = char::from_u32(0xFF00 + c - 0x20).unwrap_or(' ');
             let s = wide.to_string();
             assert_eq!(fold_at(s.as_bytes(), 0), Some((3, Fold::Ascii(c as u8))), "{wide}");
+        }
+    }
+
+    /// Every character the `regex` crate (a dev-dependency, never linked into the filter) calls a
+    /// decimal digit folds to its digit, every default-ignorable one is dropped, and the fold
+    /// leads cover every folded character.
+    #[test]
+    fn unicode_tables_agree_with_the_regex_crate() {
+        let nd = regex::Regex::new(r"^\p{Nd}$").unwrap();
+        let di = regex::Regex::new(r"^\p{Default_Ignorable_Code_Point}$").unwrap();
+        let (mut digits, mut drops) = (0, 0);
+        // The start of the current run of consecutive Nd code points: runs of ten, or of several
+        // tens (the five styles of mathematical digits follow each other).
+        let mut run = 0;
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32).filter(|c| !c.is_ascii()) {
+            let s = c.to_string();
+            let cp = u32::from(c);
+            let f = fold_char(cp);
+            if nd.is_match(&s) {
+                if digits == 0 || !nd.is_match(&char::from_u32(cp - 1).unwrap_or('x').to_string()) {
+                    run = cp;
+                }
+                let want = b'0' + ((cp - run) % 10) as u8;
+                assert_eq!(f, Some(Fold::Ascii(want)), "{c:?} U+{cp:04X}");
+                digits += 1;
+            } else if di.is_match(&s) {
+                assert_eq!(f, Some(Fold::Drop), "U+{:04X}", u32::from(c));
+                drops += 1;
+            } else if let Some(Fold::Ascii(a)) = f {
+                // The other folds are to ASCII spaces and punctuation, never to a digit.
+                assert!(!a.is_ascii_digit(), "U+{:04X}", u32::from(c));
+            }
+            // The scanner's way in (lead byte, then the tables) agrees with the rules.
+            assert!(f.is_none() || is_fold_lead(s.as_bytes()[0]), "lead of U+{cp:04X}");
+            assert_eq!(fold_at(s.as_bytes(), 0), f.map(|f| (s.len(), f)), "U+{cp:04X}");
+        }
+        assert_eq!(digits, 10 * DIGIT_ZEROS.len());
+        assert!(drops > 4000, "{drops}");
+        // The zeros are sorted, and each is a digit zero by the regex crate's table too.
+        assert!(DIGIT_ZEROS.windows(2).all(|w| w[0] + 10 <= w[1]));
+    }
+
+    #[test]
+    fn folds_each_disguise() {
+        for (name, s, want) in [
+            ("arabic-indic", "٤١١١ ١١١١", "4111 1111"),
+            ("extended arabic-indic", "۴۱۱۱", "4111"),
+            ("devanagari", "४१११", "4111"),
+            ("bengali", "৪১১১", "4111"),
+            ("thai", "๔๑๑๑", "4111"),
+            ("math bold", "𝟒𝟏𝟏𝟏", "4111"),
+            ("math double-struck", "𝟜𝟙𝟙𝟙", "4111"),
+            ("math sans-serif", "𝟦𝟣𝟣𝟣", "4111"),
+            ("math monospace", "𝟺𝟷𝟷𝟷 𝟶𝟿", "4111 09"),
+            ("bidi marks", "41\u{200E}11\u{200F}x\u{061C}y", "4111xy"),
+            ("embeddings and isolates", "\u{202A}a\u{202E}b\u{2066}c\u{2069}d", "abcd"),
+            ("joiners and selectors", "a\u{034F}b\u{FE0F}c\u{E0100}d\u{2060}e", "abcde"),
+            ("tags", "a\u{E0041}\u{E007F}b", "ab"),
+            ("fillers", "a\u{115F}\u{1160}\u{3164}\u{FFA0}\u{17B4}\u{17B5}\u{180B}\u{180F}b", "ab"),
+            ("replacement character", "41\u{FFFD}11", "4111"),
+            ("compatibility at", "a﹫b＠c", "a@b@c"),
+            ("compatibility dots", "a。b．c｡d﹒e․f", "a.b.c.d.e.f"),
+            ("small forms", "﹢﹣﹕﹦﹟﹪﹠", "+-:=#%&"),
+        ] {
+            assert_eq!(folded(s), want, "{name}: {s:?}");
+            // Offsets map back to unit starts, and the whole maps to the whole.
+            let f = Folded::new(s);
+            assert!(f.map.iter().all(|&o| s.is_char_boundary(o)), "{name}");
+            assert_eq!(f.orig(f.text.len()), s.len(), "{name}");
         }
     }
 }

@@ -48,6 +48,10 @@ fn partial_keeps_configured_digits_and_separators() {
     // Fullwidth digits stay as written; zero-width characters are dropped.
     let e = with(r#"{"detectors": {"credit_card": {"action": "partial"}}}"#);
     assert_eq!(e.redact("４１１１ １１１１ １１１１ １１１\u{200B}１").text, "**** **** **** １１１１");
+    // Digits of other scripts are digits; bidi marks are dropped like zero-width characters.
+    assert_eq!(e.redact("٤١١١ ١١١١ ١١١١ ١\u{200F}١١١").text, "**** **** **** ١١١١");
+    let e = with(r#"{"detectors": {"email": {"action": "partial"}}}"#);
+    assert_eq!(e.redact("jane﹫example。com").text, "****﹫******e。com");
 }
 
 #[test]
@@ -58,8 +62,10 @@ fn hash_is_stable_keyed_and_ignores_evasion() {
     assert!(t1.starts_with("[EMAIL:") && t1.ends_with(']') && t1.len() == "[EMAIL:12345678]".len(), "{t1}");
     assert!(t1[7..15].bytes().all(|c| c.is_ascii_hexdigit()));
     assert_eq!(a.redact("x jane@example.com y").text, format!("x {t1} y"));
-    // A zero-width character inside the value does not change its token.
-    assert_eq!(a.redact("jane\u{200B}@example.com").text, t1);
+    // A zero-width character or any other disguise inside the value does not change its token.
+    for disguised in ["jane\u{200B}@example.com", "jane\u{200E}﹫example。com", "ｊａｎｅ＠example.com"] {
+        assert_eq!(a.redact(disguised).text, t1, "{disguised:?}");
+    }
     assert_ne!(a.redact("john@example.com").text, t1);
     assert_ne!(keyed("fedcba9876543210").redact("jane@example.com").text, t1);
     // The default key works, and says so in the summary.
@@ -366,7 +372,10 @@ fn values_are_found_at_every_offset_of_the_scan_window() {
         ("openai_api_key", "sk-proj-abcdefghij0123456789abcdefghij"),
         ("aws_access_key_id", "AKIAIOSFODNN7EXAMPLE"),
         ("iban", "DE89370400440532013000"),
+        // Disguised: the folded text is shorter, and offsets map back through the window.
         ("credit_card", "4111.1111.1111.1111"),
+        ("credit_card", "٤١١١ ١١١١ ١١١١ ١١١١"),
+        ("email", "jane\u{200E}.doe﹫example。com"),
     ];
     let noisy = "ab -- 12: x=1 “q” 3.5 de ";
     for (det, value) in samples {
