@@ -1,6 +1,6 @@
 //! Disguised spellings inside a value (issue 10, class 9): every decimal digit of Unicode,
-//! default-ignorable and bidi characters, compatibility forms of `@` and `.`, and card numbers
-//! grouped with dots.
+//! default-ignorable and bidi characters, compatibility forms of `@` and `.`, percent escapes and
+//! HTML references, and card numbers grouped with dots.
 //!
 //! Each case is the text and what redaction must make of it: a disguised value is found by its
 //! detector and replaced whole, disguises included; a decoy comes out unchanged. Every case runs
@@ -83,6 +83,44 @@ const AT_AND_DOT: &[Case] = &[
     ("handle", "ping ﹫channel。", "ping ﹫channel。", &[]),
 ];
 
+const ENCODED: &[Case] = &[
+    ("percent at", "mail jane%40example.com now", "mail [REDACTED:EMAIL] now", &["email"]),
+    ("percent dots", "jane.doe%40example%2Ecom", "[REDACTED:EMAIL]", &["email"]),
+    ("percent lower case", "ops%2balerts%40corp%2eexample%2eorg", "[REDACTED:EMAIL]", &["email"]),
+    ("percent in a url", "?to=jane%2Ddoe%5Fx%40example.com&x=1", "?to=[REDACTED:EMAIL]&x=1", &["email"]),
+    (
+        "percent in a token",
+        "sk%2Dproj-n9ZhyiA4uoRgnatmUdjAWtGSU8po-799NksnRH9ucAUsdMlH",
+        "[REDACTED:OPENAI_API_KEY]",
+        &["openai_api_key"],
+    ),
+    ("percent digits", "%34%31%31%31 1111 1111 1111", "[REDACTED:CREDIT_CARD]", &["credit_card"]),
+    ("decimal reference", "jane&#64;example.com", "[REDACTED:EMAIL]", &["email"]),
+    (
+        "hex references",
+        "jane&#x40;example&#x2e;com and jo&#X40;example&#X2E;org",
+        "[REDACTED:EMAIL] and [REDACTED:EMAIL]",
+        &["email", "email"],
+    ),
+    ("named references", "<p>jane&commat;example&period;com</p>", "<p>[REDACTED:EMAIL]</p>", &["email"]),
+    ("references without semicolons", "jane&#64example&#46com", "[REDACTED:EMAIL]", &["email"]),
+    ("leading zeros", "jane&#0064;example&#x0002E;com", "[REDACTED:EMAIL]", &["email"]),
+    ("digit references", "&#52;&#x31;&#49;&#49; 1111 1111 1111", "[REDACTED:CREDIT_CARD]", &["credit_card"]),
+    ("plus and underscore", "ops&plus;x&lowbar;y&#64;example.com", "[REDACTED:EMAIL]", &["email"]),
+    (
+        "escaped at in a password",
+        "mongodb+srv://admin:p%40ssw0rd@cluster0.mongodb.net/test",
+        "mongodb+srv://[REDACTED:CONNECTION_STRING]@cluster0.mongodb.net/test",
+        &["connection_string"],
+    ),
+    // Decoys. `100%40` reads as `100@`, which is no email address: the text stays as written.
+    ("percent of", "up 100%40 of them, 50%2E5 more, %s and %d%%", "up 100%40 of them, 50%2E5 more, %s and %d%%", &[]),
+    ("other escapes", "a%20b %2F %3A %41%42 jane%2540example.com", "a%20b %2F %3A %41%42 jane%2540example.com", &[]),
+    ("ampersands", "AT&amp;T, R&D, a && b, &lt;b&gt;, &nbsp;", "AT&amp;T, R&D, a && b, &lt;b&gt;, &nbsp;", &[]),
+    ("references to nothing", "x&#64 y, &commat y, &#6412;, &#x40e;", "x&#64 y, &commat y, &#6412;, &#x40e;", &[]),
+    ("not decoded twice", "jane&amp;#64;example.com", "jane&amp;#64;example.com", &[]),
+];
+
 const DOTTED_CARDS: &[Case] = &[
     ("visa", "card 4111.1111.1111.1111 ok", "card [REDACTED:CREDIT_CARD] ok", &["credit_card"]),
     (
@@ -94,6 +132,7 @@ const DOTTED_CARDS: &[Case] = &[
     ("amex", "3782.822463.10005", "[REDACTED:CREDIT_CARD]", &["credit_card"]),
     ("arabic-indic and dots", "٤١١١.١١١١.١١١١.١١١١", "[REDACTED:CREDIT_CARD]", &["credit_card"]),
     ("fullwidth dots", "4111．1111．1111．1111", "[REDACTED:CREDIT_CARD]", &["credit_card"]),
+    ("escaped dots", "4111%2E1111&#46;1111&period;1111", "[REDACTED:CREDIT_CARD]", &["credit_card"]),
     // Decoys: Luhn still decides, and other dotted numbers are not cards.
     ("luhn fails", "4111.1111.1111.1112", "4111.1111.1111.1112", &[]),
     ("one group more", "4111.1111.1111.1111.5", "4111.1111.1111.1111.5", &[]),
@@ -146,6 +185,11 @@ fn compatibility_at_and_dot_fold() {
 }
 
 #[test]
+fn percent_escapes_and_html_references_fold() {
+    check(ENCODED);
+}
+
+#[test]
 fn card_numbers_grouped_with_dots() {
     check(DOTTED_CARDS);
 }
@@ -154,12 +198,37 @@ fn card_numbers_grouped_with_dots() {
 fn a_finding_covers_every_original_byte_of_the_value() {
     let e = engine();
     for (text, value) in [
+        ("to jane%40example&#46;com.", "jane%40example&#46;com"),
         ("to jane\u{200E}﹫example。com.", "jane\u{200E}﹫example。com"),
         ("x ٤١١١.١١١١.١١١١.١١١١ y", "٤١١١.١١١١.١١١١.١١١١"),
         ("x 41\u{200E}11\u{E0100} 1111 1111 111١ y", "41\u{200E}11\u{E0100} 1111 1111 111١"),
+        ("x 4111 1111 1111 111&#49; y", "4111 1111 1111 111&#49;"),
     ] {
         let f = e.find_all(text);
         assert_eq!(f.len(), 1, "{text:?}");
         assert_eq!(&text[f[0].start..f[0].end], value);
     }
+}
+
+#[test]
+fn a_cut_sequence_is_held_until_it_is_complete() {
+    use inferguard::detect::End;
+    let e = engine();
+    for (text, held) in [
+        ("write to jane&#6", "jane&#6"),
+        ("write to jane&#64", "jane&#64"),
+        ("write to jane%4", "jane%4"),
+        ("write to jane&comm", "jane&comm"),
+        ("AT&", "AT&"),
+        ("Tom &", "&"),
+        ("up 50%", "50%"),
+        ("a && ", ""),
+        ("AT&amp;T ", ""),
+    ] {
+        let s = e.scan(text, 0, End::More);
+        assert_eq!(&text[s.settled..], held, "{text:?}");
+    }
+    // Released text before the cut sequence is not scanned again.
+    let s = e.scan("abc &#6", 6, End::More);
+    assert_eq!((s.settled, s.findings.len()), (6, 0));
 }

@@ -4,10 +4,10 @@
 //! # Design
 //!
 //! Scanning is one pass over the bytes, 64 at a time: per-position tables turn each window into
-//! a bitmask of its *anchor* bytes (digits, `@`, `:`, `=`, `_`, `-`, `A`, `J`, `B`, and the lead
-//! bytes of characters that [`super::normalize`] folds), so a window of plain prose costs a few
-//! instructions per byte and one branch. The scan then visits the set bits, and each anchor
-//! dispatches to the detectors that byte can announce:
+//! a bitmask of its *anchor* bytes (digits, `@`, `:`, `=`, `_`, `-`, `A`, `J`, `B`, and the `%`,
+//! `&` and lead bytes that start what [`super::normalize`] folds), so a window of plain prose
+//! costs a few instructions per byte and one branch. The scan then visits the set bits, and each
+//! anchor dispatches to the detectors that byte can announce:
 //!
 //! | anchor | detectors |
 //! |---|---|
@@ -275,6 +275,7 @@ const C_A: u8 = 7;
 const C_J: u8 = 8;
 const C_B: u8 = 9;
 const C_HIGH: u8 = 10;
+const C_ESC: u8 = 11;
 
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -291,13 +292,16 @@ static CLASS: [u8; 256] = {
     t[b'A' as usize] = C_A;
     t[b'J' as usize] = C_J;
     t[b'B' as usize] = C_B;
-    let mut x = 0usize;
+    let mut x = 0x80usize;
     while x < 256 {
         if is_fold_lead(x as u8) {
             t[x] = C_HIGH;
         }
         x += 1;
     }
+    // `%40`, `&#64;`: ASCII sequences that fold.
+    t[b'%' as usize] = C_ESC;
+    t[b'&' as usize] = C_ESC;
     t
 };
 
@@ -448,6 +452,9 @@ fn step(h: Hay<'_>, i: usize, folded: bool, sink: &mut Sink) -> Result<usize, Ne
         C_A => upper_a(h, i, sink),
         C_J if sink.on(Det::Jwt) => jwt(h, i, sink),
         C_B if sink.on(Det::BearerToken) => bearer(h, i, sink),
+        // `%` and `&` start a folded sequence only before the right two or three bytes: most
+        // (`50%`, `%s`, `a && b`, `&amp;`) are rejected by the first of them.
+        C_ESC if !folded && super::normalize::folds_at(b, i) => return Err(NeedsFold),
         _ => {}
     }
     Ok(i + 1)

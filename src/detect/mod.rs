@@ -20,9 +20,9 @@
 //! redacted by another detector either.
 //!
 //! Text is scanned in a normalised form (fullwidth and other Unicode digits and look-alike
-//! punctuation folded, zero-width and bidi characters dropped; see `normalize.rs`), and findings
-//! are reported as byte offsets into the original text, covering every original byte of the
-//! value.
+//! punctuation folded, zero-width and bidi characters dropped, `%40` and `&#64;` decoded; see
+//! `normalize.rs`), and findings are reported as byte offsets into the original text, covering
+//! every original byte of the value.
 //!
 //! # Calling it
 //!
@@ -621,6 +621,15 @@ impl Engine {
     pub fn scan(&self, text: &str, from: usize, end: End) -> Scan {
         let fin = end == End::Final;
         let from = floor_boundary(text, from);
+        // A `%` or `&` sequence cut by the end of what has arrived (`jane&#6`) may still fold:
+        // until it is complete, scan as if the text ended where it starts.
+        let open = if fin { None } else { normalize::open_tail(text.as_bytes()) };
+        let text = match open {
+            // Released already: nothing after it may be decided yet.
+            Some(k) if k < from => return Scan { findings: Vec::new(), settled: from },
+            Some(k) => &text[..k],
+            None => text,
+        };
         let loop_start = floor_boundary(text, from.saturating_sub(self.max_left));
         let mut sink = Sink::new(self.on);
         let raw = Hay { b: text.as_bytes(), fin };
@@ -871,7 +880,7 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
 
 /// Stars every letter and digit but the last `keep`, keeping punctuation, spaces and any other
 /// character, and dropping invisible ones. A disguised character counts as what it is scanned
-/// as: `٤` is a digit, `﹫` is an `@` (kept as written).
+/// as: `&#52;` is a digit (starred as one `*`), `%40` is an `@` (kept as written).
 fn partial(value: &str, keep: u8, out: &mut String) {
     let units: Vec<(&str, bool)> = normalize::units(value)
         .filter_map(|(u, f)| match f {

@@ -1,9 +1,10 @@
-//! What the engine scans: the text with look-alike and invisible characters folded away.
+//! What the engine scans: the text with look-alike, invisible and encoded characters folded away.
 //!
 //! Models (and people trying to get values past a filter) write `４１１１ １１１１ …` in fullwidth
 //! digits or `٤١١١` in Arabic-Indic ones, put a zero-width space or a bidi mark inside a token,
-//! or separate digit groups with no-break spaces. The detectors only understand ASCII, so before
-//! scanning, text that contains any such character is copied into a normalised form:
+//! separate digit groups with no-break spaces, or write `jane%40example&#46;com`. The detectors
+//! only understand ASCII, so before scanning, text that contains any such *unit* is copied into a
+//! normalised form:
 //!
 //! - fullwidth forms U+FF01..U+FF5E become their ASCII counterparts (`４` → `4`, `＠` → `@`), and
 //!   so do the small form variants U+FE50..U+FE6B that NFKC maps to ASCII (`﹫` → `@`, `﹒` → `.`);
@@ -16,19 +17,41 @@
 //!   embeddings, overrides and isolates, the soft hyphen, the combining grapheme joiner,
 //!   variation selectors, tag characters, Hangul fillers, and the rest of Unicode's
 //!   `Default_Ignorable_Code_Point` list; so is U+FFFD, which is what a JSON reader makes of a
-//!   lone surrogate escape such as `\ud800`.
+//!   lone surrogate escape such as `\ud800`;
+//! - the percent escapes `%40` `@`, `%2E` `.`, `%2B` `+`, `%2D` `-`, `%5F` `_` and `%30`..`%39`
+//!   (hex digits in either case), and the HTML character references for the same characters,
+//!   decimal or hex (`&#64;`, `&#x40;`, `&#X2e;`, leading zeros and all, at most seven digits),
+//!   and by name (`&commat;`, `&period;`, `&plus;`, `&lowbar;`, `&UnderBar;`, `&hyphen;`,
+//!   `&dash;`, `&minus;`), become that one character. Only the characters values are made of
+//!   are decoded: `%20` or `&amp;` mean nothing to a detector and stay as written.
 //!
-//! Every normalised byte remembers the offset of the original character it came from, so a
-//! finding in the normalised text maps back to the original bytes, disguises inside the value
-//! included. Text without any of these characters (nearly all of it) is scanned in place: the
-//! scanner only stops at the lead bytes [`is_fold_lead`] lists.
+//! Decisions on the edges, each pinned by a test:
 //!
-//! Normalisation works character by character, so the normalised form of a prefix is a prefix
-//! of the normalised form of the whole: the streaming contract survives it.
+//! - Numeric references fold without their `;`, as browsers decode them (`jane&#64example.com`
+//!   renders as an email address); the digits run as far as they go, so `&#6412` is not `@`.
+//!   Named references need their `;` (HTML decodes only a few legacy names without one, and
+//!   none of these).
+//! - `100%40` folds to `100@`, and is still left alone: an `@` with no domain after it is no
+//!   email address. Folding only changes what the detectors read; text outside a finding is
+//!   never rewritten.
+//! - Folds do not compose: the text is read once. `％４０` is `%40` to the detectors, and
+//!   `%2540` is `%2540`.
+//!
+//! Every normalised byte remembers the offset of the original unit it came from (a character,
+//! or a whole `%` or `&` sequence), so a finding in the normalised text maps back to the original
+//! bytes, disguises inside the value included. Text without any of these units (nearly all of
+//! it) is scanned in place: the scanner only stops at the lead bytes [`is_fold_lead`] lists.
+//!
+//! Normalisation works unit by unit, left to right, and a unit's fold is decided by its own
+//! bytes (and, for a numeric reference without `;`, the byte after it), so the normalised form
+//! of a prefix is a prefix of the normalised form of the whole: the streaming contract survives
+//! it. The one exception is a `%` or `&` sequence cut by the end of what has arrived
+//! (`jane&#6`): [`open_tail`] finds it, and a stream scans only the text before it until the
+//! rest arrives.
 
 use std::borrow::Cow;
 
-/// How one original character is scanned.
+/// How one original unit is scanned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fold {
     /// Scanned as this ASCII byte.
@@ -37,15 +60,20 @@ pub(crate) enum Fold {
     Drop,
 }
 
-/// If a folded character starts at `b[i]`, its length in bytes and how it folds.
+/// If a folded unit starts at `b[i]`, its length in bytes and how it folds.
 ///
-/// Returns `None` at once for any byte [`is_fold_lead`] rejects. Small enough to inline into the
-/// copying loop of [`Folded::new`]: the rare characters are read out of line.
+/// Returns `None` at once for any byte [`is_fold_lead`] rejects. A `%` or `&` sequence cut
+/// short by the end of `b` is read as it stands (the end of the whole text); streams hold such a
+/// tail back with [`open_tail`]. Small enough to inline into the copying loop of
+/// [`Folded::new`]: the ASCII sequences and the rare characters are read out of line.
 #[inline(always)]
 pub(crate) fn fold_at(b: &[u8], i: usize) -> Option<(usize, Fold)> {
     let b0 = *b.get(i)?;
     if !is_fold_lead(b0) {
         return None;
+    }
+    if b0 < 0x80 {
+        return escape(b, i);
     }
     if let Some(&[b1, b2]) = b.get(i + 1..i + 3) {
         if let Some(code) = table3(b0, b1, b2) {
@@ -69,8 +97,8 @@ fn table3(b0: u8, b1: u8, b2: u8) -> Option<u8> {
     }
 }
 
-/// True for the bytes a folded character may start with: the first bytes of the UTF-8 encodings
-/// of the folded characters (C2: no-break space, soft hyphen; CD: the grapheme joiner;
+/// True for the bytes a folded unit may start with: `%`, `&`, and the first bytes of the UTF-8
+/// encodings of the folded characters (C2: no-break space, soft hyphen; CD: the grapheme joiner;
 /// D8, D9, DB, DF: the Arabic letter mark, Arabic-Indic and NKo digits; E0, E1, EA: digits of
 /// the scripts of U+0800..U+1FFF and U+A000..U+AFFF, Hangul and Mongolian fillers and
 /// selectors; E2, E3: spaces, dashes, dots, bidi controls; EF: fullwidth and small forms,
@@ -84,7 +112,7 @@ pub(crate) const fn is_fold_lead(b: u8) -> bool {
 /// [`is_fold_lead`] as a table: one load in the loop that copies text into its folded form.
 const LEADS: [bool; 256] = {
     let mut t = [false; 256];
-    let leads = [0xC2, 0xCD, 0xD8, 0xD9, 0xDB, 0xDF, 0xE0, 0xE1, 0xE2, 0xE3, 0xEA, 0xEF, 0xF0, 0xF3];
+    let leads = [b'%', b'&', 0xC2, 0xCD, 0xD8, 0xD9, 0xDB, 0xDF, 0xE0, 0xE1, 0xE2, 0xE3, 0xEA, 0xEF, 0xF0, 0xF3];
     let mut k = 0;
     while k < leads.len() {
         t[leads[k] as usize] = true;
@@ -93,9 +121,9 @@ const LEADS: [bool; 256] = {
     t
 };
 
-/// Whether a folded character starts at `b[i]`, for the scanner, which calls it at every lead byte.
-/// The answers for the lead bytes prose is full of (curly quotes and dashes) are inlined; the rest
-/// of [`fold_at`] stays out of the scanner's inner loop.
+/// Whether a folded unit starts at `b[i]`, for the scanner, which calls it at every lead byte.
+/// The answers for the lead bytes prose is full of (curly quotes and dashes, `%s`, `a && b`,
+/// `&amp;`) are inlined; the rest of [`fold_at`] stays out of the scanner's inner loop.
 #[inline(always)]
 pub(crate) fn folds_at(b: &[u8], i: usize) -> bool {
     match b.get(i..i + 3) {
@@ -103,6 +131,7 @@ pub(crate) fn folds_at(b: &[u8], i: usize) -> bool {
             Some(code) => code != 0,
             None => folds_at_rest(b, i),
         },
+        Some(&[b'%' | b'&', next, _]) => ESCAPE_NEXT[usize::from(next)] && folds_at_rest(b, i),
         _ => folds_at_rest(b, i),
     }
 }
@@ -110,6 +139,36 @@ pub(crate) fn folds_at(b: &[u8], i: usize) -> bool {
 #[inline(never)]
 fn folds_at_rest(b: &[u8], i: usize) -> bool {
     fold_at(b, i).is_some()
+}
+
+/// The bytes that may follow the `%` or `&` of a sequence that folds: the first hex digit of
+/// an escaped value character, `#`, and the first letter of a named reference.
+const ESCAPE_NEXT: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut v = 0;
+    while v < 0x80 {
+        if value_char(v).is_some() {
+            t[b"0123456789ABCDEF"[(v >> 4) as usize] as usize] = true;
+        }
+        v += 1;
+    }
+    t[b'#' as usize] = true;
+    let mut k = 0;
+    while k < NAMED.len() {
+        t[NAMED[k].0[0] as usize] = true;
+        k += 1;
+    }
+    t
+};
+
+/// A `%` escape or an HTML reference at `b[i]` (which is `%` or `&`).
+#[inline(never)]
+fn escape(b: &[u8], i: usize) -> Option<(usize, Fold)> {
+    if b.get(i) == Some(&b'%') {
+        percent(b, i)
+    } else {
+        reference(b, i)
+    }
 }
 
 /// How the character `cp` is scanned, if it is folded.
@@ -242,7 +301,112 @@ fn decode(b: &[u8], i: usize) -> Option<(u32, usize)> {
     }
 }
 
-/// The first folded character at or after `start`, if any.
+/// The characters a `%` escape or an HTML reference is decoded to: those values are made of.
+#[inline]
+const fn value_char(v: u32) -> Option<u8> {
+    match v {
+        0x30..=0x39 | 0x40 | 0x2E | 0x2B | 0x2D | 0x5F => Some(v as u8),
+        _ => None,
+    }
+}
+
+#[inline]
+fn hex_val(c: u8) -> Option<u32> {
+    char::from(c).to_digit(16)
+}
+
+/// `%` and two hex digits.
+fn percent(b: &[u8], i: usize) -> Option<(usize, Fold)> {
+    let hi = hex_val(*b.get(i + 1)?)?;
+    let lo = hex_val(*b.get(i + 2)?)?;
+    value_char(hi * 16 + lo).map(|c| (3, Fold::Ascii(c)))
+}
+
+/// The most digits a numeric reference may have (leading zeros included).
+const MAX_REF_DIGITS: usize = 7;
+
+/// The named references that fold, `;` included.
+const NAMED: [(&[u8], u8); 8] = [
+    (b"commat;", b'@'),
+    (b"period;", b'.'),
+    (b"plus;", b'+'),
+    (b"lowbar;", b'_'),
+    (b"UnderBar;", b'_'),
+    (b"hyphen;", b'-'),
+    (b"dash;", b'-'),
+    (b"minus;", b'-'),
+];
+
+/// The longest `%` or `&` sequence that is still open (`&#x` and seven digits).
+const MAX_OPEN: usize = 3 + MAX_REF_DIGITS;
+
+/// The digits of a numeric reference at `j`: hex when `hex`, else decimal.
+#[inline]
+fn ref_digit(c: u8, hex: bool) -> Option<u32> {
+    if hex {
+        hex_val(c)
+    } else {
+        char::from(c).to_digit(10)
+    }
+}
+
+/// `&#NN;`, `&#xHH;` (the `;` optional) or `&name;`.
+fn reference(b: &[u8], i: usize) -> Option<(usize, Fold)> {
+    if b.get(i + 1) != Some(&b'#') {
+        let rest = b.get(i + 1..)?;
+        let (name, c) = NAMED.iter().find(|(name, _)| rest.starts_with(name))?;
+        return Some((1 + name.len(), Fold::Ascii(*c)));
+    }
+    let hex = matches!(b.get(i + 2), Some(b'x' | b'X'));
+    let start = if hex { i + 3 } else { i + 2 };
+    let mut j = start;
+    let mut v = 0u32;
+    while let Some(d) = b.get(j).and_then(|&c| ref_digit(c, hex)) {
+        if j - start == MAX_REF_DIGITS {
+            return None;
+        }
+        v = v * if hex { 16 } else { 10 } + d;
+        j += 1;
+    }
+    if j == start {
+        return None;
+    }
+    if b.get(j) == Some(&b';') {
+        j += 1;
+    }
+    value_char(v).map(|c| (j - i, Fold::Ascii(c)))
+}
+
+/// Where a `%` or `&` sequence starts that the end of `b` cuts short: one that more bytes could
+/// still make fold, or fold differently (`%4`, `&#6`, `&#64`, `&comm`). A stream scans only the
+/// text before it: until the sequence is complete, the normalised form of what follows it is
+/// unknown. Bytes of a folded unit are never `%` or `&`, so the first such start in the last
+/// few bytes is the one.
+pub(crate) fn open_tail(b: &[u8]) -> Option<usize> {
+    let lo = b.len().saturating_sub(MAX_OPEN);
+    (lo..b.len()).find(|&i| matches!(b[i], b'%' | b'&') && is_open(&b[i..]))
+}
+
+/// Whether `s`, a `%` or `&` and what follows it up to the end of the text, may still grow into
+/// a sequence that folds.
+fn is_open(s: &[u8]) -> bool {
+    let rest = &s[1..];
+    if s[0] == b'%' {
+        return rest.len() < 2 && rest.iter().all(u8::is_ascii_hexdigit);
+    }
+    match rest.first() {
+        None => true,
+        Some(b'#') => {
+            let hex = matches!(rest.get(1), Some(b'x' | b'X'));
+            let skip = if hex { 2 } else { 1 };
+            let digits = rest.get(skip..).unwrap_or_default();
+            digits.len() <= MAX_REF_DIGITS && digits.iter().all(|&c| ref_digit(c, hex).is_some())
+        }
+        Some(_) => NAMED.iter().any(|(name, _)| name.len() > rest.len() && name.starts_with(rest)),
+    }
+}
+
+/// The first folded unit at or after `start`, if any.
 pub(crate) fn first_fold(b: &[u8], start: usize) -> Option<usize> {
     let mut i = start;
     while i < b.len() {
@@ -254,7 +418,7 @@ pub(crate) fn first_fold(b: &[u8], start: usize) -> Option<usize> {
     None
 }
 
-/// The characters of `s` in order, each with its fold.
+/// The units of `s` in order: a folded unit with its fold, or one character that is not folded.
 pub(crate) fn units(s: &str) -> impl Iterator<Item = (&str, Option<Fold>)> {
     let mut i = 0;
     std::iter::from_fn(move || {
@@ -269,7 +433,7 @@ pub(crate) fn units(s: &str) -> impl Iterator<Item = (&str, Option<Fold>)> {
     })
 }
 
-/// Normalised text plus, for each of its bytes, the offset of the original character it came from;
+/// Normalised text plus, for each of its bytes, the offset of the original unit it came from;
 /// `map[text.len()]` is the original length.
 #[derive(Debug)]
 pub(crate) struct Folded {
@@ -300,7 +464,7 @@ impl Folded {
             i += 1;
         }
         map.push(b.len());
-        // Folding replaces whole characters by ASCII or nothing, and copies the rest verbatim.
+        // Folding replaces whole units by ASCII or nothing, and copies the rest verbatim.
         let text = String::from_utf8(out).unwrap_or_default();
         Folded { text, map }
     }
@@ -312,7 +476,7 @@ impl Folded {
     }
 
     /// The normalised offset of original offset `o`: the first normalised byte whose
-    /// character starts at or after `o`.
+    /// unit starts at or after `o`.
     pub(crate) fn norm(&self, o: usize) -> usize {
         self.map.partition_point(|&m| m < o).min(self.text.len())
     }
@@ -434,12 +598,72 @@ mod tests {
             ("compatibility at", "a﹫b＠c", "a@b@c"),
             ("compatibility dots", "a。b．c｡d﹒e․f", "a.b.c.d.e.f"),
             ("small forms", "﹢﹣﹕﹦﹟﹪﹠", "+-:=#%&"),
+            ("percent", "a%40b%2Ec%2ed%2Be%2bf%2Dg%2dh%5Fi%5fj%34%31", "a@b.c.d+e+f-g-h_i_j41"),
+            ("decimal references", "a&#64;b&#46;c&#43;d&#45;e&#95;f&#52;&#49;", "a@b.c+d-e_f41"),
+            ("hex references", "a&#x40;b&#X2E;c&#x2e;d&#x5f;e&#x34;", "a@b.c.d_e4"),
+            ("leading zeros", "a&#0064;b&#x00002E;c&#0000046;d", "a@b.c.d"),
+            ("no semicolon", "a&#64b&#46", "a@b."),
+            ("named", "a&commat;b&period;c&plus;d&lowbar;e&UnderBar;f&hyphen;g&dash;h&minus;i", "a@b.c+d_e_f-g-h-i"),
+            ("not composed", "％４０ %2540 &amp;#64;", "%40 %2540 &amp;#64;"),
+            ("digits run on", "&#6412; &#x40e; &#12345678;", "&#6412; &#x40e; &#12345678;"),
         ] {
             assert_eq!(folded(s), want, "{name}: {s:?}");
             // Offsets map back to unit starts, and the whole maps to the whole.
             let f = Folded::new(s);
             assert!(f.map.iter().all(|&o| s.is_char_boundary(o)), "{name}");
             assert_eq!(f.orig(f.text.len()), s.len(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_sequence_folds_to_one_byte_mapped_to_its_start() {
+        let s = "x%40y&#46;z&commat;";
+        let f = Folded::new(s);
+        assert_eq!(f.text, "x@y.z@");
+        assert_eq!(f.map, [0, 1, 4, 5, 10, 11, s.len()]);
+        assert_eq!(f.norm(2), 2); // inside `%40`: the next unit
+        assert_eq!(units(s).map(|(u, _)| u).collect::<Vec<_>>(), ["x", "%40", "y", "&#46;", "z", "&commat;"]);
+    }
+
+    #[test]
+    fn open_tails_are_the_sequences_more_text_could_complete() {
+        for (s, want) in [
+            ("abc", None),
+            ("a%", Some(1)),
+            ("a%4", Some(1)),
+            ("a%40", None),
+            ("a%4z", None),
+            ("a%zz", None),
+            ("a&", Some(1)),
+            ("a&#", Some(1)),
+            ("a&#x", Some(1)),
+            ("a&#X4", Some(1)),
+            ("a&#6", Some(1)),
+            ("a&#64", Some(1)),
+            ("a&#64;", None),
+            ("a&#1234567", Some(1)),
+            ("a&#12345678", None),
+            ("a&#6a", None),
+            ("a&comm", Some(1)),
+            ("a&commat", Some(1)),
+            ("a&commat;", None),
+            ("a&amp", None),
+            ("a&U", Some(1)),
+            ("a&&", Some(2)),
+            ("a%%4", Some(2)),
+            ("a&#64&#", Some(5)),
+            ("%40&", Some(3)),
+        ] {
+            assert_eq!(open_tail(s.as_bytes()), want, "{s:?}");
+        }
+        // A tail that is not open folds the same way whatever follows it; an open one is the
+        // first place where the fold of a longer text may differ.
+        for s in ["a%4", "a&#6", "a&#64", "a&comm", "a&#x2"] {
+            let k = open_tail(s.as_bytes()).unwrap_or(s.len());
+            for more in ["0", ";", "4;", "at;", "e", " ", "x"] {
+                let whole = format!("{s}{more}");
+                assert!(folded(&whole).starts_with(&folded(&s[..k])), "{whole:?}");
+            }
         }
     }
 }
