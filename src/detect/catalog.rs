@@ -351,7 +351,13 @@ pub(crate) fn scan(h: Hay<'_>, start: usize, folded: bool, sink: &mut Sink) -> R
         while m != 0 {
             let at = w + m.trailing_zeros() as usize;
             i = step(h, at, folded, sink)?;
-            m &= mask_from(i - w);
+            // Most anchors end where they are: clearing the lowest bit is what `mask_from`
+            // would do, without its shift.
+            if i == at + 1 {
+                m &= m - 1;
+            } else {
+                m &= mask_from(i - w);
+            }
         }
         w = i.max(w + WIN);
     }
@@ -425,8 +431,8 @@ fn step(h: Hay<'_>, i: usize, folded: bool, sink: &mut Sink) -> Result<usize, Ne
         return Ok(digit_run(b, i, usize::MAX));
     }
     if c >= 0x80 {
-        // A lead byte of a character that may fold (most are curly quotes and dashes, which
-        // do not).
+        // The lead byte of a character that may fold: a curly quote or a dash in English,
+        // every letter of Arabic or Devanagari text. No detector starts there.
         if !folded && super::normalize::folds_at(b, i) {
             return Err(NeedsFold);
         }

@@ -80,6 +80,9 @@ pub(crate) fn fold_at(b: &[u8], i: usize) -> Option<(usize, Fold)> {
             return from_code(code).map(|f| (3, f));
         }
     }
+    if !high_folds(b, i) {
+        return None;
+    }
     let (cp, n) = decode(b, i)?;
     fold_char(cp).map(|f| (n, f))
 }
@@ -109,30 +112,123 @@ pub(crate) const fn is_fold_lead(b: u8) -> bool {
     LEADS[b as usize]
 }
 
-/// [`is_fold_lead`] as a table: one load in the loop that copies text into its folded form.
+/// [`is_fold_lead`] as a table, derived from [`FOLD_BLOCK`]: one load in the loop that copies
+/// text into its folded form.
 const LEADS: [bool; 256] = {
     let mut t = [false; 256];
-    let leads = [b'%', b'&', 0xC2, 0xCD, 0xD8, 0xD9, 0xDB, 0xDF, 0xE0, 0xE1, 0xE2, 0xE3, 0xEA, 0xEF, 0xF0, 0xF3];
-    let mut k = 0;
-    while k < leads.len() {
-        t[leads[k] as usize] = true;
-        k += 1;
+    t[b'%' as usize] = true;
+    t[b'&' as usize] = true;
+    // A lead byte starts the characters of a range of blocks: 0xC2..0xDF one block each,
+    // 0xE0..0xEF 64 blocks each (E0 only the upper half), F0 the blocks of U+10000..U+1FFFF, F3
+    // those of U+C0000..U+FFFFF (the tags among them).
+    let mut b = 0xC2;
+    while b < 0x100 {
+        let (lo, hi) = match b {
+            0xC2..=0xDF => (b & 0x1F, (b & 0x1F) + 1),
+            0xE0 => (0x20, 0x40),
+            0xE1..=0xEF => ((b & 0x0F) << 6, ((b & 0x0F) + 1) << 6),
+            0xF0 => (0x400, BLOCKS),
+            _ => (0, 0),
+        };
+        let mut k = lo;
+        while k < hi {
+            if FOLD_BLOCK[k] != 0 {
+                t[b] = true;
+            }
+            k += 1;
+        }
+        b += 1;
     }
+    t[0xF3] = true;
     t
 };
 
-/// Whether a folded unit starts at `b[i]`, for the scanner, which calls it at every lead byte.
-/// The answers for the lead bytes prose is full of (curly quotes and dashes, `%s`, `a && b`,
-/// `&amp;`) are inlined; the rest of [`fold_at`] stays out of the scanner's inner loop.
+/// The blocks of 64 code points [`FOLD_BLOCK`] covers: U+0000..U+1FFFF. Above, only the tags and
+/// variation selectors U+E0000..U+E0FFF fold, all of them.
+const BLOCKS: usize = 0x20000 >> 6;
+
+/// For each block of 64 code points, the index in [`FOLD_BITS`] of the set of its characters
+/// that fold (0, the empty set, for nearly all blocks).
+const FOLD_BLOCK: [u8; BLOCKS] = FOLD_TABLES.0;
+
+/// The distinct sets of folded characters in a block, one bit per character.
+const FOLD_BITS: [u64; 128] = FOLD_TABLES.1;
+
+/// [`FOLD_BLOCK`] and [`FOLD_BITS`], built from [`rule`] and [`DIGIT_ZEROS`].
+const FOLD_TABLES: ([u8; BLOCKS], [u64; 128]) = {
+    let mut sets = [0u64; BLOCKS];
+    let mut cp = 0x80u32;
+    while cp < 0x20000 {
+        if rule(cp) != 0 {
+            sets[(cp >> 6) as usize] |= 1 << (cp & 63);
+        }
+        cp += 1;
+    }
+    let mut z = 0;
+    while z < DIGIT_ZEROS.len() {
+        let mut cp = DIGIT_ZEROS[z];
+        while cp < DIGIT_ZEROS[z] + 10 {
+            sets[(cp >> 6) as usize] |= 1 << (cp & 63);
+            cp += 1;
+        }
+        z += 1;
+    }
+    let mut index = [0u8; BLOCKS];
+    let mut bits = [0u64; 128];
+    let mut n = 1;
+    let mut k = 0;
+    while k < BLOCKS {
+        if sets[k] != 0 {
+            let mut j = 1;
+            while j < n && bits[j] != sets[k] {
+                j += 1;
+            }
+            if j == n {
+                assert!(n < 128, "more than 127 distinct blocks of folded characters");
+                bits[n] = sets[k];
+                n += 1;
+            }
+            index[k] = j as u8;
+        }
+        k += 1;
+    }
+    (index, bits)
+};
+
+/// Whether the character whose UTF-8 encoding starts at `b[i]` (a byte of 0x80 or more) folds:
+/// two loads, by its bytes, without decoding it. Arabic, Indic or emoji text passes here one
+/// character at a time, and almost all of it does not fold.
+#[inline(always)]
+fn high_folds(b: &[u8], i: usize) -> bool {
+    let low = |k: usize| b.get(i + k).map_or(0, |&c| usize::from(c & 0x3F));
+    let b0 = b.get(i).map_or(0, |&c| usize::from(c));
+    let (block, k) = if b0 < 0xC0 {
+        // ASCII, or the middle of a character.
+        return false;
+    } else if b0 < 0xE0 {
+        (b0 & 0x1F, low(1))
+    } else if b0 < 0xF0 {
+        (((b0 & 0x0F) << 6) | low(1), low(2))
+    } else {
+        let block = ((b0 & 0x07) << 12) | (low(1) << 6) | low(2);
+        if block >= BLOCKS {
+            return (0xE0000 >> 6..0xE1000 >> 6).contains(&block);
+        }
+        (block, low(3))
+    };
+    FOLD_BLOCK.get(block).is_some_and(|&s| (FOLD_BITS[usize::from(s) & 127] >> k) & 1 != 0)
+}
+
+/// Whether a folded unit starts at `b[i]`, for the scanner, which calls it at every lead byte:
+/// inlined into the scanner's loop, with the rest of [`fold_at`] out of it. Curly quotes and
+/// dashes, Arabic or Devanagari letters and emoji are answered by [`high_folds`], `%s`,
+/// `a && b` and `&amp;` by the byte after the `%` or `&`.
 #[inline(always)]
 pub(crate) fn folds_at(b: &[u8], i: usize) -> bool {
-    match b.get(i..i + 3) {
-        Some(&[b0 @ (0xE2 | 0xEF), b1, b2]) => match table3(b0, b1, b2) {
-            Some(code) => code != 0,
-            None => folds_at_rest(b, i),
-        },
-        Some(&[b'%' | b'&', next, _]) => ESCAPE_NEXT[usize::from(next)] && folds_at_rest(b, i),
-        _ => folds_at_rest(b, i),
+    match b.get(i) {
+        Some(&c) if c >= 0x80 => high_folds(b, i),
+        Some(b'%' | b'&') => b.get(i + 1).is_some_and(|&next| ESCAPE_NEXT[usize::from(next)]) && folds_at_rest(b, i),
+        _ => false,
     }
 }
 
@@ -523,6 +619,7 @@ mod tests {
             "%20 %2F %3A %41 &#65; &#x41; &#60; &#12345678; &commat &Commat; &period",
             "Ⅻ ½ ² ① 〇 一二三",
             "ﹰ ﹱ ﹷ ﹑ ﹘ ﹝",
+            "مرحبا بالعالم، नमस्ते दुनिया, สวัสดีชาวโลก, 안녕하세요 세계, Привет, 𝐀𝐁𝐂 𝔸",
         ] {
             assert_eq!(first_fold(s.as_bytes(), 0), None, "{s}");
             assert_eq!(fold_str(s), s);
@@ -570,6 +667,7 @@ mod tests {
             // The scanner's way in (lead byte, then the tables) agrees with the rules.
             assert!(f.is_none() || is_fold_lead(s.as_bytes()[0]), "lead of U+{cp:04X}");
             assert_eq!(fold_at(s.as_bytes(), 0), f.map(|f| (s.len(), f)), "U+{cp:04X}");
+            assert_eq!(folds_at(s.as_bytes(), 0), f.is_some(), "U+{cp:04X}");
         }
         assert_eq!(digits, 10 * DIGIT_ZEROS.len());
         assert!(drops > 4000, "{drops}");
@@ -608,6 +706,10 @@ mod tests {
             ("digits run on", "&#6412; &#x40e; &#12345678;", "&#6412; &#x40e; &#12345678;"),
         ] {
             assert_eq!(folded(s), want, "{name}: {s:?}");
+            // The scanner's quick answer agrees at every byte.
+            for i in 0..s.len() {
+                assert_eq!(folds_at(s.as_bytes(), i), fold_at(s.as_bytes(), i).is_some(), "{name} at {i}");
+            }
             // Offsets map back to unit starts, and the whole maps to the whole.
             let f = Folded::new(s);
             assert!(f.map.iter().all(|&o| s.is_char_boundary(o)), "{name}");
