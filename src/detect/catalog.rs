@@ -4,10 +4,10 @@
 //! # Design
 //!
 //! Scanning is one pass over the bytes, 64 at a time: per-position tables turn each window into
-//! a bitmask of its *anchor* bytes (digits, `@`, `:`, `=`, `_`, `-`, `A`, `J`, `B`, and the lead
-//! bytes of characters that [`super::normalize`] folds), so a window of plain prose costs a few
-//! instructions per byte and one branch. The scan then visits the set bits, and each anchor
-//! dispatches to the detectors that byte can announce:
+//! a bitmask of its *anchor* bytes (digits, `@`, `:`, `=`, `_`, `-`, `A`, `J`, `B`, and the `%`,
+//! `&` and lead bytes that start what [`super::normalize`] folds), so a window of plain prose
+//! costs a few instructions per byte and one branch. The scan then visits the set bits, and each
+//! anchor dispatches to the detectors that byte can announce:
 //!
 //! | anchor | detectors |
 //! |---|---|
@@ -275,6 +275,7 @@ const C_A: u8 = 7;
 const C_J: u8 = 8;
 const C_B: u8 = 9;
 const C_HIGH: u8 = 10;
+const C_ESC: u8 = 11;
 
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -291,13 +292,16 @@ static CLASS: [u8; 256] = {
     t[b'A' as usize] = C_A;
     t[b'J' as usize] = C_J;
     t[b'B' as usize] = C_B;
-    let mut x = 0usize;
+    let mut x = 0x80usize;
     while x < 256 {
         if is_fold_lead(x as u8) {
             t[x] = C_HIGH;
         }
         x += 1;
     }
+    // `%40`, `&#64;`: ASCII sequences that fold.
+    t[b'%' as usize] = C_ESC;
+    t[b'&' as usize] = C_ESC;
     t
 };
 
@@ -347,7 +351,13 @@ pub(crate) fn scan(h: Hay<'_>, start: usize, folded: bool, sink: &mut Sink) -> R
         while m != 0 {
             let at = w + m.trailing_zeros() as usize;
             i = step(h, at, folded, sink)?;
-            m &= mask_from(i - w);
+            // Most anchors end where they are: clearing the lowest bit is what `mask_from`
+            // would do, without its shift.
+            if i == at + 1 {
+                m &= m - 1;
+            } else {
+                m &= mask_from(i - w);
+            }
         }
         w = i.max(w + WIN);
     }
@@ -421,9 +431,9 @@ fn step(h: Hay<'_>, i: usize, folded: bool, sink: &mut Sink) -> Result<usize, Ne
         return Ok(digit_run(b, i, usize::MAX));
     }
     if c >= 0x80 {
-        // A lead byte of a character that may fold (most are curly quotes and dashes, which
-        // do not).
-        if !folded && super::normalize::fold_at(b, i).is_some() {
+        // The lead byte of a character that may fold: a curly quote or a dash in English,
+        // every letter of Arabic or Devanagari text. No detector starts there.
+        if !folded && super::normalize::folds_at(b, i) {
             return Err(NeedsFold);
         }
         return Ok(i + 1);
@@ -439,15 +449,14 @@ fn step(h: Hay<'_>, i: usize, folded: bool, sink: &mut Sink) -> Result<usize, Ne
         C_DASH => {
             dash(h, i, sink);
             // Inside a run of dashes (a table rule, "-----") no later dash starts anything.
-            let mut e = i + 1;
-            while b.get(e) == Some(&b'-') {
-                e += 1;
-            }
-            return Ok(e);
+            return Ok(run_of(b, i + 1, b'-'));
         }
         C_A => upper_a(h, i, sink),
         C_J if sink.on(Det::Jwt) => jwt(h, i, sink),
         C_B if sink.on(Det::BearerToken) => bearer(h, i, sink),
+        // `%` and `&` start a folded sequence only before the right two or three bytes: most
+        // (`50%`, `%s`, `a && b`, `&amp;`) are rejected by the first of them.
+        C_ESC if !folded && super::normalize::folds_at(b, i) => return Err(NeedsFold),
         _ => {}
     }
     Ok(i + 1)
@@ -690,8 +699,8 @@ const fn num_shape_index(l: usize, next: u8, first: u8) -> usize {
 /// For each shape of a digit group, the number detectors that may start there. Each condition
 /// is necessary for its detector to report a match or a wait:
 ///
-/// - a card number is one group of 13 to 19 digits, or groups of 4 to 6 separated by spaces or
-///   dashes;
+/// - a card number is one group of 13 to 19 digits, or groups whose first has 4 to 6 digits,
+///   separated by spaces, dashes or dots;
 /// - an SSN is 9 digits, or 3 then a space or dash;
 /// - a national phone number's first group is an area code (3 digits in North America, 2 to 5
 ///   starting with 0 in Europe) or the trunk prefix 1, before a separator; or it is one
@@ -709,7 +718,7 @@ static NUM_SHAPE: [u8; 21 * 8 * 3] = {
                 let first = [b'0', b'1', b'2'][k];
                 let sep = nc == 1 || nc == 2;
                 let mut v = 0;
-                if l >= 13 || (l >= 4 && l <= 6 && sep) {
+                if l >= 13 || (l >= 4 && l <= 6 && (sep || nc == 3)) {
                     v |= N_CARD;
                 }
                 if l == 9 || (l == 3 && sep) {
@@ -758,6 +767,24 @@ fn digit_run(b: &[u8], g: usize, max: usize) -> usize {
         }
     }
     while e < b.len() && e - g < max && b[e].is_ascii_digit() {
+        e += 1;
+    }
+    e
+}
+
+/// The end of the run of byte `c` from `e`, eight bytes at a time: a loop of one byte per turn
+/// runs at half its speed or at full speed as the code around it happens to be aligned.
+#[inline]
+fn run_of(b: &[u8], mut e: usize, c: u8) -> usize {
+    let pattern = u64::from_le_bytes([c; 8]);
+    while let Some(w) = b.get(e..e + 8) {
+        let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) ^ pattern;
+        if v != 0 {
+            return e + v.trailing_zeros() as usize / 8;
+        }
+        e += 8;
+    }
+    while b.get(e) == Some(&c) {
         e += 1;
     }
     e
@@ -826,7 +853,7 @@ fn card(h: Hay<'_>, g: usize, sink: &mut Sink) {
             best = Some(j);
         }
         match next {
-            Some(s @ (b' ' | b'-')) if (sep.is_none() || sep == Some(s)) && is_digit(after) => {
+            Some(s @ (b' ' | b'-' | b'.')) if (sep.is_none() || sep == Some(s)) && is_digit(after) => {
                 sep = Some(s);
                 j += 1;
             }
@@ -1245,6 +1272,16 @@ fn colon(h: Hay<'_>, i: usize, sink: &mut Sink) {
     }
 }
 
+/// A character of a URL's host name or port (a bracketed IPv6 address is read apart).
+fn is_host(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'~' | b'%' | b':')
+}
+
+/// A character of a bracketed IPv6 address.
+fn is_hex(c: Option<u8>) -> bool {
+    c.is_some_and(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+}
+
 fn is_scheme(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'+' | b'.' | b'-')
 }
@@ -1297,35 +1334,65 @@ fn url(h: Hay<'_>, i: usize, sink: &mut Sink) {
     if !sink.on(Det::ConnectionString) {
         return;
     }
-    // userinfo "user:password@" up to the first '@'; the authority ends at '/', '?' or '#'.
+    // userinfo `user:password@host`. A password may hold an '@' (`p%40ss`, which the scan reads
+    // folded as `p@ss`), so the userinfo ends at the first '@' before a host that no further '@'
+    // follows, as URL parsers split it; when every host runs into another '@', at the first '@'
+    // before a host. The choice reads only the authority, up to a character that ends it (or
+    // the mask token a previous redaction left), so redacting the text again changes nothing.
     let mut j = u;
-    let mut colon = None;
-    loop {
+    let mut first_host = None;
+    let end = loop {
         match at!(h, sink, j, u) {
-            Some(b'@') => break,
-            Some(b':') if colon.is_none() => colon = Some(j),
+            Some(b'@') => {
+                let host = match at!(h, sink, j + 1, u) {
+                    Some(c) => c.is_ascii_alphanumeric() || (c == b'[' && is_hex(at!(h, sink, j + 2, u))),
+                    None => false,
+                };
+                if host {
+                    let mut k = j + 1;
+                    if at!(h, sink, k, u) == Some(b'[') {
+                        k += 1;
+                        while is_hex(at!(h, sink, k, u)) && k - u <= 256 {
+                            k += 1;
+                        }
+                        if at!(h, sink, k, u) == Some(b']') {
+                            k += 1;
+                        }
+                    }
+                    while let Some(c) = at!(h, sink, k, u) {
+                        if !is_host(c) || k - u > 256 {
+                            break;
+                        }
+                        k += 1;
+                    }
+                    if at!(h, sink, k, u) != Some(b'@') {
+                        break Some(j);
+                    }
+                    first_host.get_or_insert(j);
+                    // Go on at the next '@' (a host holds no character that ends the authority).
+                    j = k;
+                    continue;
+                }
+            }
             Some(c)
                 if c.is_ascii_whitespace()
                     || matches!(c, b'/' | b'?' | b'#' | b'"' | b'\'' | b'`' | b'<' | b'>' | b'[' | b']' | b'\\') =>
             {
-                return
+                break first_host
             }
-            None => return,
+            None => break first_host,
             Some(_) => {}
         }
         j += 1;
         if j - u > 256 {
-            return;
+            break first_host;
         }
-    }
-    let Some(c) = colon else { return };
-    let pass = &b[c + 1..j];
+    };
+    let Some(j) = end else { return };
+    let Some(c) = b[u..j].iter().position(|&c| c == b':') else { return };
+    let pass = &b[u + c + 1..j];
     if pass.is_empty() || placeholder(pass) {
         return;
-    }
-    match at!(h, sink, j + 1, u) {
-        Some(x) if x.is_ascii_alphanumeric() || x == b'[' => {}
-        _ => return,
     }
     sink.yes(Det::ConnectionString, u, j);
 }

@@ -19,9 +19,10 @@
 //! The allowlist removes findings but keeps their place: nothing inside an allowlisted value is
 //! redacted by another detector either.
 //!
-//! Text is scanned in a normalised form (fullwidth digits folded, zero-width characters
-//! dropped; see `normalize.rs`), and findings are reported as byte offsets into the original
-//! text, covering every original byte of the value.
+//! Text is scanned in a normalised form (fullwidth and other Unicode digits and look-alike
+//! punctuation folded, zero-width and bidi characters dropped, `%40` and `&#64;` decoded; see
+//! `normalize.rs`), and findings are reported as byte offsets into the original text, covering
+//! every original byte of the value.
 //!
 //! # Calling it
 //!
@@ -620,6 +621,15 @@ impl Engine {
     pub fn scan(&self, text: &str, from: usize, end: End) -> Scan {
         let fin = end == End::Final;
         let from = floor_boundary(text, from);
+        // A `%` or `&` sequence cut by the end of what has arrived (`jane&#6`) may still fold:
+        // until it is complete, scan as if the text ended where it starts.
+        let open = if fin { None } else { normalize::open_tail(text.as_bytes()) };
+        let text = match open {
+            // Released already: nothing after it may be decided yet.
+            Some(k) if k < from => return Scan { findings: Vec::new(), settled: from },
+            Some(k) => &text[..k],
+            None => text,
+        };
         let loop_start = floor_boundary(text, from.saturating_sub(self.max_left));
         let mut sink = Sink::new(self.on);
         let raw = Hay { b: text.as_bytes(), fin };
@@ -869,30 +879,28 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
 }
 
 /// Stars every letter and digit but the last `keep`, keeping punctuation, spaces and any other
-/// character, and dropping invisible ones.
+/// character, and dropping invisible ones. A disguised character counts as what it is scanned
+/// as: `&#52;` is a digit (starred as one `*`), `%40` is an `@` (kept as written).
 fn partial(value: &str, keep: u8, out: &mut String) {
-    let folded: Vec<(char, Option<u8>)> = value
-        .char_indices()
-        .filter_map(|(i, c)| match normalize::fold_at(value.as_bytes(), i) {
-            Some((_, normalize::Fold::Drop)) => None,
-            Some((_, normalize::Fold::Ascii(a))) => Some((c, Some(a))),
-            None => Some((c, c.is_ascii().then_some(c as u8))),
+    let units: Vec<(&str, bool)> = normalize::units(value)
+        .filter_map(|(u, f)| match f {
+            Some(normalize::Fold::Drop) => None,
+            Some(normalize::Fold::Ascii(a)) => Some((u, a.is_ascii_alphanumeric())),
+            None => Some((u, u.chars().next().is_some_and(char::is_alphanumeric))),
         })
         .collect();
-    let total =
-        folded.iter().filter(|(c, a)| a.is_some_and(|a| a.is_ascii_alphanumeric()) || c.is_alphanumeric()).count();
+    let total = units.iter().filter(|(_, alnum)| *alnum).count();
     let mut seen = 0;
-    for (c, a) in folded {
-        let alnum = a.is_some_and(|a| a.is_ascii_alphanumeric()) || c.is_alphanumeric();
+    for (u, alnum) in units {
         if alnum {
             seen += 1;
             if seen + usize::from(keep) > total {
-                out.push(c);
+                out.push_str(u);
             } else {
                 out.push('*');
             }
         } else {
-            out.push(c);
+            out.push_str(u);
         }
     }
 }

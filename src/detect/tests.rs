@@ -48,6 +48,18 @@ fn partial_keeps_configured_digits_and_separators() {
     // Fullwidth digits stay as written; zero-width characters are dropped.
     let e = with(r#"{"detectors": {"credit_card": {"action": "partial"}}}"#);
     assert_eq!(e.redact("４１１１ １１１１ １１１１ １１１\u{200B}１").text, "**** **** **** １１１１");
+    // An encoded digit is one digit (starred as one `*`, or kept as written); an encoded `@` or
+    // `.` is punctuation, kept as written; bidi marks are dropped like zero-width characters.
+    for (text, want) in [
+        ("&#52;111.1111.1111.1111", "****.****.****.1111"),
+        ("4111 1111 1111 11&#49;&#x31;", "**** **** **** 11&#49;&#x31;"),
+        ("٤١١١ ١١١١ ١١١١ ١\u{200F}١١١", "**** **** **** ١١١١"),
+    ] {
+        assert_eq!(e.redact(text).text, want, "{text:?}");
+    }
+    let e = with(r#"{"detectors": {"email": {"action": "partial"}}}"#);
+    assert_eq!(e.redact("jane%40example&#46;com").text, "****%40******e&#46;com");
+    assert_eq!(e.redact("jane﹫example。com").text, "****﹫******e。com");
 }
 
 #[test]
@@ -58,8 +70,16 @@ fn hash_is_stable_keyed_and_ignores_evasion() {
     assert!(t1.starts_with("[EMAIL:") && t1.ends_with(']') && t1.len() == "[EMAIL:12345678]".len(), "{t1}");
     assert!(t1[7..15].bytes().all(|c| c.is_ascii_hexdigit()));
     assert_eq!(a.redact("x jane@example.com y").text, format!("x {t1} y"));
-    // A zero-width character inside the value does not change its token.
-    assert_eq!(a.redact("jane\u{200B}@example.com").text, t1);
+    // A zero-width character or any other disguise inside the value does not change its token.
+    for disguised in [
+        "jane\u{200B}@example.com",
+        "jane%40example.com",
+        "jane&#64;example&period;com",
+        "jane\u{200E}﹫example。com",
+        "ｊａｎｅ＠example.com",
+    ] {
+        assert_eq!(a.redact(disguised).text, t1, "{disguised:?}");
+    }
     assert_ne!(a.redact("john@example.com").text, t1);
     assert_ne!(keyed("fedcba9876543210").redact("jane@example.com").text, t1);
     // The default key works, and says so in the summary.
@@ -250,6 +270,11 @@ fn scan_holds_back_only_what_could_still_match() {
         ("total: 42.", "42."),
         ("done.\n\n", ""),
         ("中文 and emoji 🎉", ""),
+        // A `%` or `&` sequence cut short is held until it is complete.
+        ("write to jane&#6", "jane&#6"),
+        ("up 50%", "50%"),
+        ("Tom &", "&"),
+        ("AT&amp;T ", ""),
     ] {
         let s = e.scan(text, 0, End::More);
         assert_eq!(&text[s.settled..], held, "{text:?}");
@@ -366,6 +391,11 @@ fn values_are_found_at_every_offset_of_the_scan_window() {
         ("openai_api_key", "sk-proj-abcdefghij0123456789abcdefghij"),
         ("aws_access_key_id", "AKIAIOSFODNN7EXAMPLE"),
         ("iban", "DE89370400440532013000"),
+        // Disguised: the folded text is shorter, and offsets map back through the window.
+        ("credit_card", "4111.1111.1111.1111"),
+        ("credit_card", "٤١١١ ١١١١ ١١١١ ١١١١"),
+        ("email", "jane%40example&#46;com"),
+        ("email", "jane\u{200E}.doe﹫example。com"),
     ];
     let noisy = "ab -- 12: x=1 “q” 3.5 de ";
     for (det, value) in samples {
@@ -400,5 +430,31 @@ fn long_digit_and_dash_runs_hide_nothing_after_them() {
             let found: Vec<_> = e.find_all(&text).iter().map(|f| f.detector.to_string()).collect();
             assert_eq!(found, ["email", "ipv4"], "{len} x {:?}", run as char);
         }
+    }
+}
+
+#[test]
+fn connection_strings_end_at_the_at_before_the_host() {
+    let e = engine();
+    for (text, want) in [
+        ("postgres://app:s3cret@db.internal:5432/app", Some("app:s3cret")),
+        // An '@' in the password, escaped (as it should be) or not.
+        ("mongodb+srv://admin:p%40ssw0rd@cluster0.mongodb.net/test", Some("admin:p%40ssw0rd")),
+        ("postgres://app:p@ss@db.internal/app", Some("app:p@ss")),
+        ("redis://:pa&#64;ss@[::1]:6379/0", Some(":pa&#64;ss")),
+        // Every host runs into another '@': the first '@' before a host ends the userinfo.
+        ("https://u:p@x@y@ z", Some("u:p")),
+        // No password, or no host after the '@'.
+        ("https://user@host.example:8080/", None),
+        ("https://u:p@/path", None),
+        ("https://u:p@[REDACTED:EMAIL]", None),
+    ] {
+        let got: Vec<&str> = e
+            .find_all(text)
+            .iter()
+            .filter(|f| f.detector.as_ref() == "connection_string")
+            .map(|f| &text[f.start..f.end])
+            .collect();
+        assert_eq!(got, want.into_iter().collect::<Vec<_>>(), "{text}");
     }
 }
