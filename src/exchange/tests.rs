@@ -229,6 +229,7 @@ fn every_request_body_is_read_whatever_its_method_or_framing() {
         &b"\xEF\xBB\xBF{\"messages\":[{\"content\":\"jane\\u0040x.io\"}]}"[..],
         b"\n\n   {\"messages\":[{\"content\":\"jane\\u0040x.io\"}]}",
         b"plain jane@x.io",
+        b"q=jane%40x.io",
     ] {
         for method in ["GET", "DELETE", "POST", "PUT"] {
             let mut x = Exchange::new(Rc::new(Policy::from_json("").unwrap()));
