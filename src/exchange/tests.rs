@@ -390,3 +390,23 @@ fn binary_passes_with_its_length_and_a_value_in_its_text_runs_stops_it() {
     assert!(d.bytes.len() < 620);
     assert_eq!(x.audit().reason.as_deref(), Some("rule:email"));
 }
+
+#[test]
+fn json_lines_longer_than_the_sniff_window_are_still_read_line_by_line_at_the_end() {
+    let long = "x ".repeat(crate::wire::sniff::FIRST_VALUE_WINDOW);
+    let body = format!(
+        "{{\"message\":{{\"content\":\"{long}mail a@b.i\"}},\"done\":false}}\n{{\"message\":{{\"content\":\"o now\"}},\"done\":true}}\n"
+    );
+    let (mut x, _) = exchange("", "/api/chat", PROMPT);
+    let chunks: Vec<&[u8]> = body.as_bytes().chunks(4096).collect();
+    let d = answer(&mut x, Some("application/x-ndjson"), None, &chunks);
+    let out = text(&d);
+    // Held to the end, then each line read as a document of its own: the value split across
+    // them is still one text.
+    assert!(
+        out.ends_with("{\"message\":{\"content\":\"[REDACTED:EMAIL] now\"},\"done\":true}\n"),
+        "{}",
+        &out[out.len() - 200..]
+    );
+    assert_eq!(out.lines().count(), 2);
+}

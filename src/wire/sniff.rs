@@ -39,8 +39,10 @@ pub enum Sniff {
 pub const BINARY_WINDOW: usize = 512;
 
 /// A JSON-looking body whose first value is not complete within this many bytes is treated as
-/// one document and read whole at its end.
-pub const FIRST_VALUE_WINDOW: usize = 64 * 1024;
+/// one document and read whole at its end (where documents one per line are still read as such,
+/// only not as they arrive). A JSON line of a real stream is far shorter; the window bounds what
+/// is read twice before a large answer is known to be one document.
+pub const FIRST_VALUE_WINDOW: usize = 8 * 1024;
 
 /// Decides the shape of a body from its first bytes (`end`: these are all of them) and its
 /// `content-type`, which is read only for a UTF-16/32 `charset`.
