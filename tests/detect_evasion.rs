@@ -119,6 +119,8 @@ const ENCODED: &[Case] = &[
     ("ampersands", "AT&amp;T, R&D, a && b, &lt;b&gt;, &nbsp;", "AT&amp;T, R&D, a && b, &lt;b&gt;, &nbsp;", &[]),
     ("references to nothing", "x&#64 y, &commat y, &#6412;, &#x40e;", "x&#64 y, &commat y, &#6412;, &#x40e;", &[]),
     ("not decoded twice", "jane&amp;#64;example.com", "jane&amp;#64;example.com", &[]),
+    // Cut after `&#64` (which alone would read as `@`), with a folded character before it.
+    ("digits run on after a cut", "\u{200E}a@&#646789jane@example.com", "\u{200E}a@&#[REDACTED:EMAIL]", &["email"]),
 ];
 
 const DOTTED_CARDS: &[Case] = &[

@@ -206,11 +206,15 @@ pub(crate) struct Sink {
     on: [bool; COUNT],
     /// The last unquoted label value run: from `.0` it stops at `.1`.
     run: (usize, usize),
+    /// The last `%` or `&` the scan passed (`usize::MAX`: none): one near the end may start a
+    /// sequence that more text could still make fold (see `Engine::scan`). Meaningful for a
+    /// scan of text as it is, which met nothing that folds.
+    pub(crate) escape: usize,
 }
 
 impl Sink {
     pub(crate) fn new(on: [bool; COUNT]) -> Sink {
-        Sink { hits: Vec::new(), wait: usize::MAX, on, run: (usize::MAX, 0) }
+        Sink { hits: Vec::new(), wait: usize::MAX, on, run: (usize::MAX, 0), escape: usize::MAX }
     }
 
     #[inline]
@@ -456,7 +460,12 @@ fn step(h: Hay<'_>, i: usize, folded: bool, sink: &mut Sink) -> Result<usize, Ne
         C_B if sink.on(Det::BearerToken) => bearer(h, i, sink),
         // `%` and `&` start a folded sequence only before the right two or three bytes: most
         // (`50%`, `%s`, `a && b`, `&amp;`) are rejected by the first of them.
-        C_ESC if !folded && super::normalize::folds_at(b, i) => return Err(NeedsFold),
+        C_ESC => {
+            sink.escape = i;
+            if !folded && super::normalize::folds_at(b, i) {
+                return Err(NeedsFold);
+            }
+        }
         _ => {}
     }
     Ok(i + 1)

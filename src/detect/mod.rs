@@ -621,28 +621,25 @@ impl Engine {
     pub fn scan(&self, text: &str, from: usize, end: End) -> Scan {
         let fin = end == End::Final;
         let from = floor_boundary(text, from);
-        // A `%` or `&` sequence cut by the end of what has arrived (`jane&#6`) may still fold:
-        // until it is complete, scan as if the text ended where it starts.
-        let open = if fin { None } else { normalize::open_tail(text.as_bytes()) };
-        let text = match open {
-            // Released already: nothing after it may be decided yet.
-            Some(k) if k < from => return Scan { findings: Vec::new(), settled: from },
-            Some(k) => &text[..k],
-            None => text,
-        };
-        let loop_start = floor_boundary(text, from.saturating_sub(self.max_left));
+        let mut text = text;
         let mut sink = Sink::new(self.on);
-        let raw = Hay { b: text.as_bytes(), fin };
-        let folded = match catalog::scan(raw, loop_start, false, &mut sink) {
-            Ok(()) => None,
-            Err(catalog::NeedsFold) => {
-                let f = Folded::new(text);
-                sink = Sink::new(self.on);
-                let hay = Hay { b: f.text.as_bytes(), fin };
-                let _ = catalog::scan(hay, f.norm(loop_start), true, &mut sink);
-                Some(f)
+        let mut folded = self.run_catalog(text, from, fin, &mut sink);
+        // A `%` or `&` sequence cut by the end of what has arrived (`jane&#6`) may still fold:
+        // until it is complete, scan as if the text ended where it starts. A scan of the text
+        // as it is passes every `%` and `&`, so it is looked for only when the scan passed one
+        // among the last bytes; folded text may read a cut sequence as complete (`&#64` is `@`
+        // at the very end), so there it is always looked for.
+        let near_end = |e: usize| e != usize::MAX && text.len() - e <= normalize::MAX_OPEN;
+        if !fin && (folded.is_some() || near_end(sink.escape)) {
+            if let Some(k) = normalize::open_tail(text.as_bytes()) {
+                if k < from {
+                    // Released already: nothing after it may be decided yet.
+                    return Scan { findings: Vec::new(), settled: from };
+                }
+                text = &text[..k];
+                folded = self.run_catalog_again(text, from, fin, &mut sink);
             }
-        };
+        }
         let (hay_text, from_n) = match &folded {
             Some(f) => (f.text.as_str(), f.norm(from)),
             None => (text, from),
@@ -726,6 +723,34 @@ impl Engine {
             });
         }
         Scan { findings, settled: if fin { text.len() } else { map(settled) } }
+    }
+
+    /// The built-in detectors over `text` from `from` (with left context) into the empty
+    /// `sink`, on the text as it is or, when it holds a character that folds, on its folded form
+    /// (returned).
+    #[inline(always)]
+    fn run_catalog(&self, text: &str, from: usize, fin: bool, sink: &mut Sink) -> Option<Folded> {
+        let loop_start = floor_boundary(text, from.saturating_sub(self.max_left));
+        let raw = Hay { b: text.as_bytes(), fin };
+        match catalog::scan(raw, loop_start, false, sink) {
+            Ok(()) => None,
+            Err(catalog::NeedsFold) => {
+                let f = Folded::new(text);
+                *sink = Sink::new(self.on);
+                let hay = Hay { b: f.text.as_bytes(), fin };
+                let _ = catalog::scan(hay, f.norm(loop_start), true, sink);
+                Some(f)
+            }
+        }
+    }
+
+    /// [`Engine::run_catalog`] once more, on text cut before a `%` or `&` sequence: rare, and
+    /// kept out of [`Engine::scan`].
+    #[cold]
+    #[inline(never)]
+    fn run_catalog_again(&self, text: &str, from: usize, fin: bool, sink: &mut Sink) -> Option<Folded> {
+        *sink = Sink::new(self.on);
+        self.run_catalog(text, from, fin, sink)
     }
 
     /// Writes `text` with each finding's action applied to `out`. `findings` must be in order,

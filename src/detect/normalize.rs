@@ -434,7 +434,7 @@ const NAMED: [(&[u8], u8); 8] = [
 ];
 
 /// The longest `%` or `&` sequence that is still open (`&#x` and seven digits).
-const MAX_OPEN: usize = 3 + MAX_REF_DIGITS;
+pub(crate) const MAX_OPEN: usize = 3 + MAX_REF_DIGITS;
 
 /// The digits of a numeric reference at `j`: hex when `hex`, else decimal.
 #[inline]
@@ -476,11 +476,20 @@ fn reference(b: &[u8], i: usize) -> Option<(usize, Fold)> {
 /// Where a `%` or `&` sequence starts that the end of `b` cuts short: one that more bytes could
 /// still make fold, or fold differently (`%4`, `&#6`, `&#64`, `&comm`). A stream scans only the
 /// text before it: until the sequence is complete, the normalised form of what follows it is
-/// unknown. Bytes of a folded unit are never `%` or `&`, so the first such start in the last
-/// few bytes is the one.
+/// unknown.
+///
+/// Such a sequence runs to the end of the text, and after its `%` or `&` holds only letters,
+/// digits and `#`; so its start is the first byte before that tail of letters, digits and `#`
+/// (never longer than a sequence), if it is a `%` or `&`. A stream calls this at every chunk,
+/// and the walk back is a word long at most.
+#[inline]
 pub(crate) fn open_tail(b: &[u8]) -> Option<usize> {
-    let lo = b.len().saturating_sub(MAX_OPEN);
-    (lo..b.len()).find(|&i| matches!(b[i], b'%' | b'&') && is_open(&b[i..]))
+    let mut k = b.len();
+    while k > 0 && b.len() - k < MAX_OPEN && (b[k - 1].is_ascii_alphanumeric() || b[k - 1] == b'#') {
+        k -= 1;
+    }
+    let s = k.checked_sub(1)?;
+    (matches!(b[s], b'%' | b'&') && is_open(&b[s..])).then_some(s)
 }
 
 /// Whether `s`, a `%` or `&` and what follows it up to the end of the text, may still grow into
