@@ -121,8 +121,10 @@ impl<'a> Tape<'a> {
     /// Reads one JSON document (surrounding whitespace and a leading UTF-8 byte-order mark
     /// allowed, as `json.loads` on bytes allows them).
     pub fn read(input: &'a [u8]) -> Result<Tape<'a>, JsonError> {
-        // About one value per 16 bytes of typical JSON: grow once or twice, not ten times.
-        let mut r = Reader { input, pos: 0, nodes: Vec::with_capacity(8 + input.len() / 16) };
+        // About one value per 16 bytes of typical JSON, but no more up front than a small event
+        // needs: a large answer is mostly one long string, and memory asked for is memory the
+        // VM keeps.
+        let mut r = Reader { input, pos: 0, nodes: Vec::with_capacity((8 + input.len() / 16).min(256)) };
         if input.starts_with(b"\xEF\xBB\xBF") {
             r.pos = 3;
         }
