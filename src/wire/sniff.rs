@@ -102,6 +102,8 @@ fn json_family(rest: &[u8], end: bool) -> Sniff {
     if end {
         return Sniff::Is(Shape::Json);
     }
+    // Only the window is looked at: a large first read of a large document is not walked twice.
+    let rest = &rest[..rest.len().min(FIRST_VALUE_WINDOW)];
     match json::value_len(rest) {
         Ok(Some(n)) => {
             let after = &rest[n..];
@@ -122,6 +124,7 @@ fn json_family(rest: &[u8], end: bool) -> Sniff {
             }
         }
         Ok(None) if rest.len() < FIRST_VALUE_WINDOW => Sniff::NeedMore,
+        // The window is full and the first value still open (or it is not JSON): one document.
         _ => Sniff::Is(Shape::Json),
     }
 }
