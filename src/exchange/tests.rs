@@ -410,3 +410,13 @@ fn json_lines_longer_than_the_sniff_window_are_still_read_line_by_line_at_the_en
     );
     assert_eq!(out.lines().count(), 2);
 }
+
+#[test]
+fn a_wide_text_prompt_is_refused_never_forwarded() {
+    let utf16: Vec<u8> =
+        "{\"messages\":[{\"content\":\"jane@x.io\"}]}".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let (x, d) = exchange("", "/v1/chat/completions", &utf16);
+    assert_eq!(d.reply.map(|r| r.status), Some(415));
+    assert!(d.bytes.is_empty());
+    assert_eq!(x.audit().reason.as_deref(), Some("unsupported_charset"));
+}

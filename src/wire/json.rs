@@ -445,7 +445,6 @@ impl<'a> Reader<'a> {
         }
         self.nodes[me].span = start..self.pos;
         self.nodes[me].end = self.nodes.len();
-        let _ = members;
         Ok(())
     }
 
