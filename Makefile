@@ -22,7 +22,7 @@ RUN_DIR   := .run
 CERTS     := certs/ca.crt certs/server.crt certs/server.key
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run build test test-unit test-e2e certs bench bench-engine bench-envoy clean wasm-target venv
+.PHONY: run build test test-unit test-e2e certs bench bench-engine bench-envoy baseline-wasm clean wasm-target venv
 
 ## build: the filter (.wasm) and the native CLI
 build: $(WASM) $(CLI)
@@ -91,11 +91,29 @@ bench-engine:
 
 BENCH_CARGO := CARGO_TARGET_DIR=$(CURDIR)/target/bench-build cargo build --release --quiet
 
-bench-envoy: build venv certs
+# BASELINE=<git ref>: also runs the filter as built at that commit, in the same interleaved
+# rounds, and prints what this tree changes against it (`make bench BASELINE=main~3`).
+BASELINE ?=
+BASELINE_DIR = target/baseline/$(shell git rev-parse --short $(BASELINE) 2>/dev/null || echo unknown)
+
+bench-envoy: build venv certs $(if $(BASELINE),baseline-wasm)
 	$(BENCH_CARGO) --target wasm32-wasip1 --manifest-path tests/bench/noop/Cargo.toml
 	$(BENCH_CARGO) --target wasm32-wasip1 --manifest-path tests/bench/Cargo.toml --bin inferguard-core-bench
 	$(BENCH_CARGO) --manifest-path tests/bench/Cargo.toml --bin inferguard-core-bench --bin inferguard-bench
-	target/bench-build/release/inferguard-bench
+	BENCH_BASELINE="$(if $(BASELINE),$(BASELINE_DIR)/inferguard.wasm)" target/bench-build/release/inferguard-bench
+
+# The filter at $(BASELINE): its tree from git (nothing checked out), built and optimised as `build` does.
+baseline-wasm: wasm-target $(WASM_OPT)
+	@git rev-parse --verify --quiet $(BASELINE)^{commit} >/dev/null || { echo "BASELINE=$(BASELINE): not a commit"; exit 1; }
+	@if [ ! -f $(BASELINE_DIR)/inferguard.wasm ]; then \
+	  rm -rf $(BASELINE_DIR)/src && mkdir -p $(BASELINE_DIR)/src && \
+	  git archive $(BASELINE) | tar -x -C $(BASELINE_DIR)/src && \
+	  (cd $(BASELINE_DIR)/src && CARGO_TARGET_DIR=$(CURDIR)/target/baseline/build cargo build --quiet --profile wasm --target wasm32-wasip1 --lib) && \
+	  $(WASM_OPT) -O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+	    --enable-mutable-globals --enable-multivalue --enable-reference-types --strip-debug --strip-producers \
+	    target/baseline/build/wasm32-wasip1/wasm/inferguard.wasm -o $(BASELINE_DIR)/inferguard.wasm; \
+	fi
+	@ls -l $(BASELINE_DIR)/inferguard.wasm | awk '{ printf "baseline %s (%d bytes)\n", $$9, $$5 }'
 
 clean:
 	rm -rf .tools

@@ -214,6 +214,24 @@ fn throughput(
     figs
 }
 
+/// With a baseline module, prints what this build changes against it, row by row: Envoy CPU per
+/// request (the figure to compare across builds) and rps, both from the same interleaved rounds.
+fn against_baseline(module: Option<&str>, rows: &[(String, Figures, Figures, Figures)], base: &[Figures]) -> Option<Value> {
+    let module = module?;
+    println!("{:<28} {}", "against the baseline", module);
+    println!("{:<28} {:>12} {:>12} {:>8} {:>10} {:>10} {:>8}", "", "base CPU us", "this CPU us", "change", "base rps", "this rps", "change");
+    let mut out = serde_json::Map::new();
+    for ((name, _, _, this), b) in rows.iter().zip(base) {
+        let (bc, tc) = (median(b.cpu_us.clone()), median(this.cpu_us.clone()));
+        let (br, tr) = (median(b.rps.clone()), median(this.rps.clone()));
+        let (dc, dr) = ((tc / bc - 1.0) * 100.0, (tr / br - 1.0) * 100.0);
+        println!("  {name:<26} {bc:>12.1} {tc:>12.1} {dc:>+7.1}% {br:>10.0} {tr:>10.0} {dr:>+7.1}%");
+        out.insert(name.clone(), json!({"baseline": b.json(), "cpu_change_pct": dc, "rps_change_pct": dr}));
+    }
+    out.insert("module".into(), json!(module));
+    Some(Value::Object(out))
+}
+
 /// Paced 500-token SSE answers: time to first token and total time.
 fn streaming(envoys: &[&Envoy], tls: &Arc<rustls::ClientConfig>, streams: usize, pace_us: u64) -> Vec<Figures> {
     let mut figs = vec![Figures::default(); envoys.len()];
@@ -337,11 +355,17 @@ fn main() {
     let wasm_bytes = std::fs::metadata("target/inferguard.wasm").map(|m| m.len()).unwrap_or(0);
     // BENCH_WASM measures another build of the filter (a profiling build, say) in inferguard's place.
     let wasm = std::env::var("BENCH_WASM").unwrap_or_else(|_| "target/inferguard.wasm".into());
-    let envoys = [
+    let mut envoys = vec![
         Envoy::start("bare", Filter::Bare, up, dir),
         Envoy::start("noop", Filter::Wasm { module: NOOP_WASM.into(), config: config_path() }, up, dir),
         Envoy::start("inferguard", Filter::Wasm { module: wasm.clone(), config: config_path() }, up, dir),
     ];
+    // BENCH_BASELINE (a .wasm; `make bench BASELINE=<git ref>` builds one) runs an earlier build
+    // of the filter in the same interleaved rounds, so a change is measured against it directly.
+    let baseline = std::env::var("BENCH_BASELINE").ok().filter(|b| !b.is_empty());
+    if let Some(module) = &baseline {
+        envoys.push(Envoy::start("baseline", Filter::Wasm { module: module.clone(), config: config_path() }, up, dir));
+    }
     // Streams and memory compare bare Envoy and inferguard only.
     let pair = [&envoys[0], &envoys[2]];
     let tls = client::tls_config("certs/ca.crt");
@@ -360,6 +384,8 @@ fn main() {
 
     let mut results = serde_json::Map::new();
     let mut rows: Vec<(String, Figures, Figures, Figures)> = Vec::new();
+    // Per scenario, the baseline's figures (with BENCH_BASELINE).
+    let mut base_rows: Vec<Figures> = Vec::new();
     let scenarios: [(&str, &str, Vec<u8>, usize); 4] = [
         ("1 KB completion", "json-1k", answers::chat_request("Summarise the incident.", false), 8),
         ("64 KB completion", "json-64k", answers::chat_request("Summarise the incident.", false), 8),
@@ -376,6 +402,9 @@ fn main() {
         eprintln!("bench: {name}");
         let f = throughput(&envoys.iter().collect::<Vec<_>>(), &tls, scenario, &body, conns, dur);
         rows.push((name.to_string(), f[0].clone(), f[1].clone(), f[2].clone()));
+        if let Some(b) = f.get(3) {
+            base_rows.push(b.clone());
+        }
     }
     // Where the 1 KB cost goes: inferguard with parts of its work turned off, beside bare Envoy.
     let mut parts: Vec<(&str, f64)> = Vec::new();
@@ -422,6 +451,7 @@ fn main() {
         for (label, us) in &parts {
             println!("1 KB, Envoy CPU per request above bare: {us:+.1} us  inferguard, {label}");
         }
+        against_baseline(baseline.as_deref(), &rows, &base_rows);
         return;
     }
     eprintln!("bench: 500-token SSE answer");
@@ -537,6 +567,9 @@ fn main() {
         );
     }
     results.insert("core".into(), json!({"native": cores[0], "wasm_v8_node": cores[1]}));
+    if let Some(b) = against_baseline(baseline.as_deref(), &rows, &base_rows) {
+        results.insert("against_baseline".into(), b);
+    }
     println!("{:<28} {} bytes ({:.0} KiB)", "inferguard.wasm", wasm_bytes, wasm_bytes as f64 / 1024.0);
     results.insert("engine".into(), json!({"native_mb_s": native, "v8_node_mb_s": in_v8, "in_envoy_mb_s": in_envoy}));
     results.insert("wasm_bytes".into(), json!(wasm_bytes));
