@@ -19,7 +19,11 @@ BINARYEN  := 132.0.0
 WASM_OPT  := .tools/node_modules/.bin/wasm-opt
 CLI       := target/cli/inferguard
 RUN_DIR   := .run
-CERTS     := certs/ca.crt certs/server.crt certs/server.key
+# certs/: a local CA; server (Envoy's listener), upstream (the stand-in behind Envoy), two mTLS
+# clients with SPIFFE ids; a JWT signing key with its JWKS, and a second key the JWKS lacks.
+LEAVES    := server upstream client-chat client-batch
+CERTS     := certs/ca.crt certs/ca.key $(foreach n,$(LEAVES),certs/$(n).crt certs/$(n).key) \
+             certs/jwt.key certs/jwks.json certs/jwt-other.key
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: run build test test-unit test-e2e certs bench bench-engine bench-envoy baseline-wasm clean wasm-target venv
@@ -56,19 +60,50 @@ $(VENV)/.installed: tests/requirements.txt
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	@touch $@
 
-## certs: a local CA and a server certificate for localhost and 127.0.0.1
+## certs: a local CA, leaf certificates signed by it, and JWT keys (see CERTS above); only missing
+## files are made (a new CA remakes every leaf)
 certs: $(CERTS)
-$(CERTS) &:
+
+certs/ca.crt certs/ca.key &:
 	@mkdir -p certs
 	openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=inferguard local CA" \
 	  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
 	  -keyout certs/ca.key -out certs/ca.crt 2>/dev/null
-	openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout certs/server.key -out certs/server.csr 2>/dev/null
-	printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' > certs/server.ext
-	openssl x509 -req -in certs/server.csr -CA certs/ca.crt -CAkey certs/ca.key -CAcreateserial \
-	  -days 825 -extfile certs/server.ext -out certs/server.crt 2>/dev/null
-	@rm -f certs/server.csr certs/server.ext
 	@echo "certificates in certs/ (clients trust certs/ca.crt)"
+
+# Leaf certificates: subject CN, subjectAltName and extendedKeyUsage per name.
+CN_server   := localhost
+SAN_server  := DNS:localhost,IP:127.0.0.1,IP:::1
+EKU_server  := serverAuth
+CN_upstream  := upstream.inferguard.test
+SAN_upstream := DNS:upstream.inferguard.test,DNS:localhost,IP:127.0.0.1
+EKU_upstream := serverAuth
+CN_client-chat  := chat-ui
+SAN_client-chat := URI:spiffe://cluster.local/ns/apps/sa/chat-ui
+EKU_client-chat := clientAuth
+CN_client-batch  := etl
+SAN_client-batch := URI:spiffe://cluster.local/ns/batch/sa/etl
+EKU_client-batch := clientAuth
+
+# A random serial instead of -CAcreateserial: no shared certs/ca.srl, so `make -j` is safe.
+define leaf_rule
+certs/$(1).crt certs/$(1).key &: certs/ca.crt certs/ca.key
+	openssl req -newkey rsa:2048 -nodes -subj "/CN=$$(CN_$(1))" -keyout certs/$(1).key -out certs/$(1).csr 2>/dev/null
+	printf 'subjectAltName=%s\nextendedKeyUsage=%s\nbasicConstraints=CA:FALSE\n' '$$(SAN_$(1))' '$$(EKU_$(1))' > certs/$(1).ext
+	openssl x509 -req -in certs/$(1).csr -CA certs/ca.crt -CAkey certs/ca.key -set_serial 0x$$$$(openssl rand -hex 16) \
+	  -days 825 -extfile certs/$(1).ext -out certs/$(1).crt 2>/dev/null
+	@rm -f certs/$(1).csr certs/$(1).ext
+endef
+$(foreach n,$(LEAVES),$(eval $(call leaf_rule,$(n))))
+
+# JWT signing keys (RS256): jwt.key signs the tests' tokens and is published in jwks.json;
+# jwt-other.key is not, so what it signs must fail verification.
+certs/jwt.key certs/jwt-other.key:
+	@mkdir -p certs
+	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $@ 2>/dev/null
+
+certs/jwks.json: certs/jwt.key envoy/jwks.py
+	python3 envoy/jwks.py --kid inferguard-test certs/jwt.key > $@.tmp && mv $@.tmp $@
 
 ## run: stand-in upstream (unless UPSTREAM is set) and Envoy with inferguard in the foreground
 run: build venv certs

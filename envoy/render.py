@@ -2,8 +2,14 @@
 """Render envoy/envoy.yaml into a runnable Envoy bootstrap.
 
 Fills the ${...} placeholders; with --bare, drops the inferguard filter (same config otherwise,
-for side-by-side benchmarks). The listener and cluster buffer limits are sized from the plugin
-configuration's own max_body_bytes, so Envoy never resets a body the filter is willing to scan.
+jwt_authn included, for side-by-side benchmarks). The listener and cluster buffer limits are sized
+from the plugin configuration's own max_body_bytes, so Envoy never resets a body the filter is
+willing to scan.
+
+Two upstreams: --upstream is the model server behind the default route, over TLS verified against
+--upstream-ca for the name --upstream-sni (--upstream-plaintext: plain HTTP, as the benchmark's
+fast upstream speaks); --plain-upstream is the plaintext server behind the `legacy-plaintext`
+route (/legacy/), the --upstream address unless given.
 """
 import argparse
 import json
@@ -32,23 +38,46 @@ def buffer_limit(plugin_config: str) -> int:
     return 2 * max(sizes) + 64 * 1024
 
 
+def drop_block(template: str, name: str) -> str:
+    """The template without the lines from `# BEGIN name` to `# END name`."""
+    out, n = re.subn(rf"\n *# BEGIN {name}\n.*?# END {name}\n", "\n", template, flags=re.S)
+    assert n == 1, f"envoy.yaml: no single BEGIN/END {name} block"
+    return out
+
+
+def host_port(address: str):
+    host, _, port = address.rpartition(":")
+    return socket.gethostbyname(host or "127.0.0.1"), int(port)
+
+
 def render(args) -> str:
     with open(os.path.join(HERE, "envoy.yaml")) as f:
         template = f.read()
     if args.bare:
-        template = re.sub(r"\n *# BEGIN inferguard\n.*?# END inferguard\n", "\n", template, flags=re.S)
+        template = drop_block(template, "inferguard")
+    if args.upstream_plaintext:
+        template = drop_block(template, "upstream-tls")
     with open(args.config) as f:
         plugin_config = f.read()
-    host, _, port = args.upstream.rpartition(":")
-    host = socket.gethostbyname(host or "127.0.0.1")
+    host, port = host_port(args.upstream)
+    plain_host, plain_port = host_port(args.plain_upstream or args.upstream)
+    cert_dir = os.path.abspath(args.certs)
+    # Test-only: the whole of jwt_authn's dynamic metadata (every claim) in the access log.
+    extra_log = " jwt_authn=%DYNAMIC_METADATA(envoy.filters.http.jwt_authn)%" if args.log_jwt_metadata else ""
     return string.Template(template).substitute(
         LISTEN_ADDRESS=args.listen_address,
         HTTPS_PORT=args.https_port,
         PLAIN_PORT=args.plain_port,
         ADMIN_PORT=args.admin_port,
         UPSTREAM_HOST=host,
-        UPSTREAM_PORT=int(port),
-        CERT_DIR=os.path.abspath(args.certs),
+        UPSTREAM_PORT=port,
+        UPSTREAM_TLS="false" if args.upstream_plaintext else "true",
+        UPSTREAM_SNI=json.dumps(args.upstream_sni),
+        UPSTREAM_CA=os.path.abspath(args.upstream_ca) if args.upstream_ca else os.path.join(cert_dir, "ca.crt"),
+        PLAIN_UPSTREAM_HOST=plain_host,
+        PLAIN_UPSTREAM_PORT=plain_port,
+        EXTRA_LOG_FIELDS=extra_log,
+        CERT_DIR=cert_dir,
         WASM=os.path.abspath(args.wasm),
         # A JSON string is a valid YAML double-quoted scalar.
         PLUGIN_CONFIG=json.dumps(plugin_config),
@@ -62,7 +91,15 @@ def main() -> None:
     p.add_argument("--plain-port", type=int, default=8080)
     p.add_argument("--admin-port", type=int, default=9901)
     p.add_argument("--listen-address", default="0.0.0.0")
-    p.add_argument("--upstream", default="127.0.0.1:8000", help="host:port of the inference server")
+    p.add_argument("--upstream", default="127.0.0.1:8000", help="host:port of the inference server (TLS)")
+    p.add_argument("--upstream-plaintext", action="store_true",
+                   help="plain HTTP to --upstream (its cluster metadata then says upstream_tls: false)")
+    p.add_argument("--upstream-sni", default="upstream.inferguard.test",
+                   help="server name sent to --upstream and required in its certificate's DNS SANs")
+    p.add_argument("--upstream-ca", help="CA that --upstream's certificate chains to (default: CERTS/ca.crt)")
+    p.add_argument("--plain-upstream", help="host:port of the plaintext server behind /legacy/ (default: --upstream)")
+    p.add_argument("--log-jwt-metadata", action="store_true",
+                   help="tests: log jwt_authn's whole dynamic metadata (all claims) before inferguard=")
     p.add_argument("--certs", default="certs")
     p.add_argument("--wasm", default="target/inferguard.wasm")
     p.add_argument("--config", default=os.path.join(HERE, "inferguard.json"), help="plugin configuration (JSON)")

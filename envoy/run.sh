@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# Starts the upstream stand-in (unless UPSTREAM is set) and Envoy with inferguard in the
-# foreground. Ctrl-C stops both. Called by `make run`.
+# Starts the upstream stand-ins (unless UPSTREAM is set) and Envoy with inferguard in the
+# foreground. Ctrl-C stops them all. Called by `make run`.
+#
+# Without UPSTREAM: a TLS stand-in on 127.0.0.1:8000 (certs/upstream.crt) behind the default
+# route, and a plaintext one on 127.0.0.1:8001 behind /legacy/. With UPSTREAM=host:port: that
+# server, in plain HTTP, unless UPSTREAM_SNI names the server in its certificate (then TLS,
+# verified against UPSTREAM_CA, certs/ca.crt by default); PLAIN_UPSTREAM (default: UPSTREAM)
+# is what /legacy/ reaches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,24 +28,35 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+upstream_args=()
 if [ -z "${UPSTREAM:-}" ]; then
   UPSTREAM=127.0.0.1:8000
-  "$PYTHON" tests/upstream/standin.py --listen "$UPSTREAM" &
+  PLAIN_UPSTREAM=127.0.0.1:8001
+  "$PYTHON" tests/upstream/standin.py --listen "$UPSTREAM" --tls-cert certs/upstream.crt --tls-key certs/upstream.key &
+  pids+=($!)
+  "$PYTHON" tests/upstream/standin.py --listen "$PLAIN_UPSTREAM" &
   pids+=($!)
   for _ in $(seq 50); do
-    curl -fsS "http://$UPSTREAM/health" >/dev/null 2>&1 && break
+    curl -fsS --cacert certs/ca.crt "https://$UPSTREAM/health" >/dev/null 2>&1 &&
+      curl -fsS "http://$PLAIN_UPSTREAM/health" >/dev/null 2>&1 && break
     sleep 0.1
   done
+elif [ -n "${UPSTREAM_SNI:-}" ]; then
+  upstream_args=(--upstream-sni "$UPSTREAM_SNI" --upstream-ca "${UPSTREAM_CA:-certs/ca.crt}")
+  echo "upstream: $UPSTREAM (no stand-in started), TLS verified as $UPSTREAM_SNI"
 else
-  echo "upstream: $UPSTREAM (no stand-in started)"
+  upstream_args=(--upstream-plaintext)
+  echo "upstream: $UPSTREAM (no stand-in started), plain HTTP (UPSTREAM_SNI=name for TLS)"
 fi
 
-"$PYTHON" envoy/render.py --upstream "$UPSTREAM" --config "$CONFIG" \
-  --https-port "$HTTPS_PORT" --plain-port "$PLAIN_PORT" --admin-port "$ADMIN_PORT" -o "$RUN_DIR/envoy-$HTTPS_PORT.yaml"
+"$PYTHON" envoy/render.py --upstream "$UPSTREAM" --plain-upstream "${PLAIN_UPSTREAM:-$UPSTREAM}" "${upstream_args[@]}" \
+  --config "$CONFIG" --https-port "$HTTPS_PORT" --plain-port "$PLAIN_PORT" --admin-port "$ADMIN_PORT" \
+  -o "$RUN_DIR/envoy-$HTTPS_PORT.yaml"
 
 cat <<MSG
 
-inferguard: Envoy on https://localhost:$HTTPS_PORT (plaintext :$PLAIN_PORT answers 426), upstream $UPSTREAM
+inferguard: Envoy on https://localhost:$HTTPS_PORT (plaintext :$PLAIN_PORT answers 426), upstream $UPSTREAM,
+/legacy/* to ${PLAIN_UPSTREAM:-$UPSTREAM} in plain HTTP
 Try:
   curl --cacert certs/ca.crt https://localhost:$HTTPS_PORT/v1/chat/completions \\
     -H 'content-type: application/json' \\

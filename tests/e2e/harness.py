@@ -1,13 +1,15 @@
 """Processes for end-to-end tests: the upstream stand-in and a real Envoy with inferguard.
 
 Every process gets free ports, is waited on until ready, and is stopped (its whole process
-group) when the test session ends, whether the tests passed or not.
+group) when the test session ends, whether the tests passed or not. Also: JWTs for Envoy's
+jwt_authn (`mint_token`) and HTTPS clients with or without a client certificate (`client`).
 """
 import base64
 import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -15,12 +17,20 @@ import time
 import urllib.parse
 import urllib.request
 
+import httpx
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 ENVOY = os.environ.get("ENVOY_BIN", os.path.join(VENV_BIN, "envoy"))
 WASM = os.path.join(ROOT, "target", "inferguard.wasm")
 CERTS = os.path.join(ROOT, "certs")
 CA = os.path.join(CERTS, "ca.crt")
+# What envoy/envoy.yaml's jwt_authn provider accepts (tokens signed by certs/jwt.key, in jwks.json).
+JWT_ISSUER = "https://issuer.inferguard.test"
+JWT_AUDIENCE = "inferguard"
+JWT_KID = "inferguard-test"
+# Client certificates (certs/client-NAME.crt) and the SPIFFE id each carries.
+CLIENT_IDS = {"chat": "spiffe://cluster.local/ns/apps/sa/chat-ui", "batch": "spiffe://cluster.local/ns/batch/sa/etl"}
 
 
 def free_port() -> int:
@@ -56,6 +66,51 @@ def read(path) -> str:
 def b64(text: str) -> str:
     """Prompt text that makes the stand-in say `text` without the prompt carrying it."""
     return "echo-b64:" + base64.b64encode(text.encode()).decode()
+
+
+def mint_token(sub: str, scopes=None, groups=None, exp_in: int = 300, iss: str = JWT_ISSUER, key: str = "jwt",
+               aud=JWT_AUDIENCE, kid: str = JWT_KID, **claims) -> str:
+    """An RS256 JWT for Envoy's jwt_authn. `key` is "jwt" (certs/jwt.key, the key in jwks.json) or
+    "jwt-other" (certs/jwt-other.key, which jwt_authn does not know); `exp_in` seconds from now
+    (negative: already expired); `scopes` (a list) become the space-separated `scope` claim;
+    `aud=None` leaves the audience out. Extra claims go in as given."""
+    import jwt  # PyJWT, from tests/requirements.txt
+
+    now = int(time.time())
+    payload = {"iss": iss, "sub": sub, "iat": now, "exp": now + exp_in}
+    if aud is not None:
+        payload["aud"] = aud
+    if scopes is not None:
+        payload["scope"] = " ".join(scopes)
+    if groups is not None:
+        payload["groups"] = list(groups)
+    payload.update(claims)
+    with open(os.path.join(CERTS, f"{key}.key")) as f:
+        return jwt.encode(payload, f.read(), algorithm="RS256", headers={"kid": kid})
+
+
+def client_cert(name: str):
+    """(certificate, key) paths of certs/client-NAME.* ("chat" or "batch"), or a path pair as is."""
+    if isinstance(name, (tuple, list)):
+        return tuple(name)
+    return os.path.join(CERTS, f"client-{name}.crt"), os.path.join(CERTS, f"client-{name}.key")
+
+
+def tls_context(cert=None, ca: str = CA) -> ssl.SSLContext:
+    """A client TLS context trusting `ca`, presenting `cert` (see client_cert) if given."""
+    ctx = ssl.create_default_context(cafile=ca)
+    if cert is not None:
+        ctx.load_cert_chain(*client_cert(cert))
+    return ctx
+
+
+def client(cert=None, token: str = None, http2: bool = False, timeout: float = 30, **kw) -> httpx.Client:
+    """An httpx client that trusts certs/ca.crt, presents client certificate `cert` ("chat",
+    "batch" or a (crt, key) pair) if given, and sends `Authorization: Bearer token` if given."""
+    headers = dict(kw.pop("headers", {}) or {})
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    return httpx.Client(verify=tls_context(cert), http2=http2, timeout=timeout, headers=headers, **kw)
 
 
 def raw_spec(body_or_chunks, content_type=None, headers=(), status=200, delay_ms=0, split=0,
@@ -108,19 +163,37 @@ class Process:
 
 
 class Standin(Process):
-    def __init__(self, workdir):
+    """tests/upstream/standin.py on a free port: plain HTTP, or HTTPS with `cert`, a name under
+    certs/ ("upstream": certs/upstream.crt and .key) or a (crt, key) pair; `ca` is what the harness
+    trusts to reach its /health and /_received (certs/ca.crt unless the certificate is foreign)."""
+
+    def __init__(self, workdir, cert=None, ca: str = CA):
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
-        super().__init__([sys.executable, "tests/upstream/standin.py", "--listen", self.address],
-                         os.path.join(workdir, f"standin-{self.port}.log"))
-        wait_for(lambda: urllib.request.urlopen(f"http://{self.address}/health", timeout=1).status == 200,
-                 10, "stand-in", self.proc, self.log)
+        argv = [sys.executable, "tests/upstream/standin.py", "--listen", self.address]
+        self.tls = cert is not None
+        if self.tls:
+            crt, key = cert if isinstance(cert, (tuple, list)) else (os.path.join(CERTS, f"{cert}.crt"),
+                                                                     os.path.join(CERTS, f"{cert}.key"))
+            argv += ["--tls-cert", crt, "--tls-key", key]
+        self.base = f"{'https' if self.tls else 'http'}://{self.address}"
+        self._ctx = ssl.create_default_context(cafile=ca) if self.tls else None
+        super().__init__(argv, os.path.join(workdir, f"standin-{self.port}.log"))
+        wait_for(lambda: self._get("/health").status == 200, 10, "stand-in", self.proc, self.log)
+
+    def _get(self, path):
+        return urllib.request.urlopen(f"{self.base}{path}", timeout=5, context=self._ctx)
+
+    def client(self, **kw) -> httpx.Client:
+        """An httpx client for talking to the stand-in directly (trusting its CA in TLS mode)."""
+        return httpx.Client(verify=self._ctx if self.tls else True, **kw)
 
     def received(self, marker: str):
         """What reached the upstream: the stand-in's records of requests whose path or body contains
-        `marker`, fetched from it directly (not through Envoy), with each body as bytes."""
+        `marker`, fetched from it directly (not through Envoy), with each body as bytes. Each record
+        also says how it came: "tls" (bool), "tls_version", "sni"."""
         q = urllib.parse.urlencode({"marker": marker})
-        with urllib.request.urlopen(f"http://{self.address}/_received?{q}", timeout=5) as r:
+        with self._get(f"/_received?{q}") as r:
             records = json.loads(r.read())
         for rec in records:
             rec["body"] = base64.b64decode(rec["body"])
@@ -128,9 +201,17 @@ class Standin(Process):
 
 
 class Envoy(Process):
-    """Envoy rendered from envoy/envoy.yaml, with the given plugin configuration."""
+    """Envoy rendered from envoy/envoy.yaml, with the given plugin configuration.
 
-    def __init__(self, workdir, upstream: str, plugin_config: str = "{}", bare: bool = False, wait=True):
+    `upstream` (host:port) is the default route's cluster, over TLS verified as `upstream_sni`
+    against `upstream_ca` (certs/ca.crt) unless `upstream_plaintext`; `plain_upstream` is what the
+    `legacy-plaintext` route (/legacy/) reaches in plain HTTP (default: `upstream`).
+    `log_jwt_metadata` puts jwt_authn's whole dynamic metadata in each access-log line (`jwt_authn=`,
+    read with `jwt_metadata`)."""
+
+    def __init__(self, workdir, upstream: str, plugin_config: str = "{}", bare: bool = False, wait=True,
+                 plain_upstream: str = None, upstream_plaintext: bool = False, upstream_sni: str = None,
+                 upstream_ca: str = None, log_jwt_metadata: bool = False):
         self.https_port, self.plain_port, self.admin_port = free_port(), free_port(), free_port()
         tag = f"{self.https_port}"
         self.config_path = os.path.join(workdir, f"plugin-{tag}.json")
@@ -143,6 +224,16 @@ class Envoy(Process):
                   "--wasm", WASM, "--config", self.config_path, "-o", self.yaml]
         if bare:
             render.append("--bare")
+        if plain_upstream:
+            render += ["--plain-upstream", plain_upstream]
+        if upstream_plaintext:
+            render.append("--upstream-plaintext")
+        if upstream_sni:
+            render += ["--upstream-sni", upstream_sni]
+        if upstream_ca:
+            render += ["--upstream-ca", upstream_ca]
+        if log_jwt_metadata:
+            render.append("--log-jwt-metadata")
         subprocess.run(render, check=True, cwd=ROOT)
         super().__init__([ENVOY, "-c", self.yaml, "--disable-hot-restart", "--concurrency", "2",
                           "--log-level", "warn", "--component-log-level", "wasm:info",
@@ -180,9 +271,48 @@ class Envoy(Process):
         assert len(found) == 1, found
         return found[0]
 
+    def log_line(self, marker: str, timeout: float = 5.0) -> str:
+        """The (single) access-log line containing `marker`, up to ` inferguard=`."""
+        found = []
+
+        def seen():
+            found[:] = [h for h, _ in self.audit_records() if marker in h]
+            return bool(found)
+
+        wait_for(seen, timeout, f"access log line for {marker}")
+        assert len(found) == 1, found
+        return found[0]
+
+    def log_field(self, marker: str, name: str) -> str:
+        """A ` name=value` field of the access-log line containing `marker` ("-" when empty);
+        values hold no spaces except jwt_authn's JSON, which is read with `jwt_metadata`."""
+        head = self.log_line(marker)
+        if name == "jwt_authn":
+            return head.partition(" jwt_authn=")[2]
+        for part in head.split(" "):
+            if part.startswith(f"{name}="):
+                return part[len(name) + 1:]
+        raise KeyError(f"no {name}= in {head!r}")
+
+    def jwt_metadata(self, marker: str):
+        """jwt_authn's dynamic metadata for the request whose log line contains `marker`, as the
+        filter would read it under metadata.filter_metadata["envoy.filters.http.jwt_authn"] (None
+        when empty). Needs `log_jwt_metadata=True`."""
+        raw = self.log_field(marker, "jwt_authn")
+        return None if raw == "-" else json.loads(raw)
+
     def stats(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/stats", timeout=2) as r:
             return r.read().decode()
+
+
+def stat(envoy: Envoy, name: str) -> int:
+    """One counter or gauge from Envoy's admin /stats (0 when absent)."""
+    for line in envoy.stats().splitlines():
+        k, _, v = line.partition(": ")
+        if k == name:
+            return int(v)
+    return 0
 
 
 def envoy_validate(workdir, upstream, plugin_config: str):

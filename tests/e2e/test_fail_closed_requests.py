@@ -98,8 +98,8 @@ def test_report_mode_changes_no_answer_and_counts_what_it_saw(report_envoy, stan
     body = chat(b64(TEXT), stream=stream)
     with tls() as c:
         via = c.post(f"{report_envoy.base}/v1/chat/completions?t={marker}", json=body)
-    with httpx.Client(timeout=30) as c:
-        direct = c.post(f"http://{standin.address}/v1/chat/completions", json=body)
+    with standin.client(timeout=30) as c:
+        direct = c.post(f"{standin.base}/v1/chat/completions", json=body)
     assert via.status_code == direct.status_code == 200
     assert via.content == direct.content
     if not stream:

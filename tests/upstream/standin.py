@@ -28,8 +28,12 @@ sent as given). Only the status line, `server`, `date` and the given headers go 
 Every request (any method, bodies with a content-length or chunked, trailers included) is
 recorded in memory, the last 1000 of them; `GET /_received?marker=M` lists, as JSON, the
 records whose path or body contains M: {"method", "path", "headers": [[k, v], ...],
-"body": "<base64>", "trailers": [[k, v], ...]}. Tests fetch it from the stand-in directly, not
-through Envoy, to see exactly what reached the upstream.
+"body": "<base64>", "trailers": [[k, v], ...], "tls": bool, "tls_version": "TLSv1.3" or null,
+"sni": the server name the client asked for or null}. Tests fetch it from the stand-in directly,
+not through Envoy, to see exactly what reached the upstream (and how).
+
+With --tls-cert FILE --tls-key FILE it serves HTTPS only (HTTP/1.1, TLS 1.2+), /health and
+/_received included: Envoy's upstream leg is then encrypted, as in production.
 
 APIs, streamed (`"stream": true`) or not, in the shapes real servers send:
   POST /v1/chat/completions   OpenAI chat (n > 1, stream_options.include_usage)
@@ -48,6 +52,7 @@ import base64
 import collections
 import gzip
 import json
+import ssl
 import sys
 import threading
 import time
@@ -331,8 +336,11 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(int(self.headers.get("content-length") or 0)), trailers
 
     def record(self, raw, trailers):
+        tls = isinstance(self.connection, ssl.SSLSocket)
         entry = {"method": self.command, "path": self.path, "headers": [[k, v] for k, v in self.headers.items()],
-                 "body": base64.b64encode(raw).decode(), "trailers": trailers}
+                 "body": base64.b64encode(raw).decode(), "trailers": trailers, "tls": tls,
+                 "tls_version": self.connection.version() if tls else None,
+                 "sni": getattr(self.connection, "sni", None) if tls else None}
         with self.server.lock:
             self.server.received.append((entry, raw))
         self.server.last_request = {"path": self.path, "headers": dict(self.headers.items()), "body": raw}
@@ -472,20 +480,55 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 1024
+    tls = None  # an ssl.SSLContext in TLS mode
+
+    def finish_request(self, request, client_address):
+        """In TLS mode the handshake runs here, in the connection's own thread, so a slow or
+        failing client never holds up the accept loop."""
+        if self.tls is None:
+            return super().finish_request(request, client_address)
+        try:
+            conn = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            if self.verbose:
+                sys.stderr.write(f"standin: TLS handshake with {client_address[0]} failed: {e}\n")
+            return
+        try:
+            super().finish_request(conn, client_address)
+        finally:
+            conn.close()
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["http/1.1"])
+
+    def remember_sni(sock, name, _ctx):
+        sock.sni = name  # recorded with each request: what Envoy's `sni` setting sent
+    ctx.sni_callback = remember_sni
+    return ctx
 
 
 def main():
     p = argparse.ArgumentParser(description="inferguard upstream stand-in")
     p.add_argument("--listen", default="127.0.0.1:8000")
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM chain)")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args()
+    if bool(a.tls_cert) != bool(a.tls_key):
+        p.error("--tls-cert and --tls-key go together")
     host, _, port = a.listen.rpartition(":")
     srv = Server((host or "127.0.0.1", int(port)), Handler)
     srv.verbose = a.verbose
+    if a.tls_cert:
+        srv.tls = tls_context(a.tls_cert, a.tls_key)
     srv.last_request = None
     srv.lock = threading.Lock()
     srv.received = collections.deque(maxlen=1000)
-    print(f"standin: listening on {a.listen}", flush=True)
+    print(f"standin: listening on {a.listen} ({'https' if srv.tls else 'http'})", flush=True)
     try:
         srv.serve_forever()
     except KeyboardInterrupt:

@@ -79,6 +79,9 @@ impl Envoy {
         render.args(["envoy/render.py", "--listen-address", "127.0.0.1", "--certs", "certs"]);
         render.args(["--https-port", &port.to_string(), "--plain-port", &plain.to_string()]);
         render.args(["--admin-port", &admin.to_string(), "--upstream", &format!("127.0.0.1:{upstream}")]);
+        // The fast upstream speaks plain HTTP. All three Envoys keep jwt_authn (no token is sent,
+        // so it only looks for one) and --bare drops inferguard alone: like is compared with like.
+        render.arg("--upstream-plaintext");
         render.args(["-o", &yaml]);
         match &filter {
             Filter::Bare => {
