@@ -80,3 +80,26 @@ fn the_readme_configuration_examples_are_accepted() {
     }
     assert!(checked >= 1, "no configuration example found in README.md");
 }
+
+#[test]
+fn check_config_help_says_what_it_checks_and_how_it_exits() {
+    let out = Command::new(env!("CARGO_BIN_EXE_inferguard")).args(["check-config", "--help"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("Check a plugin configuration exactly as the filter loads it\n"), "{text}");
+    assert!(text.contains("`on_configure` does. Exits 0 with a one-line summary on stdout, or 1 with the"), "{text}");
+    assert!(text.contains("\nUsage: inferguard check-config <FILE>\n"), "{text}");
+}
+
+#[test]
+fn check_config_takes_exactly_one_file() {
+    for args in [&["check-config"][..], &["check-config", "a.json", "b.json"], &["check-config", "--strict", "a.json"]]
+    {
+        let out = Command::new(env!("CARGO_BIN_EXE_inferguard")).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(err.contains("\nUsage: inferguard check-config <FILE>\n"), "{err}");
+    }
+}

@@ -1,4 +1,4 @@
-//! `inferguard redact`, run as the built binary.
+//! `inferguard redact`, and the command line's help, version and usage errors, run as the built binary.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -149,4 +149,128 @@ fn check_config_still_works() {
     let o = run(&["check-config", &cfg], b"");
     assert!(o.status.success(), "{o:?}");
     assert!(stdout(&o).contains("22 detectors enabled, 1 rule"), "{}", stdout(&o));
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).expect("utf-8 stderr")
+}
+
+#[test]
+fn help_names_every_subcommand_and_exits_0() {
+    for args in [&["--help"][..], &["-h"], &["help"]] {
+        let o = run(args, b"");
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {o:?}");
+        let out = stdout(&o);
+        assert!(out.starts_with("Redact sensitive data from LLM inference traffic"), "{out}");
+        assert!(out.contains("\nUsage: inferguard <COMMAND>\n"), "{out}");
+        for line in [
+            "  check-config  Check a plugin configuration exactly as the filter loads it\n",
+            "  redact        Redact stdin to stdout with a configuration's policy\n",
+            "  explain       Explain the decision on one request (not implemented yet)\n",
+            "  -V, --version",
+        ] {
+            assert!(out.contains(line), "{args:?} lacks {line:?}:\n{out}");
+        }
+        assert!(o.stderr.is_empty(), "{o:?}");
+    }
+    // The long help says what the exit statuses mean.
+    assert!(stdout(&run(&["--help"], b"")).contains("3 `redact` refused its\ninput (a `block` rule fired)"));
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    for flag in ["--version", "-V"] {
+        let o = run(&[flag], b"");
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        assert_eq!(stdout(&o), "inferguard 0.1.0\n");
+    }
+}
+
+#[test]
+fn redact_help_describes_the_modes_and_the_flags() {
+    let o = run(&["redact", "--help"], b"");
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    assert!(out.starts_with("Redact stdin to stdout with a configuration's policy\n"), "{out}");
+    assert!(out.contains("\nUsage: inferguard redact [OPTIONS]\n"), "{out}");
+    assert!(out.contains("\n      --config <FILE>\n"), "{out}");
+    assert!(out.contains("\n      --jsonl\n"), "{out}");
+    assert!(out.contains("the exit\nstatus is 3"), "{out}");
+    assert!(out.contains(r#"[{"detector", "start", "end", "action"}]"#), "{out}");
+    // -h: one line per flag.
+    let short = stdout(&run(&["redact", "-h"], b""));
+    assert!(short.contains("\n      --jsonl          Read and write JSON Lines, one text per line\n"), "{short}");
+    // The same text through `help redact`.
+    assert_eq!(stdout(&run(&["help", "redact"], b"")), out);
+}
+
+#[test]
+fn usage_errors_exit_2_with_clap_s_message_on_stderr() {
+    let cases: [(&[&str], &str); 7] = [
+        (&["redact", "--frobnicate"], "error: unexpected argument '--frobnicate' found\n"),
+        (&["redact", "extra"], "error: unexpected argument 'extra' found\n"),
+        (&["redact", "--config"], "error: a value is required for '--config <FILE>' but none was supplied\n"),
+        (&["--frobnicate"], "error: unexpected argument '--frobnicate' found\n"),
+        (&["frobnicate"], "error: unrecognized subcommand 'frobnicate'\n"),
+        (&["check-config"], "error: the following required arguments were not provided:\n  <FILE>\n"),
+        (&["explain"], "error: the following required arguments were not provided:\n  --path <PATH>\n"),
+    ];
+    for (args, message) in cases {
+        let o = run(args, b"x");
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        assert!(o.stdout.is_empty(), "{args:?}: {o:?}");
+        let err = stderr(&o);
+        assert!(err.starts_with(message), "{args:?}: {err}");
+        assert!(err.ends_with("For more information, try '--help'.\n"), "{args:?}: {err}");
+    }
+    // A near miss is named.
+    let err = stderr(&run(&["redact", "--jsonl", "--confg", "x"], b""));
+    assert!(err.contains("tip: a similar argument exists: '--config'"), "{err}");
+    // No subcommand: the short help, on stderr.
+    let o = run(&[], b"");
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(o.stdout.is_empty());
+    assert!(stderr(&o).contains("\nUsage: inferguard <COMMAND>\n"), "{o:?}");
+}
+
+#[test]
+fn redact_flags_may_repeat_and_the_last_config_wins() {
+    let o = run(
+        &["redact", "--jsonl", "--config", "/nonexistent/x.json", "--jsonl", "--config=envoy/inferguard.json"],
+        b"{\"text\": \"a@example.com\"}\n",
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o), "{\"id\":null,\"text\":\"[REDACTED:EMAIL]\",\"findings\":[{\"detector\":\"email\",\"start\":0,\"end\":13,\"action\":\"mask\"}]}\n");
+}
+
+#[test]
+fn explain_parses_its_arguments_and_is_not_implemented_yet() {
+    let args = "explain --config envoy/inferguard.json --path /v1/chat/completions?x=1 --method GET \
+                --host api.example.com --route chat --model gpt-4o --sub alice --group a --group b \
+                --scope inference:write --scope x --spiffe spiffe://cluster.local/ns/default/sa/app --mtls --plaintext";
+    let o = run(&args.split(' ').collect::<Vec<_>>(), b"");
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(o.stdout.is_empty());
+    assert_eq!(stderr(&o), "explain: not implemented yet\n");
+    let o = run(&["explain", "--path", "/v1/chat/completions"], b"");
+    assert_eq!((o.status.code(), stderr(&o).as_str()), (Some(2), "explain: not implemented yet\n"));
+    let out = stdout(&run(&["explain", "--help"], b""));
+    assert!(out.contains("\nUsage: inferguard explain [OPTIONS] --path <PATH>\n"), "{out}");
+    for flag in [
+        "--config <FILE>",
+        "--path <PATH>",
+        "--method <METHOD>",
+        "[default: POST]",
+        "--host <HOST>",
+        "--route <NAME>",
+        "--model <NAME>",
+        "--sub <SUBJECT>",
+        "--group <GROUP>",
+        "--scope <SCOPE>",
+        "--spiffe <ID>",
+        "--mtls",
+        "--plaintext",
+    ] {
+        assert!(out.contains(flag), "explain --help lacks {flag}:\n{out}");
+    }
 }

@@ -1,53 +1,163 @@
 //! `inferguard`: the native command line over the same core the filter runs.
 //!
-//! - `inferguard check-config FILE`: parses and compiles a plugin configuration exactly as the
-//!   filter's `on_configure` does. Exit 0 with a one-line summary, or exit 1 with the message the
-//!   filter would log.
-//! - `inferguard redact [--config FILE] [--jsonl]`: redacts stdin to stdout with the policy of
-//!   FILE (a plugin configuration; the default policy without one). Plain mode reads the whole
-//!   input as one text; if a `block` rule fires, nothing is written, the rule is named on stderr
-//!   and the exit status is 3. With `--jsonl`, each input line is an object
-//!   `{"id": ..., "text": "..."}` and each output line is
-//!   `{"id": ..., "text": "<redacted>", "findings": [{"detector", "start", "end", "action"}]}`
-//!   (byte offsets into the input text), in the same order; a blocked line has `"text": null`
-//!   and `"blocked_by"`; a line that cannot be read gets `{"id": ..., "error": "..."}` and the
-//!   run goes on. Blank lines are skipped.
+//! The subcommands and their flags are declared below with clap's derive API; their doc comments
+//! are the text of `--help`, which is where their behaviour is described.
+//!
+//! Exit statuses: 0 success; 1 an error (a file that cannot be read, an invalid configuration,
+//! input that is not UTF-8); 2 a usage error (clap's); 3 `redact` refused its input (a `block`
+//! rule fired).
 
 use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
 use inferguard::detect::Engine;
 use inferguard::policy::Policy;
 use serde::Serialize;
 use serde_json::Value;
 
-const USAGE: &str = "usage: inferguard check-config FILE\n       inferguard redact [--config FILE] [--jsonl]";
+// The help text is the doc comments below, shown verbatim: wrapped by hand at 80 columns (70 for
+// an option's long help, which clap indents by 10), as the build has no terminal-width wrapping.
+// The first paragraph of each is the summary that `-h` and the list of commands show.
+
+/// Redact sensitive data from LLM inference traffic, with the filter's own engine
+///
+/// inferguard is a proxy-wasm filter for Envoy and Istio. This command line runs
+/// the same core as the filter: it checks a plugin configuration as the filter
+/// would load it, and redacts text with a configuration's policy.
+#[derive(Parser, Debug)]
+#[command(
+    name = "inferguard",
+    version,
+    verbatim_doc_comment,
+    subcommand_required = true,
+    arg_required_else_help = true,
+    after_long_help = "\
+Exit status: 0 success; 1 an error (a file that cannot be read, an invalid
+configuration, input that is not UTF-8); 2 a usage error; 3 `redact` refused its
+input (a `block` rule fired)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once per run
+enum Command {
+    CheckConfig(CheckConfigArgs),
+    Redact(RedactArgs),
+    Explain(ExplainArgs),
+}
+
+/// Check a plugin configuration exactly as the filter loads it
+///
+/// Parses and compiles the plugin configuration FILE exactly as the filter's
+/// `on_configure` does. Exits 0 with a one-line summary on stdout, or 1 with the
+/// message the filter would log on stderr.
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+struct CheckConfigArgs {
+    /// The plugin configuration (JSON), as given to the filter
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+/// Redact stdin to stdout with a configuration's policy
+///
+/// Redacts stdin to stdout with the policy of FILE (a plugin configuration; the
+/// default policy without one). Plain mode reads the whole input as one text; if a
+/// `block` rule fires, nothing is written, the rule is named on stderr and the exit
+/// status is 3. With --jsonl, each input line is a text of its own.
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment, args_override_self = true)]
+struct RedactArgs {
+    /// The plugin configuration [default: the default policy]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Read and write JSON Lines, one text per line
+    ///
+    /// Each input line is an object {"id": ..., "text": "..."} and each
+    /// output line is {"id": ..., "text": "<redacted>", "findings":
+    /// [{"detector", "start", "end", "action"}]} (byte offsets into the
+    /// input text), in the same order. A blocked line has "text": null and
+    /// "blocked_by"; a line that cannot be read gets {"id": ..., "error":
+    /// "..."} and the run goes on. Blank lines are skipped. The exit status
+    /// is 0 even when lines are blocked.
+    #[arg(long, verbatim_doc_comment)]
+    jsonl: bool,
+}
+
+/// Explain the decision on one request (not implemented yet)
+///
+/// Describes one request by its path, method, authority, Envoy route, model and
+/// caller identity, and tells what the policy of FILE (the default policy without
+/// one) would decide for it, and why. Not implemented yet: exits 2.
+// Plain values, no clap types: they map one to one onto the library's description of a
+// request. `explain` reads them once it is implemented.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+#[command(verbatim_doc_comment, args_override_self = true)]
+#[allow(dead_code)]
+pub struct ExplainArgs {
+    /// The plugin configuration [default: the default policy]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The request's path (`:path`), with its query if any
+    #[arg(long, value_name = "PATH")]
+    pub path: String,
+    /// The request's method (`:method`)
+    #[arg(long, value_name = "METHOD", default_value = "POST")]
+    pub method: String,
+    /// The request's authority (`:authority`, the Host)
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// The name of the Envoy route the request matched
+    #[arg(long, value_name = "NAME")]
+    pub route: Option<String>,
+    /// The model the request asks for
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// The caller's subject (the token's `sub`)
+    #[arg(long, value_name = "SUBJECT")]
+    pub sub: Option<String>,
+    /// A group the caller belongs to (repeatable)
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// A scope the caller's token grants (repeatable)
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// The SPIFFE ID of the calling workload
+    #[arg(long, value_name = "ID")]
+    pub spiffe: Option<String>,
+    /// The client presented a certificate (mutual TLS)
+    #[arg(long)]
+    pub mtls: bool,
+    /// The request came without TLS
+    #[arg(long)]
+    pub plaintext: bool,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("check-config") => check_config(&args[1..]),
-        Some("redact") => redact(&args[1..]),
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
-        }
+    match Cli::parse().command {
+        Command::CheckConfig(args) => check_config(&args.file),
+        Command::Redact(args) => redact(&args),
+        Command::Explain(args) => explain(args),
     }
 }
 
-fn check_config(args: &[String]) -> ExitCode {
-    let [path] = args else {
-        eprintln!("usage: inferguard check-config FILE");
-        return ExitCode::from(2);
-    };
+fn explain(args: ExplainArgs) -> ExitCode {
+    let _ = args;
+    eprintln!("explain: not implemented yet");
+    ExitCode::from(2)
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    let path_shown = path.display();
     let text = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("inferguard: cannot read {path}: {e}");
+            eprintln!("inferguard: cannot read {path_shown}: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -56,45 +166,30 @@ fn check_config(args: &[String]) -> ExitCode {
         .and_then(|t| Policy::from_json(t).map_err(|e| e.to_string()))
     {
         Ok(p) => {
-            println!("{path}: ok: {}", p.summary());
+            println!("{path_shown}: ok: {}", p.summary());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{path}: invalid configuration: {e}");
+            eprintln!("{path_shown}: invalid configuration: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn redact(args: &[String]) -> ExitCode {
-    let mut config: Option<&str> = None;
-    let mut jsonl = false;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--jsonl" => jsonl = true,
-            "--config" => match it.next() {
-                Some(f) => config = Some(f),
-                None => return usage_error("--config needs a FILE"),
-            },
-            other => match other.strip_prefix("--config=") {
-                Some(f) => config = Some(f),
-                None => return usage_error(&format!("unexpected argument `{other}`")),
-            },
-        }
-    }
+fn redact(args: &RedactArgs) -> ExitCode {
+    let config = args.config.as_deref();
     let policy = match config {
         None => Policy::from_json(""),
         Some(path) => match std::fs::read(path) {
             Ok(t) => match std::str::from_utf8(&t) {
                 Ok(t) => Policy::from_json(t),
                 Err(_) => {
-                    eprintln!("{path}: invalid configuration: configuration: not valid UTF-8");
+                    eprintln!("{}: invalid configuration: configuration: not valid UTF-8", path.display());
                     return ExitCode::FAILURE;
                 }
             },
             Err(e) => {
-                eprintln!("inferguard: cannot read {path}: {e}");
+                eprintln!("inferguard: cannot read {}: {e}", path.display());
                 return ExitCode::FAILURE;
             }
         },
@@ -102,14 +197,15 @@ fn redact(args: &[String]) -> ExitCode {
     let policy = match policy {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("{}: invalid configuration: {e}", config.unwrap_or("default"));
+            let shown = config.map_or_else(|| "default".into(), |p| p.display().to_string());
+            eprintln!("{shown}: invalid configuration: {e}");
             return ExitCode::FAILURE;
         }
     };
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let result = if jsonl {
+    let result = if args.jsonl {
         redact_jsonl(&policy.engine, stdin.lock(), &mut out)
     } else {
         redact_plain(&policy.engine, stdin.lock(), &mut out)
@@ -123,11 +219,6 @@ fn redact(args: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn usage_error(msg: &str) -> ExitCode {
-    eprintln!("inferguard redact: {msg}\n{USAGE}");
-    ExitCode::from(2)
 }
 
 fn redact_plain(engine: &Engine, mut input: impl Read, out: &mut impl Write) -> std::io::Result<ExitCode> {
@@ -214,5 +305,69 @@ fn parse_line(line: &[u8]) -> Result<(Value, String), (Value, String)> {
         Some(Value::String(t)) => Ok((id, t)),
         Some(_) => Err((id, "\"text\" must be a string".into())),
         None => Err((id, "missing \"text\"".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command, ExplainArgs};
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// `args`: split on spaces.
+    fn explain_args(args: &str) -> ExplainArgs {
+        match Cli::try_parse_from(["inferguard", "explain"].into_iter().chain(args.split(' '))).unwrap().command {
+            Command::Explain(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn explain_arguments_map_onto_plain_fields() {
+        assert_eq!(
+            explain_args("--path /v1/chat/completions"),
+            ExplainArgs {
+                config: None,
+                path: "/v1/chat/completions".into(),
+                method: "POST".into(),
+                host: None,
+                route: None,
+                model: None,
+                sub: None,
+                groups: vec![],
+                scopes: vec![],
+                spiffe: None,
+                mtls: false,
+                plaintext: false,
+            }
+        );
+        assert_eq!(
+            explain_args(
+                "--config=p.json --path /v1/messages --method GET --host api.example.com:8443 --route anthropic \
+                 --model claude --sub alice --group a --scope s1 --group b --scope s2 \
+                 --spiffe spiffe://td/ns/x/sa/y --mtls --plaintext"
+            ),
+            ExplainArgs {
+                config: Some("p.json".into()),
+                path: "/v1/messages".into(),
+                method: "GET".into(),
+                host: Some("api.example.com:8443".into()),
+                route: Some("anthropic".into()),
+                model: Some("claude".into()),
+                sub: Some("alice".into()),
+                groups: vec!["a".into(), "b".into()],
+                scopes: vec!["s1".into(), "s2".into()],
+                spiffe: Some("spiffe://td/ns/x/sa/y".into()),
+                mtls: true,
+                plaintext: true,
+            }
+        );
+        // A single-valued option given twice: the last one counts.
+        assert_eq!(explain_args("--path /a --path /b").path, "/b");
     }
 }
