@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use inferguard::config::Config;
+use inferguard::policy::Config;
 use inferguard::detect::{DetectConfig, Engine};
 
 /// A small deterministic PRNG (xorshift64*), so the corpus is the same on every run.
@@ -461,7 +461,7 @@ fn main() {
         )
     };
     let big_cfg = Config::parse(&big).expect("big config");
-    let (d, _) = time(21, || Engine::new(&big_cfg.detect).map(|e| e.max_left_context()).unwrap_or(0));
+    let (d, _) = time(21, || Engine::new(&big_cfg.default.detect).map(|e| e.max_left_context()).unwrap_or(0));
     println!("build: default catalog + 2 rules + 1000-term dictionary: {:.2} ms", d.as_secs_f64() * 1e3);
 
     // Throughput, per document as the filter calls it.

@@ -4,7 +4,8 @@
 //! (`src/filter`, compiled only for `wasm32`) that carries out what the core decides. The native
 //! CLI (`src/bin/inferguard.rs`) and every test drive the same core. The facade:
 //!
-//! - [`Policy`] (from a [`Config`]): the configuration, compiled once;
+//! - [`Policies`] (from a [`Config`]): the configuration, compiled once, and the one place a
+//!   request's [`Policy`] is chosen from what Envoy [`Verified`];
 //! - [`Exchange`]: one request/response pair, an event machine that takes headers and bodies and
 //!   returns [`Step`]s (see its module for the call order and a walk through a streamed answer);
 //! - [`Engine`]: the detection engine alone (what `inferguard redact` runs);
@@ -34,9 +35,8 @@ pub(crate) mod wire;
 mod filter;
 
 pub use audit::{AuditRecord, Decision, DirectionAudit};
-pub use config::Config;
 pub use detect::Engine;
 pub use exchange::{Exchange, LocalReply, RequestHead, ResponseHead, Side, Step, Then};
-pub use policy::Policy;
+pub use policy::{Config, Identity, Policies, Policy, Verified};
 pub use stream::Holdback;
 pub use wire::Api;

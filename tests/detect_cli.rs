@@ -244,16 +244,50 @@ fn redact_flags_may_repeat_and_the_last_config_wins() {
 }
 
 #[test]
-fn explain_parses_its_arguments_and_is_not_implemented_yet() {
-    let args = "explain --config envoy/inferguard.json --path /v1/chat/completions?x=1 --method GET \
-                --host api.example.com --route chat --model gpt-4o --sub alice --group a --group b \
-                --scope inference:write --scope x --spiffe spiffe://cluster.local/ns/default/sa/app --mtls --plaintext";
-    let o = run(&args.split(' ').collect::<Vec<_>>(), b"");
-    assert_eq!(o.status.code(), Some(2), "{o:?}");
-    assert!(o.stdout.is_empty());
-    assert_eq!(stderr(&o), "explain: not implemented yet\n");
-    let o = run(&["explain", "--path", "/v1/chat/completions"], b"");
-    assert_eq!((o.status.code(), stderr(&o).as_str()), (Some(2), "explain: not implemented yet\n"));
+fn explain_names_each_policy_verdict_the_policy_chosen_and_the_decision() {
+    let cfg = config(
+        "explain.json",
+        r#"{"policies": [
+            {"name": "restricted", "match": {"models": ["gpt-4*"]},
+             "admission": {"require_client_certificate": true, "required_scopes": ["inference:restricted"]}},
+            {"name": "batch", "match": {"spiffe": ["spiffe://cluster.local/ns/batch/*"]}}
+        ]}"#,
+    );
+    let o = run(
+        &["explain", "--config", &cfg, "--path", "/v1/chat/completions", "--model", "gpt-4o", "--sub", "alice", "--scope", "inference"],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        stdout(&o),
+        "request:  POST /v1/chat/completions model=gpt-4o\n\
+         caller:   jwt subject=alice groups=[] scopes=[inference] TLS\n\
+         policies, first match wins:\n\
+         \x20 restricted               matches\n\
+         \x20 batch                    no: match.spiffe\n\
+         policy:   restricted\n\
+         decision: denied (403 client_certificate_required)\n\
+         reply:    {\"error\":{\"message\":\"this endpoint requires a client certificate (mutual TLS)\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"client_certificate_required\"}}\n\
+         audit:    {\"decision\":\"denied\",\"policy\":\"restricted\",\"identity\":{\"source\":\"jwt\",\"subject\":\"alice\"},\"api\":\"openai.chat_completions\",\"request\":{\"scanned\":true},\"response\":{\"scanned\":true},\"reason\":\"client_certificate_required\"}\n"
+    );
+    // With the certificate and the scope: forwarded, under the same policy.
+    let o = run(
+        &["explain", "--config", &cfg, "--path", "/v1/chat/completions", "--model", "gpt-4o", "--sub", "alice",
+          "--scope", "inference:restricted", "--mtls"],
+        b"",
+    );
+    let out = stdout(&o);
+    assert!(out.contains("\npolicy:   restricted\ndecision: forwarded\n"), "{out}");
+    // Another model: the first policy misses, and the default allows it.
+    let o = run(&["explain", "--config", &cfg, "--path", "/v1/chat/completions", "--model", "llama-3"], b"");
+    let out = stdout(&o);
+    assert!(out.contains("  restricted               no: match.models\n"), "{out}");
+    assert!(out.contains("\npolicy:   default\ndecision: forwarded\n"), "{out}");
+    // The path tricks are judged the way the filter judges them.
+    let o = run(&["explain", "--path", "//API/./pull", "--method", "GET"], b"");
+    assert!(stdout(&o).contains("\ndecision: denied (403 admin_endpoint)\n"), "{}", stdout(&o));
+    let o = run(&["explain", "--path", "/v1/chat/completions", "--plaintext"], b"");
+    assert!(stdout(&o).contains("\ndecision: denied (426 tls_required)\n"), "{}", stdout(&o));
     let out = stdout(&run(&["explain", "--help"], b""));
     assert!(out.contains("\nUsage: inferguard explain [OPTIONS] --path <PATH>\n"), "{out}");
     for flag in [

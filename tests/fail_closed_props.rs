@@ -45,8 +45,12 @@ use std::rc::Rc;
 
 use inferguard::audit::{AuditRecord, Decision};
 use inferguard::exchange::{Exchange, LocalReply, RequestHead, ResponseHead, Side, Then};
-use inferguard::policy::Policy;
+use inferguard::policy::{Policies, Verified};
 use serde_json::{json, Map, Number, Value};
+
+/// The default policy, with every path admitted: these properties are about scanning, and some
+/// formats here live on paths that are not inference APIs.
+const SCANNING: &str = r#"{"admission":{"endpoints":["/"]}}"#;
 
 // ---------------------------------------------------------------------------------------------
 // Planted values and what must never go out.
@@ -1673,9 +1677,9 @@ fn doc_texts(v: &Value, c: &mut Client) {
 }
 
 /// What the client must end up with: every text redacted as a whole.
-fn expected(policy: &Policy, framing: Framing, input: &[u8]) -> Client {
+fn expected(policy: &Policies, framing: Framing, input: &[u8]) -> Client {
     let whole = client(framing, input);
-    let e = &policy.engine;
+    let e = &policy.default_policy().engine;
     Client {
         streams: whole.streams.iter().map(|(k, v)| (k.clone(), e.redact(v).text)).collect(),
         wholes: whole.wholes.iter().map(|w| e.redact(w).text).collect(),
@@ -1784,7 +1788,7 @@ struct Ran {
     growth: i64,
 }
 
-fn run(policy: &Rc<Policy>, case: &Case) -> Result<Ran, Failure> {
+fn run(policy: &Rc<Policies>, case: &Case) -> Result<Ran, Failure> {
     match catch_unwind(AssertUnwindSafe(|| match case.side {
         Side::Response => run_answer(policy, case),
         Side::Request => run_prompt(policy, case),
@@ -1798,12 +1802,12 @@ fn run(policy: &Rc<Policy>, case: &Case) -> Result<Ran, Failure> {
 }
 
 /// Replays an answer: what the client received, and the audit.
-fn deliver_answer(policy: &Rc<Policy>, case: &Case) -> Result<(common::Delivered, AuditRecord), Failure> {
+fn deliver_answer(policy: &Rc<Policies>, case: &Case) -> Result<(common::Delivered, AuditRecord), Failure> {
     const P3: &str = "3: scanned or refused";
     let input = case.input();
     let chunks = case.chunks(&input);
     let mut x = Exchange::new(Rc::clone(policy));
-    let head = x.on_request_head(&RequestHead { method: "POST", path: case.path, ..Default::default() }, true);
+    let head = x.on_request_head(&RequestHead { method: "POST", path: case.path, ..Default::default() }, &Verified::tls("TLSv1.3"), true);
     ensure!(head.then == Then::Forward, P3, "a request without a body was not forwarded: {:?}", head.then);
     let head = x.on_response_head(
         &ResponseHead { status: 200, content_type: case.label.as_deref(), content_encoding: None },
@@ -1815,7 +1819,7 @@ fn deliver_answer(policy: &Rc<Policy>, case: &Case) -> Result<(common::Delivered
     Ok((d, x.audit().clone()))
 }
 
-fn run_answer(policy: &Rc<Policy>, case: &Case) -> Result<Ran, Failure> {
+fn run_answer(policy: &Rc<Policies>, case: &Case) -> Result<Ran, Failure> {
     const P3: &str = "3: scanned or refused";
     let input = case.input();
     let (d, audit) = deliver_answer(policy, case)?;
@@ -1896,7 +1900,7 @@ fn run_answer(policy: &Rc<Policy>, case: &Case) -> Result<Ran, Failure> {
     Ok(Ran { outcome: Outcome::Whole, growth })
 }
 
-fn run_prompt(policy: &Rc<Policy>, case: &Case) -> Result<Ran, Failure> {
+fn run_prompt(policy: &Rc<Policies>, case: &Case) -> Result<Ran, Failure> {
     const P3: &str = "3: scanned or refused";
     let input = case.input();
     let chunks = case.chunks(&input);
@@ -1904,13 +1908,14 @@ fn run_prompt(policy: &Rc<Policy>, case: &Case) -> Result<Ran, Failure> {
     let head = RequestHead {
         method: case.method,
         path: case.path,
+        authority: None,
         content_type: case.label.as_deref(),
         content_encoding: case.encoding,
     };
     let not_a_form =
         case.framing != Framing::Form && case.label.as_deref().is_some_and(|l| l.starts_with("multipart/"));
     let refuse = case.too_deep() || case.encoding.is_some() || not_a_form;
-    let step = x.on_request_head(&head, false);
+    let step = x.on_request_head(&head, &Verified::tls("TLSv1.3"), false);
     let mut d = common::Delivered::default();
     match step.then {
         Then::Reply(r) => d.reply = Some(r),
@@ -1986,7 +1991,7 @@ fn ddmin<T: Clone>(mut items: Vec<T>, budget: &mut usize, mut fails: impl FnMut(
 }
 
 /// The smallest case (fewest parts, then fewest cuts) that fails `property` still.
-fn shrink(policy: &Rc<Policy>, case: &Case, property: &str) -> Case {
+fn shrink(policy: &Rc<Policies>, case: &Case, property: &str) -> Case {
     let same = |c: &Case| matches!(run(policy, c), Err(f) if f.property == property);
     let mut budget = 4000;
     let mut best = case.clone();
@@ -2007,7 +2012,7 @@ fn with_parts(case: &Case, keep: &[usize]) -> Case {
     Case { parts, cuts, ..case.clone() }
 }
 
-fn report(policy: &Rc<Policy>, original: &Case, f: &Failure) -> String {
+fn report(policy: &Rc<Policies>, original: &Case, f: &Failure) -> String {
     let case = shrink(policy, original, f.property);
     let detail = match run(policy, &case) {
         Err(f) => f.detail,
@@ -2046,7 +2051,7 @@ fn report(policy: &Rc<Policy>, original: &Case, f: &Failure) -> String {
 
 /// Runs every case; reports the first failure of each (format, property), shrunk.
 fn hunt(name: &str, cases: impl Iterator<Item = Case>) {
-    let policy = Rc::new(Policy::from_json("").expect("the default policy"));
+    let policy = Rc::new(Policies::from_json(SCANNING).expect("the default policy"));
     let started = std::time::Instant::now();
     // Keyed by format, property, and whether the body starts with a byte-order mark (the most
     // frequent cause so far, which would otherwise hide the others).
@@ -2109,7 +2114,7 @@ fn no_answer_carries_a_planted_value_whatever_its_label_json_or_chunking() {
     let cases: Vec<Case> =
         FORMATS.iter().flat_map(|f| (0..per_format).map(|_| answer_case(f, &mut rng)).collect::<Vec<_>>()).collect();
     // Every generated answer plants values a client would read.
-    let policy = Policy::from_json("").expect("the default policy");
+    let policy = Policies::from_json(SCANNING).expect("the default policy");
     for f in FORMATS {
         let mut probe = Rng::new(7);
         let mut c = answer_case(f, &mut probe);
@@ -2141,8 +2146,8 @@ fn no_form_field_reaches_the_upstream_with_a_planted_value() {
 
 /// Replays an answer labelled as an event stream under the default policy.
 fn replay(path: &'static str, chunks: &[&[u8]]) -> (common::Delivered, AuditRecord) {
-    let mut x = Exchange::new(Rc::new(Policy::from_json("").expect("the default policy")));
-    x.on_request_head(&RequestHead { method: "POST", path, ..Default::default() }, true);
+    let mut x = Exchange::new(Rc::new(Policies::from_json(SCANNING).expect("the default policy")));
+    x.on_request_head(&RequestHead { method: "POST", path, ..Default::default() }, &Verified::tls("TLSv1.3"), true);
     x.on_response_head(&ResponseHead { status: 200, content_type: Some(SSE), content_encoding: None }, false);
     let mut d = common::Delivered::default();
     common::drive_body(&mut x, Side::Response, chunks, &mut d, |_| {});

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use inferguard::audit::DirectionAudit;
 use inferguard::detect::{DetectConfig, Engine};
 use inferguard::exchange::{Exchange, RequestHead, ResponseHead, Side, Then};
-use inferguard::policy::Policy;
+use inferguard::policy::{Policies, Verified};
 use serde_json::{json, Value};
 
 /// How the client of a case reads its body.
@@ -374,8 +374,8 @@ const LABELS: [Option<&str>; 5] =
 /// Replays `chunks` through an exchange under the default policy, as Envoy would, with the
 /// answer labelled `label`; checks everything the client has received after every forward.
 fn replay_labelled(case: &Case, chunks: &[&[u8]], label: Option<&str>) -> (Vec<u8>, DirectionAudit) {
-    let mut x = Exchange::new(Rc::new(Policy::from_json("").unwrap()));
-    let head = x.on_request_head(&RequestHead { method: "POST", path: case.path, ..Default::default() }, true);
+    let mut x = Exchange::new(Rc::new(Policies::from_json("").unwrap()));
+    let head = x.on_request_head(&RequestHead { method: "POST", path: case.path, ..Default::default() }, &Verified::tls("TLSv1.3"), true);
     assert_eq!(head.then, Then::Forward);
     let head = x.on_response_head(&ResponseHead { status: 200, content_type: label, content_encoding: None }, false);
     assert_eq!(head.then, Then::Hold);

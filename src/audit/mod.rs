@@ -20,8 +20,11 @@ pub enum Decision {
     Unscanned,
     /// Some text was changed.
     Redacted,
-    /// The request or response was refused.
+    /// The request or response was refused for its content.
     Blocked,
+    /// Admission refused the request (channel, identity, scope, endpoint or model): nothing of
+    /// it was forwarded.
+    Denied,
 }
 
 impl Decision {
@@ -32,6 +35,7 @@ impl Decision {
             Decision::Unscanned => "unscanned",
             Decision::Redacted => "redacted",
             Decision::Blocked => "blocked",
+            Decision::Denied => "denied",
         }
     }
 }
@@ -116,6 +120,15 @@ impl DirectionAudit {
 pub struct AuditRecord {
     /// The overall outcome.
     pub decision: Decision,
+    /// The policy that decided (`default`, or a named policy).
+    pub policy: String,
+    /// Where the caller's identity came from: `jwt`, `mtls` or `anonymous` (empty before the
+    /// request head was read).
+    pub identity: &'static str,
+    /// The verified subject (a JWT's `sub`, else the SPIFFE id), never a header's claim.
+    pub subject: Option<String>,
+    /// Envoy's route name.
+    pub route: Option<String>,
     /// The API the path belongs to (`openai.chat_completions`, ...).
     pub api: &'static str,
     /// The `model` field of the request, when present.
@@ -126,8 +139,11 @@ pub struct AuditRecord {
     pub request: DirectionAudit,
     /// Response side.
     pub response: DirectionAudit,
-    /// Why the request was blocked: `rule:<name>`, `request_too_large`, `response_too_large`,
-    /// `malformed_response`, `unsupported_encoding`.
+    /// Why the request was blocked or denied: `rule:<name>`, `request_too_large`,
+    /// `response_too_large`, `malformed_response`, `unsupported_encoding`; for admission,
+    /// `tls_required`, `invalid_token`, `identity_required`, `insufficient_scope`,
+    /// `client_certificate_required`, `admin_endpoint`, `endpoint_not_allowed`,
+    /// `model_not_allowed`, `upstream_not_encrypted`, `malformed_path`.
     pub reason: Option<String>,
 }
 
@@ -145,11 +161,32 @@ impl AuditRecord {
         }
     }
 
+    /// Marks the request denied by admission for `reason`: nothing of it was forwarded.
+    pub fn deny(&mut self, reason: &str) {
+        self.decision = Decision::Denied;
+        self.reason = Some(reason.to_owned());
+    }
+
     /// The record as one line of JSON; absent fields are left out.
     pub fn to_json(&self) -> String {
         let mut out = Json { buf: Vec::with_capacity(256), first: true };
         out.open();
         out.str("decision", self.decision.as_str());
+        if !self.policy.is_empty() {
+            out.str("policy", &self.policy);
+        }
+        if !self.identity.is_empty() {
+            out.key("identity");
+            out.open();
+            out.str("source", self.identity);
+            if let Some(s) = &self.subject {
+                out.str("subject", s);
+            }
+            out.close();
+        }
+        if let Some(r) = &self.route {
+            out.str("route", r);
+        }
         out.str("api", self.api);
         if let Some(m) = &self.model {
             out.str("model", m);

@@ -13,7 +13,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use inferguard::detect::Engine;
-use inferguard::policy::Policy;
+use std::rc::Rc;
+
+use inferguard::exchange::{Exchange, RequestHead, Side, Then};
+use inferguard::policy::{encode_list, normalise_path, Identity, JwtFacts, Model, Policies, Request, Verdict, Verified};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -146,10 +149,117 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs one request head (and a body naming the model) through the same `Exchange` the filter
+/// runs, and prints each named policy's verdict, the policy chosen and the decision.
 fn explain(args: ExplainArgs) -> ExitCode {
-    let _ = args;
-    eprintln!("explain: not implemented yet");
-    ExitCode::from(2)
+    let policies = match load(args.config.as_deref()) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let groups = encode_list(&args.groups);
+    let scope = args.scopes.join(" ");
+    let verified = Verified {
+        tls_version: (!args.plaintext).then_some("TLSv1.3"),
+        client_certificate: args.mtls || args.spiffe.is_some(),
+        spiffe: args.spiffe.as_deref(),
+        route: args.route.as_deref(),
+        // The cluster is not known here: assumed marked encrypted.
+        upstream_tls: Some(true),
+        jwt: JwtFacts {
+            sub: args.sub.as_deref().map(str::as_bytes),
+            scope: (!scope.is_empty() && args.sub.is_some()).then_some(scope.as_bytes()),
+            groups: (args.sub.is_some() && !args.groups.is_empty()).then_some(groups.as_slice()),
+            ..Default::default()
+        },
+    };
+    let identity = Identity::from_verified(&verified);
+    let policies = Rc::new(policies);
+    let mut x = Exchange::new(Rc::clone(&policies));
+    let head = RequestHead { method: &args.method, path: &args.path, authority: args.host.as_deref(), ..Default::default() };
+    let body = args.model.as_ref().map(|m| serde_json::json!({ "model": m }).to_string().into_bytes());
+    let mut step = x.on_request_head(&head, &verified, body.is_none());
+    if let (Then::Hold, Some(b)) = (&step.then, &body) {
+        step = x.on_body(Side::Request, b.len(), true, &mut |s, n| b[s..s + n].to_vec());
+    }
+
+    println!(
+        "request:  {} {}{}{}",
+        args.method,
+        args.path,
+        args.host.as_deref().map(|h| format!(" host={h}")).unwrap_or_default(),
+        args.model.as_deref().map(|m| format!(" model={m}")).unwrap_or_default()
+    );
+    println!(
+        "caller:   {} subject={} groups=[{}] scopes=[{}] {}{}",
+        identity.source.as_str(),
+        identity.subject.as_deref().unwrap_or("-"),
+        identity.groups.join(","),
+        identity.scopes.join(","),
+        if args.plaintext { "plaintext" } else { "TLS" },
+        if verified.client_certificate { " mTLS" } else { "" }
+    );
+    if let Some(route) = &args.route {
+        println!("route:    {route}");
+    }
+    match normalise_path(&args.path) {
+        Ok(path) => {
+            let r = Request { authority: args.host.as_deref(), path: &path, route: args.route.as_deref(), identity: &identity };
+            let model = args.model.as_deref().map_or(Model::Absent, Model::Named);
+            let verdicts = policies.explain(&r, model);
+            if !verdicts.is_empty() {
+                println!("policies, first match wins:");
+            }
+            for (name, v) in verdicts {
+                let why = match v {
+                    Verdict::Matches => "matches".to_owned(),
+                    Verdict::Misses(what) => format!("no: {what}"),
+                    Verdict::NeedsModel => "needs the model".to_owned(),
+                };
+                println!("  {name:<24} {why}");
+            }
+        }
+        Err(e) => println!("path:     refused: {e}"),
+    }
+    let audit = x.audit();
+    println!("policy:   {}", if audit.policy.is_empty() { "default" } else { &audit.policy });
+    match &step.then {
+        Then::Reply(r) => {
+            println!("decision: {} ({} {})", audit.decision.as_str(), r.status, audit.reason.as_deref().unwrap_or(""));
+            println!("reply:    {}", r.body);
+            for (k, v) in &r.headers {
+                println!("          {k}: {v}");
+            }
+        }
+        _ => println!("decision: forwarded"),
+    }
+    println!("audit:    {}", audit.to_json());
+    ExitCode::SUCCESS
+}
+
+/// Loads a configuration (the default policy without one), printing the error as the filter
+/// would log it.
+fn load(config: Option<&Path>) -> Result<Policies, ExitCode> {
+    let text = match config {
+        None => String::new(),
+        Some(path) => match std::fs::read(path) {
+            Ok(t) => match String::from_utf8(t) {
+                Ok(t) => t,
+                Err(_) => {
+                    eprintln!("{}: invalid configuration: configuration: not valid UTF-8", path.display());
+                    return Err(ExitCode::FAILURE);
+                }
+            },
+            Err(e) => {
+                eprintln!("inferguard: cannot read {}: {e}", path.display());
+                return Err(ExitCode::FAILURE);
+            }
+        },
+    };
+    Policies::from_json(&text).map_err(|e| {
+        let shown = config.map_or_else(|| "default".into(), |p| p.display().to_string());
+        eprintln!("{shown}: invalid configuration: {e}");
+        ExitCode::FAILURE
+    })
 }
 
 fn check_config(path: &Path) -> ExitCode {
@@ -163,7 +273,7 @@ fn check_config(path: &Path) -> ExitCode {
     };
     match std::str::from_utf8(&text)
         .map_err(|_| "configuration: not valid UTF-8".to_string())
-        .and_then(|t| Policy::from_json(t).map_err(|e| e.to_string()))
+        .and_then(|t| Policies::from_json(t).map_err(|e| e.to_string()))
     {
         Ok(p) => {
             println!("{path_shown}: ok: {}", p.summary());
@@ -177,38 +287,17 @@ fn check_config(path: &Path) -> ExitCode {
 }
 
 fn redact(args: &RedactArgs) -> ExitCode {
-    let config = args.config.as_deref();
-    let policy = match config {
-        None => Policy::from_json(""),
-        Some(path) => match std::fs::read(path) {
-            Ok(t) => match std::str::from_utf8(&t) {
-                Ok(t) => Policy::from_json(t),
-                Err(_) => {
-                    eprintln!("{}: invalid configuration: configuration: not valid UTF-8", path.display());
-                    return ExitCode::FAILURE;
-                }
-            },
-            Err(e) => {
-                eprintln!("inferguard: cannot read {}: {e}", path.display());
-                return ExitCode::FAILURE;
-            }
-        },
-    };
-    let policy = match policy {
+    let policy = match load(args.config.as_deref()) {
         Ok(p) => p,
-        Err(e) => {
-            let shown = config.map_or_else(|| "default".into(), |p| p.display().to_string());
-            eprintln!("{shown}: invalid configuration: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let result = if args.jsonl {
-        redact_jsonl(&policy.engine, stdin.lock(), &mut out)
+        redact_jsonl(&policy.default_policy().engine, stdin.lock(), &mut out)
     } else {
-        redact_plain(&policy.engine, stdin.lock(), &mut out)
+        redact_plain(&policy.default_policy().engine, stdin.lock(), &mut out)
     };
     match result.and_then(|code| out.flush().map(|()| code)) {
         Ok(code) => code,

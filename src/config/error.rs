@@ -23,6 +23,13 @@ impl ConfigError {
         ConfigError { path: String::new(), reason: format!("invalid JSON: {e}") }
     }
 
+    /// The same error seen from an enclosing field: `within("policies[2]")` turns
+    /// `detect.rules[0].pattern` into `policies[2].detect.rules[0].pattern`.
+    pub fn within(mut self, prefix: &str) -> ConfigError {
+        self.path = if self.path.is_empty() { prefix.to_owned() } else { format!("{prefix}.{}", self.path) };
+        self
+    }
+
     /// The dotted path of the field, empty when the error is about the document as a whole.
     pub fn path(&self) -> &str {
         &self.path

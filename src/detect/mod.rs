@@ -279,11 +279,11 @@ impl Engine {
     /// # Examples
     ///
     /// ```
-    /// use inferguard::config::Config;
+    /// use inferguard::policy::Config;
     /// use inferguard::detect::Engine;
     ///
     /// let cfg = Config::parse(r#"{"detect": {"rules": [{"name": "ticket", "pattern": "("}]}}"#).unwrap();
-    /// let err = Engine::new(&cfg.detect).unwrap_err();
+    /// let err = Engine::new(&cfg.default.detect).unwrap_err();
     /// assert!(err.to_string().starts_with("detect.rules[0].pattern: invalid regex"));
     /// ```
     pub fn new(cfg: &DetectConfig) -> Result<Engine, ConfigError> {
@@ -473,11 +473,11 @@ impl Engine {
     /// # Examples
     ///
     /// ```
-    /// use inferguard::config::Config;
+    /// use inferguard::policy::Config;
     /// use inferguard::detect::Engine;
     ///
     /// let cfg = Config::parse(r#"{"detect": {"detectors": {"credit_card": {"action": "partial"}}}}"#).unwrap();
-    /// let engine = Engine::new(&cfg.detect).unwrap();
+    /// let engine = Engine::new(&cfg.default.detect).unwrap();
     /// assert_eq!(engine.redact("card 4111-1111-1111-1111").text, "card ****-****-****-1111");
     /// ```
     pub fn redact(&self, text: &str) -> Redaction {

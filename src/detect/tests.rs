@@ -2,7 +2,7 @@
 //! field rules and the streaming scan. The labelled corpus is in `tests/corpus`.
 
 use super::*;
-use crate::config::Config;
+use crate::policy::Config;
 
 fn engine() -> Engine {
     Engine::new(&DetectConfig::default()).unwrap()
@@ -10,7 +10,7 @@ fn engine() -> Engine {
 
 fn with(json: &str) -> Engine {
     let cfg = Config::parse(&format!(r#"{{"detect": {json}}}"#)).unwrap();
-    Engine::new(&cfg.detect).unwrap()
+    Engine::new(&cfg.default.detect).unwrap()
 }
 
 fn spans(fs: &[Finding]) -> Vec<(&str, usize, usize)> {
@@ -124,7 +124,7 @@ fn configuration_errors_name_the_field() {
         (r#"{"hash_key": "short"}"#, "detect.hash_key: must be at least 16 bytes, got 5"),
     ] {
         let cfg = Config::parse(&format!(r#"{{"detect": {json}}}"#)).unwrap();
-        let err = Engine::new(&cfg.detect).unwrap_err().to_string();
+        let err = Engine::new(&cfg.default.detect).unwrap_err().to_string();
         assert!(err.starts_with(want), "{json}\n got: {err}\nwant: {want}...");
         assert!(!err.contains("short\""), "error echoes the hash key: {err}");
     }

@@ -22,11 +22,12 @@
 //! ```
 //! use std::rc::Rc;
 //! use inferguard::exchange::{Exchange, RequestHead, ResponseHead, Side, Then};
-//! use inferguard::policy::Policy;
+//! use inferguard::policy::{Policies, Verified};
 //!
-//! let mut x = Exchange::new(Rc::new(Policy::from_json("").unwrap()));
+//! let mut x = Exchange::new(Rc::new(Policies::from_json("").unwrap()));
 //! let head = RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() };
-//! assert_eq!(x.on_request_head(&head, false).then, Then::Hold);
+//! let tls = Verified { tls_version: Some("TLSv1.3"), ..Default::default() };
+//! assert_eq!(x.on_request_head(&head, &tls, false).then, Then::Hold);
 //! let prompt = br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
 //! let step = x.on_body(Side::Request, prompt.len(), true, &mut |s, n| prompt[s..s + n].to_vec());
 //! assert_eq!((step.body, step.then), (None, Then::Forward));
@@ -50,14 +51,14 @@
 use std::rc::Rc;
 
 use crate::audit::{AuditRecord, Decision, DirectionAudit};
-use crate::config::{DirectionConfig, Oversize};
-use crate::policy::Policy;
+use crate::policy::{Denial, DirectionConfig, Identity, Model, Oversize, Policies, Policy, Request, Selected, Verified};
 use crate::redact::{apply_spans, Redactor};
 use crate::stream::{text_runs, whole_json, BodyStream, Limits, StreamStop, Whole};
 use crate::wire::encoding::{ContentEncoding, DecodeError, Decoder};
 use crate::wire::json::{Kind, Tape};
 use crate::wire::multipart;
 use crate::wire::sniff::{sniff, Shape, Sniff, FIRST_VALUE_WINDOW};
+use crate::wire::endpoint::{self, Endpoint, Target};
 use crate::wire::url::redact_target;
 use crate::wire::{error_event, Api};
 
@@ -68,6 +69,8 @@ pub struct LocalReply {
     pub status: u16,
     /// JSON body.
     pub body: String,
+    /// Headers beyond `content-type` (a `WWW-Authenticate` challenge).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl LocalReply {
@@ -82,6 +85,8 @@ pub struct RequestHead<'a> {
     pub method: &'a str,
     /// `:path`.
     pub path: &'a str,
+    /// `:authority`.
+    pub authority: Option<&'a str>,
     /// `content-type`.
     pub content_type: Option<&'a str>,
     /// `content-encoding`.
@@ -163,9 +168,28 @@ enum Body {
     Stopped,
 }
 
+/// What the request head showed, kept until the policy is chosen (when that waits for the body's
+/// `model`).
+struct Head {
+    target: Target,
+    authority: Option<String>,
+    route: Option<String>,
+    tls_version: Option<String>,
+    client_certificate: bool,
+    upstream_tls: Option<bool>,
+    /// The raw `:path` (what the request line said).
+    raw_path: String,
+}
+
 /// The state of one request/response pair.
 pub struct Exchange {
+    policies: Rc<Policies>,
+    /// The policy that applies (the default until one is chosen).
     policy: Rc<Policy>,
+    /// The policy still waits for the body's `model`.
+    pending: bool,
+    identity: Identity,
+    head: Option<Head>,
     api: Api,
     audit: AuditRecord,
     request_type: Option<String>,
@@ -179,10 +203,14 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// Starts an exchange under `policy`.
-    pub fn new(policy: Rc<Policy>) -> Exchange {
+    /// Starts an exchange under a configuration's policies.
+    pub fn new(policies: Rc<Policies>) -> Exchange {
         Exchange {
-            policy,
+            policy: Rc::clone(policies.default_policy()),
+            policies,
+            pending: false,
+            identity: Identity::default(),
+            head: None,
             api: Api::Other,
             audit: AuditRecord { api: Api::Other.as_str(), ..Default::default() },
             request_type: None,
@@ -218,35 +246,76 @@ impl Exchange {
         &self.logged_path
     }
 
-    /// Handles the request head (`end`: the request has no body).
-    pub fn on_request_head(&mut self, head: &RequestHead, end: bool) -> Step {
-        self.api = Api::from_path(head.path);
-        self.audit.api = self.api.as_str();
+    /// Handles the request head (`end`: the request has no body). `verified` is what Envoy
+    /// established about the connection, the route and the caller; never read from headers.
+    pub fn on_request_head(&mut self, head: &RequestHead, verified: &Verified, end: bool) -> Step {
+        self.identity = Identity::from_verified(verified);
+        self.audit.identity = self.identity.source.as_str();
+        self.audit.subject = self.identity.subject.clone();
+        self.audit.route = verified.route.map(str::to_owned);
         self.request_type = head.content_type.map(str::to_owned);
+        let target = match endpoint::classify(head.path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.logged_path = "-".to_owned();
+                self.audit.policy = self.policy.name.clone();
+                return Step::reply(self.deny(&Denial {
+                    status: 400,
+                    reason: "malformed_path",
+                    message: format!("the request path cannot be read: {e}"),
+                    www_authenticate: None,
+                }));
+            }
+        };
+        self.api = match target.endpoint {
+            Endpoint::Inference(api) => api,
+            _ => Api::Other,
+        };
+        self.audit.api = self.api.as_str();
+        // What the access log may show: every value masked, whatever the policy (the policy may
+        // not be known yet; masking does not depend on it).
+        let logged = {
+            let engine = &self.policies.default_policy().engine;
+            let mut scratch = DirectionAudit::default();
+            let r = Redactor::new(engine, crate::policy::Mode::Redact, &mut scratch);
+            redact_target(&target.forward_path, |key, text| r.masked(key, text))
+        };
+        self.logged_path = logged.unwrap_or_else(|| target.forward_path.clone());
+        self.head = Some(Head {
+            target,
+            authority: head.authority.map(str::to_owned),
+            route: verified.route.map(str::to_owned),
+            tls_version: verified.tls_version.map(str::to_owned),
+            client_certificate: verified.client_certificate,
+            upstream_tls: verified.upstream_tls,
+            raw_path: head.path.to_owned(),
+        });
         let mut step = Step::forward();
         // Upstreams must answer in plain text so the response can be scanned.
         step.headers.push(("accept-encoding", None));
-        let policy = Rc::clone(&self.policy);
-        let mut r = Redactor::new(&policy.engine, policy.request.mode, &mut self.audit.request);
-        // What the access log may show: every value masked, whatever the mode.
-        self.logged_path =
-            redact_target(head.path, |key, text| r.masked(key, text)).unwrap_or_else(|| head.path.to_owned());
-        // With nothing found for the log, there is nothing to redact either: one scan.
-        if policy.request.enabled && self.logged_path != head.path {
-            let new = redact_target(head.path, |key, text| r.value(key, text));
-            if let Some(rule) = r.blocked().map(str::to_owned) {
-                return Step::reply(self.block(&rule, 403));
+        let model = if end { Model::Absent } else { Model::Unread };
+        if self.choose(model) {
+            if let Err(d) = self.admit_head() {
+                return Step::reply(self.deny(&d));
             }
-            if let Some(new) = new {
-                self.audit.decide(Decision::Redacted);
-                step.headers.push((":path", Some(new)));
+            // Without a body there is no model to read: a model rule decides on none.
+            if end {
+                if let Err(d) = self.policy.admission.check_model(&self.identity, None) {
+                    return Step::reply(self.deny(&d));
+                }
+            }
+            match self.path_edits() {
+                Ok(edits) => step.headers.extend(edits),
+                Err(reply) => return Step::reply(reply),
             }
         }
         if end {
             self.request = Body::Passing;
             return step;
         }
-        if !policy.request.enabled {
+        let policy = Rc::clone(&self.policy);
+        let read_for_model = self.pending || policy.admission.checks_models();
+        if !self.pending && !policy.request.enabled && !read_for_model {
             self.pass(Side::Request, "disabled");
             return step;
         }
@@ -261,6 +330,75 @@ impl Exchange {
         self.request = Body::Buffering { shape: Shape::Json };
         step.then = Then::Hold;
         step
+    }
+
+    /// Chooses the policy for what is known; false while it waits for the model.
+    fn choose(&mut self, model: Model) -> bool {
+        let Some(h) = &self.head else { return true };
+        let r = Request {
+            authority: h.authority.as_deref(),
+            path: &h.target.canonical,
+            route: h.route.as_deref(),
+            identity: &self.identity,
+        };
+        match self.policies.select(&r, model) {
+            Selected::Policy(p) => {
+                self.policy = p;
+                self.pending = false;
+            }
+            Selected::AwaitModel => self.pending = true,
+        }
+        self.audit.policy = self.policy.name.clone();
+        !self.pending
+    }
+
+    /// The chosen policy's admission checks that the head decides.
+    fn admit_head(&self) -> Result<(), Denial> {
+        let Some(h) = &self.head else { return Ok(()) };
+        let v = Verified {
+            tls_version: h.tls_version.as_deref(),
+            client_certificate: h.client_certificate,
+            upstream_tls: h.upstream_tls,
+            ..Default::default()
+        };
+        self.policy.admission.check_head(&v, &self.identity, &h.target)
+    }
+
+    /// The `:path` to forward, once the policy is known: the normalised target (so the upstream
+    /// sees what was judged), with values redacted as the policy says.
+    fn path_edits(&mut self) -> Result<Vec<(&'static str, Option<String>)>, LocalReply> {
+        let Some(h) = &self.head else { return Ok(Vec::new()) };
+        let (forward, rewritten, raw) = (h.target.forward_path.clone(), h.target.rewritten, h.raw_path.clone());
+        let mut edits = Vec::new();
+        let mut path = forward.clone();
+        let policy = Rc::clone(&self.policy);
+        // With nothing found for the log, there is nothing to redact either: one scan.
+        if policy.request.enabled && self.logged_path != forward {
+            let mut r = Redactor::new(&policy.engine, policy.request.mode, &mut self.audit.request);
+            let new = redact_target(&forward, |key, text| r.value(key, text));
+            if let Some(rule) = r.blocked().map(str::to_owned) {
+                return Err(self.block(&rule, 403));
+            }
+            if let Some(new) = new {
+                self.audit.decide(Decision::Redacted);
+                path = new;
+            }
+        }
+        if rewritten || path != raw {
+            edits.push((":path", Some(path)));
+        }
+        Ok(edits)
+    }
+
+    /// A refusal by admission: the decision is `denied`, with its reason.
+    fn deny(&mut self, d: &Denial) -> LocalReply {
+        self.audit.deny(d.reason);
+        self.request = Body::Stopped;
+        let mut headers = Vec::new();
+        if let Some(w) = &d.www_authenticate {
+            headers.push(("www-authenticate", w.clone()));
+        }
+        LocalReply { status: d.status, body: self.api.error_shape().body(d.status, d.reason, &d.message), headers }
     }
 
     /// Handles the response head (`end`: the response has no body).
@@ -459,7 +597,13 @@ impl Exchange {
             Side::Request => &policy.request,
             Side::Response => &policy.response,
         };
-        if (size as u64) > cfg.max_body_bytes.get() {
+        if side == Side::Request && self.pending {
+            // No policy yet, so no oversize choice to honour: beyond every policy's limit, refused.
+            if (size as u64) > self.policies.max_request_body() {
+                let msg = format!("body larger than the {} bytes inferguard is configured to scan", self.policies.max_request_body());
+                return (Body::Stopped, Step::reply(self.refuse(413, "request_too_large", &msg)));
+            }
+        } else if (size as u64) > cfg.max_body_bytes.get() {
             return self.too_large(side);
         }
         if !end {
@@ -467,7 +611,11 @@ impl Exchange {
         }
         let raw = read(0, size);
         match side {
-            Side::Request => (Body::Passing, self.whole_request(&raw)),
+            Side::Request => {
+                let step = self.whole_request(&raw);
+                let next = if matches!(step.then, Then::Reply(_)) { Body::Stopped } else { Body::Passing };
+                (next, step)
+            }
             Side::Response => {
                 let plain = match self.decode(raw, true) {
                     Ok(p) => p,
@@ -505,23 +653,75 @@ impl Exchange {
         (Body::Passing, step)
     }
 
-    /// A whole request body: read by its bytes (and, for a multipart upload, its boundary).
+    /// A whole request body: its `model` read first (which may choose the policy and is checked
+    /// against its model rules), then scanned by the chosen policy, by its bytes (and, for a
+    /// multipart upload, its boundary).
     fn whole_request(&mut self, body: &[u8]) -> Step {
-        let policy = Rc::clone(&self.policy);
         // The upstream splits a form by the boundary its label names: so does this.
-        if let Some(boundary) = self.request_type.as_deref().and_then(multipart::boundary) {
-            let boundary = boundary.to_owned();
-            return self.multipart_request(body, &boundary);
-        }
+        let boundary = self.request_type.as_deref().and_then(multipart::boundary).map(str::to_owned);
         let shape = match sniff(body, true, self.request_type.as_deref()) {
+            _ if boundary.is_some() => Shape::Text,
             Sniff::Is(s) => s,
             Sniff::NeedMore => Shape::Text,
         };
-        let (mut model, mut stream) = (None, None);
+        let doc = matches!(shape, Shape::Json | Shape::Ndjson).then(|| Tape::read(body));
+        let model: Option<String> = match (&doc, &boundary) {
+            (Some(Ok(t)), _) => t.str_at(0, "model").map(str::to_owned),
+            (None, Some(b)) => multipart::parse(body, b).ok().and_then(|form| {
+                let part = form.parts.iter().rev().find(|p| p.name == "model" && p.filename.is_none())?;
+                std::str::from_utf8(&body[part.body.clone()]).ok().map(str::to_owned)
+            }),
+            _ => None,
+        };
+        let mut head_edits = Vec::new();
+        if self.pending {
+            self.choose(model.as_deref().map_or(Model::Absent, Model::Named));
+            if let Err(d) = self.admit_head() {
+                return Step::reply(self.deny(&d));
+            }
+            match self.path_edits() {
+                Ok(e) => head_edits = e,
+                Err(reply) => return Step::reply(reply),
+            }
+        }
+        if let Err(d) = self.policy.admission.check_model(&self.identity, model.as_deref()) {
+            return Step::reply(self.deny(&d));
+        }
+        let policy = Rc::clone(&self.policy);
+        let mut step = if (body.len() as u64) > policy.request.max_body_bytes.get() {
+            match self.oversize(Side::Request, &policy.request) {
+                Some(reply) => return Step::reply(reply),
+                None => Step::forward(),
+            }
+        } else if !policy.request.enabled {
+            self.pass(Side::Request, "disabled");
+            Step::forward()
+        } else {
+            match boundary {
+                Some(b) => self.multipart_request(body, &b),
+                None => self.scan_request(body, shape, doc, model),
+            }
+        };
+        if !matches!(step.then, Then::Reply(_)) {
+            head_edits.append(&mut step.headers);
+            step.headers = head_edits;
+        }
+        step
+    }
+
+    /// Scans a request body that is not a form, under the chosen policy.
+    fn scan_request(&mut self, body: &[u8], shape: Shape, doc: Option<Result<Tape, crate::wire::json::JsonError>>, model: Option<String>) -> Step {
+        let policy = Rc::clone(&self.policy);
+        let mut stream = None;
         let mut r = Redactor::new(&policy.engine, policy.request.mode, &mut self.audit.request);
-        let outcome = match shape {
-            Shape::Wide => return Step::reply(self.unsupported_charset(415)),
-            Shape::Binary => {
+        // The model is client text: it is logged only as the policy redacts it.
+        let model = model.map(|m| {
+            let m: String = m.chars().take(MAX_MODEL_CHARS).collect();
+            r.masked(Some("model"), &m).map_or(m.clone(), |spans| apply_spans(&m, &spans))
+        });
+        let outcome = match (shape, doc) {
+            (Shape::Wide, _) => return Step::reply(self.unsupported_charset(415)),
+            (Shape::Binary, _) => {
                 text_runs(&mut r, body);
                 if let Some(rule) = r.blocked().map(str::to_owned) {
                     return Step::reply(self.block(&rule, 403));
@@ -529,14 +729,8 @@ impl Exchange {
                 self.pass(Side::Request, "binary");
                 return Step::forward();
             }
-            Shape::Json | Shape::Ndjson => {
-                let doc = Tape::read(body);
+            (_, Some(doc)) => {
                 if let Ok(t) = &doc {
-                    // The model is client text: it is logged only as the policy redacts it.
-                    model = t.str_at(0, "model").map(|m| {
-                        let m: String = m.chars().take(MAX_MODEL_CHARS).collect();
-                        r.masked(Some("model"), &m).map_or(m.clone(), |spans| apply_spans(&m, &spans))
-                    });
                     // Every API here defaults to a non-streamed answer.
                     stream = Some(stream_flag(t).unwrap_or(false));
                 }
@@ -720,7 +914,11 @@ impl Exchange {
             stop => {
                 let reason = stop.reason();
                 self.audit.block(reason);
-                LocalReply { status: 502, body: self.api.error_shape().body(502, stop.code(), &stop.message()) }
+                LocalReply {
+                    status: 502,
+                    body: self.api.error_shape().body(502, stop.code(), &stop.message()),
+                    headers: Vec::new(),
+                }
             }
         })
     }
@@ -732,12 +930,12 @@ impl Exchange {
     fn block(&mut self, rule: &str, status: u16) -> LocalReply {
         let msg = format!("blocked by inferguard policy (rule {rule})");
         self.audit.block(format!("rule:{rule}"));
-        LocalReply { status, body: self.api.error_shape().body(status, "content_blocked", &msg) }
+        LocalReply { status, body: self.api.error_shape().body(status, "content_blocked", &msg), headers: Vec::new() }
     }
 
     fn refuse(&mut self, status: u16, kind: &'static str, message: &str) -> LocalReply {
         self.audit.block(kind);
-        LocalReply { status, body: self.api.error_shape().body(status, kind, message) }
+        LocalReply { status, body: self.api.error_shape().body(status, kind, message), headers: Vec::new() }
     }
 }
 

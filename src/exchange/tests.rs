@@ -35,10 +35,13 @@ fn body(x: &mut Exchange, side: Side, chunks: &[&[u8]], d: &mut Delivered) {
     }
 }
 
+/// Every path admitted: for tests of scanning on paths that are not inference APIs.
+const OPEN: &str = r#"{"admission":{"endpoints":["/"]}}"#;
+
 fn exchange(cfg: &str, path: &str, prompt: &[u8]) -> (Exchange, Delivered) {
-    let mut x = Exchange::new(Rc::new(Policy::from_json(cfg).unwrap()));
+    let mut x = Exchange::new(Rc::new(Policies::from_json(cfg).unwrap()));
     let mut d = Delivered::default();
-    let step = x.on_request_head(&RequestHead { method: "POST", path, ..Default::default() }, prompt.is_empty());
+    let step = x.on_request_head(&RequestHead { method: "POST", path, ..Default::default() }, &Verified::tls("TLSv1.3"), prompt.is_empty());
     d.headers.extend(step.headers);
     if let Then::Reply(r) = step.then {
         d.reply = Some(r);
@@ -87,7 +90,7 @@ fn redacts_a_json_answer_whatever_its_label_and_sets_its_length() {
         assert!(d.headers.contains(&("content-length", Some(want.len().to_string()))), "{label:?} {:?}", d.headers);
         assert_eq!(
             x.audit().to_json(),
-            r#"{"decision":"redacted","api":"openai.chat_completions","model":"m","stream":false,"request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2}}}"#
+            r#"{"decision":"redacted","policy":"default","identity":{"source":"anonymous"},"api":"openai.chat_completions","model":"m","stream":false,"request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2}}}"#
         );
     }
 }
@@ -122,7 +125,7 @@ fn wide_text_is_refused_and_binary_passes_unscanned_and_says_so() {
     assert_eq!(x.audit().reason.as_deref(), Some("unsupported_charset"));
 
     let png: Vec<u8> = b"\x89PNG\r\n\x1a\n".iter().copied().chain((0..2000u32).map(|i| (i * 97 % 251) as u8)).collect();
-    let (mut x, _) = exchange("", "/v1/images", PROMPT);
+    let (mut x, _) = exchange(OPEN, "/v1/images", PROMPT);
     let d = answer(&mut x, Some("image/png"), None, &[&png[..100], &png[100..]]);
     assert_eq!(d.bytes, png);
     let audit = x.audit().to_json();
@@ -232,8 +235,8 @@ fn every_request_body_is_read_whatever_its_method_or_framing() {
         b"q=jane%40x.io",
     ] {
         for method in ["GET", "DELETE", "POST", "PUT"] {
-            let mut x = Exchange::new(Rc::new(Policy::from_json("").unwrap()));
-            let head = x.on_request_head(&RequestHead { method, path: "/v1/x", ..Default::default() }, false);
+            let mut x = Exchange::new(Rc::new(Policies::from_json(OPEN).unwrap()));
+            let head = x.on_request_head(&RequestHead { method, path: "/v1/x", ..Default::default() }, &Verified::tls("TLSv1.3"), false);
             assert_eq!(head.then, Then::Hold);
             let mut d = Delivered::default();
             body(&mut x, Side::Request, &[&prompt[..5], &prompt[5..]], &mut d);
@@ -245,7 +248,7 @@ fn every_request_body_is_read_whatever_its_method_or_framing() {
 
 #[test]
 fn the_request_line_and_the_model_are_redacted_and_logged_redacted() {
-    let (x, d) = exchange("", "/v1/users/jane@x.io?q=a%40b.io&t=1", b"");
+    let (x, d) = exchange(OPEN, "/v1/users/jane@x.io?q=a%40b.io&t=1", b"");
     assert_eq!(
         d.headers,
         vec![
@@ -254,7 +257,7 @@ fn the_request_line_and_the_model_are_redacted_and_logged_redacted() {
         ]
     );
     assert_eq!(x.logged_path(), "/v1/users/%5BREDACTED%3AEMAIL%5D?q=%5BREDACTED%3AEMAIL%5D&t=1");
-    let (x, _) = exchange(r#"{"request":{"mode":"report"}}"#, "/v1/x?q=a%40b.io", b"");
+    let (x, _) = exchange(r#"{"request":{"mode":"report"},"admission":{"endpoints":["/"]}}"#, "/v1/x?q=a%40b.io", b"");
     assert_eq!(x.logged_path(), "/v1/x?q=%5BREDACTED%3AEMAIL%5D");
     let (x, _) = exchange("", "/v1/chat/completions", br#"{"model":"jane@x.io","messages":[]}"#);
     assert_eq!(x.audit().model.as_deref(), Some("[REDACTED:EMAIL]"));
@@ -353,9 +356,9 @@ fn everything_a_client_sees_is_scanned() {
 #[test]
 fn trailers_end_a_body_it_is_read_then_and_a_stream_drops_what_it_still_holds() {
     // A prompt whose end is its trailers: held until then, then read whole.
-    let mut x = Exchange::new(Rc::new(Policy::from_json("").unwrap()));
+    let mut x = Exchange::new(Rc::new(Policies::from_json("").unwrap()));
     let _ =
-        x.on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() }, false);
+        x.on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() }, &Verified::tls("TLSv1.3"), false);
     let prompt = br#"{"messages":[{"content":"I am jane@x.io"}]}"#;
     let step = x.on_body(Side::Request, prompt.len(), false, &mut |s, n| prompt[s..s + n].to_vec());
     assert_eq!(step.then, Then::Hold);
@@ -375,7 +378,7 @@ fn trailers_end_a_body_it_is_read_then_and_a_stream_drops_what_it_still_holds() 
 #[test]
 fn binary_passes_with_its_length_and_a_value_in_its_text_runs_stops_it() {
     let png: Vec<u8> = b"\x89PNG\r\n\x1a\n".iter().copied().chain((0..3000u32).map(|i| (i * 97 % 251) as u8)).collect();
-    let (mut x, _) = exchange("", "/v1/files/f/content", PROMPT);
+    let (mut x, _) = exchange(OPEN, "/v1/files/f/content", PROMPT);
     let d = answer(&mut x, Some("image/png"), None, &[&png[..700], &png[700..]]);
     assert_eq!(d.bytes, png);
     assert!(!d.headers.iter().any(|(h, _)| *h == "content-length"), "{:?}", d.headers);
@@ -383,7 +386,7 @@ fn binary_passes_with_its_length_and_a_value_in_its_text_runs_stops_it() {
     let mut smuggled = png[..600].to_vec();
     smuggled.extend_from_slice(b" mail jane.doe@acme-corp.com to ");
     smuggled.extend_from_slice(&png[600..]);
-    let (mut x, _) = exchange("", "/v1/files/f/content", PROMPT);
+    let (mut x, _) = exchange(OPEN, "/v1/files/f/content", PROMPT);
     let (a, b) = smuggled.split_at(620); // the value is cut between chunks
     let d = answer(&mut x, Some("image/png"), None, &[&a[..300], &a[300..], b]);
     assert!(!String::from_utf8_lossy(&d.bytes).contains("jane"), "{:?}", String::from_utf8_lossy(&d.bytes));

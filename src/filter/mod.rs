@@ -2,7 +2,7 @@
 //! Nothing is decided here.
 //!
 //! [`Root`] parses and compiles the configuration once per `on_configure` and shares the result
-//! (an `Rc<Policy>`) with every [`Filter`], one per HTTP stream. A bad configuration makes
+//! (an `Rc<Policies>`) with every [`Filter`], one per HTTP stream. A bad configuration makes
 //! `on_configure` return false, so Envoy refuses the filter and logs which field was wrong.
 
 use std::rc::Rc;
@@ -12,7 +12,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 
 use crate::exchange::{Exchange, LocalReply, RequestHead, ResponseHead, Side, Step, Then};
-use crate::policy::Policy;
+use crate::policy::{JwtFacts, Policies, Verified};
 
 proxy_wasm::main! {{
     // Also installs a panic hook that logs the panic at critical level before the VM traps.
@@ -28,9 +28,13 @@ const AUDIT_PROPERTY: &str = "inferguard.audit";
 /// `%FILTER_STATE(wasm.inferguard.path:PLAIN)%`.
 const PATH_PROPERTY: &str = "inferguard.path";
 
-/// One per plugin configuration: owns the compiled policy.
+/// Where `jwt_authn` writes what it verified (`payload_in_metadata: payload`,
+/// `failed_status_in_metadata: failure`); Istio's `RequestAuthentication` writes the same.
+const JWT_METADATA: [&str; 3] = ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn"];
+
+/// One per plugin configuration: owns the compiled policies.
 struct Root {
-    policy: Option<Rc<Policy>>,
+    policy: Option<Rc<Policies>>,
 }
 
 impl Context for Root {}
@@ -45,7 +49,7 @@ impl RootContext for Root {
                 return false;
             }
         };
-        match Policy::from_json(text) {
+        match Policies::from_json(text) {
             Ok(p) => {
                 log::info!("inferguard: configured: {}", p.summary());
                 self.policy = Some(Rc::new(p));
@@ -86,11 +90,9 @@ impl Filter {
     fn reply(&mut self, r: &LocalReply) -> Action {
         self.replied = true;
         self.publish_audit();
-        self.send_http_response(
-            u32::from(r.status),
-            vec![("content-type", LocalReply::CONTENT_TYPE), ("x-inferguard", "refused")],
-            Some(r.body.as_bytes()),
-        );
+        let mut headers = vec![("content-type", LocalReply::CONTENT_TYPE), ("x-inferguard", "refused")];
+        headers.extend(r.headers.iter().map(|(k, v)| (*k, v.as_str())));
+        self.send_http_response(u32::from(r.status), headers, Some(r.body.as_bytes()));
         Action::Pause
     }
 
@@ -157,10 +159,41 @@ impl HttpContext for Filter {
         let head = RequestHead {
             method: get(":method").unwrap_or(""),
             path: get(":path").unwrap_or(""),
+            authority: get(":authority"),
             content_type: get("content-type"),
             content_encoding: get("content-encoding"),
         };
-        let mut step = self.exchange.on_request_head(&head, end_of_stream);
+        // What Envoy verified: properties only, never headers.
+        let prop = |path: &[&str]| self.get_property(path.to_vec()).filter(|v| !v.is_empty());
+        let text = |b: &Option<Vec<u8>>| b.as_deref().and_then(|b| std::str::from_utf8(b).ok());
+        let tls_version = prop(&["connection", "tls_version"]);
+        let mtls = prop(&["connection", "mtls"]);
+        let spiffe = prop(&["connection", "uri_san_peer_certificate"]);
+        let route = prop(&["xds", "route_name"]);
+        let upstream_tls = prop(&["xds", "cluster_metadata", "filter_metadata", "inferguard", "upstream_tls"]);
+        let jwt = |leaf: &[&str]| prop(&[&JWT_METADATA[..], leaf].concat());
+        let sub = jwt(&["payload", "sub"]);
+        let (iss, scope, scp, groups, failure) = if sub.is_some() {
+            (jwt(&["payload", "iss"]), jwt(&["payload", "scope"]), jwt(&["payload", "scp"]), jwt(&["payload", "groups"]), None)
+        } else {
+            (None, None, None, None, jwt(&["failure", "code"]))
+        };
+        let verified = Verified {
+            tls_version: text(&tls_version),
+            client_certificate: mtls.as_deref() == Some(&[1]),
+            spiffe: text(&spiffe),
+            route: text(&route),
+            upstream_tls: upstream_tls.as_deref().map(|b| b == [1]),
+            jwt: JwtFacts {
+                failure_code: failure.as_deref(),
+                sub: sub.as_deref(),
+                iss: iss.as_deref(),
+                scope: scope.as_deref(),
+                scp: scp.as_deref(),
+                groups: groups.as_deref(),
+            },
+        };
+        let mut step = self.exchange.on_request_head(&head, &verified, end_of_stream);
         // Each host call costs: only headers that are there are removed.
         step.headers.retain(|(h, v)| v.is_some() || get(h).is_some());
         self.set_property(vec![PATH_PROPERTY], Some(self.exchange.logged_path().as_bytes()));

@@ -20,8 +20,36 @@ mod text;
 pub use text::{HoldbackExceeded, TextStream, Utf8Decoder};
 
 use crate::audit::DirectionAudit;
-use crate::config::Mode;
 use crate::detect::{Action, Engine, Finding};
+
+/// What findings do in one direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Apply each detector's or rule's own action.
+    #[default]
+    Redact,
+    /// Any finding that would change text refuses the whole message instead.
+    Block,
+    /// Change nothing; findings are only counted in the audit record.
+    Report,
+}
+
+impl Mode {
+    /// The names of the modes in configuration.
+    pub(crate) const NAMES: &'static [(&'static str, Mode)] =
+        &[("redact", Mode::Redact), ("block", Mode::Block), ("report", Mode::Report)];
+
+    /// Rewrites the actions of `findings` as this mode dictates.
+    pub fn apply(self, findings: &mut [Finding]) {
+        match self {
+            Mode::Redact => {}
+            Mode::Block => {
+                findings.iter_mut().filter(|f| f.action != Action::Report).for_each(|f| f.action = Action::Block)
+            }
+            Mode::Report => findings.iter_mut().for_each(|f| f.action = Action::Report),
+        }
+    }
+}
 
 /// Byte ranges of a text and what replaces each, in order.
 pub type Spans = Vec<(std::ops::Range<usize>, String)>;

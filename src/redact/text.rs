@@ -1,6 +1,6 @@
 //! Incremental redaction of one logical text stream, and UTF-8 that arrives in pieces.
 
-use crate::config::Mode;
+use super::Mode;
 use crate::detect::{End, Engine, Finding};
 
 /// Redacts one logical stream of text (one choice, one content block) as it arrives, releasing

@@ -2,6 +2,7 @@
 
 mod bytes;
 pub mod encoding;
+pub mod endpoint;
 pub mod json;
 pub mod multipart;
 pub mod sniff;

@@ -13,12 +13,12 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use inferguard::exchange::{Exchange, Side};
-use inferguard::policy::Policy;
+use inferguard::policy::{Policies, Verified};
 
 /// One whole exchange: request head and body, response head, and the response body in chunks,
 /// driven as Envoy drives it. Returns the bytes the client would receive, so nothing is
 /// optimised out.
-fn exchange(policy: &Rc<Policy>, request: &[u8], content_type: &'static str, response: &[Vec<u8>]) -> usize {
+fn exchange(policy: &Rc<Policies>, request: &[u8], content_type: &'static str, response: &[Vec<u8>]) -> usize {
     let mut x = Exchange::new(Rc::clone(policy));
     drive::start(&mut x, request, content_type != "application/json");
     drive::body(&mut x, Side::Response, response, true) + x.audit().to_json().len()
@@ -54,7 +54,7 @@ fn main() {
     let budget = Duration::from_secs_f64(
         std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0f64).max(0.05),
     );
-    let policy = Rc::new(Policy::from_json(&std::env::var("BENCH_POLICY").unwrap_or_default()).expect("policy"));
+    let policy = Rc::new(Policies::from_json(&std::env::var("BENCH_POLICY").unwrap_or_default()).expect("policy"));
     let answers = answers::Answers::new();
     let small_request = answers::chat_request("Summarise the incident.", false);
     let prompt_4k = answers::chat_request(&answers::prose(4096), false);
@@ -68,7 +68,7 @@ fn main() {
             rows.push((name, time(budget, f), bytes));
         }
     };
-    run("engine, 1 MB of prose", text.len(), &mut || policy.engine.redact(&text).text.len());
+    run("engine, 1 MB of prose", text.len(), &mut || policy.default_policy().engine.redact(&text).text.len());
     for (name, body) in [
         ("1 KB completion", &answers.json_1k),
         ("64 KB completion", &answers.json_64k),

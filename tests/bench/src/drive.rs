@@ -2,6 +2,7 @@
 //! host buffer grows while the exchange holds and is replaced or forwarded when it says so.
 
 use inferguard::exchange::{Exchange, RequestHead, ResponseHead, Side, Then};
+use inferguard::policy::Verified;
 
 /// Feeds chunks of one body (the last one ends it when `end`); returns the bytes forwarded (a
 /// local reply counts as its body).
@@ -39,7 +40,7 @@ pub fn body<C: AsRef<[u8]>>(x: &mut Exchange, side: Side, chunks: &[C], end: boo
 
 /// Request head and body, then the response head; returns the exchange ready for the answer.
 pub fn start(x: &mut Exchange, request: &[u8], stream_answer: bool) {
-    let _ = x.on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() }, false);
+    let _ = x.on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() }, &Verified::tls("TLSv1.3"), false);
     body(x, Side::Request, &[request], true);
     let ct = if stream_answer { "text/event-stream" } else { "application/json" };
     let _ = x.on_response_head(&ResponseHead { status: 200, content_type: Some(ct), content_encoding: None }, false);

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use inferguard::exchange::{Exchange, Side};
-use inferguard::policy::Policy;
+use inferguard::policy::{Policies, Verified};
 use serde_json::{json, Value};
 
 /// Counts live heap bytes, to measure the filter's own memory per stream natively.
@@ -289,7 +289,7 @@ fn concurrent_streams(e: &Envoy, tls: &Arc<rustls::ClientConfig>, n: usize) -> (
 }
 
 /// The filter's own heap per open stream, natively (the same core the wasm runs), mid-answer.
-fn native_stream_memory(policy: &Rc<Policy>, events: &[Vec<u8>], n: usize) -> f64 {
+fn native_stream_memory(policy: &Rc<Policies>, events: &[Vec<u8>], n: usize) -> f64 {
     let before = LIVE.load(Ordering::Relaxed);
     let mut xs = Vec::new();
     for _ in 0..n {
@@ -306,7 +306,7 @@ fn native_stream_memory(policy: &Rc<Policy>, events: &[Vec<u8>], n: usize) -> f6
 }
 
 /// Holdback over the 500-token answer, event by event, natively.
-fn holdback(policy: &Rc<Policy>, events: &[Vec<u8>]) -> (f64, u64) {
+fn holdback(policy: &Rc<Policies>, events: &[Vec<u8>]) -> (f64, u64) {
     let mut x = Exchange::new(Rc::clone(policy));
     drive::start(&mut x, &answers::chat_request("Summarise the incident.", true), true);
     // Event by event, without the end: the stream's statistics are read while it is open.
@@ -354,7 +354,7 @@ fn main() {
     upstream::serve(listener, Arc::clone(&answers));
 
     let config = std::fs::read_to_string(config_path()).unwrap_or_default();
-    let policy = Rc::new(Policy::from_json(&config).expect("plugin configuration"));
+    let policy = Rc::new(Policies::from_json(&config).expect("plugin configuration"));
     let wasm_bytes = std::fs::metadata("target/inferguard.wasm").map(|m| m.len()).unwrap_or(0);
     // BENCH_WASM measures another build of the filter (a profiling build, say) in inferguard's place.
     let wasm = std::env::var("BENCH_WASM").unwrap_or_else(|_| "target/inferguard.wasm".into());

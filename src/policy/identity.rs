@@ -1,0 +1,278 @@
+//! Who is asking, from what Envoy verified: the claims of a JWT that `jwt_authn` validated, and
+//! the client certificate of an mTLS connection. Never from a header: a client can write any
+//! header, including `x-user` or `x-forwarded-client-cert`.
+//!
+//! The glue reads Envoy's properties and hands the bytes over as [`Verified`]; decoding them is
+//! done here, where it is tested.
+
+/// What Envoy established about the connection and the route, read from its properties.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Verified<'a> {
+    /// `connection.tls_version` ("TLSv1.3"); `None` over plaintext.
+    pub tls_version: Option<&'a str>,
+    /// `connection.mtls`: the client presented a certificate that Envoy verified.
+    pub client_certificate: bool,
+    /// `connection.uri_san_peer_certificate`: the SPIFFE id of the client certificate.
+    pub spiffe: Option<&'a str>,
+    /// `xds.route_name`.
+    pub route: Option<&'a str>,
+    /// `xds.cluster_metadata.filter_metadata.inferguard.upstream_tls`: the operator marked the
+    /// chosen cluster as encrypted (`None`: not marked).
+    pub upstream_tls: Option<bool>,
+    /// What `jwt_authn` wrote in its dynamic metadata.
+    pub jwt: JwtFacts<'a>,
+}
+
+impl<'a> Verified<'a> {
+    /// A connection over TLS of `version` ("TLSv1.3") and nothing else verified: an anonymous
+    /// caller on the default route.
+    pub fn tls(version: &'a str) -> Verified<'a> {
+        Verified { tls_version: Some(version), ..Default::default() }
+    }
+}
+
+/// Properties under `metadata.filter_metadata["envoy.filters.http.jwt_authn"]`, as bytes: strings
+/// as UTF-8, numbers as 8-byte little-endian doubles, lists in proxy-wasm's map encoding.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JwtFacts<'a> {
+    /// `failure.code` (`failed_status_in_metadata: failure`).
+    pub failure_code: Option<&'a [u8]>,
+    /// `payload.sub`.
+    pub sub: Option<&'a [u8]>,
+    /// `payload.iss`.
+    pub iss: Option<&'a [u8]>,
+    /// `payload.scope` (space-separated).
+    pub scope: Option<&'a [u8]>,
+    /// `payload.scp` (a list).
+    pub scp: Option<&'a [u8]>,
+    /// `payload.groups` (a list, or one string).
+    pub groups: Option<&'a [u8]>,
+}
+
+/// Where the identity came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Source {
+    /// Nothing verified.
+    #[default]
+    Anonymous,
+    /// A JWT that `jwt_authn` validated.
+    Jwt,
+    /// A client certificate (and no token).
+    Mtls,
+}
+
+impl Source {
+    /// The stable name in audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Anonymous => "anonymous",
+            Source::Jwt => "jwt",
+            Source::Mtls => "mtls",
+        }
+    }
+}
+
+/// The caller, as far as Envoy verified it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// Where it came from.
+    pub source: Source,
+    /// The JWT's `sub`, else the SPIFFE id.
+    pub subject: Option<String>,
+    /// The JWT's issuer.
+    pub issuer: Option<String>,
+    /// The JWT's `groups`.
+    pub groups: Vec<String>,
+    /// The JWT's scopes (`scope` and `scp` together).
+    pub scopes: Vec<String>,
+    /// The client certificate's SPIFFE id.
+    pub spiffe: Option<String>,
+    /// A token was presented and `jwt_authn` refused it: why (never the token itself).
+    pub invalid_token: Option<&'static str>,
+}
+
+/// jwt_authn's status codes (`google.rpc`-like `JwtVerificationFailureStatus`) that mean "no
+/// token" rather than "a bad token": missing (1), and not a JWT at all (4: an API key such as
+/// `Bearer sk-...`, meant for the upstream).
+const NO_TOKEN: [f64; 2] = [1.0, 4.0];
+
+impl Identity {
+    /// Builds the identity from what Envoy verified.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use inferguard::policy::{Identity, JwtFacts, Source, Verified};
+    ///
+    /// let v = Verified {
+    ///     jwt: JwtFacts { sub: Some(b"alice"), scope: Some(b"inference read"), ..Default::default() },
+    ///     ..Default::default()
+    /// };
+    /// let id = Identity::from_verified(&v);
+    /// assert_eq!(id.source, Source::Jwt);
+    /// assert_eq!(id.scopes, ["inference", "read"]);
+    /// ```
+    pub fn from_verified(v: &Verified) -> Identity {
+        let spiffe = v.spiffe.filter(|s| !s.is_empty()).map(str::to_owned);
+        let mut id = Identity { spiffe: spiffe.clone(), ..Default::default() };
+        if v.client_certificate || spiffe.is_some() {
+            id.source = Source::Mtls;
+            id.subject = spiffe;
+        }
+        fn text(b: Option<&[u8]>) -> Option<&str> {
+            b.and_then(|b| std::str::from_utf8(b).ok()).filter(|s| !s.is_empty())
+        }
+        if let Some(sub) = text(v.jwt.sub) {
+            id.source = Source::Jwt;
+            id.subject = Some(sub.to_owned());
+            id.issuer = text(v.jwt.iss).map(str::to_owned);
+            id.groups = v.jwt.groups.map(strings).unwrap_or_default();
+            if let Some(scope) = text(v.jwt.scope) {
+                id.scopes.extend(scope.split_ascii_whitespace().map(str::to_owned));
+            }
+            id.scopes.extend(v.jwt.scp.map(strings).unwrap_or_default());
+        } else if let Some(code) = v.jwt.failure_code {
+            let code = <[u8; 8]>::try_from(code).map(f64::from_le_bytes).unwrap_or(f64::NAN);
+            if !NO_TOKEN.contains(&code) {
+                id.invalid_token = Some(failure_reason(code));
+            }
+        }
+        id
+    }
+
+    /// Is nothing verified about the caller?
+    pub fn is_anonymous(&self) -> bool {
+        self.source == Source::Anonymous
+    }
+}
+
+/// A short reason for a refused token, from jwt_authn's status code.
+fn failure_reason(code: f64) -> &'static str {
+    match code as i64 {
+        2 => "the token is not yet valid",
+        3 => "the token has expired",
+        24 | 10 => "the token's issuer is not trusted",
+        25 => "the token's audience is not allowed",
+        26 => "the token's signature does not verify",
+        _ => "the token was refused",
+    }
+}
+
+/// A list claim as Envoy hands it to the filter (proxy-wasm's map encoding, each element a key
+/// with an empty value): what `inferguard explain` and tests build [`JwtFacts`] from.
+pub fn encode_list<S: AsRef<str>>(items: &[S]) -> Vec<u8> {
+    let mut b = (items.len() as u32).to_le_bytes().to_vec();
+    for i in items {
+        b.extend((i.as_ref().len() as u32).to_le_bytes());
+        b.extend(0u32.to_le_bytes());
+    }
+    for i in items {
+        b.extend(i.as_ref().as_bytes());
+        b.extend([0, 0]);
+    }
+    b
+}
+
+/// A list claim: proxy-wasm's map encoding (each element a key with an empty value), or one
+/// plain string.
+fn strings(bytes: &[u8]) -> Vec<String> {
+    if let Some(list) = pairs_keys(bytes) {
+        return list;
+    }
+    match std::str::from_utf8(bytes) {
+        // A NUL never belongs in a claim: what failed to decode as a list is not a string either.
+        Ok(s) if !s.is_empty() && !s.contains('\0') => vec![s.to_owned()],
+        _ => Vec::new(),
+    }
+}
+
+/// The keys of proxy-wasm's map encoding: `n: u32`, then `n` pairs of lengths (`u32`, `u32`),
+/// then each key and value followed by a NUL. `None` unless the bytes are exactly that.
+fn pairs_keys(b: &[u8]) -> Option<Vec<String>> {
+    let u32_at = |i: usize| b.get(i..i + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize);
+    let n = u32_at(0)?;
+    let mut at = 4usize.checked_add(n.checked_mul(8)?)?;
+    if at > b.len() {
+        return None;
+    }
+    let mut keys = Vec::with_capacity(n);
+    for k in 0..n {
+        let (kl, vl) = (u32_at(4 + 8 * k)?, u32_at(8 + 8 * k)?);
+        let key = b.get(at..at + kl)?;
+        if b.get(at + kl) != Some(&0) || b.get(at + kl + 1 + vl) != Some(&0) {
+            return None;
+        }
+        keys.push(String::from_utf8(key.to_vec()).ok()?);
+        at += kl + vl + 2;
+    }
+    (at == b.len()).then_some(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(items: &[&str]) -> Vec<u8> {
+        encode_list(items)
+    }
+
+    #[test]
+    fn a_verified_token_gives_subject_groups_and_scopes() {
+        let groups = pairs(&["admins", "research"]);
+        let scp = pairs(&["inference:restricted"]);
+        let v = Verified {
+            spiffe: Some("spiffe://cluster.local/ns/apps/sa/chat-ui"),
+            client_certificate: true,
+            jwt: JwtFacts {
+                sub: Some(b"alice"),
+                iss: Some(b"https://issuer"),
+                scope: Some(b"inference  read"),
+                scp: Some(&scp),
+                groups: Some(&groups),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let id = Identity::from_verified(&v);
+        assert_eq!(id.source, Source::Jwt);
+        assert_eq!(id.subject.as_deref(), Some("alice"));
+        assert_eq!(id.groups, ["admins", "research"]);
+        assert_eq!(id.scopes, ["inference", "read", "inference:restricted"]);
+        assert_eq!(id.spiffe.as_deref(), Some("spiffe://cluster.local/ns/apps/sa/chat-ui"));
+    }
+
+    #[test]
+    fn a_client_certificate_alone_is_an_mtls_identity() {
+        let v = Verified { client_certificate: true, spiffe: Some("spiffe://x/y"), ..Default::default() };
+        let id = Identity::from_verified(&v);
+        assert_eq!((id.source, id.subject.as_deref()), (Source::Mtls, Some("spiffe://x/y")));
+    }
+
+    #[test]
+    fn failed_tokens_are_invalid_but_missing_ones_and_api_keys_are_not() {
+        for (code, invalid) in [
+            (1.0, None),
+            (4.0, None),
+            (3.0, Some("the token has expired")),
+            (24.0, Some("the token's issuer is not trusted")),
+            (26.0, Some("the token's signature does not verify")),
+        ] {
+            let b = f64::to_le_bytes(code);
+            let v = Verified { jwt: JwtFacts { failure_code: Some(&b), ..Default::default() }, ..Default::default() };
+            let id = Identity::from_verified(&v);
+            assert_eq!(id.invalid_token, invalid, "code {code}");
+            assert!(id.is_anonymous());
+        }
+    }
+
+    #[test]
+    fn list_claims_are_read_from_the_map_encoding_or_as_one_string() {
+        assert_eq!(strings(&pairs(&["a", "bc"])), ["a", "bc"]);
+        assert_eq!(strings(&pairs(&[])), Vec::<String>::new());
+        assert_eq!(strings(b"admins"), ["admins"]);
+        // A truncated encoding is not a list.
+        let mut p = pairs(&["a", "bc"]);
+        p.pop();
+        assert_eq!(strings(&p), Vec::<String>::new());
+    }
+}
