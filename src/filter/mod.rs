@@ -165,7 +165,9 @@ impl HttpContext for Filter {
         };
         // What Envoy verified: properties only, never headers.
         let prop = |path: &[&str]| self.get_property(path.to_vec()).filter(|v| !v.is_empty());
-        let text = |b: &Option<Vec<u8>>| b.as_deref().and_then(|b| std::str::from_utf8(b).ok());
+        fn text(b: &Option<Vec<u8>>) -> Option<&str> {
+            b.as_deref().and_then(|b| std::str::from_utf8(b).ok())
+        }
         let tls_version = prop(&["connection", "tls_version"]);
         let mtls = prop(&["connection", "mtls"]);
         let spiffe = prop(&["connection", "uri_san_peer_certificate"]);
