@@ -2,6 +2,7 @@
 
 mod bytes;
 pub mod encoding;
+pub mod endpoint;
 pub mod json;
 pub mod multipart;
 pub mod sniff;
@@ -18,12 +19,28 @@ pub enum Api {
     OpenAiCompletions,
     /// `POST /v1/responses`.
     OpenAiResponses,
+    /// `POST /v1/embeddings`.
+    OpenAiEmbeddings,
+    /// `GET /v1/models` and `/v1/models/{id}`.
+    OpenAiModels,
+    /// `POST /v1/audio/transcriptions` (multipart).
+    OpenAiAudioTranscriptions,
     /// `POST /v1/messages`.
     AnthropicMessages,
+    /// `POST /v1/messages/count_tokens`.
+    AnthropicCountTokens,
     /// `POST /api/chat`.
     OllamaChat,
     /// `POST /api/generate`.
     OllamaGenerate,
+    /// `POST /api/embed`.
+    OllamaEmbed,
+    /// `POST /api/embeddings` (the older embedding API: `prompt`, not `input`).
+    OllamaEmbeddings,
+    /// `GET /api/tags`: the local models.
+    OllamaTags,
+    /// `POST /api/show`: one model's details.
+    OllamaShow,
     /// `POST /generate` and `/generate_stream`.
     Tgi,
     /// Anything else: every JSON string, or the raw text, is scanned.
@@ -60,9 +77,17 @@ impl Api {
             Api::OpenAiChat => "openai.chat_completions",
             Api::OpenAiCompletions => "openai.completions",
             Api::OpenAiResponses => "openai.responses",
+            Api::OpenAiEmbeddings => "openai.embeddings",
+            Api::OpenAiModels => "openai.models",
+            Api::OpenAiAudioTranscriptions => "openai.audio_transcriptions",
             Api::AnthropicMessages => "anthropic.messages",
+            Api::AnthropicCountTokens => "anthropic.count_tokens",
             Api::OllamaChat => "ollama.chat",
             Api::OllamaGenerate => "ollama.generate",
+            Api::OllamaEmbed => "ollama.embed",
+            Api::OllamaEmbeddings => "ollama.embeddings",
+            Api::OllamaTags => "ollama.tags",
+            Api::OllamaShow => "ollama.show",
             Api::Tgi => "tgi.generate",
             Api::Other => "other",
         }
@@ -71,8 +96,13 @@ impl Api {
     /// The error family its clients understand.
     pub fn error_shape(self) -> ErrorShape {
         match self {
-            Api::AnthropicMessages => ErrorShape::Anthropic,
-            Api::OllamaChat | Api::OllamaGenerate => ErrorShape::Ollama,
+            Api::AnthropicMessages | Api::AnthropicCountTokens => ErrorShape::Anthropic,
+            Api::OllamaChat
+            | Api::OllamaGenerate
+            | Api::OllamaEmbed
+            | Api::OllamaEmbeddings
+            | Api::OllamaTags
+            | Api::OllamaShow => ErrorShape::Ollama,
             _ => ErrorShape::OpenAi,
         }
     }
@@ -154,6 +184,39 @@ mod tests {
             ("/v1/embeddings", Api::Other),
         ] {
             assert_eq!(Api::from_path(p), a, "{p}");
+        }
+    }
+
+    #[test]
+    fn api_names_are_stable_and_distinct() {
+        let all = [
+            (Api::OpenAiChat, "openai.chat_completions"),
+            (Api::OpenAiCompletions, "openai.completions"),
+            (Api::OpenAiResponses, "openai.responses"),
+            (Api::OpenAiEmbeddings, "openai.embeddings"),
+            (Api::OpenAiModels, "openai.models"),
+            (Api::OpenAiAudioTranscriptions, "openai.audio_transcriptions"),
+            (Api::AnthropicMessages, "anthropic.messages"),
+            (Api::AnthropicCountTokens, "anthropic.count_tokens"),
+            (Api::OllamaChat, "ollama.chat"),
+            (Api::OllamaGenerate, "ollama.generate"),
+            (Api::OllamaEmbed, "ollama.embed"),
+            (Api::OllamaEmbeddings, "ollama.embeddings"),
+            (Api::OllamaTags, "ollama.tags"),
+            (Api::OllamaShow, "ollama.show"),
+            (Api::Tgi, "tgi.generate"),
+            (Api::Other, "other"),
+        ];
+        for (i, (api, name)) in all.iter().enumerate() {
+            assert_eq!(api.as_str(), *name);
+            assert!(all[..i].iter().all(|(_, n)| n != name), "{name} twice");
+            // The error family follows the API's vendor.
+            let shape = match name.split('.').next() {
+                Some("anthropic") => ErrorShape::Anthropic,
+                Some("ollama") => ErrorShape::Ollama,
+                _ => ErrorShape::OpenAi,
+            };
+            assert_eq!(api.error_shape(), shape, "{name}");
         }
     }
 
