@@ -48,26 +48,14 @@ pub enum Api {
 }
 
 impl Api {
-    /// Classifies a request path (query string ignored).
+    /// Classifies a request path (query string ignored): the API of an inference endpoint, and
+    /// [`Api::Other`] for everything else, including a path [`endpoint::classify`] refuses. Only
+    /// exact paths count: `/x/v1/chat/completions` is not chat completions (see
+    /// [`endpoint::classify`] for the normal form).
     pub fn from_path(path: &str) -> Api {
-        let path = path.split(['?', '#']).next().unwrap_or("");
-        let path = path.trim_end_matches('/');
-        if path.ends_with("/chat/completions") {
-            Api::OpenAiChat
-        } else if path.ends_with("/v1/completions") || path == "/completions" {
-            Api::OpenAiCompletions
-        } else if path.ends_with("/v1/responses") || path == "/responses" {
-            Api::OpenAiResponses
-        } else if path.ends_with("/v1/messages") {
-            Api::AnthropicMessages
-        } else if path == "/api/chat" {
-            Api::OllamaChat
-        } else if path == "/api/generate" {
-            Api::OllamaGenerate
-        } else if path == "/generate" || path == "/generate_stream" {
-            Api::Tgi
-        } else {
-            Api::Other
+        match endpoint::classify(path) {
+            Ok(endpoint::Target { endpoint: endpoint::Endpoint::Inference(api), .. }) => api,
+            _ => Api::Other,
         }
     }
 
@@ -174,14 +162,20 @@ mod tests {
     fn classifies_paths() {
         for (p, a) in [
             ("/v1/chat/completions", Api::OpenAiChat),
-            ("/openai/v1/chat/completions?x=1", Api::OpenAiChat),
+            ("/V1//chat/completions/?x=1", Api::OpenAiChat),
+            // Exact paths only (was OpenAiChat by suffix): a prefix-mounted API is not what the
+            // upstream serves, so it is judged Other (refused unless an allow pattern opens it).
+            ("/openai/v1/chat/completions?x=1", Api::Other),
             ("/v1/completions", Api::OpenAiCompletions),
             ("/v1/responses", Api::OpenAiResponses),
             ("/v1/messages", Api::AnthropicMessages),
             ("/api/chat", Api::OllamaChat),
             ("/api/generate", Api::OllamaGenerate),
             ("/generate_stream", Api::Tgi),
-            ("/v1/embeddings", Api::Other),
+            // Was Other: embeddings now have an API of their own.
+            ("/v1/embeddings", Api::OpenAiEmbeddings),
+            ("/api/pull", Api::Other),
+            ("/api/pull%00", Api::Other),
         ] {
             assert_eq!(Api::from_path(p), a, "{p}");
         }
