@@ -19,12 +19,28 @@ pub enum Api {
     OpenAiCompletions,
     /// `POST /v1/responses`.
     OpenAiResponses,
+    /// `POST /v1/embeddings`.
+    OpenAiEmbeddings,
+    /// `GET /v1/models` and `/v1/models/{id}`.
+    OpenAiModels,
+    /// `POST /v1/audio/transcriptions` (multipart).
+    OpenAiAudioTranscriptions,
     /// `POST /v1/messages`.
     AnthropicMessages,
+    /// `POST /v1/messages/count_tokens`.
+    AnthropicCountTokens,
     /// `POST /api/chat`.
     OllamaChat,
     /// `POST /api/generate`.
     OllamaGenerate,
+    /// `POST /api/embed`.
+    OllamaEmbed,
+    /// `POST /api/embeddings` (the older embedding API: `prompt`, not `input`).
+    OllamaEmbeddings,
+    /// `GET /api/tags`: the local models.
+    OllamaTags,
+    /// `POST /api/show`: one model's details.
+    OllamaShow,
     /// `POST /generate` and `/generate_stream`.
     Tgi,
     /// Anything else: every JSON string, or the raw text, is scanned.
@@ -32,26 +48,14 @@ pub enum Api {
 }
 
 impl Api {
-    /// Classifies a request path (query string ignored).
+    /// Classifies a request path (query string ignored): the API of an inference endpoint, and
+    /// [`Api::Other`] for everything else, including a path [`endpoint::classify`] refuses. Only
+    /// exact paths count: `/x/v1/chat/completions` is not chat completions (see
+    /// [`endpoint::classify`] for the normal form).
     pub fn from_path(path: &str) -> Api {
-        let path = path.split(['?', '#']).next().unwrap_or("");
-        let path = path.trim_end_matches('/');
-        if path.ends_with("/chat/completions") {
-            Api::OpenAiChat
-        } else if path.ends_with("/v1/completions") || path == "/completions" {
-            Api::OpenAiCompletions
-        } else if path.ends_with("/v1/responses") || path == "/responses" {
-            Api::OpenAiResponses
-        } else if path.ends_with("/v1/messages") {
-            Api::AnthropicMessages
-        } else if path == "/api/chat" {
-            Api::OllamaChat
-        } else if path == "/api/generate" {
-            Api::OllamaGenerate
-        } else if path == "/generate" || path == "/generate_stream" {
-            Api::Tgi
-        } else {
-            Api::Other
+        match endpoint::classify(path) {
+            Ok(endpoint::Target { endpoint: endpoint::Endpoint::Inference(api), .. }) => api,
+            _ => Api::Other,
         }
     }
 
@@ -61,9 +65,17 @@ impl Api {
             Api::OpenAiChat => "openai.chat_completions",
             Api::OpenAiCompletions => "openai.completions",
             Api::OpenAiResponses => "openai.responses",
+            Api::OpenAiEmbeddings => "openai.embeddings",
+            Api::OpenAiModels => "openai.models",
+            Api::OpenAiAudioTranscriptions => "openai.audio_transcriptions",
             Api::AnthropicMessages => "anthropic.messages",
+            Api::AnthropicCountTokens => "anthropic.count_tokens",
             Api::OllamaChat => "ollama.chat",
             Api::OllamaGenerate => "ollama.generate",
+            Api::OllamaEmbed => "ollama.embed",
+            Api::OllamaEmbeddings => "ollama.embeddings",
+            Api::OllamaTags => "ollama.tags",
+            Api::OllamaShow => "ollama.show",
             Api::Tgi => "tgi.generate",
             Api::Other => "other",
         }
@@ -72,8 +84,13 @@ impl Api {
     /// The error family its clients understand.
     pub fn error_shape(self) -> ErrorShape {
         match self {
-            Api::AnthropicMessages => ErrorShape::Anthropic,
-            Api::OllamaChat | Api::OllamaGenerate => ErrorShape::Ollama,
+            Api::AnthropicMessages | Api::AnthropicCountTokens => ErrorShape::Anthropic,
+            Api::OllamaChat
+            | Api::OllamaGenerate
+            | Api::OllamaEmbed
+            | Api::OllamaEmbeddings
+            | Api::OllamaTags
+            | Api::OllamaShow => ErrorShape::Ollama,
             _ => ErrorShape::OpenAi,
         }
     }
@@ -145,16 +162,55 @@ mod tests {
     fn classifies_paths() {
         for (p, a) in [
             ("/v1/chat/completions", Api::OpenAiChat),
-            ("/openai/v1/chat/completions?x=1", Api::OpenAiChat),
+            ("/V1//chat/completions/?x=1", Api::OpenAiChat),
+            // Exact paths only (was OpenAiChat by suffix): a prefix-mounted API is not what the
+            // upstream serves, so it is judged Other (refused unless an allow pattern opens it).
+            ("/openai/v1/chat/completions?x=1", Api::Other),
             ("/v1/completions", Api::OpenAiCompletions),
             ("/v1/responses", Api::OpenAiResponses),
             ("/v1/messages", Api::AnthropicMessages),
             ("/api/chat", Api::OllamaChat),
             ("/api/generate", Api::OllamaGenerate),
             ("/generate_stream", Api::Tgi),
-            ("/v1/embeddings", Api::Other),
+            // Was Other: embeddings now have an API of their own.
+            ("/v1/embeddings", Api::OpenAiEmbeddings),
+            ("/api/pull", Api::Other),
+            ("/api/pull%00", Api::Other),
         ] {
             assert_eq!(Api::from_path(p), a, "{p}");
+        }
+    }
+
+    #[test]
+    fn api_names_are_stable_and_distinct() {
+        let all = [
+            (Api::OpenAiChat, "openai.chat_completions"),
+            (Api::OpenAiCompletions, "openai.completions"),
+            (Api::OpenAiResponses, "openai.responses"),
+            (Api::OpenAiEmbeddings, "openai.embeddings"),
+            (Api::OpenAiModels, "openai.models"),
+            (Api::OpenAiAudioTranscriptions, "openai.audio_transcriptions"),
+            (Api::AnthropicMessages, "anthropic.messages"),
+            (Api::AnthropicCountTokens, "anthropic.count_tokens"),
+            (Api::OllamaChat, "ollama.chat"),
+            (Api::OllamaGenerate, "ollama.generate"),
+            (Api::OllamaEmbed, "ollama.embed"),
+            (Api::OllamaEmbeddings, "ollama.embeddings"),
+            (Api::OllamaTags, "ollama.tags"),
+            (Api::OllamaShow, "ollama.show"),
+            (Api::Tgi, "tgi.generate"),
+            (Api::Other, "other"),
+        ];
+        for (i, (api, name)) in all.iter().enumerate() {
+            assert_eq!(api.as_str(), *name);
+            assert!(all[..i].iter().all(|(_, n)| n != name), "{name} twice");
+            // The error family follows the API's vendor.
+            let shape = match name.split('.').next() {
+                Some("anthropic") => ErrorShape::Anthropic,
+                Some("ollama") => ErrorShape::Ollama,
+                _ => ErrorShape::OpenAi,
+            };
+            assert_eq!(api.error_shape(), shape, "{name}");
         }
     }
 
