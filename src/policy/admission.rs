@@ -107,7 +107,7 @@ impl Admission {
             None if c.require_tls => {
                 return Err(Denial::new(426, "tls_required", "TLS is required: connect with https://"));
             }
-            Some(t) if TlsVersion::from_envoy(t).is_none_or(|t| t < c.min_tls_version) => {
+            Some(t) if TlsVersion::from_envoy(t).map_or(true, |t| t < c.min_tls_version) => {
                 return Err(Denial::new(
                     403,
                     "tls_version",
@@ -178,7 +178,7 @@ impl Admission {
     pub fn check_model(&self, id: &Identity, model: Option<&str>) -> Result<(), Denial> {
         let Some(rule) = self.models.iter().find(|r| r.applies_to(id)) else { return Ok(()) };
         let allowed = match model {
-            Some(m) => rule.allow.as_ref().is_none_or(|a| glob::any(a, m)) && !glob::any(&rule.deny, m),
+            Some(m) => rule.allow.as_ref().map_or(true, |a| glob::any(a, m)) && !glob::any(&rule.deny, m),
             // A rule that lists allowed models needs a model to check.
             None => rule.allow.is_none(),
         };

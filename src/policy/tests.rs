@@ -85,7 +85,7 @@ mod selection {
         ]
     }"#;
 
-    fn pick<'a>(p: &'a Policies, r: &Request, m: Model) -> String {
+    fn pick(p: &Policies, r: &Request, m: Model) -> String {
         match p.select(r, m) {
             Selected::Policy(p) => p.name.clone(),
             Selected::AwaitModel => "(await model)".into(),
