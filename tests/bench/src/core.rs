@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use inferguard::exchange::{Exchange, Side};
-use inferguard::policy::{Policies, Verified};
+use inferguard::policy::Policies;
 
 /// One whole exchange: request head and body, response head, and the response body in chunks,
 /// driven as Envoy drives it. Returns the bytes the client would receive, so nothing is
