@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use inferguard::exchange::{Exchange, Side};
-use inferguard::policy::{Policies, Verified};
+use inferguard::policy::Policies;
 use serde_json::{json, Value};
 
 /// Counts live heap bytes, to measure the filter's own memory per stream natively.
