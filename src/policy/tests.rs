@@ -209,3 +209,27 @@ mod selection {
         assert!(research.check_model(&alice, Some("gpt-4o")).is_ok());
     }
 }
+
+/// The README's complete example loads, and its named policies decide as the text says.
+#[test]
+fn the_readme_example_is_a_valid_configuration() {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find("## Policies and admission").expect("the section")..];
+    let start = section.find("```json\n").expect("the example") + "```json\n".len();
+    let json = &section[start..start + section[start..].find("```").expect("its end")];
+    let p = Policies::from_json(json).unwrap_or_else(|e| panic!("README example: {e}"));
+    let names: Vec<&str> = p.named().iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["restricted", "batch", "research"]);
+    let intern = Identity {
+        source: Source::Jwt,
+        subject: Some("intern-7".into()),
+        groups: vec!["research".into()],
+        scopes: vec!["inference".into()],
+        ..Default::default()
+    };
+    let r = Request { authority: Some("llm.internal.example.com"), path: "/api/chat", route: None, identity: &intern };
+    let Selected::Policy(chosen) = p.select(&r, Model::Named("llama-3-70b")) else { panic!("decided") };
+    assert_eq!(chosen.name, "research");
+    assert_eq!(chosen.admission.check_model(&intern, Some("llama-3-70b")).unwrap_err().reason, "model_not_allowed");
+    assert!(chosen.admission.check_model(&intern, Some("llama-3-8b-instruct")).is_ok());
+}
