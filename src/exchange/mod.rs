@@ -223,6 +223,11 @@ impl Exchange {
         }
     }
 
+    /// The configuration's policies.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
+    }
+
     /// The audit record so far.
     pub fn audit(&self) -> &AuditRecord {
         &self.audit

@@ -168,11 +168,17 @@ impl HttpContext for Filter {
         fn text(b: &Option<Vec<u8>>) -> Option<&str> {
             b.as_deref().and_then(|b| std::str::from_utf8(b).ok())
         }
+        // Each read is a host call: only what can matter is read.
         let tls_version = prop(&["connection", "tls_version"]);
         let mtls = prop(&["connection", "mtls"]);
-        let spiffe = prop(&["connection", "uri_san_peer_certificate"]);
+        let client_certificate = mtls.as_deref() == Some(&[1]);
+        let spiffe = if client_certificate { prop(&["connection", "uri_san_peer_certificate"]) } else { None };
         let route = prop(&["xds", "route_name"]);
-        let upstream_tls = prop(&["xds", "cluster_metadata", "filter_metadata", "inferguard", "upstream_tls"]);
+        let upstream_tls = if self.exchange.policies().reads_upstream_tls() {
+            prop(&["xds", "cluster_metadata", "filter_metadata", "inferguard", "upstream_tls"])
+        } else {
+            None
+        };
         let jwt = |leaf: &[&str]| prop(&[&JWT_METADATA[..], leaf].concat());
         let sub = jwt(&["payload", "sub"]);
         let (iss, scope, scp, groups, failure) = if sub.is_some() {
@@ -182,7 +188,7 @@ impl HttpContext for Filter {
         };
         let verified = Verified {
             tls_version: text(&tls_version),
-            client_certificate: mtls.as_deref() == Some(&[1]),
+            client_certificate,
             spiffe: text(&spiffe),
             route: text(&route),
             upstream_tls: upstream_tls.as_deref().map(|b| b == [1]),

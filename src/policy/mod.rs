@@ -239,6 +239,12 @@ impl Policies {
         &self.named
     }
 
+    /// Does any policy look at whether the upstream is encrypted? (Otherwise the glue need not
+    /// read the cluster's metadata.)
+    pub fn reads_upstream_tls(&self) -> bool {
+        self.named.iter().chain([&self.default]).any(|p| p.admission.config().require_upstream_tls)
+    }
+
     /// The largest request body any policy accepts: the bound while the policy still waits for
     /// the model.
     pub fn max_request_body(&self) -> u64 {
