@@ -2,9 +2,9 @@
 //! errors that name the offending field.
 //!
 //! Envoy passes the wasm filter's `configuration` (a `google.protobuf.StringValue`) verbatim, and
-//! Istio builds the same string from `WasmPlugin.pluginConfig`. [`parse_document`] checks that it
+//! Istio builds the same string from `WasmPlugin.pluginConfig`. `parse_document` checks that it
 //! is JSON without duplicate keys; the typed settings above it ([`crate::detect::DetectConfig`],
-//! [`crate::policy::Config`]) read themselves from a [`read::Node`], refusing unknown fields and
+//! [`crate::policy::Config`]) read themselves from a `read::Node`, refusing unknown fields and
 //! wrong types with an error that names the field path, so that a typo makes Envoy refuse the
 //! filter instead of silently weakening the policy.
 //!

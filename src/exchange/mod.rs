@@ -11,7 +11,7 @@
 //! 4. [`Exchange::audit`] at any time: the record so far.
 //!
 //! What goes out is decided by the bytes, never by their labels: the headers of a direction are
-//! held until its first bytes show what the body is ([`crate::wire::sniff`]); a JSON answer is
+//! held until its first bytes show what the body is (`wire::sniff`); a JSON answer is
 //! then read whole, an event stream, JSON lines or text are redacted as they pass, and every
 //! request body is read whole, whatever its method. After any error nothing more passes.
 //!

@@ -49,9 +49,9 @@ pub enum Api {
 
 impl Api {
     /// Classifies a request path (query string ignored): the API of an inference endpoint, and
-    /// [`Api::Other`] for everything else, including a path [`endpoint::classify`] refuses. Only
+    /// [`Api::Other`] for everything else, including a path `endpoint::classify` refuses. Only
     /// exact paths count: `/x/v1/chat/completions` is not chat completions (see
-    /// [`endpoint::classify`] for the normal form).
+    /// `endpoint::classify` for the normal form).
     pub fn from_path(path: &str) -> Api {
         match endpoint::classify(path) {
             Ok(endpoint::Target { endpoint: endpoint::Endpoint::Inference(api), .. }) => api,
