@@ -590,7 +590,9 @@ pub fn decode_str(input: &[u8]) -> Result<(Cow<'_, str>, usize), usize> {
         let s = std::str::from_utf8(&input[1..first]).map_err(|e| 1 + e.valid_up_to())?;
         return Ok((Cow::Borrowed(s), first + 1));
     }
-    let mut out = String::with_capacity(first - 1 + 16);
+    // Runs between escapes are gathered as bytes and the text is checked once at the end: one
+    // UTF-8 pass instead of one call per run (prose and code have an escape every line).
+    let mut out = Vec::with_capacity(first - 1 + 16);
     let mut i = first;
     let mut run = 1;
     loop {
@@ -601,24 +603,28 @@ pub fn decode_str(input: &[u8]) -> Result<(Cow<'_, str>, usize), usize> {
         };
         match c {
             b'"' => {
-                push_utf8(&mut out, &input[run..i]).map_err(|e| run + e)?;
-                return Ok((Cow::Owned(out), i + 1));
+                out.extend_from_slice(&input[run..i]);
+                return match String::from_utf8(out) {
+                    Ok(s) => Ok((Cow::Owned(s), i + 1)),
+                    // Rare: find which input byte it was, run by run.
+                    Err(_) => Err(first_bad_utf8(input, i)),
+                };
             }
             b'\\' => {
-                push_utf8(&mut out, &input[run..i]).map_err(|e| run + e)?;
+                out.extend_from_slice(&input[run..i]);
                 let Some(&e) = input.get(i + 1) else {
                     return Err(i);
                 };
                 i += 2;
-                match e {
-                    b'"' => out.push('"'),
-                    b'\\' => out.push('\\'),
-                    b'/' => out.push('/'),
-                    b'b' => out.push('\u{8}'),
-                    b'f' => out.push('\u{c}'),
-                    b'n' => out.push('\n'),
-                    b'r' => out.push('\r'),
-                    b't' => out.push('\t'),
+                let ch = match e {
+                    b'"' => '"',
+                    b'\\' => '\\',
+                    b'/' => '/',
+                    b'b' => '\u{8}',
+                    b'f' => '\u{c}',
+                    b'n' => '\n',
+                    b'r' => '\r',
+                    b't' => '\t',
                     b'u' => {
                         let hi = hex4(input, i).ok_or(i)?;
                         i += 4;
@@ -636,10 +642,12 @@ pub fn decode_str(input: &[u8]) -> Result<(Cow<'_, str>, usize), usize> {
                         } else {
                             char::from_u32(hi)
                         };
-                        out.push(ch.unwrap_or('\u{FFFD}'));
+                        ch.unwrap_or('\u{FFFD}')
                     }
                     _ => return Err(i - 1),
-                }
+                };
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
                 run = i;
             }
             0..=0x1f => return Err(i),
@@ -648,13 +656,25 @@ pub fn decode_str(input: &[u8]) -> Result<(Cow<'_, str>, usize), usize> {
     }
 }
 
-fn push_utf8(out: &mut String, bytes: &[u8]) -> Result<(), usize> {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => {
-            out.push_str(s);
-            Ok(())
+/// The offset of the first byte of a string literal (`input[..end]`, escapes intact) that is not
+/// UTF-8: escapes are ASCII, so it is the first bad byte of a run between them.
+fn first_bad_utf8(input: &[u8], end: usize) -> usize {
+    let mut run = 1;
+    let mut i = 1;
+    while i < end {
+        if input[i] == b'\\' {
+            if let Err(e) = std::str::from_utf8(&input[run..i]) {
+                return run + e.valid_up_to();
+            }
+            i += if input.get(i + 1) == Some(&b'u') { 6 } else { 2 };
+            run = i;
+        } else {
+            i += 1;
         }
-        Err(e) => Err(e.valid_up_to()),
+    }
+    match std::str::from_utf8(&input[run.min(end)..end]) {
+        Err(e) => run + e.valid_up_to(),
+        Ok(_) => end,
     }
 }
 
@@ -912,6 +932,18 @@ mod tests {
         assert_eq!(value_len(b"[1,[2]"), Ok(None));
         assert_eq!(value_len(b"\"ab\\\"c\" x"), Ok(Some(7)));
         assert!(value_len(b"}").is_err());
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_at_its_byte_with_or_without_escapes() {
+        for (input, want) in [
+            (&b"\"ab\xffc\""[..], Err(3)),
+            (&b"\"a\\nb\xffc\""[..], Err(5)),
+            (&b"\"a\\u00e9\\n\xe2\x82\""[..], Err(10)),
+            (&b"\"a\\u00e9\\n\xe2\x82\xac\""[..], Ok("a\u{e9}\n\u{20ac}".to_owned())),
+        ] {
+            assert_eq!(decode_str(input).map(|(s, _)| s.into_owned()), want, "{input:?}");
+        }
     }
 
     #[test]
