@@ -279,7 +279,9 @@ impl Exchange {
         self.audit.api = self.api.as_str();
         // What the access log may show: every value masked, whatever the policy (the policy may
         // not be known yet; masking does not depend on it).
-        let logged = {
+        let logged = if target.literal {
+            None
+        } else {
             let engine = &self.policies.default_policy().engine;
             let mut scratch = DirectionAudit::default();
             let r = Redactor::new(engine, crate::policy::Mode::Redact, &mut scratch);

@@ -59,6 +59,9 @@ pub struct Target {
     pub rewritten: bool,
     /// The path to forward: `canonical` plus the original query string (`?...`), unchanged.
     pub forward_path: String,
+    /// Every segment is a fixed word of a known endpoint and there is no query: nothing in the
+    /// target came from the caller's choice of values, so there is nothing in it to scan.
+    pub literal: bool,
 }
 
 /// Why a path is refused (a 400: no server would read it the way every other does).
@@ -194,8 +197,12 @@ pub fn classify(raw_path: &str) -> Result<Target, PathError> {
         canonical.push('/');
     }
     let rewritten = canonical != raw;
+    let literal = query.is_empty()
+        && !pattern.is_empty()
+        && pattern.len() == segments.len()
+        && pattern.iter().all(|p| matches!(p, Seg::Lit(_)));
     let forward_path = format!("{canonical}{query}");
-    Ok(Target { endpoint, canonical, rewritten, forward_path })
+    Ok(Target { endpoint, canonical, rewritten, forward_path, literal })
 }
 
 /// Percent-decodes the path once and refuses what decodes into ambiguity.
@@ -485,6 +492,21 @@ mod tests {
 
     fn ok(raw: &str) -> Target {
         classify(raw).unwrap_or_else(|e| panic!("{raw}: {e}"))
+    }
+
+    #[test]
+    fn only_fixed_paths_without_a_query_are_literal() {
+        for (path, literal) in [
+            ("/v1/chat/completions", true),
+            ("/V1/Chat/Completions", true),
+            ("/api/pull", true),
+            ("/v1/chat/completions?user=jane@x.io", false),
+            ("/v1/models/jane@x.io", false),
+            ("/v1/users/jane@x.io", false),
+            ("/", false),
+        ] {
+            assert_eq!(ok(path).literal, literal, "{path}");
+        }
     }
 
     #[test]
