@@ -392,6 +392,18 @@ fn binary_passes_with_its_length_and_a_value_in_its_text_runs_stops_it() {
     assert!(!String::from_utf8_lossy(&d.bytes).contains("jane"), "{:?}", String::from_utf8_lossy(&d.bytes));
     assert!(d.bytes.len() < 620);
     assert_eq!(x.audit().reason.as_deref(), Some("rule:email"));
+    // However the chunks fall, the content is cut exactly where the run with the value begins.
+    let run_start = 600 - png[..600].iter().rev().take_while(|&&c| c.is_ascii_graphic() || c == b' ').count();
+    for cut in [0, 100, 600, 610, 620, smuggled.len() - 1] {
+        let (mut x, _) = exchange(OPEN, "/v1/files/f/content", PROMPT);
+        let (a, b) = smuggled.split_at(cut);
+        let d = answer(&mut x, Some("image/png"), None, &[a, b]);
+        match &d.reply {
+            // Nothing went out yet: a refusal instead.
+            Some(r) => assert_eq!((r.status, d.bytes.len()), (403, 0), "cut at {cut}"),
+            None => assert_eq!(d.bytes, &smuggled[..run_start], "cut at {cut}"),
+        }
+    }
 }
 
 #[test]

@@ -349,9 +349,21 @@ impl BodyStream {
         if buf.len() - hold > self.limits.max_holdback {
             return self.halt(StreamStop::HoldbackExceeded, out);
         }
-        text_runs(r, &buf[..hold]);
-        if self.check_blocked(r, out) {
-            return;
+        // Run by run, so that a stop cuts the content where the offending run begins: what came
+        // before it was judged and goes out whole.
+        let mut at = 0;
+        for run in buf[..hold].split(|&c| !is_run_byte(c)) {
+            let start = at;
+            at += run.len() + 1;
+            if run.len() < MIN_RUN {
+                continue;
+            }
+            text_runs(r, run);
+            if r.blocked().is_some() {
+                out.extend_from_slice(&buf[..start]);
+                self.check_blocked(r, out);
+                return;
+            }
         }
         self.carry = buf.split_off(hold);
         out.extend_from_slice(&buf);
