@@ -9,7 +9,11 @@ willing to scan.
 Two upstreams: --upstream is the model server behind the default route, over TLS verified against
 --upstream-ca for the name --upstream-sni (--upstream-plaintext: plain HTTP, as the benchmark's
 fast upstream speaks); --plain-upstream is the plaintext server behind the `legacy-plaintext`
-route (/legacy/), the --upstream address unless given.
+route (virtual host `legacy.inferguard.test`), the --upstream address unless given.
+
+--plain-filtered-port (tests) adds a plaintext listener that runs the TLS listener's whole HTTP
+chain (jwt_authn, inferguard, router), so the filter's own 426 `tls_required` can be seen; without
+it that listener is not rendered.
 """
 import argparse
 import json
@@ -57,6 +61,8 @@ def render(args) -> str:
         template = drop_block(template, "inferguard")
     if args.upstream_plaintext:
         template = drop_block(template, "upstream-tls")
+    if not args.plain_filtered_port:
+        template = drop_block(template, "plain-filtered")
     with open(args.config) as f:
         plugin_config = f.read()
     host, port = host_port(args.upstream)
@@ -68,6 +74,7 @@ def render(args) -> str:
         LISTEN_ADDRESS=args.listen_address,
         HTTPS_PORT=args.https_port,
         PLAIN_PORT=args.plain_port,
+        PLAIN_FILTERED_PORT=args.plain_filtered_port or 0,
         ADMIN_PORT=args.admin_port,
         UPSTREAM_HOST=host,
         UPSTREAM_PORT=port,
@@ -90,6 +97,8 @@ def main() -> None:
     p.add_argument("--https-port", type=int, default=8443)
     p.add_argument("--plain-port", type=int, default=8080)
     p.add_argument("--admin-port", type=int, default=9901)
+    p.add_argument("--plain-filtered-port", type=int,
+                   help="tests: a plaintext listener with the TLS listener's filter chain (the filter answers 426)")
     p.add_argument("--listen-address", default="0.0.0.0")
     p.add_argument("--upstream", default="127.0.0.1:8000", help="host:port of the inference server (TLS)")
     p.add_argument("--upstream-plaintext", action="store_true",
@@ -97,7 +106,7 @@ def main() -> None:
     p.add_argument("--upstream-sni", default="upstream.inferguard.test",
                    help="server name sent to --upstream and required in its certificate's DNS SANs")
     p.add_argument("--upstream-ca", help="CA that --upstream's certificate chains to (default: CERTS/ca.crt)")
-    p.add_argument("--plain-upstream", help="host:port of the plaintext server behind /legacy/ (default: --upstream)")
+    p.add_argument("--plain-upstream", help="host:port of the plaintext server behind Host legacy.inferguard.test (default: --upstream)")
     p.add_argument("--log-jwt-metadata", action="store_true",
                    help="tests: log jwt_authn's whole dynamic metadata (all claims) before inferguard=")
     p.add_argument("--certs", default="certs")

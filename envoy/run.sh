@@ -3,10 +3,10 @@
 # foreground. Ctrl-C stops them all. Called by `make run`.
 #
 # Without UPSTREAM: a TLS stand-in on 127.0.0.1:8000 (certs/upstream.crt) behind the default
-# route, and a plaintext one on 127.0.0.1:8001 behind /legacy/. With UPSTREAM=host:port: that
-# server, in plain HTTP, unless UPSTREAM_SNI names the server in its certificate (then TLS,
-# verified against UPSTREAM_CA, certs/ca.crt by default); PLAIN_UPSTREAM (default: UPSTREAM)
-# is what /legacy/ reaches.
+# route, and a plaintext one on 127.0.0.1:8001 behind Host legacy.inferguard.test. With
+# UPSTREAM=host:port: that server, in plain HTTP, unless UPSTREAM_SNI names the server in its
+# certificate (then TLS, verified against UPSTREAM_CA, certs/ca.crt by default); PLAIN_UPSTREAM
+# (default: UPSTREAM) is what Host legacy.inferguard.test reaches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,7 +56,7 @@ fi
 cat <<MSG
 
 inferguard: Envoy on https://localhost:$HTTPS_PORT (plaintext :$PLAIN_PORT answers 426), upstream $UPSTREAM,
-/legacy/* to ${PLAIN_UPSTREAM:-$UPSTREAM} in plain HTTP
+Host legacy.inferguard.test to ${PLAIN_UPSTREAM:-$UPSTREAM} in plain HTTP
 Try:
   curl --cacert certs/ca.crt https://localhost:$HTTPS_PORT/v1/chat/completions \\
     -H 'content-type: application/json' \\

@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 
@@ -24,7 +25,7 @@ def standin(workdir):
 
 @pytest.fixture(scope="session")
 def plain_standin(workdir):
-    """The plaintext upstream behind the `legacy-plaintext` route (/legacy/...)."""
+    """The plaintext upstream behind the `legacy-plaintext` route (`Host: legacy.inferguard.test`)."""
     s = Standin(workdir)
     yield s
     s.stop()
@@ -34,6 +35,16 @@ def plain_standin(workdir):
 def envoy(workdir, standin, plain_standin):
     """Envoy with inferguard under the default policy (an empty configuration)."""
     e = Envoy(workdir, standin.address, "", plain_upstream=plain_standin.address)
+    yield e
+    e.stop()
+
+
+@pytest.fixture(scope="session")
+def files_envoy(workdir, standin, plain_standin):
+    """Envoy with inferguard under the default policy, plus the OpenAI files API (`/v1/files/...`)
+    admitted: for tests of what is scanned on a path that is not an inference API."""
+    e = Envoy(workdir, standin.address, json.dumps({"admission": {"endpoints": ["/v1/files/"]}}),
+              plain_upstream=plain_standin.address)
     yield e
     e.stop()
 

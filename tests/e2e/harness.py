@@ -31,6 +31,9 @@ JWT_AUDIENCE = "inferguard"
 JWT_KID = "inferguard-test"
 # Client certificates (certs/client-NAME.crt) and the SPIFFE id each carries.
 CLIENT_IDS = {"chat": "spiffe://cluster.local/ns/apps/sa/chat-ui", "batch": "spiffe://cluster.local/ns/batch/sa/etl"}
+# The Host that envoy/envoy.yaml's `legacy` virtual host serves: its `legacy-plaintext` route goes to
+# the plaintext upstream with the path unchanged (send `Host: LEGACY_HOST`; SNI can stay localhost).
+LEGACY_HOST = "legacy.inferguard.test"
 
 
 def free_port() -> int:
@@ -205,7 +208,10 @@ class Envoy(Process):
 
     `upstream` (host:port) is the default route's cluster, over TLS verified as `upstream_sni`
     against `upstream_ca` (certs/ca.crt) unless `upstream_plaintext`; `plain_upstream` is what the
-    `legacy-plaintext` route (/legacy/) reaches in plain HTTP (default: `upstream`).
+    `legacy-plaintext` route (requests with `Host: LEGACY_HOST`) reaches in plain HTTP (default:
+    `upstream`). `plain_filtered_base` is a plaintext listener running the TLS listener's whole
+    chain (jwt_authn, inferguard, router): there the filter itself answers 426. `plain_port` is the
+    listener that answers every request with Envoy's own direct-response 426.
     `log_jwt_metadata` puts jwt_authn's whole dynamic metadata in each access-log line (`jwt_authn=`,
     read with `jwt_metadata`)."""
 
@@ -213,6 +219,7 @@ class Envoy(Process):
                  plain_upstream: str = None, upstream_plaintext: bool = False, upstream_sni: str = None,
                  upstream_ca: str = None, log_jwt_metadata: bool = False):
         self.https_port, self.plain_port, self.admin_port = free_port(), free_port(), free_port()
+        self.plain_filtered_port = free_port()
         tag = f"{self.https_port}"
         self.config_path = os.path.join(workdir, f"plugin-{tag}.json")
         with open(self.config_path, "w") as f:
@@ -220,6 +227,7 @@ class Envoy(Process):
         self.yaml = os.path.join(workdir, f"envoy-{tag}.yaml")
         render = [sys.executable, "envoy/render.py", "--https-port", str(self.https_port),
                   "--plain-port", str(self.plain_port), "--admin-port", str(self.admin_port),
+                  "--plain-filtered-port", str(self.plain_filtered_port),
                   "--listen-address", "127.0.0.1", "--upstream", upstream, "--certs", CERTS,
                   "--wasm", WASM, "--config", self.config_path, "-o", self.yaml]
         if bare:
@@ -240,6 +248,7 @@ class Envoy(Process):
                           "--file-flush-interval-msec", "50"],
                          os.path.join(workdir, f"envoy-{tag}.log"))
         self.base = f"https://localhost:{self.https_port}"
+        self.plain_filtered_base = f"http://127.0.0.1:{self.plain_filtered_port}"
         if wait:
             wait_for(self.ready, 30, "envoy", self.proc, self.log)
 

@@ -16,7 +16,7 @@ import uuid
 import httpx
 import pytest
 
-from harness import CA, CLIENT_IDS, CERTS, ROOT, Envoy, Standin, client, mint_token, stat
+from harness import CA, CLIENT_IDS, CERTS, LEGACY_HOST, ROOT, Envoy, Standin, client, mint_token, stat
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "echo:fine"}]}
 
@@ -55,12 +55,15 @@ def test_the_default_route_reaches_the_upstream_over_verified_tls(envoy, standin
 
 
 def test_the_legacy_route_reaches_the_plaintext_upstream(envoy, standin, plain_standin):
+    """Chosen by the Host (virtual host `legacy`), the path unchanged: the upstream is sent exactly
+    the path the filter judged (a prefix_rewrite would be applied by the router, after the filter)."""
     marker = uuid.uuid4().hex
-    with client() as c:
-        r = c.post(f"{envoy.base}/legacy/v1/chat/completions?t={marker}", json=CHAT)
+    with client(headers={"host": LEGACY_HOST}) as c:
+        r = c.post(f"{envoy.base}/v1/chat/completions?t={marker}", json=CHAT)
     assert r.status_code == 200, r.text
     [rec] = plain_standin.received(marker)
-    assert rec["path"] == f"/v1/chat/completions?t={marker}"  # prefix_rewrite: "/"
+    assert rec["path"] == f"/v1/chat/completions?t={marker}"
+    assert [v for k, v in rec["headers"] if k.lower() == "host"] == [LEGACY_HOST]
     assert (rec["tls"], rec["tls_version"], rec["sni"]) == (False, None, None)
     assert standin.received(marker) == []
     assert envoy.log_field(marker, "route") == "legacy-plaintext"
@@ -185,21 +188,44 @@ def test_a_valid_token_puts_its_claims_in_metadata_and_stays_out_of_the_upstream
     assert [k for k, _ in rec["headers"] if k.lower() == "authorization"] == []
 
 
+# What the filter answers when jwt_authn's failure code says a token was presented and refused
+# (WWW-Authenticate's error_description, from src/policy/identity.rs).
+REFUSED = {
+    "expired": "the token has expired",
+    "wrong-issuer": "the token's issuer is not trusted",
+    "other-key": "the token's signature does not verify",
+    "wrong-audience": "the token's audience is not allowed",
+}
+
+
 @pytest.mark.parametrize("case", list(FAILURES))
 def test_without_a_valid_token_the_request_reaches_the_filter_marked_as_failed(jwt_envoy, standin, case):
-    """jwt_authn refuses nothing (allow_missing_or_failed): the filter sees why, and decides."""
+    """jwt_authn refuses nothing (allow_missing_or_failed): the filter sees why, and decides. A token
+    that was presented and failed is refused (401 invalid_token, audited); a missing token, or an
+    API key that is not a JWT, is an anonymous caller, which the default policy lets through."""
     header, failure = FAILURES[case]
     value = header() if header else None
     marker = uuid.uuid4().hex
     with client(headers={"authorization": value} if value else None) as c:
         r = c.post(f"{jwt_envoy.base}/v1/chat/completions?t={marker}", json=CHAT)
-    assert r.status_code == 200, r.text  # today's filter does not read identity yet
     assert jwt_envoy.jwt_metadata(marker) == {"failure": failure}
     assert jwt_envoy.log_field(marker, "jwt") == "-"
-    [rec] = standin.received(marker)
-    # A token that fails verification is not removed: it goes upstream as sent.
-    assert [v for k, v in rec["headers"] if k.lower() == "authorization"] == ([value] if value else [])
-    assert jwt_envoy.audit_for(marker)["decision"] == "allowed"
+    audit = jwt_envoy.audit_for(marker)
+    assert audit["identity"] == {"source": "anonymous"}
+    assert (audit["policy"], audit["route"]) == ("default", "default")
+    if case in REFUSED:
+        assert r.status_code == 401, r.text
+        assert r.headers["www-authenticate"] == f'Bearer error="invalid_token", error_description="{REFUSED[case]}"'
+        assert r.json() == {"error": {"message": f"the bearer token was refused: {REFUSED[case]}",
+                                      "type": "invalid_request_error", "param": None, "code": "invalid_token"}}
+        assert (audit["decision"], audit["reason"]) == ("denied", "invalid_token")
+        assert standin.received(marker) == []
+    else:
+        assert r.status_code == 200, r.text
+        [rec] = standin.received(marker)
+        # What is not a verified token is not removed: an API key goes upstream as sent.
+        assert [v for k, v in rec["headers"] if k.lower() == "authorization"] == ([value] if value else [])
+        assert audit["decision"] == "allowed" and "reason" not in audit
 
 
 def test_the_default_access_log_names_the_subject_but_not_the_claims(envoy):

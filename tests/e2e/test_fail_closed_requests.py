@@ -320,7 +320,9 @@ def test_an_email_in_the_query_string_is_redacted_before_the_upstream_and_the_lo
     assert_log_is_clean(envoy)
 
 
-def test_an_email_in_a_path_segment_is_redacted_before_the_upstream_and_the_log(envoy, standin):
+def test_an_email_in_a_path_segment_is_redacted_before_the_upstream_and_the_log(files_envoy, standin):
+    """The files API is not an inference API: an Envoy whose policy admits `/v1/files/`."""
+    envoy = files_envoy
     marker = uuid.uuid4().hex
     status, _, body = curl(f"{envoy.base}/v1/files/{EMAIL}/content?t={marker}")
     assert status == 404  # the stand-in's own answer for a path it does not serve

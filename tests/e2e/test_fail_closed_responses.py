@@ -184,9 +184,11 @@ def test_ollama_ndjson_labelled_as_an_event_stream_is_redacted(envoy):
     assert audit["response"] == REDACTED_AUDIT
 
 
-def test_a_real_png_passes_byte_identical_and_the_audit_says_unscanned(envoy):
+# A file's content is what an upstream answers with a binary body; the files API is not an inference
+# API, so these run on an Envoy whose policy admits `/v1/files/` (conftest's files_envoy).
+def test_a_real_png_passes_byte_identical_and_the_audit_says_unscanned(files_envoy):
     image = png()
-    status, headers, raw, audit = curl(envoy, "/v1/files/file-1/content",
+    status, headers, raw, audit = curl(files_envoy, "/v1/files/file-1/content",
                                        raw_spec(image, "image/png", content_length=True), body=None)
     assert status == 200
     assert raw == image
@@ -197,12 +199,12 @@ def test_a_real_png_passes_byte_identical_and_the_audit_says_unscanned(envoy):
     assert audit["response"] == {"scanned": False, "unscanned_reason": "binary"}
 
 
-def test_a_value_after_a_media_signature_never_reaches_the_client(envoy):
+def test_a_value_after_a_media_signature_never_reaches_the_client(files_envoy):
     """Binary passes unread, but not the text in it: an upstream that puts a PNG signature first and
     a value later (cut across writes) gets the answer stopped there, and the audit says why."""
     image = png()
     chunks = [image[:700], image[700:] + b" mail jane.doe@acme", b"-corp.com now ", image]
-    status, headers, raw, audit = curl(envoy, "/v1/files/file-1/content", raw_spec(chunks, "image/png"), body=None)
+    status, headers, raw, audit = curl(files_envoy, "/v1/files/file-1/content", raw_spec(chunks, "image/png"), body=None)
     assert_no_leak(raw)
     assert b"jane.doe" not in raw
     if status == 200:
@@ -213,8 +215,8 @@ def test_a_value_after_a_media_signature_never_reaches_the_client(envoy):
     assert audit["response"]["findings"] == {"email": 1}
 
 
-def test_text_labelled_as_a_png_is_scanned(envoy):
-    status, headers, raw, audit = curl(envoy, "/v1/files/file-1/content",
+def test_text_labelled_as_a_png_is_scanned(files_envoy):
+    status, headers, raw, audit = curl(files_envoy, "/v1/files/file-1/content",
                                        raw_spec(TEXT, "image/png", content_length=True), body=None)
     assert status == 200
     assert raw == REDACTED.encode()
