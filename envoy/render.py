@@ -28,17 +28,22 @@ DEFAULT_MAX_BODY = 4 * 1024 * 1024  # the filter's default, src/config/mod.rs
 
 
 def buffer_limit(plugin_config: str) -> int:
-    """Twice the largest max_body_bytes, so a body just over the filter's limit reaches the filter
+    """Twice the largest max_body_bytes of any policy, so a body just over the filter's limit reaches the filter
     (which answers 413/502 in the API's error shape) instead of tripping Envoy's own limit."""
     try:
         cfg = json.loads(plugin_config) if plugin_config.strip() else {}
     except ValueError:
         cfg = {}  # the filter itself rejects it, with the field path, when Envoy loads it
     sizes = [DEFAULT_MAX_BODY]
-    for side in ("request", "response"):
-        v = (cfg.get(side) or {}).get("max_body_bytes") if isinstance(cfg, dict) else None
-        if isinstance(v, int) and v > 0:
-            sizes.append(v)
+    # The default policy (the top level) and every named policy.
+    levels = [cfg] if isinstance(cfg, dict) else []
+    levels += [p for p in (levels[0].get("policies") or [] if levels else []) if isinstance(p, dict)]
+    for level in levels:
+        for side in ("request", "response"):
+            section = level.get(side)
+            v = section.get("max_body_bytes") if isinstance(section, dict) else None
+            if isinstance(v, int) and v > 0:
+                sizes.append(v)
     return 2 * max(sizes) + 64 * 1024
 
 

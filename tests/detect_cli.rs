@@ -268,7 +268,7 @@ fn explain_names_each_policy_verdict_the_policy_chosen_and_the_decision() {
          policy:   restricted\n\
          decision: denied (403 client_certificate_required)\n\
          reply:    {\"error\":{\"message\":\"this endpoint requires a client certificate (mutual TLS)\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"client_certificate_required\"}}\n\
-         audit:    {\"decision\":\"denied\",\"policy\":\"restricted\",\"identity\":{\"source\":\"jwt\",\"subject\":\"alice\"},\"api\":\"openai.chat_completions\",\"request\":{\"scanned\":true},\"response\":{\"scanned\":true},\"reason\":\"client_certificate_required\"}\n"
+         audit:    {\"decision\":\"denied\",\"policy\":\"restricted\",\"identity\":{\"source\":\"jwt\",\"subject\":\"alice\"},\"api\":\"openai.chat_completions\",\"model\":\"gpt-4o\",\"request\":{\"scanned\":true},\"response\":{\"scanned\":true},\"reason\":\"client_certificate_required\"}\n"
     );
     // With the certificate and the scope: forwarded, under the same policy.
     let o = run(

@@ -681,8 +681,19 @@ impl Exchange {
             _ => None,
         };
         let mut head_edits = Vec::new();
-        if self.pending {
+        let pending = self.pending;
+        if pending {
             self.choose(model.as_deref().map_or(Model::Absent, Model::Named));
+        }
+        // The model is client text: it is recorded only as the chosen policy masks it, and before
+        // any refusal, so the audit of a refused model still names it.
+        if let Some(m) = &model {
+            let m: String = m.chars().take(MAX_MODEL_CHARS).collect();
+            let mut scratch = DirectionAudit::default();
+            let r = Redactor::new(&self.policy.engine, crate::policy::Mode::Redact, &mut scratch);
+            self.audit.model = Some(r.masked(Some("model"), &m).map_or(m.clone(), |spans| apply_spans(&m, &spans)));
+        }
+        if pending {
             if let Err(d) = self.admit_head() {
                 return Step::reply(self.deny(&d));
             }
@@ -706,7 +717,7 @@ impl Exchange {
         } else {
             match boundary {
                 Some(b) => self.multipart_request(body, &b),
-                None => self.scan_request(body, shape, doc, model),
+                None => self.scan_request(body, shape, doc),
             }
         };
         if !matches!(step.then, Then::Reply(_)) {
@@ -717,15 +728,10 @@ impl Exchange {
     }
 
     /// Scans a request body that is not a form, under the chosen policy.
-    fn scan_request(&mut self, body: &[u8], shape: Shape, doc: Option<Result<Tape, crate::wire::json::JsonError>>, model: Option<String>) -> Step {
+    fn scan_request(&mut self, body: &[u8], shape: Shape, doc: Option<Result<Tape, crate::wire::json::JsonError>>) -> Step {
         let policy = Rc::clone(&self.policy);
         let mut stream = None;
         let mut r = Redactor::new(&policy.engine, policy.request.mode, &mut self.audit.request);
-        // The model is client text: it is logged only as the policy redacts it.
-        let model = model.map(|m| {
-            let m: String = m.chars().take(MAX_MODEL_CHARS).collect();
-            r.masked(Some("model"), &m).map_or(m.clone(), |spans| apply_spans(&m, &spans))
-        });
         let outcome = match (shape, doc) {
             (Shape::Wide, _) => return Step::reply(self.unsupported_charset(415)),
             (Shape::Binary, _) => {
@@ -753,7 +759,6 @@ impl Exchange {
             },
         };
         let blocked = r.blocked().unwrap_or("").to_owned();
-        self.audit.model = model;
         self.audit.stream = stream;
         match outcome {
             Whole::Unchanged => Step::forward(),

@@ -120,6 +120,7 @@ impl ErrorShape {
             }
             ErrorShape::Anthropic => {
                 let ty = match status {
+                    401 => "authentication_error",
                     403 => "permission_error",
                     413 => "request_too_large",
                     s if s >= 500 => "api_error",
