@@ -328,7 +328,7 @@ def test_a_model_outside_the_rule_is_refused_through_the_openai_sdk(models_envoy
         oai(models_envoy, marker).chat.completions.create(model="mistral-7b", messages=[{"role": "user", "content": "hi"}])
     assert e.value.status_code == 403
     assert e.value.body == openai_error(403, "model_not_allowed", MODEL_MESSAGE)["error"]
-    assert_audit(models_envoy, marker, "denied", "default", ANONYMOUS, "model_not_allowed")
+    assert_audit(models_envoy, marker, "denied", "default", ANONYMOUS, "model_not_allowed", model="mistral-7b")
     assert_nothing_upstream(marker, standin)
 
 
@@ -339,7 +339,8 @@ def test_a_model_outside_the_rule_is_refused_through_the_anthropic_sdk(models_en
                                                       messages=[{"role": "user", "content": "hi"}])
     assert e.value.status_code == 403
     assert e.value.body == anthropic_error("permission_error", MODEL_MESSAGE)
-    assert_audit(models_envoy, marker, "denied", "default", ANONYMOUS, "model_not_allowed", api="anthropic.messages")
+    assert_audit(models_envoy, marker, "denied", "default", ANONYMOUS, "model_not_allowed", api="anthropic.messages",
+                 model="mistral-7b")
     assert_nothing_upstream(marker, standin)
 
 
@@ -349,7 +350,8 @@ def test_a_model_outside_the_rule_is_refused_through_the_ollama_client(models_en
         olla(models_envoy, marker).chat(model="mistral-7b", messages=[{"role": "user", "content": "hi"}])
     assert e.value.status_code == 403
     assert e.value.error == MODEL_MESSAGE
-    assert_audit(models_envoy, marker, "denied", "default", ANONYMOUS, "model_not_allowed", api="ollama.chat")
+    assert_audit(models_envoy, marker, "denied", "default", ANONYMOUS, "model_not_allowed", api="ollama.chat",
+                 model="mistral-7b")
     assert_nothing_upstream(marker, standin)
 
 
@@ -665,7 +667,8 @@ def test_an_invalid_token_is_refused_even_where_anonymous_callers_pass(envoy, st
         claude(envoy, marker, token=mint_token("bob", key="jwt-other")).messages.create(
             model="m", max_tokens=16, messages=[{"role": "user", "content": "hi"}])
     assert e.value.status_code == 401
-    assert e.value.body["error"]["message"] == "the bearer token was refused: the token's signature does not verify"
+    assert e.value.body == anthropic_error("authentication_error",
+                                           "the bearer token was refused: the token's signature does not verify")
     assert_audit(envoy, marker, "denied", "default", ANONYMOUS, "invalid_token", api="anthropic.messages")
     assert_nothing_upstream(marker, standin)
 
