@@ -305,6 +305,9 @@ impl Exchange {
             Err(e) => {
                 self.logged_path = "-".to_owned();
                 self.audit.policy = self.policy.name.clone();
+                // No path, no policy choice: the default's CORS decides who may read the 400.
+                let r = CorsRequest { method: head.method, origin: head.origin, authority: head.authority, https: self.tls, ..Default::default() };
+                self.cors = self.policy.browser.actual(&r);
                 return Step::reply(self.deny(&Denial {
                     status: 400,
                     reason: "malformed_path",

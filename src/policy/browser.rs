@@ -116,9 +116,13 @@ impl fmt::Display for OriginError {
             OriginError::Scheme => "the scheme must be http:// or https://",
             OriginError::Userinfo => "an origin has no user information (`user@`)",
             OriginError::Path => "an origin has no path, query or fragment (not even a trailing `/`)",
-            OriginError::Host => "the host is not a DNS name (labels of letters, digits and `-`, no trailing dot) or an IP address",
+            OriginError::Host => {
+                "the host is not a DNS name (labels of letters, digits and `-`, no trailing dot) or an IP address"
+            }
             OriginError::Port => "the port must be a number from 1 to 65535",
-            OriginError::NonAscii => "write an internationalised host in its punycode (`xn--`) form, as browsers send it",
+            OriginError::NonAscii => {
+                "write an internationalised host in its punycode (`xn--`) form, as browsers send it"
+            }
         })
     }
 }
@@ -278,10 +282,15 @@ impl OriginPattern {
         if let Some((scheme, rest)) = text.split_once("://*.") {
             let (o, kind) = Origin::parse_kind(&format!("{scheme}://{rest}")).map_err(|e| e.to_string())?;
             return match (o, kind) {
-                (Origin::Tuple { scheme, host, port }, Some(HostKind::Dns)) if host.contains('.') && !host.contains('*') => {
+                (Origin::Tuple { scheme, host, port }, Some(HostKind::Dns))
+                    if host.contains('.') && !host.contains('*') =>
+                {
                     Ok(OriginPattern::Subdomains { scheme, base: host, port })
                 }
-                _ => Err("a wildcard stands for whole labels under a domain of at least two labels: `https://*.example.com`".into()),
+                _ => Err(
+                    "a wildcard stands for whole labels under a domain of at least two labels: `https://*.example.com`"
+                        .into(),
+                ),
             };
         }
         if text.contains('*') {
@@ -414,7 +423,9 @@ impl CorsConfig {
                     n.array(|n| {
                         let t = n.str()?;
                         if !is_token(t) {
-                            return Err(n.error("expected an HTTP token (a method or header name; `*` is not supported)"));
+                            return Err(
+                                n.error("expected an HTTP token (a method or header name; `*` is not supported)")
+                            );
                         }
                         Ok(if lower { t.to_ascii_lowercase() } else { t.to_owned() })
                     })
@@ -450,8 +461,15 @@ pub const DEFAULT_SECURITY_HEADERS: &[(&str, &str)] = &[
 pub const STACK_HEADERS: &[&str] = &["server", "x-powered-by", "x-envoy-upstream-service-time"];
 
 /// Headers a response needs to be read at all: `strip` may not name them, nor `security` set them.
-const FRAMING_HEADERS: &[&str] =
-    &["content-type", "content-length", "content-encoding", "transfer-encoding", "connection", "vary", "www-authenticate"];
+const FRAMING_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "vary",
+    "www-authenticate",
+];
 
 /// A policy's `headers` section, validated.
 #[derive(Debug, Clone)]
@@ -486,7 +504,11 @@ impl HeadersConfig {
                 if lower.starts_with("access-control-") || FRAMING_HEADERS.contains(&lower.as_str()) {
                     return Err(n.error(format_args!(
                         "`{lower}` is not a security header: {}",
-                        if lower.starts_with("access-control-") { "the `cors` section sets CORS headers" } else { "the filter owns it" }
+                        if lower.starts_with("access-control-") {
+                            "the `cors` section sets CORS headers"
+                        } else {
+                            "the filter owns it"
+                        }
                     )));
                 }
                 let value = if n.is_null() {
@@ -494,7 +516,9 @@ impl HeadersConfig {
                 } else {
                     let v = n.str()?;
                     if v.is_empty() || v.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
-                        return Err(n.error("expected a non-empty header value without control characters, or null to send none"));
+                        return Err(n.error(
+                            "expected a non-empty header value without control characters, or null to send none",
+                        ));
                     }
                     Some(v.to_owned())
                 };
@@ -700,8 +724,11 @@ impl Browser {
                 edits.push((Cow::Borrowed("access-control-expose-headers"), Some(c.expose_headers.join(", "))));
             }
         }
-        let wanted: &[&str] =
-            if preflight { &["Origin", "Access-Control-Request-Method", "Access-Control-Request-Headers"] } else { &["Origin"] };
+        let wanted: &[&str] = if preflight {
+            &["Origin", "Access-Control-Request-Method", "Access-Control-Request-Headers"]
+        } else {
+            &["Origin"]
+        };
         if !vary.contains(&"*") {
             for w in wanted {
                 if !vary.iter().any(|v| v.eq_ignore_ascii_case(w)) {

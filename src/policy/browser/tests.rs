@@ -202,7 +202,10 @@ fn preflights_are_allowed_only_for_an_allowed_origin_method_and_headers() {
     }
     // The default policy allows no cross-origin caller at all.
     let none = Browser::default();
-    assert_eq!(none.preflight(&req(Some("https://app.example.com"), Some("POST"), None)), Err(PreflightRefusal::Origin));
+    assert_eq!(
+        none.preflight(&req(Some("https://app.example.com"), Some("POST"), None)),
+        Err(PreflightRefusal::Origin)
+    );
 }
 
 #[test]
@@ -221,11 +224,20 @@ fn actual_requests_are_allowed_refused_or_not_cors() {
     ] {
         assert_eq!(b.actual(&req(origin, None, None)), want, "{origin:?}");
     }
-    assert_eq!(browser(r#"{"cors":{"allowed_origins":["*"]}}"#).actual(&req(Some("https://x.test"), None, None)), Cors::Allowed("*".into()));
+    assert_eq!(
+        browser(r#"{"cors":{"allowed_origins":["*"]}}"#).actual(&req(Some("https://x.test"), None, None)),
+        Cors::Allowed("*".into())
+    );
     assert_eq!(Browser::default().actual(&req(Some("https://app.example.com"), None, None)), Cors::Refused);
 }
 
-fn edits(b: &Browser, cors: &Cors, preflight: bool, tls: bool, upstream: Option<&[(&str, &str)]>) -> Vec<(String, Option<String>)> {
+fn edits(
+    b: &Browser,
+    cors: &Cors,
+    preflight: bool,
+    tls: bool,
+    upstream: Option<&[(&str, &str)]>,
+) -> Vec<(String, Option<String>)> {
     b.response_headers(cors, preflight, tls, upstream).into_iter().map(|(k, v)| (k.into_owned(), v)).collect()
 }
 
@@ -265,7 +277,9 @@ fn a_preflight_gets_exactly_the_allowed_headers() {
         ("vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"),
     ]));
     assert_eq!(got, want);
-    let creds = browser(r#"{"cors":{"allowed_origins":["https://app.example.com"],"allow_credentials":true,"allowed_headers":[]}}"#);
+    let creds = browser(
+        r#"{"cors":{"allowed_origins":["https://app.example.com"],"allow_credentials":true,"allowed_headers":[]}}"#,
+    );
     let got = edits(&creds, &Cors::Allowed("https://app.example.com".into()), true, false, None);
     let cors: Vec<_> = got.iter().filter(|(k, _)| k.starts_with("access-control-")).cloned().collect();
     assert_eq!(
