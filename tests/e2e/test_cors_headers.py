@@ -309,3 +309,13 @@ def test_a_wildcard_with_credentials_is_refused_at_load(workdir, standin):
     code, out = envoy_validate(workdir, standin.address, json.dumps(bad))
     assert code != 0
     assert "policies[0].cors.allowed_origins[0]: a wildcard origin or `null` cannot be combined with `allow_credentials: true`" in out
+
+
+def test_the_routers_own_reply_passes_the_filter_and_carries_them(make_envoy):
+    """Nothing listens on the upstream's port: the router answers 503 itself, through the filter."""
+    from harness import free_port
+    e = make_envoy(json.dumps(POLICY), upstream=f"127.0.0.1:{free_port()}")
+    r, _ = send(e, "POST", "/v1/chat/completions", APP, json=PROMPT)
+    assert r.status_code == 503, r.text
+    assert_secure(r)
+    assert r.headers["access-control-allow-origin"] == APP
