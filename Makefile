@@ -26,7 +26,7 @@ CERTS     := certs/ca.crt certs/ca.key $(foreach n,$(LEAVES),certs/$(n).crt cert
              certs/jwt.key certs/jwks.json certs/jwt-other.key
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run build test test-unit test-e2e certs bench bench-engine bench-envoy baseline-wasm clean wasm-target venv
+.PHONY: run build test test-unit test-e2e browser certs bench bench-engine bench-envoy baseline-wasm clean wasm-target venv
 
 ## build: the filter (.wasm) and the native CLI
 build: $(WASM) $(CLI)
@@ -115,8 +115,21 @@ test: test-unit test-e2e
 test-unit:
 	cargo test --quiet
 
-test-e2e: build venv certs
+test-e2e: build venv certs browser
 	$(PYTHON) -m pytest -q tests/e2e
+
+## browser: a Chromium for tests/e2e/test_browser.py (driven by Playwright from .venv, which
+## downloads no browser of its own): $(CHROMIUM) if set, else `chromium` on PATH, else Debian's
+## package, installed when we may (root with apt-get).
+CHROMIUM ?=
+browser:
+	@if [ -n "$(CHROMIUM)" ] || command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	else \
+	  echo "no chromium: install it (apt-get install chromium) or set CHROMIUM=/path/to/chrome; test_browser.py fails without one"; \
+	fi
 
 ## bench: what inferguard costs: the engine natively, then Envoy with and without the filter
 bench: bench-engine bench-envoy

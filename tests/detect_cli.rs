@@ -268,6 +268,15 @@ fn explain_names_each_policy_verdict_the_policy_chosen_and_the_decision() {
          policy:   restricted\n\
          decision: denied (403 client_certificate_required)\n\
          reply:    {\"error\":{\"message\":\"this endpoint requires a client certificate (mutual TLS)\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"client_certificate_required\"}}\n\
+         \x20         content-type: application/json\n\
+         \x20         x-inferguard: refused\n\
+         \x20         x-content-type-options: nosniff\n\
+         \x20         x-frame-options: DENY\n\
+         \x20         content-security-policy: default-src 'none'; frame-ancestors 'none'\n\
+         \x20         referrer-policy: no-referrer\n\
+         \x20         cache-control: no-store\n\
+         \x20         strict-transport-security: max-age=31536000\n\
+         \x20         vary: Origin\n\
          audit:    {\"decision\":\"denied\",\"policy\":\"restricted\",\"identity\":{\"source\":\"jwt\",\"subject\":\"alice\"},\"api\":\"openai.chat_completions\",\"model\":\"gpt-4o\",\"request\":{\"scanned\":true},\"response\":{\"scanned\":true},\"reason\":\"client_certificate_required\"}\n"
     );
     // With the certificate and the scope: forwarded, under the same policy.

@@ -1810,7 +1810,7 @@ fn deliver_answer(policy: &Rc<Policies>, case: &Case) -> Result<(common::Deliver
     let head = x.on_request_head(&RequestHead { method: "POST", path: case.path, ..Default::default() }, &Verified::tls("TLSv1.3"), true);
     ensure!(head.then == Then::Forward, P3, "a request without a body was not forwarded: {:?}", head.then);
     let head = x.on_response_head(
-        &ResponseHead { status: 200, content_type: case.label.as_deref(), content_encoding: None },
+        &ResponseHead { status: 200, content_type: case.label.as_deref(), content_encoding: None, ..Default::default() },
         false,
     );
     ensure!(head.then == Then::Hold, P3, "the response head was not held: {:?}", head.then);
@@ -1911,6 +1911,7 @@ fn run_prompt(policy: &Rc<Policies>, case: &Case) -> Result<Ran, Failure> {
         authority: None,
         content_type: case.label.as_deref(),
         content_encoding: case.encoding,
+        ..Default::default()
     };
     let not_a_form =
         case.framing != Framing::Form && case.label.as_deref().is_some_and(|l| l.starts_with("multipart/"));
@@ -2148,7 +2149,7 @@ fn no_form_field_reaches_the_upstream_with_a_planted_value() {
 fn replay(path: &'static str, chunks: &[&[u8]]) -> (common::Delivered, AuditRecord) {
     let mut x = Exchange::new(Rc::new(Policies::from_json(SCANNING).expect("the default policy")));
     x.on_request_head(&RequestHead { method: "POST", path, ..Default::default() }, &Verified::tls("TLSv1.3"), true);
-    x.on_response_head(&ResponseHead { status: 200, content_type: Some(SSE), content_encoding: None }, false);
+    x.on_response_head(&ResponseHead { status: 200, content_type: Some(SSE), content_encoding: None, ..Default::default() }, false);
     let mut d = common::Delivered::default();
     common::drive_body(&mut x, Side::Response, chunks, &mut d, |_| {});
     let audit = x.audit().clone();

@@ -131,6 +131,10 @@ pub struct AuditRecord {
     pub route: Option<String>,
     /// The API the path belongs to (`openai.chat_completions`, ...).
     pub api: &'static str,
+    /// What CORS made of a request with an `Origin` of another site: `preflight` (a preflight,
+    /// answered by the filter), `allowed`, `refused` (403) or `withheld` (served without CORS
+    /// headers). Absent for a request that is not cross-origin.
+    pub cors: Option<&'static str>,
     /// The `model` field of the request, when present.
     pub model: Option<String>,
     /// Whether the request asked for a stream.
@@ -143,7 +147,8 @@ pub struct AuditRecord {
     /// `response_too_large`, `malformed_response`, `unsupported_encoding`; for admission,
     /// `tls_required`, `invalid_token`, `identity_required`, `insufficient_scope`,
     /// `client_certificate_required`, `admin_endpoint`, `endpoint_not_allowed`,
-    /// `model_not_allowed`, `upstream_not_encrypted`, `malformed_path`.
+    /// `model_not_allowed`, `upstream_not_encrypted`, `malformed_path`; for CORS, `cors_origin`,
+    /// `cors_method`, `cors_headers`.
     pub reason: Option<String>,
 }
 
@@ -188,6 +193,9 @@ impl AuditRecord {
             out.str("route", r);
         }
         out.str("api", self.api);
+        if let Some(c) = self.cors {
+            out.str("cors", c);
+        }
         if let Some(m) = &self.model {
             out.str("model", m);
         }

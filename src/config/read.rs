@@ -49,6 +49,11 @@ impl<'a> Node<'a> {
         Ok(Object { map, node: Node { value: self.value, path: self.path.clone() } })
     }
 
+    /// Is this JSON `null`?
+    pub fn is_null(&self) -> bool {
+        self.value.is_null()
+    }
+
     pub fn bool(&self) -> Result<bool, ConfigError> {
         self.value.as_bool().ok_or_else(|| self.invalid_type("a boolean"))
     }

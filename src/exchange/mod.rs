@@ -51,7 +51,11 @@
 use std::rc::Rc;
 
 use crate::audit::{AuditRecord, Decision, DirectionAudit};
-use crate::policy::{Denial, DirectionConfig, Identity, Model, Oversize, Policies, Policy, Request, Selected, Verified};
+use crate::policy::browser::{HeaderEdit, HeaderName};
+use crate::policy::{
+    Cors, CorsRequest, Denial, DirectionConfig, Identity, Model, OnRefusedOrigin, Oversize, Policies, Policy, Request,
+    Selected, Verified,
+};
 use crate::redact::{apply_spans, Redactor};
 use crate::stream::{text_runs, whole_json, BodyStream, Limits, StreamStop, Whole};
 use crate::wire::encoding::{ContentEncoding, DecodeError, Decoder};
@@ -69,8 +73,10 @@ pub struct LocalReply {
     pub status: u16,
     /// JSON body.
     pub body: String,
-    /// Headers beyond `content-type` (a `WWW-Authenticate` challenge).
-    pub headers: Vec<(&'static str, String)>,
+    /// Every header it carries: `content-type` (when there is a body), the security and CORS
+    /// headers of the policy ([`crate::policy::Browser::response_headers`]), a `WWW-Authenticate`
+    /// challenge. Complete when the exchange hands the reply out: the glue adds nothing.
+    pub headers: Vec<(HeaderName, String)>,
 }
 
 impl LocalReply {
@@ -91,6 +97,12 @@ pub struct RequestHead<'a> {
     pub content_type: Option<&'a str>,
     /// `content-encoding`.
     pub content_encoding: Option<&'a str>,
+    /// `origin`: what the browser says the calling page is (not identity: any client can write it).
+    pub origin: Option<&'a str>,
+    /// `access-control-request-method` (a preflight's).
+    pub access_control_request_method: Option<&'a str>,
+    /// `access-control-request-headers` (a preflight's).
+    pub access_control_request_headers: Option<&'a str>,
 }
 
 /// The parts of a response head the core needs.
@@ -102,6 +114,9 @@ pub struct ResponseHead<'a> {
     pub content_type: Option<&'a str>,
     /// `content-encoding`.
     pub content_encoding: Option<&'a str>,
+    /// Every header, as the upstream (or Envoy) sent them: which ones to remove is decided from
+    /// their names ([`crate::policy::Browser::response_headers`]).
+    pub headers: &'a [(&'a str, &'a str)],
 }
 
 /// Which direction a body travels.
@@ -116,9 +131,9 @@ pub enum Side {
 /// What the glue does after a callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
-    /// Headers of the current direction to set (`Some`) or remove (`None`), first. Only given
-    /// while that direction's headers are still held.
-    pub headers: Vec<(&'static str, Option<String>)>,
+    /// Headers of the current direction to set (`Some`) or remove (`None`), first, in order. Only
+    /// given while that direction's headers are still held.
+    pub headers: Vec<HeaderEdit>,
     /// The bytes that replace everything the host holds of this body (since it last forwarded).
     pub body: Option<Vec<u8>>,
     /// Then what.
@@ -200,6 +215,22 @@ pub struct Exchange {
     encoding: ContentEncoding,
     /// The request target as it may be logged: redacted.
     logged_path: String,
+    /// The request came over TLS (`Strict-Transport-Security` goes out only then).
+    tls: bool,
+    /// What the request said about CORS, kept for the choice of the policy.
+    cors_request: CorsRequestOwned,
+    /// The CORS outcome, which decides the response's CORS headers.
+    cors: Cors,
+    /// The request is a CORS preflight (answered by the filter).
+    preflight: bool,
+}
+
+/// [`CorsRequest`] without the borrow (kept while the policy waits for the body's model).
+#[derive(Default)]
+struct CorsRequestOwned {
+    method: String,
+    origin: Option<String>,
+    authority: Option<String>,
 }
 
 impl Exchange {
@@ -220,6 +251,10 @@ impl Exchange {
             decoder: None,
             encoding: ContentEncoding::Identity,
             logged_path: String::new(),
+            tls: false,
+            cors_request: CorsRequestOwned::default(),
+            cors: Cors::NotCors,
+            preflight: false,
         }
     }
 
@@ -254,6 +289,17 @@ impl Exchange {
     /// Handles the request head (`end`: the request has no body). `verified` is what Envoy
     /// established about the connection, the route and the caller; never read from headers.
     pub fn on_request_head(&mut self, head: &RequestHead, verified: &Verified, end: bool) -> Step {
+        let step = self.request_head(head, verified, end);
+        self.finish(step)
+    }
+
+    fn request_head(&mut self, head: &RequestHead, verified: &Verified, end: bool) -> Step {
+        self.tls = verified.tls_version.is_some_and(|t| !t.is_empty());
+        self.cors_request = CorsRequestOwned {
+            method: head.method.to_owned(),
+            origin: head.origin.map(str::to_owned),
+            authority: head.authority.map(str::to_owned),
+        };
         self.identity = Identity::from_verified(verified);
         self.audit.identity = self.identity.source.as_str();
         self.audit.subject = self.identity.subject.clone();
@@ -264,6 +310,9 @@ impl Exchange {
             Err(e) => {
                 self.logged_path = "-".to_owned();
                 self.audit.policy = self.policy.name.clone();
+                // No path, no policy choice: the default's CORS decides who may read the 400.
+                let r = CorsRequest { method: head.method, origin: head.origin, authority: head.authority, https: self.tls, ..Default::default() };
+                self.cors = self.policy.browser.actual(&r);
                 return Step::reply(self.deny(&Denial {
                     status: 400,
                     reason: "malformed_path",
@@ -297,12 +346,27 @@ impl Exchange {
             upstream_tls: verified.upstream_tls,
             raw_path: head.path.to_owned(),
         });
+        let cors = CorsRequest {
+            method: head.method,
+            origin: head.origin,
+            request_method: head.access_control_request_method,
+            request_headers: head.access_control_request_headers,
+            authority: head.authority,
+            https: self.tls,
+        };
+        if cors.is_preflight() {
+            // A preflight carries no body, so no model: the policy is the head's.
+            self.preflight = true;
+            self.choose(Model::Absent);
+            self.request = Body::Stopped;
+            return Step::reply(self.answer_preflight(&cors));
+        }
         let mut step = Step::forward();
         // Upstreams must answer in plain text so the response can be scanned.
-        step.headers.push(("accept-encoding", None));
+        step.headers.push(("accept-encoding".into(), None));
         let model = if end { Model::Absent } else { Model::Unread };
         if self.choose(model) {
-            if let Err(d) = self.admit_head() {
+            if let Err(d) = self.admit() {
                 return Step::reply(self.deny(&d));
             }
             // Without a body there is no model to read: a model rule decides on none.
@@ -359,6 +423,75 @@ impl Exchange {
         !self.pending
     }
 
+    /// A preflight, answered here: 204 with the policy's CORS headers when the origin, the method
+    /// and every requested header are allowed, else 403 without any. It never reaches the model.
+    fn answer_preflight(&mut self, r: &CorsRequest) -> LocalReply {
+        self.audit.cors = Some("preflight");
+        match self.policy.browser.preflight(r) {
+            Ok(cors) => {
+                self.cors = cors;
+                LocalReply { status: 204, body: String::new(), headers: Vec::new() }
+            }
+            Err(why) => {
+                self.cors = Cors::Refused;
+                self.deny(&Denial {
+                    status: 403,
+                    reason: why.reason(),
+                    message: "this origin may not call this API with that method and those headers (CORS)".to_owned(),
+                    www_authenticate: None,
+                })
+            }
+        }
+    }
+
+    /// Everything the chosen policy checks at the head: the caller's origin (CORS), then
+    /// admission.
+    fn admit(&mut self) -> Result<(), Denial> {
+        let c = &self.cors_request;
+        let r = CorsRequest {
+            method: &c.method,
+            origin: c.origin.as_deref(),
+            authority: c.authority.as_deref(),
+            https: self.tls,
+            ..Default::default()
+        };
+        self.cors = self.policy.browser.actual(&r);
+        self.audit.cors = match self.cors {
+            Cors::NotCors => None,
+            Cors::Allowed(_) => Some("allowed"),
+            Cors::Refused if self.policy.browser.cors.on_refused_origin == OnRefusedOrigin::OmitHeaders => Some("withheld"),
+            Cors::Refused => {
+                self.audit.cors = Some("refused");
+                return Err(Denial {
+                    status: 403,
+                    reason: "cors_origin",
+                    message: "pages of this origin may not call this API (CORS)".to_owned(),
+                    www_authenticate: None,
+                });
+            }
+        };
+        self.admit_head()
+    }
+
+    /// Completes a local reply's headers: the one place they are decided, with the upstream's
+    /// (`on_response_head`), by [`crate::policy::Browser::response_headers`].
+    fn finish(&mut self, mut step: Step) -> Step {
+        if let Then::Reply(r) = &mut step.then {
+            let mut h: Vec<(HeaderName, String)> = Vec::new();
+            if !r.body.is_empty() {
+                h.push(("content-type".into(), LocalReply::CONTENT_TYPE.to_owned()));
+            }
+            if r.status >= 400 {
+                h.push(("x-inferguard".into(), "refused".to_owned()));
+            }
+            let edits = self.policy.browser.response_headers(&self.cors, self.preflight, self.tls, None);
+            h.extend(edits.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+            h.append(&mut r.headers);
+            r.headers = h;
+        }
+        step
+    }
+
     /// The chosen policy's admission checks that the head decides.
     fn admit_head(&self) -> Result<(), Denial> {
         let Some(h) = &self.head else { return Ok(()) };
@@ -373,7 +506,7 @@ impl Exchange {
 
     /// The `:path` to forward, once the policy is known: the normalised target (so the upstream
     /// sees what was judged), with values redacted as the policy says.
-    fn path_edits(&mut self) -> Result<Vec<(&'static str, Option<String>)>, LocalReply> {
+    fn path_edits(&mut self) -> Result<Vec<HeaderEdit>, LocalReply> {
         let Some(h) = &self.head else { return Ok(Vec::new()) };
         let (forward, rewritten, raw) = (h.target.forward_path.clone(), h.target.rewritten, h.raw_path.clone());
         let mut edits = Vec::new();
@@ -392,7 +525,7 @@ impl Exchange {
             }
         }
         if rewritten || path != raw {
-            edits.push((":path", Some(path)));
+            edits.push((":path".into(), Some(path)));
         }
         Ok(edits)
     }
@@ -403,13 +536,25 @@ impl Exchange {
         self.request = Body::Stopped;
         let mut headers = Vec::new();
         if let Some(w) = &d.www_authenticate {
-            headers.push(("www-authenticate", w.clone()));
+            headers.push(("www-authenticate".into(), w.clone()));
         }
         LocalReply { status: d.status, body: self.api.error_shape().body(d.status, d.reason, &d.message), headers }
     }
 
-    /// Handles the response head (`end`: the response has no body).
+    /// Handles the response head (`end`: the response has no body). Its header edits come first:
+    /// the upstream's CORS and stack headers removed, the policy's security and CORS headers set.
     pub fn on_response_head(&mut self, head: &ResponseHead, end: bool) -> Step {
+        let mut edits = self.policy.browser.response_headers(&self.cors, false, self.tls, Some(head.headers));
+        let mut step = self.response_head(head, end);
+        if matches!(step.then, Then::Reply(_)) {
+            return self.finish(step);
+        }
+        edits.append(&mut step.headers);
+        step.headers = edits;
+        step
+    }
+
+    fn response_head(&mut self, head: &ResponseHead, end: bool) -> Step {
         self.response_type = head.content_type.map(str::to_owned);
         if end {
             self.response = Body::Passing;
@@ -446,6 +591,17 @@ impl Exchange {
         end: bool,
         read: &mut dyn FnMut(usize, usize) -> Vec<u8>,
     ) -> Step {
+        let step = self.body_step(side, size, end, read);
+        self.finish(step)
+    }
+
+    fn body_step(
+        &mut self,
+        side: Side,
+        size: usize,
+        end: bool,
+        read: &mut dyn FnMut(usize, usize) -> Vec<u8>,
+    ) -> Step {
         let state = match side {
             Side::Request => std::mem::replace(&mut self.request, Body::Stopped),
             Side::Response => std::mem::replace(&mut self.response, Body::Stopped),
@@ -474,11 +630,12 @@ impl Exchange {
             Side::Response => &self.response,
         };
         if matches!(state, Body::Streaming(_)) {
-            let mut step = self.on_body(side, 0, true, &mut |_, _| Vec::new());
+            let mut step = self.body_step(side, 0, true, &mut |_, _| Vec::new());
             step.body = None;
-            return step;
+            return self.finish(step);
         }
-        self.on_body(side, held, true, read)
+        let step = self.body_step(side, held, true, read);
+        self.finish(step)
     }
 
     fn sniffing(
@@ -540,10 +697,10 @@ impl Exchange {
                 // Binary bytes keep their length (a stop truncates them, and the client sees a
                 // short body); redacted or inflated text does not.
                 if shape != Shape::Binary || self.decoder.is_some() {
-                    step.headers.push(("content-length", None));
+                    step.headers.push(("content-length".into(), None));
                 }
                 if self.decoder.is_some() {
-                    step.headers.push(("content-encoding", None));
+                    step.headers.push(("content-encoding".into(), None));
                 }
                 (Body::Streaming(s), step)
             }
@@ -653,9 +810,9 @@ impl Exchange {
         };
         self.note_redacted();
         let mut step = Step::replace(out);
-        step.headers.push(("content-length", step.body.as_ref().map(|b| b.len().to_string())));
+        step.headers.push(("content-length".into(), step.body.as_ref().map(|b| b.len().to_string())));
         if inflated {
-            step.headers.push(("content-encoding", None));
+            step.headers.push(("content-encoding".into(), None));
         }
         (Body::Passing, step)
     }
@@ -694,7 +851,7 @@ impl Exchange {
             self.audit.model = Some(r.masked(Some("model"), &m).map_or(m.clone(), |spans| apply_spans(&m, &spans)));
         }
         if pending {
-            if let Err(d) = self.admit_head() {
+            if let Err(d) = self.admit() {
                 return Step::reply(self.deny(&d));
             }
             match self.path_edits() {
@@ -765,7 +922,7 @@ impl Exchange {
             Whole::Changed(b) => {
                 self.audit.decide(Decision::Redacted);
                 let mut step = Step::replace(b);
-                step.headers.push(("content-length", step.body.as_ref().map(|b| b.len().to_string())));
+                step.headers.push(("content-length".into(), step.body.as_ref().map(|b| b.len().to_string())));
                 step
             }
             Whole::Blocked => Step::reply(self.block(&blocked, 403)),
@@ -845,7 +1002,7 @@ impl Exchange {
             Ok(b) => {
                 self.audit.decide(Decision::Redacted);
                 let mut step = Step::replace(b);
-                step.headers.push(("content-length", step.body.as_ref().map(|b| b.len().to_string())));
+                step.headers.push(("content-length".into(), step.body.as_ref().map(|b| b.len().to_string())));
                 step
             }
             Err(e) => Step::reply(self.refuse(400, "malformed_request", &format!("the form: {e}"))),

@@ -7,7 +7,7 @@ use super::*;
 #[derive(Debug, Default)]
 struct Delivered {
     bytes: Vec<u8>,
-    headers: Vec<(&'static str, Option<String>)>,
+    headers: Vec<HeaderEdit>,
     reply: Option<LocalReply>,
 }
 
@@ -53,7 +53,7 @@ fn exchange(cfg: &str, path: &str, prompt: &[u8]) -> (Exchange, Delivered) {
 
 fn answer(x: &mut Exchange, content_type: Option<&str>, encoding: Option<&str>, chunks: &[&[u8]]) -> Delivered {
     let mut d = Delivered::default();
-    let step = x.on_response_head(&ResponseHead { status: 200, content_type, content_encoding: encoding }, false);
+    let step = x.on_response_head(&ResponseHead { status: 200, content_type, content_encoding: encoding, ..Default::default() }, false);
     d.headers.extend(step.headers);
     match step.then {
         Then::Reply(r) => d.reply = Some(r),
@@ -87,7 +87,7 @@ fn redacts_a_json_answer_whatever_its_label_and_sets_its_length() {
         let (a, b) = CHAT.as_bytes().split_at(40);
         let d = answer(&mut x, label, None, &[a, b]);
         assert_eq!(text(&d), want, "{label:?}");
-        assert!(d.headers.contains(&("content-length", Some(want.len().to_string()))), "{label:?} {:?}", d.headers);
+        assert!(d.headers.contains(&("content-length".into(), Some(want.len().to_string()))), "{label:?} {:?}", d.headers);
         assert_eq!(
             x.audit().to_json(),
             r#"{"decision":"redacted","policy":"default","identity":{"source":"anonymous"},"api":"openai.chat_completions","model":"m","stream":false,"request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2}}}"#
@@ -148,7 +148,7 @@ fn a_stream_is_read_as_a_stream_whatever_its_label() {
         let (mut x, _) = exchange("", "/v1/chat/completions", PROMPT);
         let d = answer(&mut x, label, None, &chunks);
         assert_eq!(text(&d), want, "{label:?}");
-        assert!(d.headers.contains(&("content-length", None)));
+        assert!(d.headers.contains(&("content-length".into(), None)));
         assert_eq!(x.audit().decision, Decision::Redacted);
     }
     // JSON lines labelled as an event stream.
@@ -252,8 +252,8 @@ fn the_request_line_and_the_model_are_redacted_and_logged_redacted() {
     assert_eq!(
         d.headers,
         vec![
-            ("accept-encoding", None),
-            (":path", Some("/v1/users/%5BREDACTED%3AEMAIL%5D?q=%5BREDACTED%3AEMAIL%5D&t=1".into()))
+            ("accept-encoding".into(), None),
+            (":path".into(), Some("/v1/users/%5BREDACTED%3AEMAIL%5D?q=%5BREDACTED%3AEMAIL%5D&t=1".into()))
         ]
     );
     assert_eq!(x.logged_path(), "/v1/users/%5BREDACTED%3AEMAIL%5D?q=%5BREDACTED%3AEMAIL%5D&t=1");
@@ -314,7 +314,7 @@ fn inflates_a_deflate_encoded_answer_and_forwards_it_plain() {
     z.extend_from_slice(body);
     let d = answer(&mut x, Some("application/json"), Some("deflate"), &[&z]);
     assert_eq!(text(&d), r#"{"t":"[REDACTED:EMAIL]"}"#);
-    assert!(d.headers.contains(&("content-encoding", None)));
+    assert!(d.headers.contains(&("content-encoding".into(), None)));
     let (mut x, _) = exchange("", "/v1/chat/completions", PROMPT);
     let d = answer(&mut x, Some("application/json"), Some("br"), &[b"x"]);
     assert_eq!(d.reply.map(|r| r.status), Some(502));
@@ -434,4 +434,232 @@ fn a_wide_text_prompt_is_refused_never_forwarded() {
     assert_eq!(d.reply.map(|r| r.status), Some(415));
     assert!(d.bytes.is_empty());
     assert_eq!(x.audit().reason.as_deref(), Some("unsupported_charset"));
+}
+
+// --- browser-facing policy: CORS and the headers of every response ------------------------------
+
+const BROWSER: &str = r#"{"cors":{"allowed_origins":["https://app.example.com"],"allowed_headers":["content-type","x-trace"],
+    "expose_headers":["x-request-id"]},
+  "policies":[{"name":"ui","match":{"paths":["/v1/messages"]},
+               "cors":{"allowed_origins":["https://*.example.org"],"allow_credentials":false}},
+              {"name":"lenient","match":{"paths":["/v1/completions"]},
+               "cors":{"allowed_origins":["https://app.example.com"],"on_refused_origin":"omit_headers"}},
+              {"name":"big","match":{"models":["big-*"]},"cors":{"allowed_origins":["https://big.example.net"]}}]}"#;
+
+/// A request head from a browser page of `origin` (a preflight when `acrm` is given).
+fn browser_head(
+    x: &mut Exchange,
+    method: &str,
+    path: &str,
+    origin: Option<&str>,
+    acrm: Option<&str>,
+    acrh: Option<&str>,
+    end: bool,
+) -> Step {
+    let head = RequestHead {
+        method,
+        path,
+        authority: Some("api.example.net"),
+        origin,
+        access_control_request_method: acrm,
+        access_control_request_headers: acrh,
+        ..Default::default()
+    };
+    x.on_request_head(&head, &Verified::tls("TLSv1.3"), end)
+}
+
+fn header<'a>(h: &'a [(HeaderName, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn cors_names(h: &[(HeaderName, String)]) -> Vec<&str> {
+    h.iter().filter(|(k, _)| k.starts_with("access-control-")).map(|(k, _)| k.as_ref()).collect()
+}
+
+/// Every security header of the default policy, and `Vary: Origin`, are among `h`.
+fn assert_secure(h: &[(HeaderName, String)], tls: bool, what: &str) {
+    for (k, v) in crate::policy::browser::DEFAULT_SECURITY_HEADERS {
+        let want = (tls || *k != "strict-transport-security").then_some(*v);
+        assert_eq!(header(h, k), want, "{what}: {k} in {h:?}");
+    }
+    assert!(header(h, "vary").is_some_and(|v| v.split(", ").any(|v| v == "Origin")), "{what}: {h:?}");
+}
+
+#[test]
+fn a_preflight_is_answered_by_the_policy_of_its_path_and_never_forwarded() {
+    let policies = Rc::new(Policies::from_json(BROWSER).unwrap());
+    // (path, origin, method, headers) -> Some(allowed origin) or the refusal's reason, and the policy.
+    for (path, origin, method, headers, want, policy) in [
+        ("/v1/chat/completions", "https://app.example.com", "POST", Some("content-type, x-trace"), Ok("https://app.example.com"), "default"),
+        ("/v1/chat/completions", "https://APP.example.com:443", "POST", None, Ok("https://app.example.com"), "default"),
+        ("/v1/chat/completions", "https://app.example.com", "DELETE", None, Err("cors_method"), "default"),
+        ("/v1/chat/completions", "https://app.example.com", "POST", Some("authorization"), Err("cors_headers"), "default"),
+        ("/v1/chat/completions", "https://app.example.com.evil.net", "POST", None, Err("cors_origin"), "default"),
+        ("/v1/chat/completions", "https://x.example.org", "POST", None, Err("cors_origin"), "default"),
+        ("/v1/messages", "https://x.example.org", "POST", None, Ok("https://x.example.org"), "ui"),
+        ("/v1/messages", "https://app.example.com", "POST", None, Err("cors_origin"), "ui"),
+        // A preflight has no body, so no model: `big` (which needs one) never takes it.
+        ("/v1/chat/completions", "https://big.example.net", "POST", None, Err("cors_origin"), "default"),
+    ] {
+        let mut x = Exchange::new(Rc::clone(&policies));
+        let step = browser_head(&mut x, "OPTIONS", path, Some(origin), Some(method), headers, true);
+        let Then::Reply(r) = step.then else { panic!("{path} {origin}: forwarded") };
+        let a = x.audit();
+        assert_eq!((a.policy.as_str(), a.cors), (policy, Some("preflight")), "{origin}");
+        assert_secure(&r.headers, true, origin);
+        match want {
+            Ok(allowed) => {
+                assert_eq!((r.status, r.body.as_str()), (204, ""), "{origin}");
+                assert_eq!(header(&r.headers, "access-control-allow-origin"), Some(allowed));
+                assert_eq!(header(&r.headers, "content-type"), None);
+                assert_eq!(header(&r.headers, "x-inferguard"), None);
+                assert_eq!(a.decision.as_str(), "allowed");
+                assert_eq!(
+                    header(&r.headers, "vary"),
+                    Some("Origin, Access-Control-Request-Method, Access-Control-Request-Headers")
+                );
+            }
+            Err(reason) => {
+                assert_eq!(r.status, 403, "{origin}");
+                assert_eq!(cors_names(&r.headers), Vec::<&str>::new(), "{origin}");
+                assert_eq!((a.decision.as_str(), a.reason.as_deref()), ("denied", Some(reason)), "{origin}");
+            }
+        }
+    }
+    // The preflight's header set, exactly (the default policy's `allowed_methods`).
+    let mut x = Exchange::new(Rc::clone(&policies));
+    let Then::Reply(r) =
+        browser_head(&mut x, "OPTIONS", "/v1/chat/completions", Some("https://app.example.com"), Some("POST"), None, true).then
+    else {
+        panic!()
+    };
+    assert_eq!(
+        cors_names(&r.headers),
+        ["access-control-allow-origin", "access-control-allow-methods", "access-control-allow-headers", "access-control-max-age"]
+    );
+    assert_eq!(header(&r.headers, "access-control-allow-headers"), Some("content-type, x-trace"));
+    // OPTIONS without Access-Control-Request-Method is not a preflight: it is judged as a request.
+    let mut x = Exchange::new(Rc::clone(&policies));
+    let step = browser_head(&mut x, "OPTIONS", "/v1/chat/completions", Some("https://evil.test"), None, None, true);
+    assert!(matches!(step.then, Then::Reply(LocalReply { status: 403, .. })));
+    assert_eq!(x.audit().reason.as_deref(), Some("cors_origin"));
+}
+
+#[test]
+fn a_request_from_a_refused_origin_is_refused_before_the_model_or_served_without_cors_headers() {
+    let policies = Rc::new(Policies::from_json(BROWSER).unwrap());
+    for origin in ["https://evil.test", "https://app.example.com.evil.net", "https://evilapp.example.com", "null", "http://app.example.com"] {
+        let mut x = Exchange::new(Rc::clone(&policies));
+        // `big` names models: the policy, and so the CORS decision, waits for the body's `model`.
+        let step = browser_head(&mut x, "POST", "/v1/chat/completions", Some(origin), None, None, false);
+        assert_eq!(step.then, Then::Hold);
+        let step = x.on_body(Side::Request, PROMPT.len(), true, &mut |s, n| PROMPT[s..s + n].to_vec());
+        let Then::Reply(r) = step.then else { panic!("{origin}: forwarded") };
+        assert_eq!(r.status, 403);
+        assert_eq!(cors_names(&r.headers), Vec::<&str>::new());
+        assert_secure(&r.headers, true, origin);
+        let a = x.audit();
+        assert_eq!((a.decision.as_str(), a.reason.as_deref(), a.cors), ("denied", Some("cors_origin"), Some("refused")));
+    }
+    // `omit_headers`: forwarded, and the answer carries no CORS header (the upstream's removed).
+    let mut x = Exchange::new(Rc::clone(&policies));
+    let step = browser_head(&mut x, "GET", "/v1/completions", Some("https://evil.test"), None, None, true);
+    assert_eq!(step.then, Then::Forward);
+    assert_eq!(x.audit().cors, Some("withheld"));
+    let upstream = [("content-type", "application/json"), ("access-control-allow-origin", "*")];
+    let step = x.on_response_head(&ResponseHead { status: 200, headers: &upstream, ..Default::default() }, true);
+    assert!(step.headers.contains(&("access-control-allow-origin".into(), None)), "{:?}", step.headers);
+    assert!(!step.headers.iter().any(|(k, v)| k.starts_with("access-control-") && v.is_some()), "{:?}", step.headers);
+}
+
+#[test]
+fn an_allowed_origin_gets_the_policys_cors_headers_in_place_of_the_upstreams() {
+    let (mut x, _) = (Exchange::new(Rc::new(Policies::from_json(BROWSER).unwrap())), ());
+    let step = browser_head(&mut x, "POST", "/v1/chat/completions", Some("https://app.example.com"), None, None, false);
+    assert_eq!(step.then, Then::Hold);
+    let mut d = Delivered::default();
+    body(&mut x, Side::Request, &[PROMPT], &mut d);
+    assert_eq!(d.bytes, PROMPT);
+    assert_eq!(x.audit().cors, Some("allowed"));
+    let upstream = [
+        ("content-type", "application/json"),
+        ("access-control-allow-origin", "*"),
+        ("access-control-allow-credentials", "true"),
+        ("server", "uvicorn"),
+        ("x-envoy-upstream-service-time", "4"),
+    ];
+    let step = x.on_response_head(&ResponseHead { status: 200, headers: &upstream, ..Default::default() }, false);
+    assert_eq!(step.then, Then::Hold);
+    let set: Vec<(HeaderName, String)> = step.headers.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))).collect();
+    let removed: Vec<&str> = step.headers.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.as_ref()).collect();
+    assert_eq!(removed, ["access-control-allow-origin", "access-control-allow-credentials", "server", "x-envoy-upstream-service-time"]);
+    assert_eq!(cors_names(&set), ["access-control-allow-origin", "access-control-expose-headers"]);
+    assert_eq!(header(&set, "access-control-allow-origin"), Some("https://app.example.com"));
+    assert_secure(&set, true, "upstream 200");
+    // Then the body is scanned as ever, with its own edits.
+    let d = {
+        let mut d = Delivered::default();
+        body(&mut x, Side::Response, &[CHAT.as_bytes()], &mut d);
+        d
+    };
+    assert!(text(&d).contains("[REDACTED:EMAIL]"));
+}
+
+#[test]
+fn the_policy_chosen_by_the_model_decides_cors_once_the_body_is_read() {
+    let policies = Rc::new(Policies::from_json(BROWSER).unwrap());
+    for (model, origin, refused) in
+        [("big-1", "https://big.example.net", false), ("big-1", "https://app.example.com", true), ("m", "https://big.example.net", true)]
+    {
+        let mut x = Exchange::new(Rc::clone(&policies));
+        assert_eq!(browser_head(&mut x, "POST", "/v1/chat/completions", Some(origin), None, None, false).then, Then::Hold);
+        let prompt = format!(r#"{{"model":"{model}","messages":[]}}"#);
+        let step = x.on_body(Side::Request, prompt.len(), true, &mut |s, n| prompt.as_bytes()[s..s + n].to_vec());
+        assert_eq!(matches!(step.then, Then::Reply(LocalReply { status: 403, .. })), refused, "{model} {origin}");
+        if let Then::Reply(r) = step.then {
+            assert_secure(&r.headers, true, origin);
+            assert_eq!(x.audit().reason.as_deref(), Some("cors_origin"));
+        }
+    }
+}
+
+#[test]
+fn every_local_reply_and_every_upstream_answer_carries_the_security_headers() {
+    // (configuration, path, prompt, TLS) -> the local reply's status.
+    let big = vec![b'x'; 70_000];
+    for (cfg, path, prompt, tls, status) in [
+        ("", "/v1/chat/completions", PROMPT, false, 426),
+        (r#"{"admission":{"require_identity":true}}"#, "/v1/chat/completions", PROMPT, true, 401),
+        ("", "/api/pull", PROMPT, true, 403),
+        ("", "/v1/%2e%2e/%2e%2e/x", PROMPT, true, 400),
+        (r#"{"request":{"max_body_bytes":65536}}"#, "/v1/chat/completions", &big[..], true, 413),
+        (r#"{"admission":{"require_upstream_tls":true}}"#, "/v1/chat/completions", PROMPT, true, 502),
+        (r#"{"request":{"mode":"block"}}"#, "/v1/chat/completions", br#"{"model":"m","messages":[{"role":"user","content":"jane@x.io"}]}"#, true, 403),
+    ] {
+        let mut x = Exchange::new(Rc::new(Policies::from_json(cfg).unwrap()));
+        let v = if tls { Verified::tls("TLSv1.3") } else { Verified::default() };
+        let mut step = x.on_request_head(&RequestHead { method: "POST", path, ..Default::default() }, &v, false);
+        if step.then == Then::Hold {
+            step = x.on_body(Side::Request, prompt.len(), true, &mut |s, n| prompt[s..s + n].to_vec());
+        }
+        let Then::Reply(r) = step.then else { panic!("{cfg} {path}: no reply") };
+        assert_eq!(r.status, status, "{cfg} {path}: {}", r.body);
+        assert_secure(&r.headers, tls, path);
+        assert_eq!(header(&r.headers, "content-type"), Some(LocalReply::CONTENT_TYPE));
+        assert_eq!(header(&r.headers, "x-inferguard"), Some("refused"));
+    }
+    // The upstream's answers: with a body, without one, an error, and one the filter replaces.
+    for (status, end) in [(200, false), (204, true), (500, false)] {
+        let (mut x, _) = exchange("", "/v1/chat/completions", PROMPT);
+        let step = x.on_response_head(&ResponseHead { status, headers: &[("server", "x")], ..Default::default() }, end);
+        let set: Vec<(HeaderName, String)> = step.headers.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))).collect();
+        assert_secure(&set, true, &format!("upstream {status}"));
+        assert!(step.headers.contains(&("server".into(), None)));
+    }
+    let (mut x, _) = exchange("", "/v1/chat/completions", PROMPT);
+    x.on_response_head(&ResponseHead { status: 200, ..Default::default() }, false);
+    let step = x.on_body(Side::Response, 5, true, &mut |_, _| b"{\"a\":".to_vec());
+    let Then::Reply(r) = step.then else { panic!("a broken answer passed") };
+    assert_eq!(r.status, 502);
+    assert_secure(&r.headers, true, "502 malformed_response");
 }

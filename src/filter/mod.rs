@@ -90,8 +90,8 @@ impl Filter {
     fn reply(&mut self, r: &LocalReply) -> Action {
         self.replied = true;
         self.publish_audit();
-        let mut headers = vec![("content-type", LocalReply::CONTENT_TYPE), ("x-inferguard", "refused")];
-        headers.extend(r.headers.iter().map(|(k, v)| (*k, v.as_str())));
+        // The core gave every header (content-type, security and CORS headers included).
+        let headers = r.headers.iter().map(|(k, v)| (k.as_ref(), v.as_str())).collect();
         self.send_http_response(u32::from(r.status), headers, Some(r.body.as_bytes()));
         Action::Pause
     }
@@ -162,6 +162,9 @@ impl HttpContext for Filter {
             authority: get(":authority"),
             content_type: get("content-type"),
             content_encoding: get("content-encoding"),
+            origin: get("origin"),
+            access_control_request_method: get("access-control-request-method"),
+            access_control_request_headers: get("access-control-request-headers"),
         };
         // What Envoy verified: properties only, never headers.
         let prop = |path: &[&str]| self.get_property(path.to_vec()).filter(|v| !v.is_empty());
@@ -223,10 +226,12 @@ impl HttpContext for Filter {
         }
         let headers = self.get_http_response_headers();
         let get = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let all: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let head = ResponseHead {
             status: get(":status").and_then(|s| s.parse().ok()).unwrap_or(0),
             content_type: get("content-type"),
             content_encoding: get("content-encoding"),
+            headers: &all,
         };
         let mut step = self.exchange.on_response_head(&head, end_of_stream);
         step.headers.retain(|(h, v)| v.is_some() || get(h).is_some());

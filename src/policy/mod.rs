@@ -9,6 +9,7 @@
 //! takes the rest.
 
 mod admission;
+pub mod browser;
 mod glob;
 mod identity;
 mod settings;
@@ -16,6 +17,7 @@ mod settings;
 use std::rc::Rc;
 
 pub use admission::{Admission, Denial};
+pub use browser::{Browser, Cors, CorsConfig, CorsRequest, HeadersConfig, OnRefusedOrigin, Origin, OriginPattern};
 pub use identity::{encode_list, Identity, JwtFacts, Source, Verified};
 pub use settings::{
     AdmissionConfig, Config, DirectionConfig, MatchConfig, ModelRuleConfig, NamedConfig, Oversize, PositiveU64,
@@ -40,6 +42,8 @@ pub struct Policy {
     pub response: DirectionConfig,
     /// Who may ask, over which channel.
     pub admission: Admission,
+    /// CORS and the headers every response carries.
+    pub browser: Browser,
     matcher: Matcher,
 }
 
@@ -184,6 +188,7 @@ impl Policy {
             request: s.request.clone(),
             response: s.response.clone(),
             admission: Admission::new(&s.admission, &format!("{prefix}admission"))?,
+            browser: Browser { cors: s.cors.clone(), headers: s.headers.clone() },
             matcher: Matcher::new(matches),
         })
     }
@@ -207,6 +212,8 @@ impl Policies {
                 request: p.request.clone().unwrap_or_else(|| cfg.default.request.clone()),
                 response: p.response.clone().unwrap_or_else(|| cfg.default.response.clone()),
                 admission: p.admission.clone().unwrap_or_else(|| cfg.default.admission.clone()),
+                cors: p.cors.clone().unwrap_or_else(|| cfg.default.cors.clone()),
+                headers: p.headers.clone().unwrap_or_else(|| cfg.default.headers.clone()),
             };
             named.push(Rc::new(Policy::compile(&p.name, &s, own, &p.matches, &at)?));
         }

@@ -2,7 +2,7 @@
 //!
 //! The top level of the document is the default policy; `policies` lists named ones, tried in
 //! order before it. A named policy's absent sections (`detect`, `request`, `response`,
-//! `admission`) are the default policy's; a section it gives replaces the default's whole, and
+//! `admission`, `cors`, `headers`) are the default policy's; a section it gives replaces the default's whole, and
 //! fields absent from it take their built-in defaults. So what a named policy does can be read
 //! from its own text and the top level, never from another named policy.
 //!
@@ -18,6 +18,7 @@
 //! }
 //! ```
 
+use super::browser::{CorsConfig, HeadersConfig};
 use crate::config::read::Node;
 use crate::config::{parse_document, ConfigError};
 use crate::detect::DetectConfig;
@@ -43,6 +44,10 @@ pub struct Settings {
     pub response: DirectionConfig,
     /// Who may ask, over which channel, for which endpoint and model.
     pub admission: AdmissionConfig,
+    /// Which other origins' pages may call (CORS). By default none.
+    pub cors: CorsConfig,
+    /// Security headers every response carries, and headers removed from upstream responses.
+    pub headers: HeadersConfig,
 }
 
 /// A named policy as written: its match and the sections it gives (`None`: the default's).
@@ -60,6 +65,10 @@ pub struct NamedConfig {
     pub response: Option<DirectionConfig>,
     /// Its `admission` section, if given.
     pub admission: Option<AdmissionConfig>,
+    /// Its `cors` section, if given.
+    pub cors: Option<CorsConfig>,
+    /// Its `headers` section, if given.
+    pub headers: Option<HeadersConfig>,
 }
 
 /// Which requests a named policy takes. Every field given must match (an absent or empty list
@@ -193,7 +202,7 @@ impl Config {
     }
 
     fn read(node: &Node) -> Result<Config, ConfigError> {
-        let obj = node.object(&["detect", "request", "response", "admission", "policies"])?;
+        let obj = node.object(&["detect", "request", "response", "admission", "cors", "headers", "policies"])?;
         let policies = obj.read("policies", |n| n.array(|n| NamedConfig::read(&n)))?.unwrap_or_default();
         for (i, p) in policies.iter().enumerate() {
             if p.name == "default" || policies[..i].iter().any(|q| q.name == p.name) {
@@ -209,6 +218,8 @@ impl Config {
                 request: obj.read("request", DirectionConfig::read)?.unwrap_or_default(),
                 response: obj.read("response", DirectionConfig::read)?.unwrap_or_default(),
                 admission: obj.read("admission", AdmissionConfig::read)?.unwrap_or_default(),
+                cors: obj.read("cors", CorsConfig::read)?.unwrap_or_default(),
+                headers: obj.read("headers", HeadersConfig::read)?.unwrap_or_default(),
             },
             policies,
         })
@@ -217,7 +228,7 @@ impl Config {
 
 impl NamedConfig {
     fn read(node: &Node) -> Result<NamedConfig, ConfigError> {
-        let obj = node.object(&["name", "match", "detect", "request", "response", "admission"])?;
+        let obj = node.object(&["name", "match", "detect", "request", "response", "admission", "cors", "headers"])?;
         let name_node = obj.required("name")?;
         let name = name_node.str()?.to_owned();
         let ok = !name.is_empty()
@@ -233,6 +244,8 @@ impl NamedConfig {
             request: obj.read("request", DirectionConfig::read)?,
             response: obj.read("response", DirectionConfig::read)?,
             admission: obj.read("admission", AdmissionConfig::read)?,
+            cors: obj.read("cors", CorsConfig::read)?,
+            headers: obj.read("headers", HeadersConfig::read)?,
         })
     }
 }

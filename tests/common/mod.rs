@@ -51,7 +51,7 @@ pub struct Delivered {
     /// The local reply sent instead, if any.
     pub reply: Option<inferguard::exchange::LocalReply>,
     /// Header edits asked for.
-    pub headers: Vec<(&'static str, Option<String>)>,
+    pub headers: Vec<inferguard::policy::browser::HeaderEdit>,
 }
 
 /// Feeds `chunks` of one body the way Envoy does: the host buffer grows while the exchange
