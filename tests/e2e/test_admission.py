@@ -227,6 +227,12 @@ def test_the_direct_response_426_listener_is_unchanged(envoy):
     r = httpx.post(f"http://127.0.0.1:{envoy.plain_port}/v1/chat/completions", json=chat(), timeout=30)
     assert r.status_code == 426
     assert r.json()["error"]["code"] == "tls_required"
+    # The security headers every response carries (no HSTS: this is not a TLS connection).
+    for name, value in [("x-content-type-options", "nosniff"), ("x-frame-options", "DENY"),
+                        ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
+                        ("referrer-policy", "no-referrer"), ("cache-control", "no-store"), ("vary", "Origin")]:
+        assert r.headers.get(name) == value, (name, dict(r.headers))
+    assert "server" not in r.headers and "strict-transport-security" not in r.headers
 
 
 # --- 3. mTLS required (a policy chosen by model) ----------------------------------------------------
