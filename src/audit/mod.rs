@@ -25,6 +25,8 @@ pub enum Decision {
     /// Admission refused the request (channel, identity, scope, endpoint or model): nothing of
     /// it was forwarded.
     Denied,
+    /// The caller's allowance was spent (429): nothing of it was forwarded.
+    RateLimited,
 }
 
 impl Decision {
@@ -36,6 +38,7 @@ impl Decision {
             Decision::Redacted => "redacted",
             Decision::Blocked => "blocked",
             Decision::Denied => "denied",
+            Decision::RateLimited => "rate_limited",
         }
     }
 }
@@ -129,6 +132,9 @@ pub struct AuditRecord {
     pub subject: Option<String>,
     /// Envoy's route name.
     pub route: Option<String>,
+    /// A mark short of a refusal: `extraction_suspected` when the caller has nearly spent an
+    /// allowance.
+    pub warning: Option<&'static str>,
     /// The API the path belongs to (`openai.chat_completions`, ...).
     pub api: &'static str,
     /// What CORS made of a request with an `Origin` of another site: `preflight` (a preflight,
@@ -208,6 +214,9 @@ impl AuditRecord {
         self.response.write(&mut out);
         if let Some(r) = &self.reason {
             out.str("reason", r);
+        }
+        if let Some(w) = self.warning {
+            out.str("warning", w);
         }
         out.close();
         // Only whole UTF-8 strings and ASCII were written.

@@ -159,6 +159,7 @@ fn explain(args: ExplainArgs) -> ExitCode {
     let groups = encode_list(&args.groups);
     let scope = args.scopes.join(" ");
     let verified = Verified {
+        client_address: None,
         tls_version: (!args.plaintext).then_some("TLSv1.3"),
         client_certificate: args.mtls || args.spiffe.is_some(),
         spiffe: args.spiffe.as_deref(),

@@ -56,6 +56,7 @@ use crate::policy::{
     Cors, CorsRequest, Denial, DirectionConfig, Identity, Model, OnRefusedOrigin, Oversize, Policies, Policy, Request,
     Selected, Verified,
 };
+use crate::limits::{Limiter, Rate, Store};
 use crate::redact::{apply_spans, Redactor};
 use crate::stream::{text_runs, whole_json, BodyStream, Limits, StreamStop, Whole};
 use crate::wire::encoding::{ContentEncoding, DecodeError, Decoder};
@@ -192,12 +193,36 @@ struct Head {
     tls_version: Option<String>,
     client_certificate: bool,
     upstream_tls: Option<bool>,
+    /// The client's IP address (`source.address`, without the port).
+    client_address: Option<String>,
     /// The raw `:path` (what the request line said).
     raw_path: String,
 }
 
+/// The shared buckets and the request's time, for abuse limits.
+struct LimitEnv {
+    store: Box<dyn Store>,
+    now_ms: u64,
+}
+
+/// The bucket slot of a caller under a policy: one of 65,536, so that callers who cycle through
+/// identities or addresses cannot grow the shared state without bound (two callers that share
+/// a slot share an allowance: stricter, never looser).
+fn limit_slot(policy: &str, caller: &str) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in policy.bytes().chain([0]).chain(caller.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % 65_536) as u32
+}
+
 /// The state of one request/response pair.
 pub struct Exchange {
+    limit_env: Option<LimitEnv>,
+    /// The answer's output was charged to the caller's allowance.
+    charged: bool,
+    /// Response body bytes forwarded so far.
+    output_bytes: usize,
     policies: Rc<Policies>,
     /// The policy that applies (the default until one is chosen).
     policy: Rc<Policy>,
@@ -237,6 +262,9 @@ impl Exchange {
     /// Starts an exchange under a configuration's policies.
     pub fn new(policies: Rc<Policies>) -> Exchange {
         Exchange {
+            limit_env: None,
+            charged: false,
+            output_bytes: 0,
             policy: Rc::clone(policies.default_policy()),
             policies,
             pending: false,
@@ -318,6 +346,7 @@ impl Exchange {
                     reason: "malformed_path",
                     message: format!("the request path cannot be read: {e}"),
                     www_authenticate: None,
+                    retry_after: None,
                 }));
             }
         };
@@ -344,6 +373,7 @@ impl Exchange {
             tls_version: verified.tls_version.map(str::to_owned),
             client_certificate: verified.client_certificate,
             upstream_tls: verified.upstream_tls,
+            client_address: verified.client_address.map(|a| strip_port(a).to_owned()),
             raw_path: head.path.to_owned(),
         });
         let cors = CorsRequest {
@@ -439,6 +469,7 @@ impl Exchange {
                     reason: why.reason(),
                     message: "this origin may not call this API with that method and those headers (CORS)".to_owned(),
                     www_authenticate: None,
+                    retry_after: None,
                 })
             }
         }
@@ -467,10 +498,90 @@ impl Exchange {
                     reason: "cors_origin",
                     message: "pages of this origin may not call this API (CORS)".to_owned(),
                     www_authenticate: None,
+                    retry_after: None,
                 });
             }
         };
-        self.admit_head()
+        self.admit_head()?;
+        self.rate_limit()
+    }
+
+    /// The caller's request allowance under the chosen policy (and that its output allowance is
+    /// not overdrawn): 429 with `Retry-After` when spent; marked `extraction_suspected` when
+    /// nearly spent.
+    fn rate_limit(&mut self) -> Result<(), Denial> {
+        let limits = self.policy.limits.clone();
+        let Some(env) = self.limit_env.as_mut() else { return Ok(()) };
+        if !limits.any() {
+            return Ok(());
+        }
+        let caller = self
+            .identity
+            .subject
+            .clone()
+            .or_else(|| self.head.as_ref().and_then(|h| h.client_address.clone()))
+            .unwrap_or_default();
+        let slot = limit_slot(&self.policy.name, &caller);
+        let limiter = Limiter { warn_below: 1.0 - limits.warn_at };
+        let mut warn = false;
+        let mut refused = None;
+        if let Some(out) = limits.output_per_minute {
+            let rate = Rate { per_minute: out as f64 };
+            match limiter.take(env.store.as_mut(), &format!("inferguard.rl.o.{slot}"), rate, 0.0, env.now_ms) {
+                Ok(t) => warn |= t.warn,
+                Err(l) => refused = Some(l),
+            }
+        }
+        if let (None, Some(n)) = (refused, limits.requests_per_minute) {
+            let rate = Rate { per_minute: n as f64 };
+            match limiter.take(env.store.as_mut(), &format!("inferguard.rl.r.{slot}"), rate, 1.0, env.now_ms) {
+                Ok(t) => warn |= t.warn,
+                Err(l) => refused = Some(l),
+            }
+        }
+        if warn {
+            self.audit.warning = Some("extraction_suspected");
+        }
+        match refused {
+            None => Ok(()),
+            Some(l) => Err(Denial {
+                status: 429,
+                reason: "rate_limited",
+                message: format!("too many requests: retry in {} s", l.retry_after_s),
+                www_authenticate: None,
+                retry_after: Some(l.retry_after_s),
+            }),
+        }
+    }
+
+    /// Charges the answer's output to the caller's output allowance (after the fact: the next
+    /// request waits if this one overdrew it). Call once, when the exchange ends.
+    pub fn on_end(&mut self) {
+        let out = self.policy.limits.output_per_minute;
+        let (Some(out), Some(env)) = (out, self.limit_env.as_mut()) else { return };
+        if self.charged || self.audit.decision >= Decision::Denied {
+            return;
+        }
+        self.charged = true;
+        let caller = self
+            .identity
+            .subject
+            .clone()
+            .or_else(|| self.head.as_ref().and_then(|h| h.client_address.clone()))
+            .unwrap_or_default();
+        let slot = limit_slot(&self.policy.name, &caller);
+        let limiter = Limiter { warn_below: 1.0 - self.policy.limits.warn_at };
+        let rate = Rate { per_minute: out as f64 };
+        let t = limiter.charge(env.store.as_mut(), &format!("inferguard.rl.o.{slot}"), rate, self.output_bytes as f64, env.now_ms);
+        if t.warn {
+            self.audit.warning = Some("extraction_suspected");
+        }
+    }
+
+    /// Where the buckets live and the time of this request: set by the glue before the request
+    /// head when limits are configured.
+    pub fn set_limits(&mut self, store: Box<dyn Store>, now_ms: u64) {
+        self.limit_env = Some(LimitEnv { store, now_ms });
     }
 
     /// Completes a local reply's headers: the one place they are decided, with the upstream's
@@ -538,6 +649,10 @@ impl Exchange {
         if let Some(w) = &d.www_authenticate {
             headers.push(("www-authenticate".into(), w.clone()));
         }
+        if let Some(secs) = d.retry_after {
+            headers.push(("retry-after".into(), secs.to_string()));
+            self.audit.decision = Decision::RateLimited;
+        }
         LocalReply { status: d.status, body: self.api.error_shape().body(d.status, d.reason, &d.message), headers }
     }
 
@@ -592,6 +707,9 @@ impl Exchange {
         read: &mut dyn FnMut(usize, usize) -> Vec<u8>,
     ) -> Step {
         let step = self.body_step(side, size, end, read);
+        if side == Side::Response && step.then == Then::Forward {
+            self.output_bytes += step.body.as_ref().map_or(size, Vec::len);
+        }
         self.finish(step)
     }
 
@@ -1105,6 +1223,14 @@ impl Exchange {
     fn refuse(&mut self, status: u16, kind: &'static str, message: &str) -> LocalReply {
         self.audit.block(kind);
         LocalReply { status, body: self.api.error_shape().body(status, kind, message), headers: Vec::new() }
+    }
+}
+
+/// `10.0.0.1:5000` → `10.0.0.1`, `[::1]:5000` → `[::1]`.
+fn strip_port(address: &str) -> &str {
+    match address.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) && (!host.contains(':') || host.ends_with(']')) => host,
+        _ => address,
     }
 }
 

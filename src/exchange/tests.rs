@@ -663,3 +663,68 @@ fn every_local_reply_and_every_upstream_answer_carries_the_security_headers() {
     assert_eq!(r.status, 502);
     assert_secure(&r.headers, true, "502 malformed_response");
 }
+
+/// A store shared by several exchanges, as Envoy's workers share proxy-wasm's shared data.
+#[derive(Clone, Default)]
+struct Shared(Rc<std::cell::RefCell<crate::limits::MemoryStore>>);
+
+impl crate::limits::Store for Shared {
+    fn get(&mut self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.0.borrow_mut().get(key)
+    }
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), ()> {
+        self.0.borrow_mut().set(key, value, cas)
+    }
+}
+
+#[test]
+fn limits_hold_per_caller_answer_429_with_retry_after_and_warn_first() {
+    let policies = Rc::new(
+        Policies::from_json(r#"{"limits": {"requests_per_minute": 4, "output_per_minute": 1000, "warn_at": 50}}"#)
+            .unwrap(),
+    );
+    let store = Shared::default();
+    let send = |client: &str, now_ms: u64| {
+        let mut x = Exchange::new(Rc::clone(&policies));
+        x.set_limits(Box::new(store.clone()), now_ms);
+        let v = Verified { client_address: Some(client), ..Verified::tls("TLSv1.3") };
+        let step = x.on_request_head(&RequestHead { method: "GET", path: "/v1/models", ..Default::default() }, &v, true);
+        (x, step)
+    };
+    let mut warnings = Vec::new();
+    for _ in 0..4 {
+        let (x, step) = send("10.0.0.1:5000", 0);
+        assert_eq!(step.then, Then::Forward);
+        warnings.push(x.audit().warning);
+    }
+    // Past half of the allowance: marked before anything is refused.
+    assert_eq!(warnings, [None, None, Some("extraction_suspected"), Some("extraction_suspected")]);
+    let (x, step) = send("10.0.0.1:6000", 0);
+    let Then::Reply(r) = step.then else { panic!("{:?}", step.then) };
+    assert_eq!(r.status, 429);
+    assert!(r.headers.iter().any(|(k, v)| k == "retry-after" && v == "15"), "{:?}", r.headers);
+    assert!(r.body.contains("rate_limited"));
+    assert_eq!((x.audit().decision, x.audit().reason.as_deref()), (Decision::RateLimited, Some("rate_limited")));
+    // Another caller has its own allowance; the first gets one back 15 s later.
+    assert_eq!(send("10.0.0.2:5000", 0).1.then, Then::Forward);
+    assert_eq!(send("10.0.0.1:5000", 15_000).1.then, Then::Forward);
+
+    // Output is charged when the exchange ends: an answer that overdraws makes the next wait.
+    let (mut x, _) = send("10.0.0.3:1", 0);
+    x.on_response_head(&ResponseHead { status: 200, content_type: Some("text/plain"), ..Default::default() }, false);
+    let big = vec![b'a'; 1500];
+    x.on_body(Side::Response, big.len(), true, &mut |s, n| big[s..s + n].to_vec());
+    x.on_end();
+    let (_, step) = send("10.0.0.3:1", 0);
+    let Then::Reply(r) = step.then else { panic!("{:?}", step.then) };
+    assert_eq!(r.status, 429);
+    // 500 bytes over at 1000 a minute: 30 s.
+    assert!(r.headers.iter().any(|(k, v)| k == "retry-after" && v == "30"), "{:?}", r.headers);
+}
+
+#[test]
+fn callers_land_in_a_bounded_number_of_slots() {
+    let slots: std::collections::HashSet<u32> = (0..200_000).map(|i| limit_slot("default", &format!("10.{i}"))).collect();
+    assert!(slots.len() <= 65_536);
+    assert!(slots.len() > 60_000, "{}", slots.len());
+}

@@ -11,6 +11,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 
+use crate::limits::Store;
 use crate::exchange::{Exchange, LocalReply, RequestHead, ResponseHead, Side, Step, Then};
 use crate::policy::{JwtFacts, Policies, Verified};
 
@@ -31,6 +32,20 @@ const PATH_PROPERTY: &str = "inferguard.path";
 /// Where `jwt_authn` writes what it verified (`payload_in_metadata: payload`,
 /// `failed_status_in_metadata: failure`); Istio's `RequestAuthentication` writes the same.
 const JWT_METADATA: [&str; 3] = ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn"];
+
+/// The limit buckets in proxy-wasm shared data: one store per Envoy process, seen by every worker,
+/// written with compare-and-swap.
+struct SharedData;
+
+impl Store for SharedData {
+    fn get(&mut self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), ()> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|_| ())
+    }
+}
 
 /// One per plugin configuration: owns the compiled policies.
 struct Root {
@@ -189,7 +204,9 @@ impl HttpContext for Filter {
         } else {
             (None, None, None, None, jwt(&["failure", "code"]))
         };
+        let client_address = prop(&["source", "address"]);
         let verified = Verified {
+            client_address: text(&client_address),
             tls_version: text(&tls_version),
             client_certificate,
             spiffe: text(&spiffe),
@@ -204,6 +221,13 @@ impl HttpContext for Filter {
                 groups: groups.as_deref(),
             },
         };
+        if self.exchange.policies().limits_anything() {
+            let now_ms = self
+                .get_current_time()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            self.exchange.set_limits(Box::new(SharedData), now_ms);
+        }
         let mut step = self.exchange.on_request_head(&head, &verified, end_of_stream);
         // Each host call costs: only headers that are there are removed.
         step.headers.retain(|(h, v)| v.is_some() || get(h).is_some());
@@ -250,6 +274,7 @@ impl HttpContext for Filter {
     }
 
     fn on_log(&mut self) {
+        self.exchange.on_end();
         self.publish_audit();
     }
 }

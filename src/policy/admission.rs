@@ -22,11 +22,13 @@ pub struct Denial {
     pub message: String,
     /// The `WWW-Authenticate` header value, for 401 and scope refusals.
     pub www_authenticate: Option<String>,
+    /// Seconds for `Retry-After`, for 429.
+    pub retry_after: Option<u64>,
 }
 
 impl Denial {
     fn new(status: u16, reason: &'static str, message: impl Into<String>) -> Denial {
-        Denial { status, reason, message: message.into(), www_authenticate: None }
+        Denial { status, reason, message: message.into(), www_authenticate: None, retry_after: None }
     }
 }
 

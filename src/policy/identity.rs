@@ -21,6 +21,9 @@ pub struct Verified<'a> {
     pub upstream_tls: Option<bool>,
     /// What `jwt_authn` wrote in its dynamic metadata.
     pub jwt: JwtFacts<'a>,
+    /// `source.address`: the client's address (`ip:port`), the caller's key for limits when it
+    /// is anonymous.
+    pub client_address: Option<&'a str>,
 }
 
 impl<'a> Verified<'a> {

@@ -20,7 +20,7 @@ pub use admission::{Admission, Denial};
 pub use browser::{Browser, Cors, CorsConfig, CorsRequest, HeadersConfig, OnRefusedOrigin, Origin, OriginPattern};
 pub use identity::{encode_list, Identity, JwtFacts, Source, Verified};
 pub use settings::{
-    AdmissionConfig, Config, DirectionConfig, MatchConfig, ModelRuleConfig, NamedConfig, Oversize, PositiveU64,
+    AdmissionConfig, Config, DirectionConfig, LimitsConfig, MatchConfig, ModelRuleConfig, NamedConfig, Oversize, PositiveU64,
     Settings, TlsVersion, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HOLDBACK_BYTES,
 };
 
@@ -44,6 +44,8 @@ pub struct Policy {
     pub admission: Admission,
     /// CORS and the headers every response carries.
     pub browser: Browser,
+    /// Abuse limits per caller.
+    pub limits: LimitsConfig,
     matcher: Matcher,
 }
 
@@ -189,6 +191,7 @@ impl Policy {
             response: s.response.clone(),
             admission: Admission::new(&s.admission, &format!("{prefix}admission"))?,
             browser: Browser { cors: s.cors.clone(), headers: s.headers.clone() },
+            limits: s.limits.clone(),
             matcher: Matcher::new(matches),
         })
     }
@@ -214,6 +217,7 @@ impl Policies {
                 admission: p.admission.clone().unwrap_or_else(|| cfg.default.admission.clone()),
                 cors: p.cors.clone().unwrap_or_else(|| cfg.default.cors.clone()),
                 headers: p.headers.clone().unwrap_or_else(|| cfg.default.headers.clone()),
+                limits: p.limits.clone().unwrap_or_else(|| cfg.default.limits.clone()),
             };
             named.push(Rc::new(Policy::compile(&p.name, &s, own, &p.matches, &at)?));
         }
@@ -250,6 +254,12 @@ impl Policies {
     /// read the cluster's metadata.)
     pub fn reads_upstream_tls(&self) -> bool {
         self.named.iter().chain([&self.default]).any(|p| p.admission.config().require_upstream_tls)
+    }
+
+    /// Does any policy set an abuse limit? (Otherwise the glue need not give the exchange the
+    /// shared buckets and the time.)
+    pub fn limits_anything(&self) -> bool {
+        self.named.iter().chain([&self.default]).any(|p| p.limits.any())
     }
 
     /// The largest request body any policy accepts: the bound while the policy still waits for

@@ -48,6 +48,8 @@ pub struct Settings {
     pub cors: CorsConfig,
     /// Security headers every response carries, and headers removed from upstream responses.
     pub headers: HeadersConfig,
+    /// Abuse limits per caller.
+    pub limits: LimitsConfig,
 }
 
 /// A named policy as written: its match and the sections it gives (`None`: the default's).
@@ -69,6 +71,8 @@ pub struct NamedConfig {
     pub cors: Option<CorsConfig>,
     /// Its `headers` section, if given.
     pub headers: Option<HeadersConfig>,
+    /// Its `limits` section, if given.
+    pub limits: Option<LimitsConfig>,
 }
 
 /// Which requests a named policy takes. Every field given must match (an absent or empty list
@@ -130,6 +134,43 @@ impl Default for AdmissionConfig {
             models: Vec::new(),
             endpoints: Vec::new(),
         }
+    }
+}
+
+/// Abuse limits: token buckets per caller (the verified subject, else the client address) and
+/// policy, shared by all of Envoy's workers. An absent limit is no limit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitsConfig {
+    /// Requests a caller may make per minute (and at once, after a quiet minute).
+    pub requests_per_minute: Option<u64>,
+    /// Output a caller may receive per minute: the answer's bytes. Counted after each answer,
+    /// so one answer may overdraw; the next request then waits for the refill.
+    pub output_per_minute: Option<u64>,
+    /// The share of an allowance used from which a request is marked `extraction_suspected`
+    /// in the audit record, before anything is refused (default 0.8).
+    pub warn_at: f64,
+}
+
+impl LimitsConfig {
+    fn read(node: &Node) -> Result<LimitsConfig, ConfigError> {
+        let obj = node.object(&["requests_per_minute", "output_per_minute", "warn_at"])?;
+        let warn_at = match obj.get("warn_at") {
+            None => 0.8,
+            Some(n) => match n.uint(100) {
+                Ok(p) => p as f64 / 100.0,
+                Err(_) => return Err(n.error("expected a percentage from 0 to 100")),
+            },
+        };
+        Ok(LimitsConfig {
+            requests_per_minute: obj.read("requests_per_minute", Node::positive)?,
+            output_per_minute: obj.read("output_per_minute", Node::positive)?,
+            warn_at,
+        })
+    }
+
+    /// Does it limit anything?
+    pub fn any(&self) -> bool {
+        self.requests_per_minute.is_some() || self.output_per_minute.is_some()
     }
 }
 
@@ -202,7 +243,7 @@ impl Config {
     }
 
     fn read(node: &Node) -> Result<Config, ConfigError> {
-        let obj = node.object(&["detect", "request", "response", "admission", "cors", "headers", "policies"])?;
+        let obj = node.object(&["detect", "request", "response", "admission", "cors", "headers", "limits", "policies"])?;
         let policies = obj.read("policies", |n| n.array(|n| NamedConfig::read(&n)))?.unwrap_or_default();
         for (i, p) in policies.iter().enumerate() {
             if p.name == "default" || policies[..i].iter().any(|q| q.name == p.name) {
@@ -220,6 +261,7 @@ impl Config {
                 admission: obj.read("admission", AdmissionConfig::read)?.unwrap_or_default(),
                 cors: obj.read("cors", CorsConfig::read)?.unwrap_or_default(),
                 headers: obj.read("headers", HeadersConfig::read)?.unwrap_or_default(),
+                limits: obj.read("limits", LimitsConfig::read)?.unwrap_or_default(),
             },
             policies,
         })
@@ -228,7 +270,7 @@ impl Config {
 
 impl NamedConfig {
     fn read(node: &Node) -> Result<NamedConfig, ConfigError> {
-        let obj = node.object(&["name", "match", "detect", "request", "response", "admission", "cors", "headers"])?;
+        let obj = node.object(&["name", "match", "detect", "request", "response", "admission", "cors", "headers", "limits"])?;
         let name_node = obj.required("name")?;
         let name = name_node.str()?.to_owned();
         let ok = !name.is_empty()
@@ -246,6 +288,7 @@ impl NamedConfig {
             admission: obj.read("admission", AdmissionConfig::read)?,
             cors: obj.read("cors", CorsConfig::read)?,
             headers: obj.read("headers", HeadersConfig::read)?,
+            limits: obj.read("limits", LimitsConfig::read)?,
         })
     }
 }

@@ -123,6 +123,7 @@ impl ErrorShape {
                     401 => "authentication_error",
                     403 => "permission_error",
                     413 => "request_too_large",
+                    429 => "rate_limit_error",
                     s if s >= 500 => "api_error",
                     _ => "invalid_request_error",
                 };
