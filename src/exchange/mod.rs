@@ -394,6 +394,20 @@ impl Exchange {
         let mut step = Step::forward();
         // Upstreams must answer in plain text so the response can be scanned.
         step.headers.push(("accept-encoding".into(), None));
+        // Who is asking, as Envoy verified it, for filters after this one (Envoy's global rate
+        // limit filter keys its descriptors on it). Set on every request, so a client's own
+        // header of that name never survives.
+        let caller = match (&self.identity.subject, &self.head) {
+            (Some(s), _) => format!("{}:{s}", self.identity.source.as_str()),
+            (None, Some(Head { client_address: Some(a), .. })) => format!("anonymous:{a}"),
+            _ => "anonymous:".to_owned(),
+        };
+        // A header value carries visible ASCII only: anything else is percent-encoded.
+        let caller = caller
+            .bytes()
+            .map(|b| if (0x20..0x7f).contains(&b) && b != b'%' { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        step.headers.push((IDENTITY_HEADER.into(), Some(caller)));
         let model = if end { Model::Absent } else { Model::Unread };
         if self.choose(model) {
             if let Err(d) = self.admit() {
@@ -1233,6 +1247,9 @@ fn strip_port(address: &str) -> &str {
         _ => address,
     }
 }
+
+/// The request header that carries the verified caller to the filters after this one.
+pub const IDENTITY_HEADER: &str = "x-inferguard-identity";
 
 /// The longest model name recorded.
 const MAX_MODEL_CHARS: usize = 128;

@@ -728,3 +728,22 @@ fn callers_land_in_a_bounded_number_of_slots() {
     assert!(slots.len() <= 65_536);
     assert!(slots.len() > 60_000, "{}", slots.len());
 }
+
+#[test]
+fn the_verified_caller_is_set_for_later_filters_and_a_clients_own_header_never_survives() {
+    let policies = Rc::new(Policies::from_json("").unwrap());
+    let head = RequestHead { method: "GET", path: "/v1/models", ..Default::default() };
+    let ident = |v: &Verified| {
+        let mut x = Exchange::new(Rc::clone(&policies));
+        let step = x.on_request_head(&head, v, true);
+        step.headers.iter().find(|(k, _)| k == IDENTITY_HEADER).and_then(|(_, v)| v.clone())
+    };
+    let jwt = Verified {
+        jwt: crate::policy::JwtFacts { sub: Some("alice\u{e9}\n".as_bytes()), ..Default::default() },
+        ..Verified::tls("TLSv1.3")
+    };
+    assert_eq!(ident(&jwt).as_deref(), Some("jwt:alice%C3%A9%0A"));
+    let anon = Verified { client_address: Some("10.1.2.3:4444"), ..Verified::tls("TLSv1.3") };
+    assert_eq!(ident(&anon).as_deref(), Some("anonymous:10.1.2.3"));
+    assert_eq!(ident(&Verified::tls("TLSv1.3")).as_deref(), Some("anonymous:"));
+}
