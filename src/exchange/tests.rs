@@ -253,6 +253,7 @@ fn the_request_line_and_the_model_are_redacted_and_logged_redacted() {
         d.headers,
         vec![
             ("accept-encoding".into(), None),
+            ("x-inferguard-identity".into(), Some("anonymous:".into())),
             (":path".into(), Some("/v1/users/%5BREDACTED%3AEMAIL%5D?q=%5BREDACTED%3AEMAIL%5D&t=1".into()))
         ]
     );
