@@ -357,15 +357,43 @@ impl Exchange {
         self.audit.api = self.api.as_str();
         // What the access log may show: every value masked, whatever the policy (the policy may
         // not be known yet; masking does not depend on it).
-        let logged = if target.literal {
-            None
+        let (logged, lost) = if target.literal {
+            (None, false)
         } else {
             let engine = &self.policies.default_policy().engine;
             let mut scratch = DirectionAudit::default();
             let r = Redactor::new(engine, crate::policy::Mode::Redact, &mut scratch);
-            redact_target(&target.forward_path, |key, text| r.masked(key, text))
+            let mut found = 0;
+            let logged = redact_target(&target.forward_path, |key, text| {
+                let spans = r.masked(key, text);
+                found += spans.as_ref().map_or(0, Vec::len);
+                spans
+            });
+            // The normal form can take a value apart (`%2F%2F` merged into one `/`): one the
+            // target as sent holds but the forwarded one no longer shows cannot be redacted in
+            // place, so the request is refused.
+            let mut sent = 0;
+            if target.rewritten {
+                redact_target(head.path, |key, text| {
+                    let spans = r.masked(key, text);
+                    sent += spans.as_ref().map_or(0, Vec::len);
+                    spans
+                });
+            }
+            (logged, sent > found)
         };
         self.logged_path = logged.unwrap_or_else(|| target.forward_path.clone());
+        if lost {
+            self.logged_path = "-".to_owned();
+            self.audit.policy = self.policy.name.clone();
+            return Step::reply(self.deny(&Denial {
+                status: 400,
+                reason: "malformed_path",
+                message: "the request path holds a value its normal form would take apart; percent-encode it as one segment".to_owned(),
+                www_authenticate: None,
+                retry_after: None,
+            }));
+        }
         self.head = Some(Head {
             target,
             authority: head.authority.map(str::to_owned),

@@ -748,3 +748,18 @@ fn the_verified_caller_is_set_for_later_filters_and_a_clients_own_header_never_s
     assert_eq!(ident(&anon).as_deref(), Some("anonymous:10.1.2.3"));
     assert_eq!(ident(&Verified::tls("TLSv1.3")).as_deref(), Some("anonymous:"));
 }
+
+#[test]
+fn a_value_the_normal_form_would_take_apart_refuses_the_request() {
+    // `%2F%2F` becomes one `/` in the normal form: the connection string would no longer read as
+    // one, so it could not be redacted where it is forwarded.
+    let (x, d) = exchange(OPEN, "/v1/files/DATABASE_URL%3Dpostgres%3A%2F%2Fapp%3As3cretPw%40db.internal%3A5432/x", b"");
+    let r = d.reply.expect("refused");
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("malformed_path"), "{}", r.body);
+    assert_eq!(x.logged_path(), "-");
+    // Sent whole in the query it is redacted in place.
+    let (x, d) = exchange(OPEN, "/v1/files/x?db=postgres%3A%2F%2Fapp%3As3cretPw%40db.internal%3A5432", b"");
+    assert!(d.reply.is_none());
+    assert!(!x.logged_path().contains("s3cretPw"), "{}", x.logged_path());
+}

@@ -29,12 +29,19 @@ pub fn redact_target(
     };
     let mut changed = false;
     let mut out = String::with_capacity(target.len());
-    match redact_piece(path, false, None, &mut redact) {
+    // The path twice: as one text (a value may run across a `/`: `postgres://user:pw@host`),
+    // then segment by segment (a segment is a value of its own to the engine).
+    let whole = redact_piece(path, Piece::Path, None, &mut redact);
+    let path = whole.as_deref().unwrap_or(path);
+    match redact_piece(path, Piece::Segments, None, &mut redact) {
         Some(p) => {
             changed = true;
             out.push_str(&p);
         }
-        None => out.push_str(path),
+        None => {
+            changed |= whole.is_some();
+            out.push_str(path);
+        }
     }
     if let Some(query) = query {
         out.push('?');
@@ -46,7 +53,7 @@ pub fn redact_target(
                 Some((n, v)) => (n, Some(v)),
                 None => (pair, None),
             };
-            match redact_piece(name, true, None, &mut redact) {
+            match redact_piece(name, Piece::Query, None, &mut redact) {
                 Some(n) => {
                     changed = true;
                     out.push_str(&n);
@@ -56,7 +63,7 @@ pub fn redact_target(
             if let Some(value) = value {
                 out.push('=');
                 let key = decode(name, true).0;
-                match redact_piece(value, true, Some(&key), &mut redact) {
+                match redact_piece(value, Piece::Query, Some(&key), &mut redact) {
                     Some(v) => {
                         changed = true;
                         out.push_str(&v);
@@ -71,12 +78,31 @@ pub fn redact_target(
 
 type Redact<'r> = dyn FnMut(Option<&str>, &str) -> Option<Vec<(Range<usize>, String)>> + 'r;
 
-fn redact_piece(raw: &str, query: bool, key: Option<&str>, redact: &mut Redact) -> Option<String> {
+/// How a piece of the target is read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    /// The path as one text.
+    Path,
+    /// The path with each `/` between segments a line break to the engine: each segment is a
+    /// value of its own (`/files/4111 1111 1111 1111/x` holds a card number, not a fraction).
+    /// An encoded `%2F` stays inside its segment.
+    Segments,
+    /// A query parameter's name or value (`+` is a space).
+    Query,
+}
+
+fn redact_piece(raw: &str, piece: Piece, key: Option<&str>, redact: &mut Redact) -> Option<String> {
+    let query = piece == Piece::Query;
+    let segments = |text: &str, is_separator: &dyn Fn(usize) -> bool| -> String {
+        text.char_indices().map(|(i, c)| if c == '/' && is_separator(i) { '\n' } else { c }).collect()
+    };
     if !raw.contains(['%', '+']) {
         // Nothing encoded (nearly every path): the text is the raw piece.
-        return redact(key, raw).map(|spans| splice(raw, &spans, |o| o));
+        let spans = if piece == Piece::Segments { redact(key, &segments(raw, &|_| true)) } else { redact(key, raw) };
+        return spans.map(|spans| splice(raw, &spans, |o| o));
     }
     let (text, map) = decode(raw, query);
+    let text = if piece == Piece::Segments { segments(&text, &|i| raw.as_bytes()[map[i]] == b'/') } else { text };
     redact(key, &text).map(|spans| splice(raw, &spans, |o| map[o]))
 }
 
@@ -184,6 +210,16 @@ mod tests {
     }
 
     #[test]
+    fn the_path_is_read_whole_then_segment_by_segment_and_an_encoded_slash_stays_inside() {
+        let mut texts = Vec::new();
+        redact_target("/v1/files/4111%201111%201111%201111/a%2Fb", |_, t| {
+            texts.push(t.to_owned());
+            None
+        });
+        assert_eq!(texts, ["/v1/files/4111 1111 1111 1111/a/b", "\nv1\nfiles\n4111 1111 1111 1111\na/b"]);
+    }
+
+    #[test]
     fn query_values_are_judged_under_their_names() {
         let mut keys = Vec::new();
         redact_target("/p?api%5Fkey=s3cret&x", |k, t| {
@@ -194,6 +230,7 @@ mod tests {
             keys,
             vec![
                 (None, "/p".into()),
+                (None, "\np".into()),
                 (None, "api_key".into()),
                 (Some("api_key".into()), "s3cret".into()),
                 (None, "x".into())
