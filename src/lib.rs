@@ -25,6 +25,7 @@ pub mod audit;
 pub mod config;
 pub mod detect;
 pub mod exchange;
+pub mod metrics;
 pub mod policy;
 pub(crate) mod redact;
 pub(crate) mod stream;
