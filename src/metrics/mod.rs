@@ -24,7 +24,9 @@ pub const REQUESTS: &str = "inferguard_requests_total";
 pub const FINDINGS: &str = "inferguard_findings_total";
 /// Refused requests (blocked or denied), by reason.
 pub const REFUSALS: &str = "inferguard_refusals_total";
-/// Body bytes of scanned directions, by direction.
+/// Body bytes of scanned directions, by direction: the request's as forwarded (Envoy's
+/// `request.size`), the answer's as sent (`response.size`); not counted for a denied request, nor
+/// for the filter's own error after a refusal.
 pub const SCANNED_BYTES: &str = "inferguard_scanned_bytes_total";
 /// Responses redacted as they streamed, by policy.
 pub const STREAMED: &str = "inferguard_streamed_responses_total";
@@ -102,14 +104,16 @@ pub fn on_log(
             out.push(counter(name(FINDINGS, &labels), u64::from(n)));
         }
     }
-    if matches!(audit.decision, Decision::Blocked | Decision::Denied) {
+    let refused = matches!(audit.decision, Decision::Blocked | Decision::Denied);
+    if refused {
         let reason = audit.reason.as_deref().unwrap_or("unknown");
         out.push(counter(name(REFUSALS, &[("reason", reason)]), 1));
     }
-    // A denied request was judged on its head: its body, if any, was never scanned.
+    // A denied request was judged on its head: its body, if any, was never scanned. After a
+    // refusal, what went out to the client is the filter's own error, not a scanned answer.
     let scanned = [
         audit.decision != Decision::Denied && audit.request.scanned(),
-        audit.decision != Decision::Denied && audit.response.scanned(),
+        !refused && audit.response.scanned(),
     ];
     for (i, direction) in ["request", "response"].into_iter().enumerate() {
         if scanned[i] && seen.bytes[i] > 0 {
@@ -182,11 +186,12 @@ mod tests {
         let mut a = AuditRecord::default();
         a.request.count([&finding("credit_card", Action::Block), &finding("email", Action::Mask)]);
         a.block("rule:x");
+        let seen = Observed { bytes: [50, 137], ..Default::default() };
         let resolve = |dir: &str, det: &str| {
             assert_eq!(dir, "request");
             Some(if det == "email" { "mask" } else { "block" })
         };
-        let incs = on_log(&a, &Observed::default(), &resolve);
+        let incs = on_log(&a, &seen, &resolve);
         assert_eq!(
             names(&incs),
             [
@@ -194,6 +199,7 @@ mod tests {
                 ("inferguard_findings_total;detector=credit_card;direction=request;action=block".to_owned(), 1),
                 ("inferguard_findings_total;detector=email;direction=request;action=mask".to_owned(), 1),
                 ("inferguard_refusals_total;reason=rule:x".to_owned(), 1),
+                ("inferguard_scanned_bytes_total;direction=request".to_owned(), 50),
             ]
         );
     }
