@@ -77,3 +77,6 @@ def test_metrics_after_a_known_sequence(make_envoy):
     assert samples(families, "inferguard_streamed_responses_total") == {frozenset({"policy": "default"}.items()): 1}
     assert samples(families, "inferguard_active_streams") == {frozenset(): 0}
     assert samples(families, "inferguard_holdback_max_chars_count") == {frozenset(): 1}
+    # Envoy's own /stats lists the raw names, labels still inside, in its wasmcustom namespace.
+    assert "wasmcustom.inferguard_requests_total;policy=default;decision=denied: 1" in e.stats().splitlines()
+    assert "wasmcustom.inferguard_refusals_total;reason=rule:codeword: 1" in e.stats().splitlines()
