@@ -6,7 +6,7 @@ import uuid
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import b64, client, wait_for
+from harness import b64, client, raw_spec, wait_for
 
 POLICY = {"detect": {"rules": [{"name": "codeword", "pattern": "ZEPHYR-[0-9]{4}", "action": "block"}]}}
 EMAIL_ANSWER = "write to jane.doe@corp.example or to john@corp.example"
@@ -80,3 +80,26 @@ def test_metrics_after_a_known_sequence(make_envoy):
     # Envoy's own /stats lists the raw names, labels still inside, in its wasmcustom namespace.
     assert "wasmcustom.inferguard_requests_total;policy=default;decision=denied: 1" in e.stats().splitlines()
     assert "wasmcustom.inferguard_refusals_total;reason=rule:codeword: 1" in e.stats().splitlines()
+
+
+def sse_chunk(content):
+    return b"data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                                   "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}).encode() + b"\n\n"
+
+
+def test_active_streams_counts_an_answer_while_it_streams(make_envoy):
+    e = make_envoy("")
+    gauge = lambda: samples(scrape(e)[1], "inferguard_active_streams")
+    chunks = [sse_chunk("mail jane.doe@corp.example now "), sse_chunk("and more"), b"data: [DONE]\n\n"]
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    with client() as c:
+        with c.stream("POST", f"{e.base}/v1/chat/completions", json=body,
+                      headers=raw_spec(chunks, "text/event-stream", delay_ms=1500)) as r:
+            pieces = r.iter_raw()
+            first = next(pieces)
+            assert b"[REDACTED:EMAIL]" in first, first
+            assert gauge() == {frozenset(): 1}
+            rest = b"".join(pieces)
+        assert rest.endswith(b"data: [DONE]\n\n"), rest
+    wait_for(lambda: gauge() == {frozenset(): 0}, 5, "the stream counted out")
+    assert samples(scrape(e)[1], "inferguard_streamed_responses_total") == {frozenset({"policy": "default"}.items()): 1}
