@@ -204,19 +204,7 @@ impl Filter {
             bytes: [size("request"), size("response")],
         };
         let audit = self.exchange.audit();
-        let policies = self.exchange.policies();
-        let policy = policies.named().iter().find(|p| p.name == audit.policy).unwrap_or(policies.default_policy());
-        let action_of = |direction: &str, detector: &str| {
-            let mode = if direction == "request" { policy.request.mode } else { policy.response.mode };
-            let mut f = [crate::detect::Finding {
-                detector: detector.into(),
-                start: 0,
-                end: 0,
-                action: policy.engine.action_of(detector)?,
-            }];
-            mode.apply(&mut f);
-            Some(f[0].action.as_str())
-        };
+        let action_of = metrics::configured_action(self.exchange.policies(), &audit.policy);
         for inc in metrics::on_log(audit, &seen, &action_of) {
             let kind = match inc.kind {
                 metrics::Kind::Counter => MetricType::Counter,

@@ -17,6 +17,8 @@
 //! Sans-IO: [`on_log`] returns the increments; the glue defines each name once and applies them.
 
 use crate::audit::{AuditRecord, Decision, DirectionAudit};
+use crate::detect::Finding;
+use crate::policy::Policies;
 
 /// Requests, by policy and decision.
 pub const REQUESTS: &str = "inferguard_requests_total";
@@ -129,6 +131,18 @@ pub fn on_log(
     out
 }
 
+/// The `action_of` for [`on_log`]: the action the policy named `policy` (the default if none has
+/// that name) gives a detector in a direction, as that direction's `mode` rewrites it.
+pub fn configured_action<'a>(policies: &'a Policies, policy: &str) -> impl Fn(&str, &str) -> Option<&'static str> + 'a {
+    let p = policies.named().iter().find(|p| p.name == policy).unwrap_or(policies.default_policy());
+    move |direction: &str, detector: &str| {
+        let mode = if direction == "request" { p.request.mode } else { p.response.mode };
+        let mut f = [Finding { detector: detector.into(), start: 0, end: 0, action: p.engine.action_of(detector)? }];
+        mode.apply(&mut f);
+        Some(f[0].action.as_str())
+    }
+}
+
 /// Findings per (detector, action) of one direction.
 fn pairs<'a>(
     direction: &str,
@@ -225,6 +239,20 @@ mod tests {
         let incs = on_log(&a, &seen, &none);
         assert_eq!(incs[1].name, "inferguard_streamed_responses_total;policy=default");
         assert_eq!(incs[2], Increment { kind: Kind::Histogram, name: HOLDBACK.into(), value: 42 });
+    }
+
+    #[test]
+    fn configured_actions_follow_the_policy_and_its_mode() {
+        let cfg = r#"{"detect": {"rules": [{"name": "t", "pattern": "T-[0-9]+", "action": "hash"}]},
+                      "policies": [{"name": "strict", "match": {"paths": ["/x"]}, "request": {"mode": "block"}}]}"#;
+        let policies = Policies::from_json(cfg).unwrap();
+        let default = configured_action(&policies, "default");
+        assert_eq!(default("request", "t"), Some("hash"));
+        assert_eq!(default("response", "email"), Some("mask"));
+        assert_eq!(default("response", "nope"), None);
+        let strict = configured_action(&policies, "strict");
+        assert_eq!(strict("request", "email"), Some("block"));
+        assert_eq!(strict("response", "email"), Some("mask"));
     }
 
     #[test]
