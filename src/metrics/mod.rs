@@ -113,10 +113,7 @@ pub fn on_log(
     }
     // A denied request was judged on its head: its body, if any, was never scanned. After a
     // refusal, what went out to the client is the filter's own error, not a scanned answer.
-    let scanned = [
-        audit.decision != Decision::Denied && audit.request.scanned(),
-        !refused && audit.response.scanned(),
-    ];
+    let scanned = [audit.decision != Decision::Denied && audit.request.scanned(), !refused && audit.response.scanned()];
     for (i, direction) in ["request", "response"].into_iter().enumerate() {
         if scanned[i] && seen.bytes[i] > 0 {
             out.push(counter(name(SCANNED_BYTES, &[("direction", direction)]), seen.bytes[i]));
@@ -257,7 +254,9 @@ mod tests {
 
     #[test]
     fn label_values_cannot_forge_labels() {
-        assert_eq!(name(FINDINGS, &[("detector", "a;b=c d\u{e9}"), ("direction", "")]),
-                   "inferguard_findings_total;detector=a_b_c_d_;direction=_");
+        assert_eq!(
+            name(FINDINGS, &[("detector", "a;b=c d\u{e9}"), ("direction", "")]),
+            "inferguard_findings_total;detector=a_b_c_d_;direction=_"
+        );
     }
 }
