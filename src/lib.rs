@@ -26,6 +26,7 @@ pub mod config;
 pub mod detect;
 pub mod exchange;
 pub mod limits;
+pub mod metrics;
 pub mod policy;
 pub(crate) mod redact;
 pub(crate) mod stream;

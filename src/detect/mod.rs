@@ -458,6 +458,12 @@ impl Engine {
         s
     }
 
+    /// The configured action of the detector, rule, dictionary or field rule `name` (before a
+    /// direction's mode rewrites it), if the configuration knows the name.
+    pub fn action_of(&self, name: &str) -> Option<Action> {
+        self.names.iter().find(|n| n.name.as_ref() == name).map(|n| n.action)
+    }
+
     /// How many bytes of already-released text [`Engine::scan`] needs to see before `from` to
     /// decide exactly as if it saw the whole text: labels such as `SSN:` or
     /// `Authorization: Bearer`, and word boundaries.

@@ -5,20 +5,23 @@
 //! (an `Rc<Policies>`) with every [`Filter`], one per HTTP stream. A bad configuration makes
 //! `on_configure` return false, so Envoy refuses the filter and logs which field was wrong.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
 
 use crate::limits::Store;
 use crate::exchange::{Exchange, LocalReply, RequestHead, ResponseHead, Side, Step, Then};
+use crate::metrics;
 use crate::policy::{JwtFacts, Policies, Verified};
 
 proxy_wasm::main! {{
     // Also installs a panic hook that logs the panic at critical level before the VM traps.
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { policy: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { policy: None, metrics: Rc::default() }) });
 }}
 
 /// The filter state key the audit record is stored under. Envoy's access log reads it as
@@ -50,6 +53,33 @@ impl Store for SharedData {
 /// One per plugin configuration: owns the compiled policies.
 struct Root {
     policy: Option<Rc<Policies>>,
+    metrics: Rc<Metrics>,
+}
+
+/// The metric ids of this VM, defined on first use (label values come from the configuration).
+#[derive(Default)]
+struct Metrics {
+    ids: RefCell<HashMap<String, u32>>,
+}
+
+impl Metrics {
+    fn id(&self, kind: MetricType, name: &str) -> Option<u32> {
+        if let Some(id) = self.ids.borrow().get(name) {
+            return Some(*id);
+        }
+        let id = hostcalls::define_metric(kind, name).ok()?;
+        self.ids.borrow_mut().insert(name.to_owned(), id);
+        Some(id)
+    }
+
+    fn add(&self, kind: MetricType, name: &str, value: i64) {
+        if let Some(id) = self.id(kind, name) {
+            let _ = match kind {
+                MetricType::Histogram => hostcalls::record_metric(id, value as u64),
+                _ => hostcalls::increment_metric(id, value),
+            };
+        }
+    }
 }
 
 impl Context for Root {}
@@ -79,7 +109,14 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let policy = Rc::clone(self.policy.as_ref()?);
-        Some(Box::new(Filter { exchange: Exchange::new(policy), replied: false, sizes: [0, 0] }))
+        Some(Box::new(Filter {
+            exchange: Exchange::new(policy),
+            replied: false,
+            sizes: [0, 0],
+            metrics: Rc::clone(&self.metrics),
+            streaming: false,
+            holdback_max: 0,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -95,6 +132,11 @@ struct Filter {
     /// The body bytes the host held at the last body callback, per side (for the trailers
     /// callback, which is not told).
     sizes: [usize; 2],
+    metrics: Rc<Metrics>,
+    /// The response is streaming (counted in the active streams gauge until `on_log`).
+    streaming: bool,
+    /// The most characters the stream held back at once.
+    holdback_max: u64,
 }
 
 impl Filter {
@@ -144,7 +186,47 @@ impl Filter {
         };
         let mut read = |start, len| hostcalls::get_buffer(buffer, start, len).ok().flatten().unwrap_or_default();
         let step = self.exchange.on_body(side, size, end, &mut read);
+        if side == Side::Response {
+            self.watch_stream();
+        }
         self.carry_out(side, size, step)
+    }
+
+    /// Notes a response that started streaming, and how much it holds back.
+    fn watch_stream(&mut self) {
+        if let Some(h) = self.exchange.holdback() {
+            if !self.streaming {
+                self.streaming = true;
+                self.metrics.add(MetricType::Gauge, metrics::ACTIVE_STREAMS, 1);
+            }
+            self.holdback_max = self.holdback_max.max(h.max);
+        }
+    }
+
+    /// Adds this request to the metrics (once, at `on_log`).
+    fn count(&mut self) {
+        if self.streaming {
+            self.metrics.add(MetricType::Gauge, metrics::ACTIVE_STREAMS, -1);
+        }
+        let size = |p: &str| {
+            self.get_property(vec![p, "size"])
+                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                .map_or(0, u64::from_le_bytes)
+        };
+        let seen = metrics::Observed {
+            streamed: self.streaming,
+            holdback_max: self.streaming.then_some(self.holdback_max),
+            bytes: [size("request"), size("response")],
+        };
+        let audit = self.exchange.audit();
+        let action_of = metrics::configured_action(self.exchange.policies(), &audit.policy);
+        for inc in metrics::on_log(audit, &seen, &action_of) {
+            let kind = match inc.kind {
+                metrics::Kind::Counter => MetricType::Counter,
+                metrics::Kind::Histogram => MetricType::Histogram,
+            };
+            self.metrics.add(kind, &inc.name, i64::try_from(inc.value).unwrap_or(i64::MAX));
+        }
     }
 }
 
@@ -276,5 +358,6 @@ impl HttpContext for Filter {
     fn on_log(&mut self) {
         self.exchange.on_end();
         self.publish_audit();
+        self.count();
     }
 }

@@ -1,0 +1,262 @@
+//! Metrics: what one finished request adds to Envoy's stats, derived from its audit record.
+//!
+//! proxy-wasm metrics carry no tags, so the labels are encoded in the name, one `;key=value` per
+//! label after the metric's own name:
+//!
+//! ```text
+//! inferguard_findings_total;detector=email;direction=response;action=mask
+//! ```
+//!
+//! Envoy puts the metric in its `wasmcustom` namespace, and the `stats_tags` of `envoy/envoy.yaml`
+//! (one regex per key, `(;key=([^;]*))`) cut each label out of the name into a tag, so
+//! `/stats/prometheus` shows `inferguard_findings_total{detector="email",...}`. Label values
+//! come from the configuration (policy, detector and rule names) or fixed sets (decisions,
+//! directions, actions, reasons), never from traffic; any character outside
+//! `[A-Za-z0-9_.:-]` is written as `_` so a value cannot end its label or start another.
+//!
+//! Sans-IO: [`on_log`] returns the increments; the glue defines each name once and applies them.
+
+use crate::audit::{AuditRecord, Decision, DirectionAudit};
+use crate::detect::Finding;
+use crate::policy::Policies;
+
+/// Requests, by policy and decision.
+pub const REQUESTS: &str = "inferguard_requests_total";
+/// Findings, by detector, direction and action.
+pub const FINDINGS: &str = "inferguard_findings_total";
+/// Refused requests (blocked or denied), by reason.
+pub const REFUSALS: &str = "inferguard_refusals_total";
+/// Body bytes of scanned directions, by direction: the request's as forwarded (Envoy's
+/// `request.size`), the answer's as sent (`response.size`); not counted for a denied request, nor
+/// for the filter's own error after a refusal.
+pub const SCANNED_BYTES: &str = "inferguard_scanned_bytes_total";
+/// Responses redacted as they streamed, by policy.
+pub const STREAMED: &str = "inferguard_streamed_responses_total";
+/// Gauge: responses streaming now.
+pub const ACTIVE_STREAMS: &str = "inferguard_active_streams";
+/// Histogram: the most characters one streamed response held back at once.
+pub const HOLDBACK: &str = "inferguard_holdback_max_chars";
+/// Reserved: requests refused by a rate limit (not emitted yet).
+pub const RATE_LIMITED: &str = "inferguard_rate_limited_total";
+
+/// The label keys, in the order they may appear; each has a `stats_tags` regex in `envoy/`.
+pub const LABELS: &[&str] = &["policy", "decision", "detector", "direction", "action", "reason"];
+
+/// How a value is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Added to a counter.
+    Counter,
+    /// Recorded as one sample of a histogram.
+    Histogram,
+}
+
+/// One change to one metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Increment {
+    /// Counter or histogram.
+    pub kind: Kind,
+    /// The metric name with its labels encoded.
+    pub name: String,
+    /// What is added or recorded.
+    pub value: u64,
+}
+
+/// What the glue knows of a finished request besides its record.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Observed {
+    /// The response was redacted as it streamed.
+    pub streamed: bool,
+    /// The most characters the stream held back at once (streamed responses).
+    pub holdback_max: Option<u64>,
+    /// Body bytes: request as received, response as sent.
+    pub bytes: [u64; 2],
+}
+
+/// The metric `name` with `labels` encoded.
+pub fn name(metric: &str, labels: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(metric.len() + 16 * labels.len());
+    out.push_str(metric);
+    for (k, v) in labels {
+        out.push(';');
+        out.push_str(k);
+        out.push('=');
+        if v.is_empty() {
+            out.push('_');
+        }
+        out.extend(v.chars().map(|c| if c.is_ascii_alphanumeric() || "_.:-".contains(c) { c } else { '_' }));
+    }
+    out
+}
+
+/// The increments of one finished request. `action_of(direction, detector)` gives the action a
+/// detector's findings took in that direction (the record counts findings per detector and per
+/// action, not per pair); it is only asked when a direction saw more than one action.
+pub fn on_log(
+    audit: &AuditRecord,
+    seen: &Observed,
+    action_of: &dyn Fn(&str, &str) -> Option<&'static str>,
+) -> Vec<Increment> {
+    let counter = |name: String, value: u64| Increment { kind: Kind::Counter, name, value };
+    let policy = if audit.policy.is_empty() { "default" } else { audit.policy.as_str() };
+    let mut out = vec![counter(name(REQUESTS, &[("policy", policy), ("decision", audit.decision.as_str())]), 1)];
+    for (direction, d) in [("request", &audit.request), ("response", &audit.response)] {
+        for (detector, action, n) in pairs(direction, d, action_of) {
+            let labels = [("detector", detector), ("direction", direction), ("action", action)];
+            out.push(counter(name(FINDINGS, &labels), u64::from(n)));
+        }
+    }
+    let refused = matches!(audit.decision, Decision::Blocked | Decision::Denied);
+    if refused {
+        let reason = audit.reason.as_deref().unwrap_or("unknown");
+        out.push(counter(name(REFUSALS, &[("reason", reason)]), 1));
+    }
+    // A denied request was judged on its head: its body, if any, was never scanned. After a
+    // refusal, what went out to the client is the filter's own error, not a scanned answer.
+    let scanned = [audit.decision != Decision::Denied && audit.request.scanned(), !refused && audit.response.scanned()];
+    for (i, direction) in ["request", "response"].into_iter().enumerate() {
+        if scanned[i] && seen.bytes[i] > 0 {
+            out.push(counter(name(SCANNED_BYTES, &[("direction", direction)]), seen.bytes[i]));
+        }
+    }
+    if seen.streamed {
+        out.push(counter(name(STREAMED, &[("policy", policy)]), 1));
+        if let Some(h) = seen.holdback_max {
+            out.push(Increment { kind: Kind::Histogram, name: HOLDBACK.to_owned(), value: h });
+        }
+    }
+    out
+}
+
+/// The `action_of` for [`on_log`]: the action the policy named `policy` (the default if none has
+/// that name) gives a detector in a direction, as that direction's `mode` rewrites it.
+pub fn configured_action<'a>(policies: &'a Policies, policy: &str) -> impl Fn(&str, &str) -> Option<&'static str> + 'a {
+    let p = policies.named().iter().find(|p| p.name == policy).unwrap_or(policies.default_policy());
+    move |direction: &str, detector: &str| {
+        let mode = if direction == "request" { p.request.mode } else { p.response.mode };
+        let mut f = [Finding { detector: detector.into(), start: 0, end: 0, action: p.engine.action_of(detector)? }];
+        mode.apply(&mut f);
+        Some(f[0].action.as_str())
+    }
+}
+
+/// Findings per (detector, action) of one direction.
+fn pairs<'a>(
+    direction: &str,
+    d: &'a DirectionAudit,
+    action_of: &dyn Fn(&str, &str) -> Option<&'static str>,
+) -> Vec<(&'a str, &'static str, u32)> {
+    let only = if d.actions.len() == 1 { d.actions.keys().next().copied() } else { None };
+    d.findings
+        .iter()
+        .map(|(detector, n)| {
+            let action = only.or_else(|| action_of(direction, detector)).unwrap_or("unknown");
+            (detector.as_str(), action, *n)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use crate::detect::{Action, Finding};
+
+    fn finding(detector: &str, action: Action) -> Finding {
+        Finding { detector: Arc::from(detector), start: 0, end: 1, action }
+    }
+
+    fn none(_: &str, _: &str) -> Option<&'static str> {
+        None
+    }
+
+    fn names(incs: &[Increment]) -> Vec<(String, u64)> {
+        incs.iter().map(|i| (i.name.clone(), i.value)).collect()
+    }
+
+    #[test]
+    fn a_redacted_answer() {
+        let mut a = AuditRecord { policy: "default".into(), ..Default::default() };
+        a.response.count([&finding("email", Action::Mask), &finding("email", Action::Mask)]);
+        a.decide(Decision::Redacted);
+        let seen = Observed { bytes: [120, 300], ..Default::default() };
+        assert_eq!(
+            names(&on_log(&a, &seen, &none)),
+            [
+                ("inferguard_requests_total;policy=default;decision=redacted".to_owned(), 1),
+                ("inferguard_findings_total;detector=email;direction=response;action=mask".to_owned(), 2),
+                ("inferguard_scanned_bytes_total;direction=request".to_owned(), 120),
+                ("inferguard_scanned_bytes_total;direction=response".to_owned(), 300),
+            ]
+        );
+    }
+
+    #[test]
+    fn mixed_actions_are_resolved_per_detector() {
+        let mut a = AuditRecord::default();
+        a.request.count([&finding("credit_card", Action::Block), &finding("email", Action::Mask)]);
+        a.block("rule:x");
+        let seen = Observed { bytes: [50, 137], ..Default::default() };
+        let resolve = |dir: &str, det: &str| {
+            assert_eq!(dir, "request");
+            Some(if det == "email" { "mask" } else { "block" })
+        };
+        let incs = on_log(&a, &seen, &resolve);
+        assert_eq!(
+            names(&incs),
+            [
+                ("inferguard_requests_total;policy=default;decision=blocked".to_owned(), 1),
+                ("inferguard_findings_total;detector=credit_card;direction=request;action=block".to_owned(), 1),
+                ("inferguard_findings_total;detector=email;direction=request;action=mask".to_owned(), 1),
+                ("inferguard_refusals_total;reason=rule:x".to_owned(), 1),
+                ("inferguard_scanned_bytes_total;direction=request".to_owned(), 50),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_denied_request_counts_no_scanned_bytes() {
+        let mut a = AuditRecord { policy: "partners".into(), ..Default::default() };
+        a.deny("admin_endpoint");
+        let seen = Observed { bytes: [10, 80], ..Default::default() };
+        assert_eq!(
+            names(&on_log(&a, &seen, &none)),
+            [
+                ("inferguard_requests_total;policy=partners;decision=denied".to_owned(), 1),
+                ("inferguard_refusals_total;reason=admin_endpoint".to_owned(), 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn streams_record_their_holdback() {
+        let a = AuditRecord::default();
+        let seen = Observed { streamed: true, holdback_max: Some(42), bytes: [0, 0] };
+        let incs = on_log(&a, &seen, &none);
+        assert_eq!(incs[1].name, "inferguard_streamed_responses_total;policy=default");
+        assert_eq!(incs[2], Increment { kind: Kind::Histogram, name: HOLDBACK.into(), value: 42 });
+    }
+
+    #[test]
+    fn configured_actions_follow_the_policy_and_its_mode() {
+        let cfg = r#"{"detect": {"rules": [{"name": "t", "pattern": "T-[0-9]+", "action": "hash"}]},
+                      "policies": [{"name": "strict", "match": {"paths": ["/x"]}, "request": {"mode": "block"}}]}"#;
+        let policies = Policies::from_json(cfg).unwrap();
+        let default = configured_action(&policies, "default");
+        assert_eq!(default("request", "t"), Some("hash"));
+        assert_eq!(default("response", "email"), Some("mask"));
+        assert_eq!(default("response", "nope"), None);
+        let strict = configured_action(&policies, "strict");
+        assert_eq!(strict("request", "email"), Some("block"));
+        assert_eq!(strict("response", "email"), Some("mask"));
+    }
+
+    #[test]
+    fn label_values_cannot_forge_labels() {
+        assert_eq!(
+            name(FINDINGS, &[("detector", "a;b=c d\u{e9}"), ("direction", "")]),
+            "inferguard_findings_total;detector=a_b_c_d_;direction=_"
+        );
+    }
+}
