@@ -90,7 +90,7 @@ fn redacts_a_json_answer_whatever_its_label_and_sets_its_length() {
         assert!(d.headers.contains(&("content-length".into(), Some(want.len().to_string()))), "{label:?} {:?}", d.headers);
         assert_eq!(
             x.audit().to_json(),
-            r#"{"decision":"redacted","policy":"default","identity":{"source":"anonymous"},"api":"openai.chat_completions","model":"m","stream":false,"request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2}}}"#
+            r#"{"schema":1,"decision":"redacted","policy":"default","identity":{"source":"anonymous"},"api":"openai.chat_completions","model":"m","stream":false,"request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2}}}"#
         );
     }
 }
@@ -129,7 +129,7 @@ fn wide_text_is_refused_and_binary_passes_unscanned_and_says_so() {
     let d = answer(&mut x, Some("image/png"), None, &[&png[..100], &png[100..]]);
     assert_eq!(d.bytes, png);
     let audit = x.audit().to_json();
-    assert!(audit.starts_with(r#"{"decision":"unscanned""#), "{audit}");
+    assert!(audit.starts_with(r#"{"schema":1,"decision":"unscanned""#), "{audit}");
     assert!(audit.contains(r#""response":{"scanned":false,"unscanned_reason":"binary"}"#), "{audit}");
 }
 
