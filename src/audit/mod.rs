@@ -65,6 +65,8 @@ pub struct DirectionAudit {
     /// The HTTP status sent to the client, a local reply's included (response side only, set by
     /// the glue when the stream is logged).
     pub status: Option<u16>,
+    /// The keyed prompt digest, `hmac-sha256:<hex>` (request side, with `audit.prompt_digest`).
+    pub digest: Option<String>,
 }
 
 impl DirectionAudit {
@@ -89,6 +91,9 @@ impl DirectionAudit {
         }
         if let Some(b) = self.bytes {
             out.num("bytes", b);
+        }
+        if let Some(d) = &self.digest {
+            out.str("digest", d);
         }
         out.bool("scanned", self.scanned());
         if !self.findings.is_empty() {

@@ -804,6 +804,8 @@ impl Exchange {
         let raw = read(0, size);
         match side {
             Side::Request => {
+                // Over the body as received, before anything is decoded or changed.
+                self.audit.request.digest = self.policies.prompt_digest(&raw);
                 let step = self.whole_request(&raw);
                 let next = if matches!(step.then, Then::Reply(_)) { Body::Stopped } else { Body::Passing };
                 (next, step)

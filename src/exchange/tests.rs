@@ -663,3 +663,17 @@ fn every_local_reply_and_every_upstream_answer_carries_the_security_headers() {
     assert_eq!(r.status, 502);
     assert_secure(&r.headers, true, "502 malformed_response");
 }
+
+#[test]
+fn the_keyed_prompt_digest_is_an_hmac_of_the_body_as_received_and_absent_without_a_key() {
+    // HMAC-SHA256("a deployment secret!", PROMPT), computed independently (Python's hmac).
+    let (x, _) = exchange(r#"{"audit": {"prompt_digest": {"key": "a deployment secret!"}}}"#, "/v1/chat/completions", PROMPT);
+    assert_eq!(x.audit().request.digest.as_deref(), Some("hmac-sha256:e80344dd4c6a077ea815c8976dd3b826a0a7573b6b933e25033541f3ea4bed87"));
+    assert!(x.audit().to_json().contains(r#""request":{"digest":"hmac-sha256:e80344dd4c6a077ea815c8976dd3b826a0a7573b6b933e25033541f3ea4bed87","scanned":true}"#), "{}", x.audit().to_json());
+    let (x, _) = exchange("", "/v1/chat/completions", PROMPT);
+    assert_eq!(x.audit().request.digest, None);
+    let err = Policies::from_json(r#"{"audit": {"prompt_digest": {"key": "short"}}}"#).unwrap_err();
+    assert_eq!(err.to_string(), "audit.prompt_digest.key: must be at least 16 bytes, got 5");
+    let err = Policies::from_json(r#"{"audit": {"prompt_digest": {"kee": "a deployment secret!"}}}"#).unwrap_err();
+    assert!(err.to_string().starts_with("audit.prompt_digest.kee: unknown field `kee`"), "{err}");
+}
