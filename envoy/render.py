@@ -64,6 +64,8 @@ def render(args) -> str:
         template = f.read()
     if args.bare:
         template = drop_block(template, "inferguard")
+        # No filter, no record: the JSON line says null instead of Envoy's "-".
+        template = template.replace("%FILTER_STATE(wasm.inferguard.audit:PLAIN)%", "null")
     if args.upstream_plaintext:
         template = drop_block(template, "upstream-tls")
     if not args.plain_filtered_port:
@@ -74,7 +76,8 @@ def render(args) -> str:
     plain_host, plain_port = host_port(args.plain_upstream or args.upstream)
     cert_dir = os.path.abspath(args.certs)
     # Test-only: the whole of jwt_authn's dynamic metadata (every claim) in the access log.
-    extra_log = " jwt_authn=%DYNAMIC_METADATA(envoy.filters.http.jwt_authn)%" if args.log_jwt_metadata else ""
+    # (Envoy prints dynamic metadata as JSON: it nests as is in the JSON line.)
+    extra_log = ',\\"jwt_authn\\":%DYNAMIC_METADATA(envoy.filters.http.jwt_authn)%' if args.log_jwt_metadata else ""
     return string.Template(template).substitute(
         LISTEN_ADDRESS=args.listen_address,
         HTTPS_PORT=args.https_port,

@@ -277,7 +277,7 @@ fn explain_names_each_policy_verdict_the_policy_chosen_and_the_decision() {
          \x20         cache-control: no-store\n\
          \x20         strict-transport-security: max-age=31536000\n\
          \x20         vary: Origin\n\
-         audit:    {\"decision\":\"denied\",\"policy\":\"restricted\",\"identity\":{\"source\":\"jwt\",\"subject\":\"alice\"},\"api\":\"openai.chat_completions\",\"model\":\"gpt-4o\",\"request\":{\"scanned\":true},\"response\":{\"scanned\":true},\"reason\":\"client_certificate_required\"}\n"
+         audit:    {\"schema\":1,\"decision\":\"denied\",\"policy\":\"restricted\",\"identity\":{\"source\":\"jwt\",\"subject\":\"alice\"},\"api\":\"openai.chat_completions\",\"model\":\"gpt-4o\",\"request\":{\"scanned\":true},\"response\":{\"scanned\":true},\"reason\":\"client_certificate_required\"}\n"
     );
     // With the certificate and the scope: forwarded, under the same policy.
     let o = run(

@@ -62,6 +62,14 @@ pub struct DirectionAudit {
     /// The first detector or rule whose finding blocks the message (not written: the record's
     /// `reason` says it).
     pub blocked_by: Option<String>,
+    /// Body bytes of this direction as Envoy counted them (set by the glue when the stream is
+    /// logged; absent before).
+    pub bytes: Option<u64>,
+    /// The HTTP status sent to the client, a local reply's included (response side only, set by
+    /// the glue when the stream is logged).
+    pub status: Option<u16>,
+    /// The keyed prompt digest, `hmac-sha256:<hex>` (request side, with `audit.prompt_digest`).
+    pub digest: Option<String>,
 }
 
 impl DirectionAudit {
@@ -81,6 +89,15 @@ impl DirectionAudit {
 
     fn write(&self, out: &mut Json) {
         out.open();
+        if let Some(s) = self.status {
+            out.num("status", u64::from(s));
+        }
+        if let Some(b) = self.bytes {
+            out.num("bytes", b);
+        }
+        if let Some(d) = &self.digest {
+            out.str("digest", d);
+        }
         out.bool("scanned", self.scanned());
         if !self.findings.is_empty() {
             out.counts("findings", self.findings.iter().map(|(k, v)| (k.as_str(), *v)));
@@ -118,9 +135,19 @@ impl DirectionAudit {
     }
 }
 
+/// The version of the record's schema, written as `schema` (README, "The audit record"). Fields
+/// are only ever added within a version; a renamed or removed field makes a new one.
+pub const SCHEMA_VERSION: u32 = 1;
+
 /// One request's audit record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditRecord {
+    /// Envoy's `x-request-id` of the stream (set by the glue).
+    pub request_id: Option<String>,
+    /// The downstream peer's address, `ip:port` (Envoy's `source.address`, set by the glue).
+    pub client_address: Option<String>,
+    /// The verified token's `groups` claim (empty without one).
+    pub groups: Vec<String>,
     /// The overall outcome.
     pub decision: Decision,
     /// The policy that decided (`default`, or a named policy).
@@ -182,6 +209,10 @@ impl AuditRecord {
     pub fn to_json(&self) -> String {
         let mut out = Json { buf: Vec::with_capacity(256), first: true };
         out.open();
+        out.num("schema", u64::from(SCHEMA_VERSION));
+        if let Some(id) = &self.request_id {
+            out.str("request_id", id);
+        }
         out.str("decision", self.decision.as_str());
         if !self.policy.is_empty() {
             out.str("policy", &self.policy);
@@ -193,7 +224,21 @@ impl AuditRecord {
             if let Some(s) = &self.subject {
                 out.str("subject", s);
             }
+            if !self.groups.is_empty() {
+                out.key("groups");
+                out.buf.push(b'[');
+                for (i, g) in self.groups.iter().enumerate() {
+                    if i > 0 {
+                        out.buf.push(b',');
+                    }
+                    encode_string_into(g, &mut out.buf);
+                }
+                out.buf.push(b']');
+            }
             out.close();
+        }
+        if let Some(a) = &self.client_address {
+            out.str("client_address", a);
         }
         if let Some(r) = &self.route {
             out.str("route", r);
@@ -256,6 +301,11 @@ impl Json {
         encode_string_into(v, &mut self.buf);
     }
 
+    fn num(&mut self, k: &str, v: u64) {
+        self.key(k);
+        self.buf.extend_from_slice(v.to_string().as_bytes());
+    }
+
     fn bool(&mut self, k: &str, v: bool) {
         self.key(k);
         self.buf.extend_from_slice(if v { b"true" } else { b"false" });
@@ -286,7 +336,7 @@ mod tests {
         a.decide(Decision::Allowed);
         assert_eq!(
             a.to_json(),
-            r#"{"decision":"redacted","api":"openai.chat_completions","request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2}}}"#
+            r#"{"schema":1,"decision":"redacted","api":"openai.chat_completions","request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2}}}"#
         );
     }
 
@@ -305,9 +355,30 @@ mod tests {
         let json = a.to_json();
         assert_eq!(
             json,
-            r#"{"decision":"blocked","api":"anthropic.messages","model":"claude \"x\"\n","stream":true,"request":{"scanned":false,"unscanned_reason":"oversize"},"response":{"scanned":true,"findings":{"rule:té":1},"actions":{"block":1}},"reason":"rule:té"}"#
+            r#"{"schema":1,"decision":"blocked","api":"anthropic.messages","model":"claude \"x\"\n","stream":true,"request":{"scanned":false,"unscanned_reason":"oversize"},"response":{"scanned":true,"findings":{"rule:té":1},"actions":{"block":1}},"reason":"rule:té"}"#
         );
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["model"], "claude \"x\"\n");
+    }
+
+    #[test]
+    fn log_time_facts_and_groups_are_written() {
+        let mut a = AuditRecord {
+            identity: "jwt",
+            subject: Some("alice".into()),
+            groups: vec!["eng".into(), "on\"call".into()],
+            request_id: Some("r-1".into()),
+            client_address: Some("127.0.0.1:5000".into()),
+            api: "other",
+            ..Default::default()
+        };
+        a.request.bytes = Some(12);
+        a.response.bytes = Some(0);
+        a.response.status = Some(426);
+        a.deny("tls_required");
+        assert_eq!(
+            a.to_json(),
+            r#"{"schema":1,"request_id":"r-1","decision":"denied","identity":{"source":"jwt","subject":"alice","groups":["eng","on\"call"]},"client_address":"127.0.0.1:5000","api":"other","request":{"bytes":12,"scanned":true},"response":{"status":426,"bytes":0,"scanned":true},"reason":"tls_required"}"#
+        );
     }
 }

@@ -42,7 +42,7 @@
 mod catalog;
 pub mod config;
 mod normalize;
-mod sha256;
+pub(crate) mod sha256;
 mod validate;
 
 use aho_corasick::automaton::{Automaton, OverlappingState};

@@ -106,6 +106,23 @@ pub struct RequestHead<'a> {
     pub access_control_request_headers: Option<&'a str>,
 }
 
+/// What Envoy knows of a stream when it is logged, for the audit record: read by the glue from
+/// Envoy's attributes, never from the client's headers (except `x-request-id`, which Envoy
+/// itself generates or vets).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogFacts<'a> {
+    /// `request.id`: the stream's `x-request-id`.
+    pub request_id: Option<&'a str>,
+    /// `source.address`: the downstream peer, `ip:port`.
+    pub client_address: Option<&'a str>,
+    /// `request.size`: the request body's size.
+    pub request_bytes: Option<u64>,
+    /// `response.size`: the response body's size.
+    pub response_bytes: Option<u64>,
+    /// `response.code`: the status sent to the client (a local reply's included).
+    pub status: Option<u16>,
+}
+
 /// The parts of a response head the core needs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ResponseHead<'a> {
@@ -296,6 +313,16 @@ impl Exchange {
         &self.audit
     }
 
+    /// Completes the audit record with what Envoy knows when the stream is logged.
+    pub fn on_log(&mut self, facts: &LogFacts) {
+        let a = &mut self.audit;
+        a.request_id = facts.request_id.map(str::to_owned);
+        a.client_address = facts.client_address.map(str::to_owned);
+        a.request.bytes = facts.request_bytes;
+        a.response.bytes = facts.response_bytes;
+        a.response.status = facts.status.filter(|s| *s != 0);
+    }
+
     /// The API the request path belongs to.
     pub fn api(&self) -> Api {
         self.api
@@ -331,6 +358,7 @@ impl Exchange {
         self.identity = Identity::from_verified(verified);
         self.audit.identity = self.identity.source.as_str();
         self.audit.subject = self.identity.subject.clone();
+        self.audit.groups = self.identity.groups.clone();
         self.audit.route = verified.route.map(str::to_owned);
         self.request_type = head.content_type.map(str::to_owned);
         let target = match endpoint::classify(head.path) {
@@ -382,7 +410,7 @@ impl Exchange {
             }
             (logged, sent > found)
         };
-        self.logged_path = logged.unwrap_or_else(|| target.forward_path.clone());
+        self.logged_path = json_safe(logged.unwrap_or_else(|| target.forward_path.clone()));
         if lost {
             self.logged_path = "-".to_owned();
             self.audit.policy = self.policy.name.clone();
@@ -936,6 +964,8 @@ impl Exchange {
         let raw = read(0, size);
         match side {
             Side::Request => {
+                // Over the body as received, before anything is decoded or changed.
+                self.audit.request.digest = self.policies.prompt_digest(&raw);
                 let step = self.whole_request(&raw);
                 let next = if matches!(step.then, Then::Reply(_)) { Body::Stopped } else { Body::Passing };
                 (next, step)
@@ -1290,3 +1320,19 @@ fn stream_flag(t: &Tape) -> Option<bool> {
 
 #[cfg(test)]
 mod tests;
+
+/// `path` with `"`, `\` and control characters percent-encoded: Envoy's access log prints it
+/// unescaped inside a JSON string (see `envoy/envoy.yaml`), and a path could otherwise end it.
+fn json_safe(path: String) -> String {
+    if !path.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20 || b == 0x7f) {
+        return path;
+    }
+    let mut out = String::with_capacity(path.len() + 8);
+    for c in path.chars() {
+        match c {
+            '"' | '\\' | '\u{0}'..='\u{1f}' | '\u{7f}' => out.push_str(&format!("%{:02X}", c as u32)),
+            _ => out.push(c),
+        }
+    }
+    out
+}

@@ -90,7 +90,7 @@ fn redacts_a_json_answer_whatever_its_label_and_sets_its_length() {
         assert!(d.headers.contains(&("content-length".into(), Some(want.len().to_string()))), "{label:?} {:?}", d.headers);
         assert_eq!(
             x.audit().to_json(),
-            r#"{"decision":"redacted","policy":"default","identity":{"source":"anonymous"},"api":"openai.chat_completions","model":"m","stream":false,"request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2}}}"#
+            r#"{"schema":1,"decision":"redacted","policy":"default","identity":{"source":"anonymous"},"api":"openai.chat_completions","model":"m","stream":false,"request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2}}}"#
         );
     }
 }
@@ -129,7 +129,7 @@ fn wide_text_is_refused_and_binary_passes_unscanned_and_says_so() {
     let d = answer(&mut x, Some("image/png"), None, &[&png[..100], &png[100..]]);
     assert_eq!(d.bytes, png);
     let audit = x.audit().to_json();
-    assert!(audit.starts_with(r#"{"decision":"unscanned""#), "{audit}");
+    assert!(audit.starts_with(r#"{"schema":1,"decision":"unscanned""#), "{audit}");
     assert!(audit.contains(r#""response":{"scanned":false,"unscanned_reason":"binary"}"#), "{audit}");
 }
 
@@ -762,4 +762,18 @@ fn a_value_the_normal_form_would_take_apart_refuses_the_request() {
     let (x, d) = exchange(OPEN, "/v1/files/x?db=postgres%3A%2F%2Fapp%3As3cretPw%40db.internal%3A5432", b"");
     assert!(d.reply.is_none());
     assert!(!x.logged_path().contains("s3cretPw"), "{}", x.logged_path());
+}
+
+#[test]
+fn the_keyed_prompt_digest_is_an_hmac_of_the_body_as_received_and_absent_without_a_key() {
+    // HMAC-SHA256("a deployment secret!", PROMPT), computed independently (Python's hmac).
+    let (x, _) = exchange(r#"{"audit": {"prompt_digest": {"key": "a deployment secret!"}}}"#, "/v1/chat/completions", PROMPT);
+    assert_eq!(x.audit().request.digest.as_deref(), Some("hmac-sha256:e80344dd4c6a077ea815c8976dd3b826a0a7573b6b933e25033541f3ea4bed87"));
+    assert!(x.audit().to_json().contains(r#""request":{"digest":"hmac-sha256:e80344dd4c6a077ea815c8976dd3b826a0a7573b6b933e25033541f3ea4bed87","scanned":true}"#), "{}", x.audit().to_json());
+    let (x, _) = exchange("", "/v1/chat/completions", PROMPT);
+    assert_eq!(x.audit().request.digest, None);
+    let err = Policies::from_json(r#"{"audit": {"prompt_digest": {"key": "short"}}}"#).unwrap_err();
+    assert_eq!(err.to_string(), "audit.prompt_digest.key: must be at least 16 bytes, got 5");
+    let err = Policies::from_json(r#"{"audit": {"prompt_digest": {"kee": "a deployment secret!"}}}"#).unwrap_err();
+    assert!(err.to_string().starts_with("audit.prompt_digest.kee: unknown field `kee`"), "{err}");
 }

@@ -13,8 +13,8 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
 
+use crate::exchange::{Exchange, LocalReply, LogFacts, RequestHead, ResponseHead, Side, Step, Then};
 use crate::limits::Store;
-use crate::exchange::{Exchange, LocalReply, RequestHead, ResponseHead, Side, Step, Then};
 use crate::metrics;
 use crate::policy::{JwtFacts, Policies, Verified};
 
@@ -356,6 +356,23 @@ impl HttpContext for Filter {
     }
 
     fn on_log(&mut self) {
+        // Envoy's attributes: integers come as 8 little-endian bytes, strings as their bytes.
+        let prop = |path: &[&str]| self.get_property(path.to_vec()).filter(|v| !v.is_empty());
+        let int = |path: &[&str]| {
+            prop(path).and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok()).map(i64::from_le_bytes)
+        };
+        let request_id = prop(&["request", "id"]);
+        let client_address = prop(&["source", "address"]);
+        let text = |b: &Option<Vec<u8>>| b.as_deref().and_then(|b| std::str::from_utf8(b).ok()).map(str::to_owned);
+        let (request_id, client_address) = (text(&request_id), text(&client_address));
+        let facts = LogFacts {
+            request_id: request_id.as_deref(),
+            client_address: client_address.as_deref(),
+            request_bytes: int(&["request", "size"]).and_then(|n| u64::try_from(n).ok()),
+            response_bytes: int(&["response", "size"]).and_then(|n| u64::try_from(n).ok()),
+            status: int(&["response", "code"]).and_then(|n| u16::try_from(n).ok()),
+        };
+        self.exchange.on_log(&facts);
         self.exchange.on_end();
         self.publish_audit();
         self.count();

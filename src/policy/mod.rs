@@ -54,6 +54,8 @@ pub struct Policy {
 pub struct Policies {
     named: Vec<Rc<Policy>>,
     default: Rc<Policy>,
+    /// `audit.prompt_digest`: the key of the keyed prompt digest.
+    prompt_digest: Option<crate::detect::sha256::HmacKey>,
 }
 
 /// What the request head says, for choosing a policy.
@@ -221,7 +223,14 @@ impl Policies {
             };
             named.push(Rc::new(Policy::compile(&p.name, &s, own, &p.matches, &at)?));
         }
-        Ok(Policies { named, default })
+        let prompt_digest = match &cfg.audit.prompt_digest_key {
+            Some(k) if k.len() < 16 => {
+                return Err(ConfigError::new("audit.prompt_digest.key", format!("must be at least 16 bytes, got {}", k.len())))
+            }
+            Some(k) => Some(crate::detect::sha256::HmacKey::new(k.as_bytes())),
+            None => None,
+        };
+        Ok(Policies { named, default, prompt_digest })
     }
 
     /// Parses and compiles a configuration document in one step: what the filter does in
@@ -238,6 +247,13 @@ impl Policies {
     /// ```
     pub fn from_json(text: &str) -> Result<Policies, ConfigError> {
         Policies::new(&Config::parse(text)?)
+    }
+
+    /// `hmac-sha256:<hex>` of a prompt body as received, when `audit.prompt_digest` is configured.
+    pub fn prompt_digest(&self, body: &[u8]) -> Option<String> {
+        let mac = self.prompt_digest.as_ref()?.mac(&[body]);
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        Some(format!("hmac-sha256:{hex}"))
     }
 
     /// The default policy.

@@ -31,6 +31,33 @@ pub struct Config {
     pub default: Settings,
     /// Named policies, in the order they are tried.
     pub policies: Vec<NamedConfig>,
+    /// The audit record's options (deployment-wide: top level only).
+    pub audit: AuditConfig,
+}
+
+/// `audit`: `{"prompt_digest": {"key": "..."}}`.
+#[derive(Clone, Default)]
+pub struct AuditConfig {
+    /// The key of the prompt digest (`request.digest` in the record), if one is configured.
+    pub prompt_digest_key: Option<String>,
+}
+
+impl std::fmt::Debug for AuditConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("AuditConfig").field("prompt_digest", &self.prompt_digest_key.as_ref().map(|_| "..")).finish()
+    }
+}
+
+impl AuditConfig {
+    fn read(node: &Node) -> Result<AuditConfig, ConfigError> {
+        let obj = node.object(&["prompt_digest"])?;
+        let key = obj.read("prompt_digest", |n| {
+            let d = n.object(&["key"])?;
+            d.read("key", |k| k.str().map(str::to_owned))
+        })?;
+        Ok(AuditConfig { prompt_digest_key: key.flatten() })
+    }
 }
 
 /// One policy's settings.
@@ -243,7 +270,7 @@ impl Config {
     }
 
     fn read(node: &Node) -> Result<Config, ConfigError> {
-        let obj = node.object(&["detect", "request", "response", "admission", "cors", "headers", "limits", "policies"])?;
+        let obj = node.object(&["detect", "request", "response", "admission", "cors", "headers", "limits", "policies", "audit"])?;
         let policies = obj.read("policies", |n| n.array(|n| NamedConfig::read(&n)))?.unwrap_or_default();
         for (i, p) in policies.iter().enumerate() {
             if p.name == "default" || policies[..i].iter().any(|q| q.name == p.name) {
@@ -264,6 +291,7 @@ impl Config {
                 limits: obj.read("limits", LimitsConfig::read)?.unwrap_or_default(),
             },
             policies,
+            audit: obj.read("audit", AuditConfig::read)?.unwrap_or_default(),
         })
     }
 }

@@ -36,6 +36,12 @@ CLIENT_IDS = {"chat": "spiffe://cluster.local/ns/apps/sa/chat-ui", "batch": "spi
 LEGACY_HOST = "legacy.inferguard.test"
 
 
+def scan_part(direction: dict) -> dict:
+    """One direction of an audit record (`request` or `response`) without `bytes` and `status`:
+    what was scanned, found and done, for tests about that alone."""
+    return {k: v for k, v in direction.items() if k not in ("bytes", "status")}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -259,49 +265,69 @@ class Envoy(Process):
         with socket.create_connection(("127.0.0.1", self.https_port), timeout=1):
             return True
 
-    def audit_records(self):
-        """Every audit record in the access log so far, in order, with its request line."""
+    def log_entries(self):
+        """Every access-log line so far, in order, each parsed: one JSON object per line (see
+        envoy/envoy.yaml), the audit record nested as its `inferguard` member (None when the
+        filter wrote none: Envoy prints `-`). Envoy's other output lines are skipped."""
         out = []
         for line in self.output().splitlines():
-            if " inferguard=" in line:
-                head, _, audit = line.partition(" inferguard=")
-                out.append((head, None if audit == "-" else json.loads(audit)))
+            if not line.startswith('{"start_time":'):
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                if not line.endswith(',"inferguard":-}'):
+                    raise AssertionError(f"an access-log line that is not JSON: {line!r}")
+                entry = json.loads(line[:-len('-}')] + "null}")
+            out.append(entry)
         return out
+
+    def audit_records(self):
+        """Every audit record in the access log so far, in order, with its line: (head, record),
+        where head is the JSON line without its `inferguard` member (so that a marker in the path
+        or query finds it)."""
+        out = []
+        for entry in self.log_entries():
+            audit = entry.pop("inferguard", None)
+            out.append((json.dumps(entry), audit))
+        return out
+
+    def _single(self, marker: str, timeout: float):
+        found = []
+
+        def seen():
+            found[:] = [e for e in self.log_entries() if marker in json.dumps({k: v for k, v in e.items()
+                                                                               if k != "inferguard"})]
+            return bool(found)
+
+        wait_for(seen, timeout, f"access log line for {marker}")
+        assert len(found) == 1, found
+        return found[0]
 
     def audit_for(self, marker: str, timeout: float = 5.0):
         """The audit record of the (single) access-log line containing `marker`."""
-        found = []
+        return self._single(marker, timeout)["inferguard"]
 
-        def seen():
-            found[:] = [a for h, a in self.audit_records() if marker in h]
-            return bool(found)
-
-        wait_for(seen, timeout, f"access log line for {marker}")
-        assert len(found) == 1, found
-        return found[0]
+    def log_entry(self, marker: str, timeout: float = 5.0) -> dict:
+        """The (single) access-log line containing `marker` (outside its record), parsed."""
+        return self._single(marker, timeout)
 
     def log_line(self, marker: str, timeout: float = 5.0) -> str:
-        """The (single) access-log line containing `marker`, up to ` inferguard=`."""
-        found = []
-
-        def seen():
-            found[:] = [h for h, _ in self.audit_records() if marker in h]
-            return bool(found)
-
-        wait_for(seen, timeout, f"access log line for {marker}")
-        assert len(found) == 1, found
-        return found[0]
+        """The (single) access-log line containing `marker`, as JSON text without its record."""
+        entry = dict(self._single(marker, timeout))
+        entry.pop("inferguard", None)
+        return json.dumps(entry)
 
     def log_field(self, marker: str, name: str) -> str:
-        """A ` name=value` field of the access-log line containing `marker` ("-" when empty);
-        values hold no spaces except jwt_authn's JSON, which is read with `jwt_metadata`."""
-        head = self.log_line(marker)
+        """A top-level field of the access-log line containing `marker`, as text ("-" when empty;
+        `jwt_authn`, Envoy's JSON metadata, as JSON text or "-")."""
+        entry = self.log_entry(marker)
+        if name not in entry:
+            raise KeyError(f"no {name} in {entry!r}")
+        v = entry[name]
         if name == "jwt_authn":
-            return head.partition(" jwt_authn=")[2]
-        for part in head.split(" "):
-            if part.startswith(f"{name}="):
-                return part[len(name) + 1:]
-        raise KeyError(f"no {name}= in {head!r}")
+            return "-" if v in (None, "-", {}) else json.dumps(v)
+        return "-" if v in (None, "") else str(v)
 
     def jwt_metadata(self, marker: str):
         """jwt_authn's dynamic metadata for the request whose log line contains `marker`, as the

@@ -120,7 +120,7 @@ def run_fetch(browser, page_origin, envoy, mode):
 
 def records(envoy, marker):
     """The audit records of the requests carrying `marker` (a preflight and its request: two)."""
-    return [(h.split('"')[1].split()[0], a) for h, a in envoy.audit_records() if marker in h]
+    return [(json.loads(h)["method"], a) for h, a in envoy.audit_records() if marker in h]
 
 
 @pytest.mark.parametrize("mode", MODES)

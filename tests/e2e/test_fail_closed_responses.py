@@ -21,7 +21,7 @@ import httpx2
 import openai
 import pytest
 
-from harness import CA, raw_spec
+from harness import scan_part, CA, raw_spec
 
 EMAIL = "jane.doe@acme-corp.com"
 TEXT = "Sure. Write to jane.doe@acme-corp.com and she will send the report."
@@ -145,8 +145,8 @@ def test_a_json_completion_under_any_label_is_scanned(envoy, content_type):
     assert_length_matches(headers, raw)
     assert_no_leak(raw)
     assert audit["decision"] == "redacted"
-    assert audit["request"] == {"scanned": True}
-    assert audit["response"] == REDACTED_AUDIT
+    assert scan_part(audit["request"]) == {"scanned": True}
+    assert scan_part(audit["response"]) == REDACTED_AUDIT
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", None])
@@ -162,7 +162,7 @@ def test_a_chat_stream_labelled_as_plain_text_or_unlabelled_is_redacted_for_the_
     assert text == REDACTED
     audit = envoy.audit_for(marker)
     assert audit["decision"] == "redacted"
-    assert audit["response"] == REDACTED_AUDIT
+    assert scan_part(audit["response"]) == REDACTED_AUDIT
 
 
 def test_ollama_ndjson_labelled_as_an_event_stream_is_redacted(envoy):
@@ -181,7 +181,7 @@ def test_ollama_ndjson_labelled_as_an_event_stream_is_redacted(envoy):
     assert got[-1]["done"] is True and got[-1]["done_reason"] == "stop"
     assert all(g["done"] is False for g in got[:-1])
     assert audit["decision"] == "redacted"
-    assert audit["response"] == REDACTED_AUDIT
+    assert scan_part(audit["response"]) == REDACTED_AUDIT
 
 
 # A file's content is what an upstream answers with a binary body; the files API is not an inference
@@ -195,8 +195,8 @@ def test_a_real_png_passes_byte_identical_and_the_audit_says_unscanned(files_env
     assert headers["content-type"] == "image/png"
     assert headers["content-length"] == str(len(image))
     assert audit["decision"] == "unscanned"
-    assert audit["request"] == {"scanned": True}
-    assert audit["response"] == {"scanned": False, "unscanned_reason": "binary"}
+    assert scan_part(audit["request"]) == {"scanned": True}
+    assert scan_part(audit["response"]) == {"scanned": False, "unscanned_reason": "binary"}
 
 
 def test_a_value_after_a_media_signature_never_reaches_the_client(files_envoy):
@@ -222,7 +222,7 @@ def test_text_labelled_as_a_png_is_scanned(files_envoy):
     assert raw == REDACTED.encode()
     assert_length_matches(headers, raw)
     assert audit["decision"] == "redacted"
-    assert audit["response"] == REDACTED_AUDIT
+    assert scan_part(audit["response"]) == REDACTED_AUDIT
 
 
 @pytest.mark.parametrize("bom, content_type", [
@@ -266,7 +266,7 @@ def test_an_escaped_email_in_json_with_python_only_values_is_redacted(envoy, odd
     assert_length_matches(headers, raw)
     assert_no_leak(raw)
     assert audit["decision"] == "redacted"
-    assert audit["response"] == REDACTED_AUDIT
+    assert scan_part(audit["response"]) == REDACTED_AUDIT
 
 
 @pytest.mark.parametrize("odd", ODDITIES, ids=["nan", "infinity", "1e400", "lone-surrogate"])
@@ -282,7 +282,7 @@ def test_an_escaped_email_in_a_stream_event_with_python_only_values_is_redacted(
     assert text == REDACTED and done
     assert b'"x_score":' + odd in raw  # the rest of the event is left as it was
     assert audit["decision"] == "redacted"
-    assert audit["response"] == REDACTED_AUDIT
+    assert scan_part(audit["response"]) == REDACTED_AUDIT
 
 
 ERROR_SHAPES = {
@@ -394,7 +394,7 @@ def test_sse_comments_ids_and_event_names_never_carry_a_value(envoy, extra):
         assert audit["response"]["scanned"] is True
     else:
         assert audit["decision"] == "redacted"
-        assert audit["response"] == REDACTED_AUDIT
+        assert scan_part(audit["response"]) == REDACTED_AUDIT
 
 
 def test_a_json_key_holding_a_value_is_redacted(envoy):
@@ -409,7 +409,7 @@ def test_a_json_key_holding_a_value_is_redacted(envoy):
     assert got["choices"][0]["metadata"] == {"[REDACTED:EMAIL]": "owner"}
     assert got["choices"][0]["message"]["content"] == "All clear."
     assert audit["decision"] == "redacted"
-    assert audit["response"] == REDACTED_AUDIT
+    assert scan_part(audit["response"]) == REDACTED_AUDIT
 
 
 def test_a_json_key_holding_a_value_in_a_stream_event_is_redacted(envoy):
@@ -421,7 +421,7 @@ def test_a_json_key_holding_a_value_in_a_stream_event_is_redacted(envoy):
     text, done = chat_text(sse_events(raw))
     assert text == "All clear." and done
     assert audit["decision"] == "redacted"
-    assert audit["response"] == REDACTED_AUDIT
+    assert scan_part(audit["response"]) == REDACTED_AUDIT
 
 
 def test_a_card_number_written_as_a_json_number_is_redacted(envoy):
@@ -458,7 +458,7 @@ def test_vllm_prompt_logprobs_are_removed_and_counted(envoy):
     assert json.loads(raw) == expected
     assert b"decoded_token" not in raw
     assert audit["decision"] == "redacted"
-    assert audit["response"] == dict(REDACTED_AUDIT, removed={"token_details": 1})
+    assert scan_part(audit["response"]) == dict(REDACTED_AUDIT, removed={"token_details": 1})
 
 
 def anthropic_stream(thinking_signature):
@@ -527,4 +527,4 @@ def test_a_signature_field_in_an_openai_chunk_is_redacted_like_any_string(envoy)
     # The SDK joins every string of a delta, this one too: it is one running text.
     assert "".join(signatures) == "sig [REDACTED:EMAIL]"
     assert audit["decision"] == "redacted"
-    assert audit["response"] == REDACTED_AUDIT
+    assert scan_part(audit["response"]) == REDACTED_AUDIT

@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from harness import CA, ROOT, Envoy, b64, envoy_validate, free_port, wait_for
+from harness import scan_part, CA, ROOT, Envoy, b64, envoy_validate, free_port, wait_for
 
 ANSWER = "Sure: write to jane.doe@acme-corp.com, or to ops+oncall@mail.example.org."
 REDACTED = "Sure: write to [REDACTED:EMAIL], or to [REDACTED:EMAIL]."
@@ -70,8 +70,10 @@ def test_emails_in_a_chat_completion_are_redacted_with_a_correct_content_length(
     assert audit["api"] == "openai.chat_completions"
     assert audit["model"] == "standin-1"
     assert audit["stream"] is False
-    assert audit["response"] == {"scanned": True, "findings": {"email": 2}, "actions": {"mask": 2}}
-    assert audit["request"] == {"scanned": True}
+    assert scan_part(audit["response"]) == {"scanned": True, "findings": {"email": 2}, "actions": {"mask": 2}}
+    # What Envoy sent: the status, and the body bytes after redaction.
+    assert (audit["response"]["status"], audit["response"]["bytes"]) == (200, len(body.encode()))
+    assert scan_part(audit["request"]) == {"scanned": True}
     assert "jane" not in json.dumps(audit)
 
 
@@ -159,15 +161,15 @@ def test_pass_unscanned_lets_oversized_bodies_through_and_the_audit_says_so(make
     audit = e.audit_for(marker)
     # Something went out unscanned: the decision says so, and the direction says why.
     assert audit["decision"] == "unscanned"
-    assert audit["request"] == {"scanned": True}
-    assert audit["response"] == {"scanned": False, "unscanned_reason": "oversize"}
+    assert scan_part(audit["request"]) == {"scanned": True}
+    assert scan_part(audit["response"]) == {"scanned": False, "unscanned_reason": "oversize"}
     # A prompt over the limit is forwarded as sent: the stand-in echoes it back.
     marker = uuid.uuid4().hex
     prompt = "echo:" + "ops@corp.example " + "z" * 2100
     status, _, body = curl(f"{e.base}/v1/chat/completions?t={marker}", "-H", "content-type: application/json",
                            "-d", chat(prompt))
     assert status == 200 and "ops@corp.example" in body
-    assert e.audit_for(marker)["request"] == {"scanned": False, "unscanned_reason": "oversize"}
+    assert scan_part(e.audit_for(marker)["request"]) == {"scanned": False, "unscanned_reason": "oversize"}
 
 
 @pytest.mark.parametrize("config, message", [

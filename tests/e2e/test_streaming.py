@@ -13,7 +13,7 @@ import httpx2
 import openai
 import pytest
 
-from harness import CA, b64
+from harness import scan_part, CA, b64
 
 SECRET_TEXT = "Reach jane.doe@acme-corp.com or ops+oncall@mail.example.org today."
 REDACTED = "Reach [REDACTED:EMAIL] or [REDACTED:EMAIL] today."
@@ -178,7 +178,7 @@ def test_an_oversized_gzip_answer_passed_unscanned_keeps_its_encoding(make_envoy
     assert b"content-encoding: gzip" in head.lower()
     assert f"content-length: {len(body)}".encode() in head.lower()
     assert json.loads(gzip.decompress(body))["choices"][0]["message"]["content"] == SECRET_TEXT
-    assert e.audit_for(marker)["response"] == {"scanned": False, "unscanned_reason": "oversize"}
+    assert scan_part(e.audit_for(marker)["response"]) == {"scanned": False, "unscanned_reason": "oversize"}
 
 
 def test_a_deflate_stream_is_inflated_and_redacted(envoy):

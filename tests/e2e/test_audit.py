@@ -1,0 +1,161 @@
+"""Every decision path writes an audit record: each local reply and an error mid-stream, with its
+decision, reason and the status that went out (README, "The audit record"). Each access-log line
+is one JSON object with the record nested as `inferguard`."""
+import json
+import uuid
+
+import httpx
+import pytest
+
+from harness import b64, client, mint_token, wait_for
+
+APP = "https://app.example.com"
+CONFIG = {
+    "request": {"max_body_bytes": 2048},
+    "response": {"max_body_bytes": 1024},
+    "detect": {"detectors": {"email": {"action": "block"}}},
+    "cors": {"allowed_origins": [APP]},
+}
+SECRET = "write to jane.doe@acme-corp.com"
+
+
+@pytest.fixture(scope="module")
+def audit_envoy(make_envoy):
+    return make_envoy(json.dumps(CONFIG))
+
+
+def chat(content="echo:fine", **kw):
+    return {"model": "m", "messages": [{"role": "user", "content": content}], **kw}
+
+
+# case: (method, path, headers, body, expected status, decision, reason)
+CASES = {
+    "allowed": ("POST", "/v1/chat/completions", {}, chat(), 200, "allowed", None),
+    "blocked_response": ("POST", "/v1/chat/completions", {}, chat(b64(SECRET)), 403, "blocked", "rule:email"),
+    "blocked_prompt": ("POST", "/v1/chat/completions", {}, chat(SECRET), 403, "blocked", "rule:email"),
+    "401_invalid_token": ("POST", "/v1/chat/completions", {"authorization": "BADTOKEN"}, chat(), 401, "denied",
+                          "invalid_token"),
+    "403_admin_endpoint": ("POST", "/api/pull", {}, {"model": "llama3"}, 403, "denied", "admin_endpoint"),
+    "400_malformed_path": ("POST", "/api%5cpull", {}, {"model": "llama3"}, 400, "denied", "malformed_path"),
+    "413_request_too_large": ("POST", "/v1/chat/completions", {}, chat("echo:" + "x" * 3000), 413, "blocked",
+                              "request_too_large"),
+    "415_unsupported_encoding": ("POST", "/v1/chat/completions", {"content-encoding": "br"}, chat(), 415,
+                                 "blocked", "unsupported_encoding"),
+    "502_response_too_large": ("POST", "/v1/chat/completions", {}, chat("echo:" + "y" * 1500), 502, "blocked",
+                               "response_too_large"),
+    "preflight_204": ("OPTIONS", "/v1/chat/completions", {"origin": APP, "access-control-request-method": "POST"},
+                      None, 204, "allowed", None),
+    "preflight_403": ("OPTIONS", "/v1/chat/completions", {"origin": "https://evil.example.net",
+                                                          "access-control-request-method": "POST"},
+                      None, 403, "denied", "cors_origin"),
+}
+
+
+def token_header(headers):
+    if headers.get("authorization") == "BADTOKEN":
+        return dict(headers, authorization="Bearer " + mint_token("mallory", key="jwt-other"))
+    return headers
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_every_decision_path_writes_a_record_with_the_status_sent(audit_envoy, standin, case):
+    method, path, headers, body, status, decision, reason = CASES[case]
+    marker = uuid.uuid4().hex
+    sep = "&" if "?" in path else "?"
+    # The request id is the marker: a path that cannot be read is logged as "-", and Envoy keeps
+    # an x-request-id that comes from an internal address (this test's 127.0.0.1).
+    with client(headers=dict(token_header(headers), **{"x-request-id": marker})) as c:
+        r = c.request(method, f"{audit_envoy.base}{path}{sep}t={marker}",
+                      content=None if body is None else json.dumps(body).encode(),
+                      headers=None if body is None else {"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    found = []
+
+    def logged():
+        found[:] = [e for e in audit_envoy.log_entries() if (e["inferguard"] or {}).get("request_id") == marker]
+        return bool(found)
+    wait_for(logged, 5, f"the record of {marker}")
+    [line] = found
+    audit = line["inferguard"]
+    assert audit["schema"] == 1
+    assert (audit["decision"], audit.get("reason")) == (decision, reason), audit
+    assert audit["response"]["status"] == status == line["response_code"]
+    assert audit["client_address"].startswith("127.0.0.1:")
+    assert isinstance(audit["request"]["bytes"], int) and isinstance(audit["response"]["bytes"], int)
+    assert line["method"] == method
+    assert marker in line["path"] if case != "400_malformed_path" else line["path"] == "-"
+
+
+def test_the_filtered_plaintext_listener_426_has_a_record(audit_envoy):
+    marker = uuid.uuid4().hex
+    r = httpx.post(f"{audit_envoy.plain_filtered_base}/v1/chat/completions?t={marker}", json=chat())
+    assert r.status_code == 426
+    audit = audit_envoy.audit_for(marker)
+    assert (audit["decision"], audit["reason"], audit["response"]["status"]) == ("denied", "tls_required", 426)
+
+
+def test_the_plaintext_listener_426_has_a_record(audit_envoy):
+    r = httpx.post(f"http://127.0.0.1:{audit_envoy.plain_port}/v1/chat/completions", json=chat())
+    assert r.status_code == 426
+
+    def refused():
+        return [e for e in audit_envoy.log_entries()
+                if e["inferguard"] and e["inferguard"].get("listener") == "plaintext_refused"]
+    wait_for(refused, 5, "the plaintext listener's line")
+    audit = refused()[-1]["inferguard"]
+    assert (audit["decision"], audit["reason"], audit["response"]["status"]) == ("denied", "tls_required", 426)
+
+
+def test_an_error_mid_stream_has_a_record(audit_envoy):
+    """A block after the stream's head went out: the status sent was 200, the record says blocked."""
+    marker = uuid.uuid4().hex
+    body = chat(b64("Reach " + "a" * 200 + " " + SECRET), stream=True)  # under 1024 bytes
+    with client() as c:
+        with c.stream("POST", f"{audit_envoy.base}/v1/chat/completions?t={marker}", json=body) as r:
+            status = r.status_code
+            try:
+                text = "".join(r.iter_text())
+            except httpx.HTTPError:
+                text = ""
+    audit = audit_envoy.audit_for(marker)
+    assert (audit["decision"], audit["reason"]) == ("blocked", "rule:email")
+    # Usually the head had gone out: 200 was sent, then one error event. When the value arrives
+    # in the stream's first bytes the refusal is a local reply (403) instead. Either way the
+    # record has the status that went out.
+    assert status in (200, 403), text
+    assert audit["response"]["status"] == status
+    assert audit["stream"] is True
+
+
+def test_each_line_is_json_with_the_record_nested(audit_envoy):
+    marker = uuid.uuid4().hex
+    with client() as c:
+        assert c.post(f"{audit_envoy.base}/v1/chat/completions?t={marker}", json=chat()).status_code == 200
+    audit_envoy.log_entry(marker)
+    [raw] = [l for l in audit_envoy.output().splitlines() if marker in l]
+    line = json.loads(raw)
+    assert set(line) == {"start_time", "method", "path", "protocol", "response_code", "response_flags",
+                         "bytes_received", "bytes_sent", "duration_ms", "upstream_host", "route", "peer", "inferguard"}
+    assert isinstance(line["inferguard"], dict) and line["inferguard"]["decision"] == "allowed"
+    assert line["start_time"].endswith("Z") and isinstance(line["duration_ms"], int)
+    # Envoy generated the request id (a UUID) for a request that brought none.
+    assert len(line["inferguard"]["request_id"]) == 36
+
+
+def test_the_keyed_prompt_digest_correlates_prompts_without_storing_them(make_envoy):
+    import hashlib
+    import hmac
+    key = "a deployment secret!"
+    e = make_envoy(json.dumps({"audit": {"prompt_digest": {"key": key}}}))
+    body = json.dumps(chat("echo:same prompt")).encode()
+    digests = []
+    for _ in range(2):
+        marker = uuid.uuid4().hex
+        with client() as c:
+            r = c.post(f"{e.base}/v1/chat/completions?t={marker}", content=body,
+                       headers={"content-type": "application/json"})
+        assert r.status_code == 200, r.text
+        digests.append(e.audit_for(marker)["request"]["digest"])
+    want = "hmac-sha256:" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+    assert digests == [want, want]
+    assert "same prompt" not in e.output()
