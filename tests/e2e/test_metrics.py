@@ -68,8 +68,9 @@ def test_metrics_after_a_known_sequence(make_envoy):
     }
     # Requests as forwarded: the five bodies that were scanned (the masked card adds 3 bytes to
     # what the client sent); answers as sent to the client, the four that were not refused.
-    sent = [int(head.split('" ')[1].split()[3]) for head, _ in records]
-    received = [int(head.split('" ')[1].split()[2]) for head, _ in records]
+    lines = [entry for entry in e.log_entries() if entry.get("inferguard")]
+    sent = [int(entry["bytes_sent"]) for entry in lines]
+    received = [int(entry["bytes_received"]) for entry in lines]
     assert samples(families, "inferguard_scanned_bytes_total") == {
         frozenset({"direction": "request"}.items()): sum(received[:4]) + 3 + received[5],
         frozenset({"direction": "response"}.items()): sum(sent[:4]),
