@@ -581,17 +581,11 @@ impl Exchange {
     /// nearly spent.
     fn rate_limit(&mut self) -> Result<(), Denial> {
         let limits = self.policy.limits.clone();
+        let slot = self.caller_slot();
         let Some(env) = self.limit_env.as_mut() else { return Ok(()) };
         if !limits.any() {
             return Ok(());
         }
-        let caller = self
-            .identity
-            .subject
-            .clone()
-            .or_else(|| self.head.as_ref().and_then(|h| h.client_address.clone()))
-            .unwrap_or_default();
-        let slot = limit_slot(&self.policy.name, &caller);
         let limiter = Limiter { warn_below: 1.0 - limits.warn_at };
         let mut warn = false;
         let mut refused = None;
@@ -624,22 +618,23 @@ impl Exchange {
         }
     }
 
+    /// The caller's bucket slot under the chosen policy: the verified subject, else the client's
+    /// address.
+    fn caller_slot(&self) -> u32 {
+        let address = self.head.as_ref().and_then(|h| h.client_address.as_deref());
+        limit_slot(&self.policy.name, self.identity.subject.as_deref().or(address).unwrap_or_default())
+    }
+
     /// Charges the answer's output to the caller's output allowance (after the fact: the next
     /// request waits if this one overdrew it). Call once, when the exchange ends.
     pub fn on_end(&mut self) {
         let out = self.policy.limits.output_per_minute;
+        let slot = self.caller_slot();
         let (Some(out), Some(env)) = (out, self.limit_env.as_mut()) else { return };
         if self.charged || self.audit.decision >= Decision::Denied {
             return;
         }
         self.charged = true;
-        let caller = self
-            .identity
-            .subject
-            .clone()
-            .or_else(|| self.head.as_ref().and_then(|h| h.client_address.clone()))
-            .unwrap_or_default();
-        let slot = limit_slot(&self.policy.name, &caller);
         let limiter = Limiter { warn_below: 1.0 - self.policy.limits.warn_at };
         let rate = Rate { per_minute: out as f64 };
         let t = limiter.charge(env.store.as_mut(), &format!("inferguard.rl.o.{slot}"), rate, self.output_bytes as f64, env.now_ms);
