@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use inferguard::policy::Config;
 use inferguard::detect::{DetectConfig, Engine};
+use inferguard::policy::Config;
 
 /// A small deterministic PRNG (xorshift64*), so the corpus is the same on every run.
 struct Rng(u64);

@@ -254,7 +254,19 @@ fn explain_names_each_policy_verdict_the_policy_chosen_and_the_decision() {
         ]}"#,
     );
     let o = run(
-        &["explain", "--config", &cfg, "--path", "/v1/chat/completions", "--model", "gpt-4o", "--sub", "alice", "--scope", "inference"],
+        &[
+            "explain",
+            "--config",
+            &cfg,
+            "--path",
+            "/v1/chat/completions",
+            "--model",
+            "gpt-4o",
+            "--sub",
+            "alice",
+            "--scope",
+            "inference",
+        ],
         b"",
     );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
@@ -281,8 +293,20 @@ fn explain_names_each_policy_verdict_the_policy_chosen_and_the_decision() {
     );
     // With the certificate and the scope: forwarded, under the same policy.
     let o = run(
-        &["explain", "--config", &cfg, "--path", "/v1/chat/completions", "--model", "gpt-4o", "--sub", "alice",
-          "--scope", "inference:restricted", "--mtls"],
+        &[
+            "explain",
+            "--config",
+            &cfg,
+            "--path",
+            "/v1/chat/completions",
+            "--model",
+            "gpt-4o",
+            "--sub",
+            "alice",
+            "--scope",
+            "inference:restricted",
+            "--mtls",
+        ],
         b"",
     );
     let out = stdout(&o);

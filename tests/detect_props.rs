@@ -5,8 +5,8 @@
 
 mod common;
 
-use inferguard::policy::Config;
 use inferguard::detect::{DetectConfig, End, Engine, Finding};
+use inferguard::policy::Config;
 
 /// `INFERGUARD_PROP_SCALE=N` runs N times as many cases (and other seeds) for a longer hunt.
 fn cases(n: usize) -> usize {
@@ -234,7 +234,10 @@ fn engines() -> Vec<(&'static str, Engine)> {
         r#"{"detect": {"dictionaries": [{"name": "codename", "terms": ["Project Falcon", "jane", "ant"]}], "rules": [{"name": "ticket", "pattern": "INC-[0-9]{4}", "max_len": 8}], "allowlist": {"domains": ["example.org"]}}}"#,
     )
     .unwrap();
-    vec![("default", Engine::new(&DetectConfig::default()).unwrap()), ("custom", Engine::new(&custom.default.detect).unwrap())]
+    vec![
+        ("default", Engine::new(&DetectConfig::default()).unwrap()),
+        ("custom", Engine::new(&custom.default.detect).unwrap()),
+    ]
 }
 
 #[test]

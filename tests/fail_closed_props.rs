@@ -1807,10 +1807,19 @@ fn deliver_answer(policy: &Rc<Policies>, case: &Case) -> Result<(common::Deliver
     let input = case.input();
     let chunks = case.chunks(&input);
     let mut x = Exchange::new(Rc::clone(policy));
-    let head = x.on_request_head(&RequestHead { method: "POST", path: case.path, ..Default::default() }, &Verified::tls("TLSv1.3"), true);
+    let head = x.on_request_head(
+        &RequestHead { method: "POST", path: case.path, ..Default::default() },
+        &Verified::tls("TLSv1.3"),
+        true,
+    );
     ensure!(head.then == Then::Forward, P3, "a request without a body was not forwarded: {:?}", head.then);
     let head = x.on_response_head(
-        &ResponseHead { status: 200, content_type: case.label.as_deref(), content_encoding: None, ..Default::default() },
+        &ResponseHead {
+            status: 200,
+            content_type: case.label.as_deref(),
+            content_encoding: None,
+            ..Default::default()
+        },
         false,
     );
     ensure!(head.then == Then::Hold, P3, "the response head was not held: {:?}", head.then);
@@ -2149,7 +2158,10 @@ fn no_form_field_reaches_the_upstream_with_a_planted_value() {
 fn replay(path: &'static str, chunks: &[&[u8]]) -> (common::Delivered, AuditRecord) {
     let mut x = Exchange::new(Rc::new(Policies::from_json(SCANNING).expect("the default policy")));
     x.on_request_head(&RequestHead { method: "POST", path, ..Default::default() }, &Verified::tls("TLSv1.3"), true);
-    x.on_response_head(&ResponseHead { status: 200, content_type: Some(SSE), content_encoding: None, ..Default::default() }, false);
+    x.on_response_head(
+        &ResponseHead { status: 200, content_type: Some(SSE), content_encoding: None, ..Default::default() },
+        false,
+    );
     let mut d = common::Delivered::default();
     common::drive_body(&mut x, Side::Response, chunks, &mut d, |_| {});
     let audit = x.audit().clone();

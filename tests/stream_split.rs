@@ -375,9 +375,16 @@ const LABELS: [Option<&str>; 5] =
 /// answer labelled `label`; checks everything the client has received after every forward.
 fn replay_labelled(case: &Case, chunks: &[&[u8]], label: Option<&str>) -> (Vec<u8>, DirectionAudit) {
     let mut x = Exchange::new(Rc::new(Policies::from_json("").unwrap()));
-    let head = x.on_request_head(&RequestHead { method: "POST", path: case.path, ..Default::default() }, &Verified::tls("TLSv1.3"), true);
+    let head = x.on_request_head(
+        &RequestHead { method: "POST", path: case.path, ..Default::default() },
+        &Verified::tls("TLSv1.3"),
+        true,
+    );
     assert_eq!(head.then, Then::Forward);
-    let head = x.on_response_head(&ResponseHead { status: 200, content_type: label, content_encoding: None, ..Default::default() }, false);
+    let head = x.on_response_head(
+        &ResponseHead { status: 200, content_type: label, content_encoding: None, ..Default::default() },
+        false,
+    );
     assert_eq!(head.then, Then::Hold);
     let mut d = common::Delivered::default();
     // What a client reassembles only grows, so a value it could see in a prefix is still there

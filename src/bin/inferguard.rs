@@ -16,7 +16,9 @@ use inferguard::detect::Engine;
 use std::rc::Rc;
 
 use inferguard::exchange::{Exchange, RequestHead, Side, Then};
-use inferguard::policy::{encode_list, normalise_path, Identity, JwtFacts, Model, Policies, Request, Verdict, Verified};
+use inferguard::policy::{
+    encode_list, normalise_path, Identity, JwtFacts, Model, Policies, Request, Verdict, Verified,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -176,7 +178,8 @@ fn explain(args: ExplainArgs) -> ExitCode {
     let identity = Identity::from_verified(&verified);
     let policies = Rc::new(policies);
     let mut x = Exchange::new(Rc::clone(&policies));
-    let head = RequestHead { method: &args.method, path: &args.path, authority: args.host.as_deref(), ..Default::default() };
+    let head =
+        RequestHead { method: &args.method, path: &args.path, authority: args.host.as_deref(), ..Default::default() };
     let body = args.model.as_ref().map(|m| serde_json::json!({ "model": m }).to_string().into_bytes());
     let mut step = x.on_request_head(&head, &verified, body.is_none());
     if let (Then::Hold, Some(b)) = (&step.then, &body) {
@@ -204,7 +207,12 @@ fn explain(args: ExplainArgs) -> ExitCode {
     }
     match normalise_path(&args.path) {
         Ok(path) => {
-            let r = Request { authority: args.host.as_deref(), path: &path, route: args.route.as_deref(), identity: &identity };
+            let r = Request {
+                authority: args.host.as_deref(),
+                path: &path,
+                route: args.route.as_deref(),
+                identity: &identity,
+            };
             let model = args.model.as_deref().map_or(Model::Absent, Model::Named);
             let verdicts = policies.explain(&r, model);
             if !verdicts.is_empty() {

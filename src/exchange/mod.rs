@@ -51,19 +51,19 @@
 use std::rc::Rc;
 
 use crate::audit::{AuditRecord, Decision, DirectionAudit};
+use crate::limits::{Limiter, Rate, Store};
 use crate::policy::browser::{HeaderEdit, HeaderName};
 use crate::policy::{
     Cors, CorsRequest, Denial, DirectionConfig, Identity, Model, OnRefusedOrigin, Oversize, Policies, Policy, Request,
     Selected, Verified,
 };
-use crate::limits::{Limiter, Rate, Store};
 use crate::redact::{apply_spans, Redactor};
 use crate::stream::{text_runs, whole_json, BodyStream, Limits, StreamStop, Whole};
 use crate::wire::encoding::{ContentEncoding, DecodeError, Decoder};
+use crate::wire::endpoint::{self, Endpoint, Target};
 use crate::wire::json::{Kind, Tape};
 use crate::wire::multipart;
 use crate::wire::sniff::{sniff, Shape, Sniff, FIRST_VALUE_WINDOW};
-use crate::wire::endpoint::{self, Endpoint, Target};
 use crate::wire::url::redact_target;
 use crate::wire::{error_event, Api};
 
@@ -367,7 +367,13 @@ impl Exchange {
                 self.logged_path = "-".to_owned();
                 self.audit.policy = self.policy.name.clone();
                 // No path, no policy choice: the default's CORS decides who may read the 400.
-                let r = CorsRequest { method: head.method, origin: head.origin, authority: head.authority, https: self.tls, ..Default::default() };
+                let r = CorsRequest {
+                    method: head.method,
+                    origin: head.origin,
+                    authority: head.authority,
+                    https: self.tls,
+                    ..Default::default()
+                };
                 self.cors = self.policy.browser.actual(&r);
                 return Step::reply(self.deny(&Denial {
                     status: 400,
@@ -560,7 +566,9 @@ impl Exchange {
         self.audit.cors = match self.cors {
             Cors::NotCors => None,
             Cors::Allowed(_) => Some("allowed"),
-            Cors::Refused if self.policy.browser.cors.on_refused_origin == OnRefusedOrigin::OmitHeaders => Some("withheld"),
+            Cors::Refused if self.policy.browser.cors.on_refused_origin == OnRefusedOrigin::OmitHeaders => {
+                Some("withheld")
+            }
             Cors::Refused => {
                 self.audit.cors = Some("refused");
                 return Err(Denial {
@@ -637,7 +645,13 @@ impl Exchange {
         self.charged = true;
         let limiter = Limiter { warn_below: 1.0 - self.policy.limits.warn_at };
         let rate = Rate { per_minute: out as f64 };
-        let t = limiter.charge(env.store.as_mut(), &format!("inferguard.rl.o.{slot}"), rate, self.output_bytes as f64, env.now_ms);
+        let t = limiter.charge(
+            env.store.as_mut(),
+            &format!("inferguard.rl.o.{slot}"),
+            rate,
+            self.output_bytes as f64,
+            env.now_ms,
+        );
         if t.warn {
             self.audit.warning = Some("extraction_suspected");
         }
@@ -778,13 +792,7 @@ impl Exchange {
         self.finish(step)
     }
 
-    fn body_step(
-        &mut self,
-        side: Side,
-        size: usize,
-        end: bool,
-        read: &mut dyn FnMut(usize, usize) -> Vec<u8>,
-    ) -> Step {
+    fn body_step(&mut self, side: Side, size: usize, end: bool, read: &mut dyn FnMut(usize, usize) -> Vec<u8>) -> Step {
         let state = match side {
             Side::Request => std::mem::replace(&mut self.request, Body::Stopped),
             Side::Response => std::mem::replace(&mut self.response, Body::Stopped),
@@ -947,7 +955,10 @@ impl Exchange {
         if side == Side::Request && self.pending {
             // No policy yet, so no oversize choice to honour: beyond every policy's limit, refused.
             if (size as u64) > self.policies.max_request_body() {
-                let msg = format!("body larger than the {} bytes inferguard is configured to scan", self.policies.max_request_body());
+                let msg = format!(
+                    "body larger than the {} bytes inferguard is configured to scan",
+                    self.policies.max_request_body()
+                );
                 return (Body::Stopped, Step::reply(self.refuse(413, "request_too_large", &msg)));
             }
         } else if (size as u64) > cfg.max_body_bytes.get() {
@@ -1070,7 +1081,12 @@ impl Exchange {
     }
 
     /// Scans a request body that is not a form, under the chosen policy.
-    fn scan_request(&mut self, body: &[u8], shape: Shape, doc: Option<Result<Tape, crate::wire::json::JsonError>>) -> Step {
+    fn scan_request(
+        &mut self,
+        body: &[u8],
+        shape: Shape,
+        doc: Option<Result<Tape, crate::wire::json::JsonError>>,
+    ) -> Step {
         let policy = Rc::clone(&self.policy);
         let mut stream = None;
         let mut r = Redactor::new(&policy.engine, policy.request.mode, &mut self.audit.request);
@@ -1296,7 +1312,11 @@ impl Exchange {
 /// `10.0.0.1:5000` → `10.0.0.1`, `[::1]:5000` → `[::1]`.
 fn strip_port(address: &str) -> &str {
     match address.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) && (!host.contains(':') || host.ends_with(']')) => host,
+        Some((host, port))
+            if port.bytes().all(|b| b.is_ascii_digit()) && (!host.contains(':') || host.ends_with(']')) =>
+        {
+            host
+        }
         _ => address,
     }
 }

@@ -41,7 +41,11 @@ const OPEN: &str = r#"{"admission":{"endpoints":["/"]}}"#;
 fn exchange(cfg: &str, path: &str, prompt: &[u8]) -> (Exchange, Delivered) {
     let mut x = Exchange::new(Rc::new(Policies::from_json(cfg).unwrap()));
     let mut d = Delivered::default();
-    let step = x.on_request_head(&RequestHead { method: "POST", path, ..Default::default() }, &Verified::tls("TLSv1.3"), prompt.is_empty());
+    let step = x.on_request_head(
+        &RequestHead { method: "POST", path, ..Default::default() },
+        &Verified::tls("TLSv1.3"),
+        prompt.is_empty(),
+    );
     d.headers.extend(step.headers);
     if let Then::Reply(r) = step.then {
         d.reply = Some(r);
@@ -53,7 +57,10 @@ fn exchange(cfg: &str, path: &str, prompt: &[u8]) -> (Exchange, Delivered) {
 
 fn answer(x: &mut Exchange, content_type: Option<&str>, encoding: Option<&str>, chunks: &[&[u8]]) -> Delivered {
     let mut d = Delivered::default();
-    let step = x.on_response_head(&ResponseHead { status: 200, content_type, content_encoding: encoding, ..Default::default() }, false);
+    let step = x.on_response_head(
+        &ResponseHead { status: 200, content_type, content_encoding: encoding, ..Default::default() },
+        false,
+    );
     d.headers.extend(step.headers);
     match step.then {
         Then::Reply(r) => d.reply = Some(r),
@@ -87,7 +94,11 @@ fn redacts_a_json_answer_whatever_its_label_and_sets_its_length() {
         let (a, b) = CHAT.as_bytes().split_at(40);
         let d = answer(&mut x, label, None, &[a, b]);
         assert_eq!(text(&d), want, "{label:?}");
-        assert!(d.headers.contains(&("content-length".into(), Some(want.len().to_string()))), "{label:?} {:?}", d.headers);
+        assert!(
+            d.headers.contains(&("content-length".into(), Some(want.len().to_string()))),
+            "{label:?} {:?}",
+            d.headers
+        );
         assert_eq!(
             x.audit().to_json(),
             r#"{"schema":1,"decision":"redacted","policy":"default","identity":{"source":"anonymous"},"api":"openai.chat_completions","model":"m","stream":false,"request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2}}}"#
@@ -236,7 +247,11 @@ fn every_request_body_is_read_whatever_its_method_or_framing() {
     ] {
         for method in ["GET", "DELETE", "POST", "PUT"] {
             let mut x = Exchange::new(Rc::new(Policies::from_json(OPEN).unwrap()));
-            let head = x.on_request_head(&RequestHead { method, path: "/v1/x", ..Default::default() }, &Verified::tls("TLSv1.3"), false);
+            let head = x.on_request_head(
+                &RequestHead { method, path: "/v1/x", ..Default::default() },
+                &Verified::tls("TLSv1.3"),
+                false,
+            );
             assert_eq!(head.then, Then::Hold);
             let mut d = Delivered::default();
             body(&mut x, Side::Request, &[&prompt[..5], &prompt[5..]], &mut d);
@@ -358,8 +373,11 @@ fn everything_a_client_sees_is_scanned() {
 fn trailers_end_a_body_it_is_read_then_and_a_stream_drops_what_it_still_holds() {
     // A prompt whose end is its trailers: held until then, then read whole.
     let mut x = Exchange::new(Rc::new(Policies::from_json("").unwrap()));
-    let _ =
-        x.on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() }, &Verified::tls("TLSv1.3"), false);
+    let _ = x.on_request_head(
+        &RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() },
+        &Verified::tls("TLSv1.3"),
+        false,
+    );
     let prompt = br#"{"messages":[{"content":"I am jane@x.io"}]}"#;
     let step = x.on_body(Side::Request, prompt.len(), false, &mut |s, n| prompt[s..s + n].to_vec());
     assert_eq!(step.then, Then::Hold);
@@ -491,10 +509,24 @@ fn a_preflight_is_answered_by_the_policy_of_its_path_and_never_forwarded() {
     let policies = Rc::new(Policies::from_json(BROWSER).unwrap());
     // (path, origin, method, headers) -> Some(allowed origin) or the refusal's reason, and the policy.
     for (path, origin, method, headers, want, policy) in [
-        ("/v1/chat/completions", "https://app.example.com", "POST", Some("content-type, x-trace"), Ok("https://app.example.com"), "default"),
+        (
+            "/v1/chat/completions",
+            "https://app.example.com",
+            "POST",
+            Some("content-type, x-trace"),
+            Ok("https://app.example.com"),
+            "default",
+        ),
         ("/v1/chat/completions", "https://APP.example.com:443", "POST", None, Ok("https://app.example.com"), "default"),
         ("/v1/chat/completions", "https://app.example.com", "DELETE", None, Err("cors_method"), "default"),
-        ("/v1/chat/completions", "https://app.example.com", "POST", Some("authorization"), Err("cors_headers"), "default"),
+        (
+            "/v1/chat/completions",
+            "https://app.example.com",
+            "POST",
+            Some("authorization"),
+            Err("cors_headers"),
+            "default",
+        ),
         ("/v1/chat/completions", "https://app.example.com.evil.net", "POST", None, Err("cors_origin"), "default"),
         ("/v1/chat/completions", "https://x.example.org", "POST", None, Err("cors_origin"), "default"),
         ("/v1/messages", "https://x.example.org", "POST", None, Ok("https://x.example.org"), "ui"),
@@ -529,14 +561,27 @@ fn a_preflight_is_answered_by_the_policy_of_its_path_and_never_forwarded() {
     }
     // The preflight's header set, exactly (the default policy's `allowed_methods`).
     let mut x = Exchange::new(Rc::clone(&policies));
-    let Then::Reply(r) =
-        browser_head(&mut x, "OPTIONS", "/v1/chat/completions", Some("https://app.example.com"), Some("POST"), None, true).then
+    let Then::Reply(r) = browser_head(
+        &mut x,
+        "OPTIONS",
+        "/v1/chat/completions",
+        Some("https://app.example.com"),
+        Some("POST"),
+        None,
+        true,
+    )
+    .then
     else {
         panic!()
     };
     assert_eq!(
         cors_names(&r.headers),
-        ["access-control-allow-origin", "access-control-allow-methods", "access-control-allow-headers", "access-control-max-age"]
+        [
+            "access-control-allow-origin",
+            "access-control-allow-methods",
+            "access-control-allow-headers",
+            "access-control-max-age"
+        ]
     );
     assert_eq!(header(&r.headers, "access-control-allow-headers"), Some("content-type, x-trace"));
     // OPTIONS without Access-Control-Request-Method is not a preflight: it is judged as a request.
@@ -549,7 +594,13 @@ fn a_preflight_is_answered_by_the_policy_of_its_path_and_never_forwarded() {
 #[test]
 fn a_request_from_a_refused_origin_is_refused_before_the_model_or_served_without_cors_headers() {
     let policies = Rc::new(Policies::from_json(BROWSER).unwrap());
-    for origin in ["https://evil.test", "https://app.example.com.evil.net", "https://evilapp.example.com", "null", "http://app.example.com"] {
+    for origin in [
+        "https://evil.test",
+        "https://app.example.com.evil.net",
+        "https://evilapp.example.com",
+        "null",
+        "http://app.example.com",
+    ] {
         let mut x = Exchange::new(Rc::clone(&policies));
         // `big` names models: the policy, and so the CORS decision, waits for the body's `model`.
         let step = browser_head(&mut x, "POST", "/v1/chat/completions", Some(origin), None, None, false);
@@ -560,7 +611,10 @@ fn a_request_from_a_refused_origin_is_refused_before_the_model_or_served_without
         assert_eq!(cors_names(&r.headers), Vec::<&str>::new());
         assert_secure(&r.headers, true, origin);
         let a = x.audit();
-        assert_eq!((a.decision.as_str(), a.reason.as_deref(), a.cors), ("denied", Some("cors_origin"), Some("refused")));
+        assert_eq!(
+            (a.decision.as_str(), a.reason.as_deref(), a.cors),
+            ("denied", Some("cors_origin"), Some("refused"))
+        );
     }
     // `omit_headers`: forwarded, and the answer carries no CORS header (the upstream's removed).
     let mut x = Exchange::new(Rc::clone(&policies));
@@ -591,9 +645,13 @@ fn an_allowed_origin_gets_the_policys_cors_headers_in_place_of_the_upstreams() {
     ];
     let step = x.on_response_head(&ResponseHead { status: 200, headers: &upstream, ..Default::default() }, false);
     assert_eq!(step.then, Then::Hold);
-    let set: Vec<(HeaderName, String)> = step.headers.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))).collect();
+    let set: Vec<(HeaderName, String)> =
+        step.headers.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))).collect();
     let removed: Vec<&str> = step.headers.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.as_ref()).collect();
-    assert_eq!(removed, ["access-control-allow-origin", "access-control-allow-credentials", "server", "x-envoy-upstream-service-time"]);
+    assert_eq!(
+        removed,
+        ["access-control-allow-origin", "access-control-allow-credentials", "server", "x-envoy-upstream-service-time"]
+    );
     assert_eq!(cors_names(&set), ["access-control-allow-origin", "access-control-expose-headers"]);
     assert_eq!(header(&set, "access-control-allow-origin"), Some("https://app.example.com"));
     assert_secure(&set, true, "upstream 200");
@@ -609,11 +667,16 @@ fn an_allowed_origin_gets_the_policys_cors_headers_in_place_of_the_upstreams() {
 #[test]
 fn the_policy_chosen_by_the_model_decides_cors_once_the_body_is_read() {
     let policies = Rc::new(Policies::from_json(BROWSER).unwrap());
-    for (model, origin, refused) in
-        [("big-1", "https://big.example.net", false), ("big-1", "https://app.example.com", true), ("m", "https://big.example.net", true)]
-    {
+    for (model, origin, refused) in [
+        ("big-1", "https://big.example.net", false),
+        ("big-1", "https://app.example.com", true),
+        ("m", "https://big.example.net", true),
+    ] {
         let mut x = Exchange::new(Rc::clone(&policies));
-        assert_eq!(browser_head(&mut x, "POST", "/v1/chat/completions", Some(origin), None, None, false).then, Then::Hold);
+        assert_eq!(
+            browser_head(&mut x, "POST", "/v1/chat/completions", Some(origin), None, None, false).then,
+            Then::Hold
+        );
         let prompt = format!(r#"{{"model":"{model}","messages":[]}}"#);
         let step = x.on_body(Side::Request, prompt.len(), true, &mut |s, n| prompt.as_bytes()[s..s + n].to_vec());
         assert_eq!(matches!(step.then, Then::Reply(LocalReply { status: 403, .. })), refused, "{model} {origin}");
@@ -635,7 +698,13 @@ fn every_local_reply_and_every_upstream_answer_carries_the_security_headers() {
         ("", "/v1/%2e%2e/%2e%2e/x", PROMPT, true, 400),
         (r#"{"request":{"max_body_bytes":65536}}"#, "/v1/chat/completions", &big[..], true, 413),
         (r#"{"admission":{"require_upstream_tls":true}}"#, "/v1/chat/completions", PROMPT, true, 502),
-        (r#"{"request":{"mode":"block"}}"#, "/v1/chat/completions", br#"{"model":"m","messages":[{"role":"user","content":"jane@x.io"}]}"#, true, 403),
+        (
+            r#"{"request":{"mode":"block"}}"#,
+            "/v1/chat/completions",
+            br#"{"model":"m","messages":[{"role":"user","content":"jane@x.io"}]}"#,
+            true,
+            403,
+        ),
     ] {
         let mut x = Exchange::new(Rc::new(Policies::from_json(cfg).unwrap()));
         let v = if tls { Verified::tls("TLSv1.3") } else { Verified::default() };
@@ -653,7 +722,8 @@ fn every_local_reply_and_every_upstream_answer_carries_the_security_headers() {
     for (status, end) in [(200, false), (204, true), (500, false)] {
         let (mut x, _) = exchange("", "/v1/chat/completions", PROMPT);
         let step = x.on_response_head(&ResponseHead { status, headers: &[("server", "x")], ..Default::default() }, end);
-        let set: Vec<(HeaderName, String)> = step.headers.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))).collect();
+        let set: Vec<(HeaderName, String)> =
+            step.headers.iter().filter_map(|(k, v)| Some((k.clone(), v.clone()?))).collect();
         assert_secure(&set, true, &format!("upstream {status}"));
         assert!(step.headers.contains(&("server".into(), None)));
     }
@@ -689,7 +759,8 @@ fn limits_hold_per_caller_answer_429_with_retry_after_and_warn_first() {
         let mut x = Exchange::new(Rc::clone(&policies));
         x.set_limits(Box::new(store.clone()), now_ms);
         let v = Verified { client_address: Some(client), ..Verified::tls("TLSv1.3") };
-        let step = x.on_request_head(&RequestHead { method: "GET", path: "/v1/models", ..Default::default() }, &v, true);
+        let step =
+            x.on_request_head(&RequestHead { method: "GET", path: "/v1/models", ..Default::default() }, &v, true);
         (x, step)
     };
     let mut warnings = Vec::new();
@@ -725,7 +796,8 @@ fn limits_hold_per_caller_answer_429_with_retry_after_and_warn_first() {
 
 #[test]
 fn callers_land_in_a_bounded_number_of_slots() {
-    let slots: std::collections::HashSet<u32> = (0..200_000).map(|i| limit_slot("default", &format!("10.{i}"))).collect();
+    let slots: std::collections::HashSet<u32> =
+        (0..200_000).map(|i| limit_slot("default", &format!("10.{i}"))).collect();
     assert!(slots.len() <= 65_536);
     assert!(slots.len() > 60_000, "{}", slots.len());
 }
@@ -767,8 +839,12 @@ fn a_value_the_normal_form_would_take_apart_refuses_the_request() {
 #[test]
 fn the_keyed_prompt_digest_is_an_hmac_of_the_body_as_received_and_absent_without_a_key() {
     // HMAC-SHA256("a deployment secret!", PROMPT), computed independently (Python's hmac).
-    let (x, _) = exchange(r#"{"audit": {"prompt_digest": {"key": "a deployment secret!"}}}"#, "/v1/chat/completions", PROMPT);
-    assert_eq!(x.audit().request.digest.as_deref(), Some("hmac-sha256:e80344dd4c6a077ea815c8976dd3b826a0a7573b6b933e25033541f3ea4bed87"));
+    let (x, _) =
+        exchange(r#"{"audit": {"prompt_digest": {"key": "a deployment secret!"}}}"#, "/v1/chat/completions", PROMPT);
+    assert_eq!(
+        x.audit().request.digest.as_deref(),
+        Some("hmac-sha256:e80344dd4c6a077ea815c8976dd3b826a0a7573b6b933e25033541f3ea4bed87")
+    );
     assert!(x.audit().to_json().contains(r#""request":{"digest":"hmac-sha256:e80344dd4c6a077ea815c8976dd3b826a0a7573b6b933e25033541f3ea4bed87","scanned":true}"#), "{}", x.audit().to_json());
     let (x, _) = exchange("", "/v1/chat/completions", PROMPT);
     assert_eq!(x.audit().request.digest, None);

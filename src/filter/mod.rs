@@ -282,7 +282,13 @@ impl HttpContext for Filter {
         let jwt = |leaf: &[&str]| prop(&[&JWT_METADATA[..], leaf].concat());
         let sub = jwt(&["payload", "sub"]);
         let (iss, scope, scp, groups, failure) = if sub.is_some() {
-            (jwt(&["payload", "iss"]), jwt(&["payload", "scope"]), jwt(&["payload", "scp"]), jwt(&["payload", "groups"]), None)
+            (
+                jwt(&["payload", "iss"]),
+                jwt(&["payload", "scope"]),
+                jwt(&["payload", "scp"]),
+                jwt(&["payload", "groups"]),
+                None,
+            )
         } else {
             (None, None, None, None, jwt(&["failure", "code"]))
         };
@@ -358,9 +364,8 @@ impl HttpContext for Filter {
     fn on_log(&mut self) {
         // Envoy's attributes: integers come as 8 little-endian bytes, strings as their bytes.
         let prop = |path: &[&str]| self.get_property(path.to_vec()).filter(|v| !v.is_empty());
-        let int = |path: &[&str]| {
-            prop(path).and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok()).map(i64::from_le_bytes)
-        };
+        let int =
+            |path: &[&str]| prop(path).and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok()).map(i64::from_le_bytes);
         let request_id = prop(&["request", "id"]);
         let client_address = prop(&["source", "address"]);
         let text = |b: &Option<Vec<u8>>| b.as_deref().and_then(|b| std::str::from_utf8(b).ok()).map(str::to_owned);

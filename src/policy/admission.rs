@@ -64,7 +64,10 @@ impl Admission {
                 let names: Vec<&str> = endpoint::ADMIN_ENDPOINTS.iter().map(|(n, _)| *n).collect();
                 return Err(ConfigError::new(
                     format!("{at}.endpoints[{i}]"),
-                    format_args!("unknown endpoint `{e}`: expected a path starting with `/` or one of {}", names.join(", ")),
+                    format_args!(
+                        "unknown endpoint `{e}`: expected a path starting with `/` or one of {}",
+                        names.join(", ")
+                    ),
                 ));
             }
         }
@@ -140,7 +143,8 @@ impl Admission {
         if !missing.is_empty() {
             let all = c.required_scopes.join(" ");
             let mut d = if id.is_anonymous() {
-                let mut d = Denial::new(401, "identity_required", format!("a bearer token with scope `{all}` is required"));
+                let mut d =
+                    Denial::new(401, "identity_required", format!("a bearer token with scope `{all}` is required"));
                 d.www_authenticate = Some(format!("Bearer realm=\"inferguard\", scope=\"{all}\""));
                 d
             } else {

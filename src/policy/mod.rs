@@ -20,13 +20,13 @@ pub use admission::{Admission, Denial};
 pub use browser::{Browser, Cors, CorsConfig, CorsRequest, HeadersConfig, OnRefusedOrigin, Origin, OriginPattern};
 pub use identity::{encode_list, Identity, JwtFacts, Source, Verified};
 pub use settings::{
-    AdmissionConfig, Config, DirectionConfig, LimitsConfig, MatchConfig, ModelRuleConfig, NamedConfig, Oversize, PositiveU64,
-    Settings, TlsVersion, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HOLDBACK_BYTES,
+    AdmissionConfig, Config, DirectionConfig, LimitsConfig, MatchConfig, ModelRuleConfig, NamedConfig, Oversize,
+    PositiveU64, Settings, TlsVersion, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HOLDBACK_BYTES,
 };
 
-pub use crate::redact::Mode;
 use crate::config::ConfigError;
 use crate::detect::Engine;
+pub use crate::redact::Mode;
 use glob::Glob;
 
 /// One compiled policy.
@@ -184,7 +184,13 @@ fn path_under(path: &str, prefix: &str) -> bool {
 }
 
 impl Policy {
-    fn compile(name: &str, s: &Settings, engine: Rc<Engine>, matches: &MatchConfig, at: &str) -> Result<Policy, ConfigError> {
+    fn compile(
+        name: &str,
+        s: &Settings,
+        engine: Rc<Engine>,
+        matches: &MatchConfig,
+        at: &str,
+    ) -> Result<Policy, ConfigError> {
         let prefix = if at.is_empty() { String::new() } else { format!("{at}.") };
         Ok(Policy {
             name: name.to_owned(),
@@ -204,7 +210,8 @@ impl Policies {
     /// (`policies[2].detect.rules[0].pattern: invalid regex ...`).
     pub fn new(cfg: &Config) -> Result<Policies, ConfigError> {
         let engine = Rc::new(Engine::new(&cfg.default.detect)?);
-        let default = Rc::new(Policy::compile("default", &cfg.default, Rc::clone(&engine), &MatchConfig::default(), "")?);
+        let default =
+            Rc::new(Policy::compile("default", &cfg.default, Rc::clone(&engine), &MatchConfig::default(), "")?);
         let mut named = Vec::with_capacity(cfg.policies.len());
         for (i, p) in cfg.policies.iter().enumerate() {
             let at = format!("policies[{i}]");
@@ -225,7 +232,10 @@ impl Policies {
         }
         let prompt_digest = match &cfg.audit.prompt_digest_key {
             Some(k) if k.len() < 16 => {
-                return Err(ConfigError::new("audit.prompt_digest.key", format!("must be at least 16 bytes, got {}", k.len())))
+                return Err(ConfigError::new(
+                    "audit.prompt_digest.key",
+                    format!("must be at least 16 bytes, got {}", k.len()),
+                ))
             }
             Some(k) => Some(crate::detect::sha256::HmacKey::new(k.as_bytes())),
             None => None,
@@ -314,7 +324,12 @@ impl Policies {
         );
         if !self.named.is_empty() {
             let names: Vec<&str> = self.named.iter().map(|p| p.name.as_str()).collect();
-            s.push_str(&format!("; {} named polic{}: {}", names.len(), if names.len() == 1 { "y" } else { "ies" }, names.join(", ")));
+            s.push_str(&format!(
+                "; {} named polic{}: {}",
+                names.len(),
+                if names.len() == 1 { "y" } else { "ies" },
+                names.join(", ")
+            ));
         }
         s
     }

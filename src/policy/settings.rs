@@ -270,7 +270,17 @@ impl Config {
     }
 
     fn read(node: &Node) -> Result<Config, ConfigError> {
-        let obj = node.object(&["detect", "request", "response", "admission", "cors", "headers", "limits", "policies", "audit"])?;
+        let obj = node.object(&[
+            "detect",
+            "request",
+            "response",
+            "admission",
+            "cors",
+            "headers",
+            "limits",
+            "policies",
+            "audit",
+        ])?;
         let policies = obj.read("policies", |n| n.array(|n| NamedConfig::read(&n)))?.unwrap_or_default();
         for (i, p) in policies.iter().enumerate() {
             if p.name == "default" || policies[..i].iter().any(|q| q.name == p.name) {
@@ -298,7 +308,8 @@ impl Config {
 
 impl NamedConfig {
     fn read(node: &Node) -> Result<NamedConfig, ConfigError> {
-        let obj = node.object(&["name", "match", "detect", "request", "response", "admission", "cors", "headers", "limits"])?;
+        let obj =
+            node.object(&["name", "match", "detect", "request", "response", "admission", "cors", "headers", "limits"])?;
         let name_node = obj.required("name")?;
         let name = name_node.str()?.to_owned();
         let ok = !name.is_empty()

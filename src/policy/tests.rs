@@ -102,7 +102,12 @@ mod selection {
             subject: Some("spiffe://cluster.local/ns/batch/sa/etl".into()),
             ..Default::default()
         };
-        let chat = Request { authority: Some("api.example.com"), path: "/v1/chat/completions", route: Some("default"), identity: &anon };
+        let chat = Request {
+            authority: Some("api.example.com"),
+            path: "/v1/chat/completions",
+            route: Some("default"),
+            identity: &anon,
+        };
         // `restricted` names models: the head alone cannot decide.
         assert_eq!(pick(&p, &chat, Model::Unread), "(await model)");
         assert_eq!(pick(&p, &chat, Model::Named("GPT-4o")), "restricted");
@@ -116,7 +121,10 @@ mod selection {
         assert_eq!(pick(&p, &internal, Model::Unread), "internal");
         assert_eq!(pick(&p, &Request { route: Some("legacy-plaintext"), ..internal }, Model::Unread), "default");
         // A suffix is not a subdomain.
-        assert_eq!(pick(&p, &Request { authority: Some("evilinternal.example.com"), ..internal }, Model::Unread), "default");
+        assert_eq!(
+            pick(&p, &Request { authority: Some("evilinternal.example.com"), ..internal }, Model::Unread),
+            "default"
+        );
         // Segments, not string prefixes.
         assert_eq!(pick(&p, &Request { path: "/v1beta/chat", ..chat }, Model::Named("gpt-4o")), "default");
     }
@@ -126,7 +134,8 @@ mod selection {
         let p = Policies::from_json(CONFIG).unwrap();
         let anon = Identity::default();
         let r = Request { authority: None, path: "/api/chat", route: Some("default"), identity: &anon };
-        let got: Vec<(String, Verdict)> = p.explain(&r, Model::Named("m")).into_iter().map(|(n, v)| (n.to_owned(), v)).collect();
+        let got: Vec<(String, Verdict)> =
+            p.explain(&r, Model::Named("m")).into_iter().map(|(n, v)| (n.to_owned(), v)).collect();
         assert_eq!(
             got,
             [
@@ -140,7 +149,10 @@ mod selection {
 
     #[test]
     fn named_policies_inherit_absent_sections_and_share_the_engine() {
-        let p = Policies::from_json(r#"{"response": {"mode": "report"}, "policies": [{"name": "a"}, {"name": "b", "detect": {}}]}"#).unwrap();
+        let p = Policies::from_json(
+            r#"{"response": {"mode": "report"}, "policies": [{"name": "a"}, {"name": "b", "detect": {}}]}"#,
+        )
+        .unwrap();
         let (a, b, d) = (&p.named()[0], &p.named()[1], p.default_policy());
         assert_eq!(a.response.mode, Mode::Report);
         assert!(Rc::ptr_eq(&a.engine, &d.engine));
@@ -150,17 +162,38 @@ mod selection {
     #[test]
     fn errors_name_the_policy() {
         for (cfg, want) in [
-            (r#"{"policies": [{"name": "a", "match": {"models": [7]}}]}"#, "policies[0].match.models[0]: invalid type: integer `7`, expected a string"),
-            (r#"{"policies": [{"name": "a"}, {"name": "b", "detect": {"rules": [{"name": "r", "pattern": "("}]}}]}"#, "policies[1].detect.rules[0].pattern: invalid regex"),
+            (
+                r#"{"policies": [{"name": "a", "match": {"models": [7]}}]}"#,
+                "policies[0].match.models[0]: invalid type: integer `7`, expected a string",
+            ),
+            (
+                r#"{"policies": [{"name": "a"}, {"name": "b", "detect": {"rules": [{"name": "r", "pattern": "("}]}}]}"#,
+                "policies[1].detect.rules[0].pattern: invalid regex",
+            ),
             (r#"{"policies": [{"name": "a"}, {"name": "a"}]}"#, "policies[1].name: the name `a` is already taken"),
             (r#"{"policies": [{"name": "default"}]}"#, "policies[0].name: the name `default` is already taken"),
             (r#"{"policies": [{"name": "no spaces"}]}"#, "policies[0].name: expected 1 to 64 ASCII letters"),
             (r#"{"policies": [{"match": {}}]}"#, "policies[0]: missing field `name`"),
-            (r#"{"policies": [{"name": "a", "match": {"paths": ["v1"]}}]}"#, "policies[0].match.paths[0]: expected a path starting with `/`"),
-            (r#"{"policies": [{"name": "a", "admission": {"endpoints": ["ollama.pul"]}}]}"#, "policies[0].admission.endpoints[0]: unknown endpoint `ollama.pul`"),
-            (r#"{"admission": {"required_scopes": ["a b"]}}"#, "admission.required_scopes[0]: a scope is one non-empty word"),
-            (r#"{"admission": {"min_tls_version": "TLSv1.4"}}"#, "admission.min_tls_version: unknown variant `TLSv1.4`"),
-            (r#"{"policies": [{"name": "a", "match": {"model": ["x"]}}]}"#, "policies[0].match.model: unknown field `model`"),
+            (
+                r#"{"policies": [{"name": "a", "match": {"paths": ["v1"]}}]}"#,
+                "policies[0].match.paths[0]: expected a path starting with `/`",
+            ),
+            (
+                r#"{"policies": [{"name": "a", "admission": {"endpoints": ["ollama.pul"]}}]}"#,
+                "policies[0].admission.endpoints[0]: unknown endpoint `ollama.pul`",
+            ),
+            (
+                r#"{"admission": {"required_scopes": ["a b"]}}"#,
+                "admission.required_scopes[0]: a scope is one non-empty word",
+            ),
+            (
+                r#"{"admission": {"min_tls_version": "TLSv1.4"}}"#,
+                "admission.min_tls_version: unknown variant `TLSv1.4`",
+            ),
+            (
+                r#"{"policies": [{"name": "a", "match": {"model": ["x"]}}]}"#,
+                "policies[0].match.model: unknown field `model`",
+            ),
         ] {
             let err = Policies::from_json(cfg).unwrap_err().to_string();
             assert!(err.starts_with(want), "{cfg}\n got: {err}\nwant: {want}");
@@ -174,28 +207,58 @@ mod selection {
         let chat = classify("/v1/chat/completions").unwrap();
         let tls = Verified::tls("TLSv1.3");
         let mtls = Verified { client_certificate: true, ..tls };
-        let alice = Identity { source: Source::Jwt, subject: Some("alice".into()), scopes: vec!["inference".into()], ..Default::default() };
+        let alice = Identity {
+            source: Source::Jwt,
+            subject: Some("alice".into()),
+            scopes: vec!["inference".into()],
+            ..Default::default()
+        };
         let reason = |r: Result<(), Denial>| r.err().map(|d| (d.status, d.reason, d.www_authenticate));
-        assert_eq!(reason(restricted.check_head(&Verified::default(), &alice, &chat)), Some((426, "tls_required", None)));
-        assert_eq!(reason(restricted.check_head(&tls, &alice, &chat)).map(|d| d.1), Some("client_certificate_required"));
+        assert_eq!(
+            reason(restricted.check_head(&Verified::default(), &alice, &chat)),
+            Some((426, "tls_required", None))
+        );
+        assert_eq!(
+            reason(restricted.check_head(&tls, &alice, &chat)).map(|d| d.1),
+            Some("client_certificate_required")
+        );
         assert_eq!(
             reason(restricted.check_head(&mtls, &alice, &chat)),
-            Some((403, "insufficient_scope", Some("Bearer error=\"insufficient_scope\", scope=\"inference:restricted\"".into())))
+            Some((
+                403,
+                "insufficient_scope",
+                Some("Bearer error=\"insufficient_scope\", scope=\"inference:restricted\"".into())
+            ))
         );
         let scoped = Identity { scopes: vec!["inference:restricted".into()], ..alice.clone() };
         assert_eq!(reason(restricted.check_head(&mtls, &scoped, &chat)), None);
-        assert_eq!(reason(restricted.check_head(&mtls, &Identity::default(), &chat)).map(|d| (d.0, d.1)), Some((401, "identity_required")));
+        assert_eq!(
+            reason(restricted.check_head(&mtls, &Identity::default(), &chat)).map(|d| (d.0, d.1)),
+            Some((401, "identity_required"))
+        );
         let expired = Identity { invalid_token: Some("the token has expired"), ..Default::default() };
-        assert_eq!(reason(p.default_policy().admission.check_head(&tls, &expired, &chat)).map(|d| (d.0, d.1)), Some((401, "invalid_token")));
+        assert_eq!(
+            reason(p.default_policy().admission.check_head(&tls, &expired, &chat)).map(|d| (d.0, d.1)),
+            Some((401, "invalid_token"))
+        );
         let old = Verified::tls("TLSv1.1");
-        assert_eq!(reason(p.default_policy().admission.check_head(&old, &alice, &chat)).map(|d| d.1), Some("tls_version"));
+        assert_eq!(
+            reason(p.default_policy().admission.check_head(&old, &alice, &chat)).map(|d| d.1),
+            Some("tls_version")
+        );
         let pull = classify("//API/./pull").unwrap();
-        assert_eq!(reason(p.default_policy().admission.check_head(&tls, &alice, &pull)).map(|d| (d.0, d.1)), Some((403, "admin_endpoint")));
+        assert_eq!(
+            reason(p.default_policy().admission.check_head(&tls, &alice, &pull)).map(|d| (d.0, d.1)),
+            Some((403, "admin_endpoint"))
+        );
         let allowing = Policies::from_json(r#"{"admission": {"endpoints": ["ollama.pull"]}}"#).unwrap();
         assert_eq!(reason(allowing.default_policy().admission.check_head(&tls, &alice, &pull)), None);
         let strict = Policies::from_json(r#"{"admission": {"require_upstream_tls": true}}"#).unwrap();
         let a = &strict.default_policy().admission;
-        assert_eq!(reason(a.check_head(&tls, &alice, &chat)).map(|d| (d.0, d.1)), Some((502, "upstream_not_encrypted")));
+        assert_eq!(
+            reason(a.check_head(&tls, &alice, &chat)).map(|d| (d.0, d.1)),
+            Some((502, "upstream_not_encrypted"))
+        );
         let encrypted = Verified { upstream_tls: Some(true), ..tls };
         assert_eq!(reason(a.check_head(&encrypted, &alice, &chat)), None);
 
@@ -203,7 +266,10 @@ mod selection {
         let r = Identity { groups: vec!["research".into()], ..alice.clone() };
         assert!(research.check_model(&r, Some("llama-3")).is_ok());
         assert_eq!(research.check_model(&r, Some("llama-3-uncensored")).unwrap_err().reason, "model_not_allowed");
-        assert_eq!(research.check_model(&r, Some("gpt-4o")).unwrap_err().message, "the model `gpt-4o` is not allowed for this caller");
+        assert_eq!(
+            research.check_model(&r, Some("gpt-4o")).unwrap_err().message,
+            "the model `gpt-4o` is not allowed for this caller"
+        );
         assert!(research.check_model(&r, None).is_err());
         // The rule is for the group: others are not constrained by it.
         assert!(research.check_model(&alice, Some("gpt-4o")).is_ok());

@@ -25,7 +25,6 @@
 // The policy rewrite is what calls `allowed_by` and reads `ADMIN_ENDPOINTS`; until it lands they
 // are only used by the tests.
 
-
 use std::fmt;
 
 use super::Api;
