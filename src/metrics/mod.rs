@@ -36,8 +36,10 @@ pub const STREAMED: &str = "inferguard_streamed_responses_total";
 pub const ACTIVE_STREAMS: &str = "inferguard_active_streams";
 /// Histogram: the most characters one streamed response held back at once.
 pub const HOLDBACK: &str = "inferguard_holdback_max_chars";
-/// Reserved: requests refused by a rate limit (not emitted yet).
+/// Requests refused by an abuse limit (429), per policy.
 pub const RATE_LIMITED: &str = "inferguard_rate_limited_total";
+/// Requests marked `extraction_suspected` (a caller near its allowance), per policy.
+pub const EXTRACTION_SUSPECTED: &str = "inferguard_extraction_suspected_total";
 
 /// The label keys, in the order they may appear; each has a `stats_tags` regex in `envoy/`.
 pub const LABELS: &[&str] = &["policy", "decision", "detector", "direction", "action", "reason"];
@@ -106,14 +108,22 @@ pub fn on_log(
             out.push(counter(name(FINDINGS, &labels), u64::from(n)));
         }
     }
-    let refused = matches!(audit.decision, Decision::Blocked | Decision::Denied);
+    let refused = matches!(audit.decision, Decision::Blocked | Decision::Denied | Decision::RateLimited);
     if refused {
         let reason = audit.reason.as_deref().unwrap_or("unknown");
         out.push(counter(name(REFUSALS, &[("reason", reason)]), 1));
     }
-    // A denied request was judged on its head: its body, if any, was never scanned. After a
-    // refusal, what went out to the client is the filter's own error, not a scanned answer.
-    let scanned = [audit.decision != Decision::Denied && audit.request.scanned(), !refused && audit.response.scanned()];
+    if audit.decision == Decision::RateLimited {
+        out.push(counter(name(RATE_LIMITED, &[("policy", policy)]), 1));
+    }
+    if audit.warning.is_some() {
+        out.push(counter(name(EXTRACTION_SUSPECTED, &[("policy", policy)]), 1));
+    }
+    // A denied or rate-limited request was judged on its head: its body, if any, was never
+    // scanned. After a refusal, what went out to the client is the filter's own error, not a
+    // scanned answer.
+    let judged_on_head = matches!(audit.decision, Decision::Denied | Decision::RateLimited);
+    let scanned = [!judged_on_head && audit.request.scanned(), !refused && audit.response.scanned()];
     for (i, direction) in ["request", "response"].into_iter().enumerate() {
         if scanned[i] && seen.bytes[i] > 0 {
             out.push(counter(name(SCANNED_BYTES, &[("direction", direction)]), seen.bytes[i]));
@@ -225,6 +235,33 @@ mod tests {
             [
                 ("inferguard_requests_total;policy=partners;decision=denied".to_owned(), 1),
                 ("inferguard_refusals_total;reason=admin_endpoint".to_owned(), 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn rate_limited_and_suspected_requests_are_counted_per_policy() {
+        let mut a = AuditRecord { policy: "public".into(), ..Default::default() };
+        a.warning = Some("extraction_suspected");
+        let seen = Observed { bytes: [10, 80], ..Default::default() };
+        assert_eq!(
+            names(&on_log(&a, &seen, &none)),
+            [
+                ("inferguard_requests_total;policy=public;decision=allowed".to_owned(), 1),
+                ("inferguard_extraction_suspected_total;policy=public".to_owned(), 1),
+                ("inferguard_scanned_bytes_total;direction=request".to_owned(), 10),
+                ("inferguard_scanned_bytes_total;direction=response".to_owned(), 80),
+            ]
+        );
+        a.deny("rate_limited");
+        a.decision = Decision::RateLimited;
+        assert_eq!(
+            names(&on_log(&a, &seen, &none)),
+            [
+                ("inferguard_requests_total;policy=public;decision=rate_limited".to_owned(), 1),
+                ("inferguard_refusals_total;reason=rate_limited".to_owned(), 1),
+                ("inferguard_rate_limited_total;policy=public".to_owned(), 1),
+                ("inferguard_extraction_suspected_total;policy=public".to_owned(), 1),
             ]
         );
     }

@@ -2,12 +2,13 @@
 through proxy-wasm shared data, 429 with Retry-After in the API's shape, and the warning mark
 before anything is refused."""
 import time
+import urllib.request
 import uuid
 
 import openai
 import pytest
 
-from harness import client, mint_token, tls_context
+from harness import client, mint_token, tls_context, wait_for
 
 import httpx
 
@@ -96,6 +97,12 @@ def test_each_caller_has_its_own_allowance_and_the_sdk_raises_rate_limit_error(s
     assert e.value.status_code == 429
     assert e.value.code == "rate_limited"
     assert 25 <= int(e.value.response.headers["retry-after"]) <= 30
+    # Two refusals so far on this Envoy, counted under their policy.
+    def rate_limited():
+        with urllib.request.urlopen(f"http://127.0.0.1:{slow.admin_port}/stats/prometheus", timeout=5) as r:
+            text = r.read().decode()
+        return [line for line in text.splitlines() if line.startswith("inferguard_rate_limited_total")]
+    wait_for(lambda: rate_limited() == ['inferguard_rate_limited_total{policy="default"} 2'], 10, "the rate-limited counter")
 
 
 def test_the_verified_caller_reaches_later_filters_and_a_forged_one_never_does(envoy, standin):
