@@ -104,6 +104,8 @@ pub struct RequestHead<'a> {
     pub access_control_request_method: Option<&'a str>,
     /// `access-control-request-headers` (a preflight's).
     pub access_control_request_headers: Option<&'a str>,
+    /// `x-request-id`, as Envoy set or vetted it before any filter ran (Envoy's `request.id`).
+    pub request_id: Option<&'a str>,
 }
 
 /// What Envoy knows of a stream when it is logged, for the audit record: read by the glue from
@@ -111,9 +113,11 @@ pub struct RequestHead<'a> {
 /// itself generates or vets).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogFacts<'a> {
-    /// `request.id`: the stream's `x-request-id`.
+    /// `request.id`: the stream's `x-request-id` (needed only when the request head was never
+    /// handled, [`Exchange::knows_peer`]).
     pub request_id: Option<&'a str>,
-    /// `source.address`: the downstream peer, `ip:port`.
+    /// `source.address`: the downstream peer, `ip:port` (needed only when the request head was
+    /// never handled, [`Exchange::knows_peer`]).
     pub client_address: Option<&'a str>,
     /// `request.size`: the request body's size.
     pub request_bytes: Option<u64>,
@@ -315,12 +319,40 @@ impl Exchange {
 
     /// Completes the audit record with what Envoy knows when the stream is logged.
     pub fn on_log(&mut self, facts: &LogFacts) {
+        if let Some(id) = facts.request_id {
+            self.audit.request_id = Some(self.loggable_id(id));
+        }
         let a = &mut self.audit;
-        a.request_id = facts.request_id.map(str::to_owned);
-        a.client_address = facts.client_address.map(str::to_owned);
+        if let Some(peer) = facts.client_address {
+            a.client_address = Some(peer.to_owned());
+        }
         a.request.bytes = facts.request_bytes;
         a.response.bytes = facts.response_bytes;
         a.response.status = facts.status.filter(|s| *s != 0);
+    }
+
+    /// The request id as the record may show it. Envoy keeps a client's `x-request-id` unless it
+    /// is an edge proxy (`use_remote_address`), so the id is client text, and a bare token or a
+    /// `user:password` cannot be told from an id by its look. Only the UUID form Envoy itself
+    /// generates is logged (and scanned like any value); anything else is replaced whole.
+    fn loggable_id(&self, id: &str) -> String {
+        let b = id.as_bytes();
+        let uuid = b.len() == 36
+            && b.iter()
+                .enumerate()
+                .all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) { *c == b'-' } else { c.is_ascii_hexdigit() });
+        if !uuid {
+            return "[REDACTED:REQUEST_ID]".to_owned();
+        }
+        let mut scratch = DirectionAudit::default();
+        let r = Redactor::new(&self.policies.default_policy().engine, crate::policy::Mode::Redact, &mut scratch);
+        r.masked(Some("x-request-id"), id).map_or_else(|| id.to_owned(), |spans| apply_spans(id, &spans))
+    }
+
+    /// Whether the record already holds the request id and the downstream peer (from the request
+    /// head): then [`LogFacts`] need not carry them.
+    pub fn knows_peer(&self) -> bool {
+        self.audit.client_address.is_some() && self.audit.request_id.is_some()
     }
 
     /// The API the request path belongs to.
@@ -428,6 +460,9 @@ impl Exchange {
                 retry_after: None,
             }));
         }
+        // The record's request id and peer (`ip:port`); `on_log` need not ask the host again.
+        self.audit.request_id = head.request_id.map(|id| self.loggable_id(id));
+        self.audit.client_address = verified.client_address.map(str::to_owned);
         self.head = Some(Head {
             target,
             authority: head.authority.map(str::to_owned),

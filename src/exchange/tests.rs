@@ -279,6 +279,27 @@ fn the_request_line_and_the_model_are_redacted_and_logged_redacted() {
     assert_eq!(x.audit().model.as_deref(), Some("[REDACTED:EMAIL]"));
 }
 
+/// Envoy keeps a client's `x-request-id` unless it is an edge proxy: the record shows it only in
+/// the UUID form Envoy generates; `on_log` treats the host's `request.id` the same way.
+#[test]
+fn the_request_id_is_logged_only_as_an_id() {
+    let logged = |id: &str| {
+        let mut x = Exchange::new(Rc::new(Policies::from_json(OPEN).unwrap()));
+        let head = RequestHead { method: "GET", path: "/v1/models", request_id: Some(id), ..Default::default() };
+        x.on_request_head(&head, &Verified::tls("TLSv1.3"), true);
+        let from_head = x.audit().request_id.clone();
+        x.on_log(&LogFacts { request_id: Some(id), ..Default::default() });
+        assert_eq!(x.audit().request_id, from_head, "{id}");
+        from_head.unwrap()
+    };
+    assert_eq!(logged("0f3c2a9e-7b1d-4c55-9a0e-3d2f1b6c8e47"), "0f3c2a9e-7b1d-4c55-9a0e-3d2f1b6c8e47");
+    assert_eq!(logged("0F3C2A9E-7B1D-4C55-9A0E-3D2F1B6C8E47"), "0F3C2A9E-7B1D-4C55-9A0E-3D2F1B6C8E47");
+    // A bare token or `user:password` looks like an id of some other scheme: only UUIDs pass.
+    for id in ["jane@x.io", "call me maybe", "a1b2c3d4e5f6g7h8", "app_user:Sup3rS3cret", "4111-1111-1111-1111", ""] {
+        assert_eq!(logged(id), "[REDACTED:REQUEST_ID]", "{id}");
+    }
+}
+
 #[test]
 fn request_mode_block_refuses_a_prompt_and_report_changes_nothing() {
     let prompt = br#"{"model":"m","messages":[{"role":"user","content":"I am a@b.io"}]}"#;

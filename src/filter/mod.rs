@@ -16,6 +16,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
 use crate::exchange::{Exchange, LocalReply, LogFacts, RequestHead, ResponseHead, Side, Step, Then};
 use crate::limits::Store;
 use crate::metrics;
+use crate::policy::browser::HeaderEdit;
 use crate::policy::{JwtFacts, Policies, Verified};
 
 proxy_wasm::main! {{
@@ -154,13 +155,9 @@ impl Filter {
     }
 
     /// Carries out a step for `side`: header edits, the body replacement, then the action.
-    fn carry_out(&mut self, side: Side, size: usize, step: Step) -> Action {
-        for (name, value) in &step.headers {
-            match side {
-                Side::Request => self.set_http_request_header(name, value.as_deref()),
-                Side::Response => self.set_http_response_header(name, value.as_deref()),
-            }
-        }
+    /// `held` is the header map as read, when the step answers the headers callback.
+    fn carry_out(&mut self, side: Side, size: usize, step: Step, held: Option<&[(String, String)]>) -> Action {
+        self.write_headers(side, &step.headers, held);
         if let Some(body) = &step.body {
             match side {
                 Side::Request => self.set_http_request_body(0, size, body),
@@ -171,6 +168,37 @@ impl Filter {
             Then::Forward => Action::Continue,
             Then::Hold => Action::Pause,
             Then::Reply(r) => self.reply(&r),
+        }
+    }
+
+    /// Applies header edits. Several edits to a map that was read are written as the whole new
+    /// map in one host call (each call costs more than the copy); the headers that reach the
+    /// peer are the same either way.
+    fn write_headers(&self, side: Side, edits: &[HeaderEdit], held: Option<&[(String, String)]>) {
+        match held {
+            Some(map) if edits.len() > 1 => {
+                let edited = |k: &str| edits.iter().any(|(n, _)| n.as_ref() == k);
+                let mut out: Vec<(&str, &str)> =
+                    map.iter().filter(|(k, _)| !edited(k)).map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                for (i, (name, value)) in edits.iter().enumerate() {
+                    // A later edit of the same header wins, as it would one call at a time.
+                    if let (Some(v), false) = (value, edits[i + 1..].iter().any(|(n, _)| n == name)) {
+                        out.push((name.as_ref(), v.as_str()));
+                    }
+                }
+                match side {
+                    Side::Request => self.set_http_request_headers(out),
+                    Side::Response => self.set_http_response_headers(out),
+                }
+            }
+            _ => {
+                for (name, value) in edits {
+                    match side {
+                        Side::Request => self.set_http_request_header(name, value.as_deref()),
+                        Side::Response => self.set_http_response_header(name, value.as_deref()),
+                    }
+                }
+            }
         }
     }
 
@@ -189,7 +217,7 @@ impl Filter {
         if side == Side::Response {
             self.watch_stream();
         }
-        self.carry_out(side, size, step)
+        self.carry_out(side, size, step, None)
     }
 
     /// Notes a response that started streaming, and how much it holds back.
@@ -203,20 +231,16 @@ impl Filter {
         }
     }
 
-    /// Adds this request to the metrics (once, at `on_log`).
-    fn count(&mut self) {
+    /// Adds this request to the metrics (once, at `on_log`): `bytes` of the request and the
+    /// response as Envoy counted them.
+    fn count(&mut self, bytes: [u64; 2]) {
         if self.streaming {
             self.metrics.add(MetricType::Gauge, metrics::ACTIVE_STREAMS, -1);
         }
-        let size = |p: &str| {
-            self.get_property(vec![p, "size"])
-                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-                .map_or(0, u64::from_le_bytes)
-        };
         let seen = metrics::Observed {
             streamed: self.streaming,
             holdback_max: self.streaming.then_some(self.holdback_max),
-            bytes: [size("request"), size("response")],
+            bytes,
         };
         let audit = self.exchange.audit();
         let action_of = metrics::configured_action(self.exchange.policies(), &audit.policy);
@@ -242,7 +266,7 @@ impl Filter {
         };
         let mut read = |start, len| hostcalls::get_buffer(buffer, start, len).ok().flatten().unwrap_or_default();
         let step = self.exchange.on_trailers(side, held, &mut read);
-        self.carry_out(side, held, step)
+        self.carry_out(side, held, step, None)
     }
 }
 
@@ -262,6 +286,7 @@ impl HttpContext for Filter {
             origin: get("origin"),
             access_control_request_method: get("access-control-request-method"),
             access_control_request_headers: get("access-control-request-headers"),
+            request_id: get("x-request-id"),
         };
         // What Envoy verified: properties only, never headers.
         let prop = |path: &[&str]| self.get_property(path.to_vec()).filter(|v| !v.is_empty());
@@ -320,7 +345,7 @@ impl HttpContext for Filter {
         // Each host call costs: only headers that are there are removed.
         step.headers.retain(|(h, v)| v.is_some() || get(h).is_some());
         self.set_property(vec![PATH_PROPERTY], Some(self.exchange.logged_path().as_bytes()));
-        self.carry_out(Side::Request, 0, step)
+        self.carry_out(Side::Request, 0, step, Some(&headers))
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -347,7 +372,7 @@ impl HttpContext for Filter {
         };
         let mut step = self.exchange.on_response_head(&head, end_of_stream);
         step.headers.retain(|(h, v)| v.is_some() || get(h).is_some());
-        self.carry_out(Side::Response, 0, step)
+        self.carry_out(Side::Response, 0, step, Some(&headers))
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -366,8 +391,11 @@ impl HttpContext for Filter {
         let prop = |path: &[&str]| self.get_property(path.to_vec()).filter(|v| !v.is_empty());
         let int =
             |path: &[&str]| prop(path).and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok()).map(i64::from_le_bytes);
-        let request_id = prop(&["request", "id"]);
-        let client_address = prop(&["source", "address"]);
+        let (request_id, client_address) = if self.exchange.knows_peer() {
+            (None, None)
+        } else {
+            (prop(&["request", "id"]), prop(&["source", "address"]))
+        };
         let text = |b: &Option<Vec<u8>>| b.as_deref().and_then(|b| std::str::from_utf8(b).ok()).map(str::to_owned);
         let (request_id, client_address) = (text(&request_id), text(&client_address));
         let facts = LogFacts {
@@ -377,9 +405,10 @@ impl HttpContext for Filter {
             response_bytes: int(&["response", "size"]).and_then(|n| u64::try_from(n).ok()),
             status: int(&["response", "code"]).and_then(|n| u16::try_from(n).ok()),
         };
+        let bytes = [facts.request_bytes.unwrap_or(0), facts.response_bytes.unwrap_or(0)];
         self.exchange.on_log(&facts);
         self.exchange.on_end();
         self.publish_audit();
-        self.count();
+        self.count(bytes);
     }
 }

@@ -60,7 +60,7 @@ def token_header(headers):
 @pytest.mark.parametrize("case", list(CASES))
 def test_every_decision_path_writes_a_record_with_the_status_sent(audit_envoy, standin, case):
     method, path, headers, body, status, decision, reason = CASES[case]
-    marker = uuid.uuid4().hex
+    marker = str(uuid.uuid4())  # the form Envoy generates: the only one the record keeps
     sep = "&" if "?" in path else "?"
     # The request id is the marker: a path that cannot be read is logged as "-", and Envoy keeps
     # an x-request-id that comes from an internal address (this test's 127.0.0.1).

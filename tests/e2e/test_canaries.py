@@ -54,6 +54,9 @@ def test_no_canary_reaches_envoys_logs_or_stats(canary_envoy):
             statuses[f"url {name}"] = c.get(f"{e.base}/v1/files/{q}/content?note={q}").status_code
             if all(32 <= ord(ch) < 127 for ch in v):
                 statuses[f"header {name}"] = c.get(f"{e.base}/v1/models", headers={"x-note": v}).status_code
+                # Envoy keeps a client's x-request-id (not an edge proxy here): the record must not.
+                rid = v.replace(" ", "-")
+                statuses[f"header-id {name}"] = c.get(f"{e.base}/v1/models", headers={"x-request-id": rid}).status_code
         # Local replies: a block, a 413, an admin endpoint, a path the filter refuses, a bad token.
         statuses["blocked"] = c.post(f"{e.base}/v1/completions", json={"model": "m", "prompt": TEXT}).status_code
         statuses["413"] = c.post(f"{e.base}/v1/embeddings", json={"model": "m", "input": TEXT}).status_code
@@ -78,6 +81,7 @@ def test_no_canary_reaches_envoys_logs_or_stats(canary_envoy):
         return (200, 404)
 
     expected = {k: expected(k) for k in statuses if k.startswith(("url", "header"))}
+    assert any(k.startswith("header-id") for k in expected)
     refused = {k: statuses[k] for k in expected if statuses[k] not in expected[k]}
     assert refused == {}, refused
 

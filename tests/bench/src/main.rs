@@ -39,7 +39,10 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-const ROUNDS: usize = 3;
+/// Interleaved rounds per scenario (`BENCH_ROUNDS`, default 3): more rounds, steadier medians.
+fn rounds() -> usize {
+    std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3usize).max(1)
+}
 
 /// The no-op filter (tests/bench/noop), built by `make bench`.
 const NOOP_WASM: &str = "target/bench-build/wasm32-wasip1/release/inferguard_bench_noop.wasm";
@@ -200,7 +203,7 @@ fn throughput(
     dur: Duration,
 ) -> Vec<Figures> {
     let mut figs = vec![Figures::default(); envoys.len()];
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds() {
         for (i, e) in envoys.iter().enumerate() {
             let cpu = e.cpu_time();
             let t = client::load(tls, e.port, conns, dur, &[("x-bench", scenario)], body);
@@ -240,7 +243,7 @@ fn streaming(envoys: &[&Envoy], tls: &Arc<rustls::ClientConfig>, streams: usize,
     let mut figs = vec![Figures::default(); envoys.len()];
     let body = answers::chat_request("Summarise the incident.", true);
     let pace = pace_us.to_string();
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds() {
         for (i, e) in envoys.iter().enumerate() {
             let mut c = client::Conn::open(tls, e.port).expect("connect");
             let (mut ttft, mut ttfb, mut total) = (Vec::new(), Vec::new(), Vec::new());
@@ -381,8 +384,8 @@ fn main() {
         })
         .unwrap_or_default();
     eprintln!(
-        "bench: upstream :{up}, bare :{}, no-op wasm :{}, inferguard :{}, {ROUNDS} rounds of {:?} per scenario",
-        envoys[0].port, envoys[1].port, envoys[2].port, dur
+        "bench: upstream :{up}, bare :{}, no-op wasm :{}, inferguard :{}, {} rounds of {:?} per scenario",
+        envoys[0].port, envoys[1].port, envoys[2].port, rounds(), dur
     );
 
     let mut results = serde_json::Map::new();
@@ -479,7 +482,7 @@ fn main() {
     let in_envoy = if added_cpu_us > 0.0 { answers.json_1m.len() as f64 / added_cpu_us } else { f64::NAN };
 
     println!();
-    println!("inferguard vs bare Envoy: medians of {ROUNDS} interleaved rounds, {:?} each; Envoy --concurrency 1; {cpu}, {} cores", dur, std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!("inferguard vs bare Envoy: medians of {} interleaved rounds, {:?} each; Envoy --concurrency 1; {cpu}, {} cores", rounds(), dur, std::thread::available_parallelism().map_or(0, |n| n.get()));
     println!(
         "{:<22} {:>9} {:>15} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8}",
         "scenario",
@@ -576,7 +579,7 @@ fn main() {
     println!("{:<28} {} bytes ({:.0} KiB)", "inferguard.wasm", wasm_bytes, wasm_bytes as f64 / 1024.0);
     results.insert("engine".into(), json!({"native_mb_s": native, "v8_node_mb_s": in_v8, "in_envoy_mb_s": in_envoy}));
     results.insert("wasm_bytes".into(), json!(wasm_bytes));
-    results.insert("machine".into(), json!({"cpu": cpu, "cores": std::thread::available_parallelism().map_or(0, |n| n.get()), "envoy_concurrency": 1, "rounds": ROUNDS, "seconds_per_round": dur.as_secs_f64()}));
+    results.insert("machine".into(), json!({"cpu": cpu, "cores": std::thread::available_parallelism().map_or(0, |n| n.get()), "envoy_concurrency": 1, "rounds": rounds(), "seconds_per_round": dur.as_secs_f64()}));
     let errors: usize = rows.iter().map(|(_, b, n, i)| b.errors + n.errors + i.errors).sum();
     results.insert("errors".into(), json!(errors));
     std::fs::write(
