@@ -50,6 +50,9 @@ pub struct DirectionAudit {
     pub findings: BTreeMap<String, u32>,
     /// Findings per action taken.
     pub actions: BTreeMap<&'static str, u32>,
+    /// Findings per detector and action: exact where `findings` and `actions` alone are not (a
+    /// detector whose findings took more than one action).
+    pub detector_actions: BTreeMap<String, BTreeMap<&'static str, u32>>,
     /// Parts of the body removed whole rather than scanned (`token_details`: logprobs and
     /// token lists, which spell the text one token at a time), with how many.
     pub removed: BTreeMap<&'static str, u32>,
@@ -83,7 +86,14 @@ impl DirectionAudit {
                     self.findings.insert(f.detector.to_string(), 1);
                 }
             }
-            *self.actions.entry(f.action.as_str()).or_default() += 1;
+            let action = f.action.as_str();
+            *self.actions.entry(action).or_default() += 1;
+            match self.detector_actions.get_mut(f.detector.as_ref()) {
+                Some(per_action) => *per_action.entry(action).or_default() += 1,
+                None => {
+                    self.detector_actions.insert(f.detector.to_string(), BTreeMap::from([(action, 1)]));
+                }
+            }
         }
     }
 
@@ -104,6 +114,14 @@ impl DirectionAudit {
         }
         if !self.actions.is_empty() {
             out.counts("actions", self.actions.iter().map(|(k, v)| (*k, *v)));
+        }
+        if !self.detector_actions.is_empty() {
+            out.key("detector_actions");
+            out.open();
+            for (detector, per_action) in &self.detector_actions {
+                out.counts(detector, per_action.iter().map(|(k, v)| (*k, *v)));
+            }
+            out.close();
         }
         if !self.removed.is_empty() {
             out.counts("removed", self.removed.iter().map(|(k, v)| (*k, *v)));
@@ -336,7 +354,25 @@ mod tests {
         a.decide(Decision::Allowed);
         assert_eq!(
             a.to_json(),
-            r#"{"schema":1,"decision":"redacted","api":"openai.chat_completions","request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2}}}"#
+            r#"{"schema":1,"decision":"redacted","api":"openai.chat_completions","request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2},"detector_actions":{"email":{"mask":2}}}}"#
+        );
+    }
+
+    #[test]
+    fn a_detector_with_mixed_actions_is_counted_per_action() {
+        let mut d = DirectionAudit::default();
+        let f = |detector: &str, action| Finding { detector: Arc::from(detector), start: 0, end: 1, action };
+        let (card_block, email_mask) = (f("credit_card", Action::Block), f("email", Action::Mask));
+        // A card number in a signature blocks while another one is masked: `findings` and `actions`
+        // alone cannot say which card finding took which action.
+        d.count([&f("credit_card", Action::Mask), &email_mask, &card_block, &email_mask, &f("email", Action::Hash)]);
+        assert_eq!(d.findings, BTreeMap::from([("credit_card".to_owned(), 2), ("email".to_owned(), 3)]));
+        assert_eq!(d.actions, BTreeMap::from([("block", 1), ("hash", 1), ("mask", 3)]));
+        let mut out = Json { buf: Vec::new(), first: true };
+        d.write(&mut out);
+        assert_eq!(
+            String::from_utf8(out.buf).unwrap(),
+            r#"{"scanned":true,"findings":{"credit_card":2,"email":3},"actions":{"block":1,"hash":1,"mask":3},"detector_actions":{"credit_card":{"block":1,"mask":1},"email":{"hash":1,"mask":2}}}"#
         );
     }
 
@@ -355,7 +391,7 @@ mod tests {
         let json = a.to_json();
         assert_eq!(
             json,
-            r#"{"schema":1,"decision":"blocked","api":"anthropic.messages","model":"claude \"x\"\n","stream":true,"request":{"scanned":false,"unscanned_reason":"oversize"},"response":{"scanned":true,"findings":{"rule:té":1},"actions":{"block":1}},"reason":"rule:té"}"#
+            r#"{"schema":1,"decision":"blocked","api":"anthropic.messages","model":"claude \"x\"\n","stream":true,"request":{"scanned":false,"unscanned_reason":"oversize"},"response":{"scanned":true,"findings":{"rule:té":1},"actions":{"block":1},"detector_actions":{"rule:té":{"block":1}}},"reason":"rule:té"}"#
         );
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["model"], "claude \"x\"\n");

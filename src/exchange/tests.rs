@@ -101,7 +101,7 @@ fn redacts_a_json_answer_whatever_its_label_and_sets_its_length() {
         );
         assert_eq!(
             x.audit().to_json(),
-            r#"{"schema":1,"decision":"redacted","policy":"default","identity":{"source":"anonymous"},"api":"openai.chat_completions","model":"m","stream":false,"request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2}}}"#
+            r#"{"schema":1,"decision":"redacted","policy":"default","identity":{"source":"anonymous"},"api":"openai.chat_completions","model":"m","stream":false,"request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2},"detector_actions":{"email":{"mask":2}}}}"#
         );
     }
 }
@@ -317,7 +317,7 @@ fn token_lists_are_emptied_in_a_buffered_answer_and_counted() {
         r#"{"generated_text":"mail [REDACTED:EMAIL]","details":{"finish_reason":"eos_token","generated_tokens":3,"prefill":[],"tokens":[]}}"#
     );
     let audit = x.audit().to_json();
-    assert!(audit.contains(r#""findings":{"email":1},"actions":{"mask":1},"removed":{"token_details":2}"#), "{audit}");
+    assert!(audit.contains(r#""findings":{"email":1},"actions":{"mask":1},"detector_actions":{"email":{"mask":1}},"removed":{"token_details":2}"#), "{audit}");
 }
 
 #[test]

@@ -38,8 +38,17 @@ LEGACY_HOST = "legacy.inferguard.test"
 
 def scan_part(direction: dict) -> dict:
     """One direction of an audit record (`request` or `response`) without `bytes` and `status`:
-    what was scanned, found and done, for tests about that alone."""
-    return {k: v for k, v in direction.items() if k not in ("bytes", "status")}
+    what was scanned, found and done, for tests about that alone. `detector_actions` is checked
+    against `findings` and `actions` (its counts add up to both) and left out: tests of one
+    detector with one action say it all with those two."""
+    pairs = direction.get("detector_actions", {})
+    per_detector = {d: sum(a.values()) for d, a in pairs.items()}
+    per_action = {}
+    for a in pairs.values():
+        for action, n in a.items():
+            per_action[action] = per_action.get(action, 0) + n
+    assert (per_detector, per_action) == (direction.get("findings", {}), direction.get("actions", {})), direction
+    return {k: v for k, v in direction.items() if k not in ("bytes", "status", "detector_actions")}
 
 
 def free_port() -> int:

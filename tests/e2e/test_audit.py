@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from harness import b64, client, mint_token, wait_for
+from harness import b64, client, mint_token, raw_spec, wait_for
 
 APP = "https://app.example.com"
 CONFIG = {
@@ -159,3 +159,24 @@ def test_the_keyed_prompt_digest_correlates_prompts_without_storing_them(make_en
     want = "hmac-sha256:" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
     assert digests == [want, want]
     assert "same prompt" not in e.output()
+
+
+def test_findings_are_counted_per_detector_and_action(envoy):
+    """One detector, two actions: an address in a thinking block's signature (which must pass
+    intact, so a finding there blocks) and one in the text (masked). `findings` and `actions` alone
+    cannot tell which address took which action; `detector_actions` says it."""
+    marker = uuid.uuid4().hex
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+               "content": [{"type": "text", "text": "Mail ops@acme-corp.com today."},
+                           {"type": "thinking", "thinking": "fine", "signature": "EqQB jane.doe@acme-corp.com w1"}],
+               "stop_reason": "end_turn", "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 9}}
+    with client(headers=raw_spec(json.dumps(message), "application/json", content_length=True)) as c:
+        r = c.post(f"{envoy.base}/v1/messages?t={marker}",
+                   json={"model": "claude-x", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 403, r.text
+    audit = envoy.audit_for(marker)
+    assert (audit["decision"], audit["reason"]) == ("blocked", "rule:email")
+    assert audit["response"]["findings"] == {"email": 2}
+    assert audit["response"]["actions"] == {"block": 1, "mask": 1}
+    assert audit["response"]["detector_actions"] == {"email": {"block": 1, "mask": 1}}
+    assert "detector_actions" not in audit["request"]
