@@ -162,6 +162,11 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct AuditRecord {
     /// Envoy's `x-request-id` of the stream (set by the glue).
     pub request_id: Option<String>,
+    /// When the filter saw the request head, in milliseconds since the Unix epoch (the host's
+    /// clock, read by the glue and passed in: the core reads no clock). Written as `start_time`.
+    pub start_ms: Option<u64>,
+    /// From `start_ms` to when the stream was logged, in milliseconds.
+    pub duration_ms: Option<u64>,
     /// The downstream peer's address, `ip:port` (Envoy's `source.address`, set by the glue).
     pub client_address: Option<String>,
     /// The verified token's `groups` claim (empty without one).
@@ -231,6 +236,12 @@ impl AuditRecord {
         if let Some(id) = &self.request_id {
             out.str("request_id", id);
         }
+        if let Some(ms) = self.start_ms {
+            out.str("start_time", &rfc3339_ms(ms));
+        }
+        if let Some(ms) = self.duration_ms {
+            out.num("duration_ms", ms);
+        }
         out.str("decision", self.decision.as_str());
         if !self.policy.is_empty() {
             out.str("policy", &self.policy);
@@ -285,6 +296,24 @@ impl AuditRecord {
         // Only whole UTF-8 strings and ASCII were written.
         String::from_utf8(out.buf).unwrap_or_default()
     }
+}
+
+/// `unix_ms` as RFC 3339 in UTC with milliseconds, as Envoy's access log writes `start_time`
+/// (`%Y-%m-%dT%H:%M:%S.%3fZ`): `2026-12-03T14:41:58.654Z`.
+pub fn rfc3339_ms(unix_ms: u64) -> String {
+    let (days, ms_of_day) = (unix_ms / 86_400_000, unix_ms % 86_400_000);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (never negative here).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let (h, m, s, ms) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60, ms_of_day / 1000 % 60, ms_of_day % 1000);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
 }
 
 /// A minimal writer for the record's JSON: objects of strings, booleans and counts.
@@ -395,6 +424,28 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["model"], "claude \"x\"\n");
+    }
+
+    #[test]
+    fn times_are_rfc3339_utc_with_milliseconds() {
+        for (ms, want) in [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (951_782_400_000, "2000-02-29T00:00:00.000Z"),
+            (951_868_799_999, "2000-02-29T23:59:59.999Z"),
+            (1_709_251_199_001, "2024-02-29T23:59:59.001Z"),
+            (1_796_308_918_654, "2026-12-03T14:41:58.654Z"),
+            (4_102_444_800_000, "2100-01-01T00:00:00.000Z"),
+            (4_107_456_000_000, "2100-02-28T00:00:00.000Z"),
+            (4_107_542_400_000, "2100-03-01T00:00:00.000Z"),
+        ] {
+            assert_eq!(rfc3339_ms(ms), want, "{ms}");
+        }
+        let a =
+            AuditRecord { start_ms: Some(1_796_308_918_654), duration_ms: Some(4), api: "other", ..Default::default() };
+        assert_eq!(
+            a.to_json(),
+            r#"{"schema":1,"start_time":"2026-12-03T14:41:58.654Z","duration_ms":4,"decision":"allowed","api":"other","request":{"scanned":true},"response":{"scanned":true}}"#
+        );
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //! `src/filter` feeds it what Envoy hands over and carries out the [`Step`] it returns, and
 //! decides nothing itself. Call order:
 //!
-//! 1. [`Exchange::on_request_head`] when the request headers arrive;
+//! 1. [`Exchange::set_start_time`] with the host's clock, then [`Exchange::on_request_head`] when
+//!    the request headers arrive;
 //! 2. [`Exchange::on_body`] for every request body callback (with `end` on the last one, or from
 //!    the trailers callback);
 //! 3. [`Exchange::on_response_head`], then [`Exchange::on_body`] for the response the same way;
-//! 4. [`Exchange::audit`] at any time: the record so far.
+//! 4. [`Exchange::on_log`] with what Envoy knows when the stream is logged (the clock again);
+//! 5. [`Exchange::audit`] at any time: the record so far.
 //!
 //! What goes out is decided by the bytes, never by their labels: the headers of a direction are
 //! held until its first bytes show what the body is (`wire::sniff`); a JSON answer is
@@ -121,6 +123,8 @@ pub struct LogFacts<'a> {
     pub response_bytes: Option<u64>,
     /// `response.code`: the status sent to the client (a local reply's included).
     pub status: Option<u16>,
+    /// The host's clock now, in milliseconds since the Unix epoch: the end of `duration_ms`.
+    pub now_ms: Option<u64>,
 }
 
 /// The parts of a response head the core needs.
@@ -321,6 +325,16 @@ impl Exchange {
         a.request.bytes = facts.request_bytes;
         a.response.bytes = facts.response_bytes;
         a.response.status = facts.status.filter(|s| *s != 0);
+        if let (Some(start), Some(now)) = (a.start_ms, facts.now_ms) {
+            a.duration_ms = Some(now.saturating_sub(start));
+        }
+    }
+
+    /// The time the request head arrived, in milliseconds since the Unix epoch, from the host's
+    /// clock (the core reads none): the record's `start_time`. Set by the glue before
+    /// [`Exchange::on_request_head`].
+    pub fn set_start_time(&mut self, unix_ms: u64) {
+        self.audit.start_ms = Some(unix_ms);
     }
 
     /// The API the request path belongs to.

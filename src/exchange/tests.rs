@@ -853,3 +853,25 @@ fn the_keyed_prompt_digest_is_an_hmac_of_the_body_as_received_and_absent_without
     let err = Policies::from_json(r#"{"audit": {"prompt_digest": {"kee": "a deployment secret!"}}}"#).unwrap_err();
     assert!(err.to_string().starts_with("audit.prompt_digest.kee: unknown field `kee`"), "{err}");
 }
+
+#[test]
+fn the_record_has_the_start_time_and_duration_from_the_clock_it_is_given() {
+    let mut x = Exchange::new(Rc::new(Policies::from_json("").unwrap()));
+    x.set_start_time(1_796_308_918_654);
+    x.on_request_head(
+        &RequestHead { method: "GET", path: "/v1/models", ..Default::default() },
+        &Verified::tls("TLSv1.3"),
+        true,
+    );
+    let json = x.audit().to_json();
+    assert!(json.starts_with(r#"{"schema":1,"start_time":"2026-12-03T14:41:58.654Z","decision""#), "{json}");
+    assert!(!json.contains("duration_ms"), "{json}");
+    x.on_log(&LogFacts { request_id: Some("r-1"), now_ms: Some(1_796_308_919_021), ..Default::default() });
+    let json = x.audit().to_json();
+    assert!(
+        json.starts_with(
+            r#"{"schema":1,"request_id":"r-1","start_time":"2026-12-03T14:41:58.654Z","duration_ms":367,"#
+        ),
+        "{json}"
+    );
+}

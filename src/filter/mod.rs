@@ -140,6 +140,13 @@ struct Filter {
 }
 
 impl Filter {
+    /// The host's clock, in milliseconds since the Unix epoch: the one clock the core is given.
+    fn now_ms(&self) -> u64 {
+        self.get_current_time()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
     fn publish_audit(&self) {
         self.set_property(vec![AUDIT_PROPERTY], Some(self.exchange.audit().to_json().as_bytes()));
     }
@@ -309,11 +316,9 @@ impl HttpContext for Filter {
                 groups: groups.as_deref(),
             },
         };
+        let now_ms = self.now_ms();
+        self.exchange.set_start_time(now_ms);
         if self.exchange.policies().limits_anything() {
-            let now_ms = self
-                .get_current_time()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
             self.exchange.set_limits(Box::new(SharedData), now_ms);
         }
         let mut step = self.exchange.on_request_head(&head, &verified, end_of_stream);
@@ -376,6 +381,7 @@ impl HttpContext for Filter {
             request_bytes: int(&["request", "size"]).and_then(|n| u64::try_from(n).ok()),
             response_bytes: int(&["response", "size"]).and_then(|n| u64::try_from(n).ok()),
             status: int(&["response", "code"]).and_then(|n| u16::try_from(n).ok()),
+            now_ms: Some(self.now_ms()),
         };
         self.exchange.on_log(&facts);
         self.exchange.on_end();

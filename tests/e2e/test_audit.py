@@ -1,7 +1,9 @@
 """Every decision path writes an audit record: each local reply and an error mid-stream, with its
 decision, reason and the status that went out (README, "The audit record"). Each access-log line
 is one JSON object with the record nested as `inferguard`."""
+import datetime
 import json
+import re
 import uuid
 
 import httpx
@@ -180,3 +182,24 @@ def test_findings_are_counted_per_detector_and_action(envoy):
     assert audit["response"]["actions"] == {"block": 1, "mask": 1}
     assert audit["response"]["detector_actions"] == {"email": {"block": 1, "mask": 1}}
     assert "detector_actions" not in audit["request"]
+
+
+def test_the_record_has_its_start_time_and_duration(envoy):
+    """`start_time` (RFC 3339, UTC, milliseconds) and `duration_ms` in the record itself, from the
+    host clock: a stream whose two chunks come 400 ms apart lasts at least that long."""
+    marker = uuid.uuid4().hex
+    chunks = ["data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"one \"}}]}\n\n",
+              "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"two\"}}]}\n\ndata: [DONE]\n\n"]
+    with client(headers=raw_spec(chunks, "text/event-stream", delay_ms=400)) as c:
+        r = c.post(f"{envoy.base}/v1/chat/completions?t={marker}", json=chat(stream=True))
+    assert r.status_code == 200 and "two" in r.text
+    line = envoy.log_entry(marker)
+    audit = line["inferguard"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", audit["start_time"]), audit["start_time"]
+    started = datetime.datetime.fromisoformat(audit["start_time"].replace("Z", "+00:00"))
+    line_started = datetime.datetime.fromisoformat(line["start_time"].replace("Z", "+00:00"))
+    # The filter saw the head after Envoy read the request's first byte, within the same request.
+    assert datetime.timedelta(0) <= started - line_started <= datetime.timedelta(milliseconds=line["duration_ms"])
+    assert abs(datetime.datetime.now(datetime.timezone.utc) - started) < datetime.timedelta(seconds=30)
+    assert 400 <= audit["duration_ms"] <= line["duration_ms"] + 1000, (audit, line["duration_ms"])
+    assert list(audit)[:4] == ["schema", "request_id", "start_time", "duration_ms"]
