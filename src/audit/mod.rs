@@ -4,9 +4,14 @@
 //! `wasm.inferguard.audit`). It holds names, counts and reasons, never a matched value: it is
 //! safe to ship to any log pipeline.
 
+mod capture;
+
 use std::collections::BTreeMap;
 
+pub use capture::{Capture, DirectionCapture, Withheld};
+
 use crate::detect::{Action, Finding};
+use crate::policy::CaptureTo;
 use crate::wire::json::encode_string_into;
 
 /// The overall outcome of a request.
@@ -199,6 +204,8 @@ pub struct AuditRecord {
     pub request: DirectionAudit,
     /// Response side.
     pub response: DirectionAudit,
+    /// The redacted prompt and answer, with `audit.capture` (see [`Capture`]).
+    pub capture: Option<Capture>,
     /// Why the request was blocked or denied: `rule:<name>`, `request_too_large`,
     /// `response_too_large`, `malformed_response`, `unsupported_encoding`; for admission,
     /// `tls_required`, `invalid_token`, `identity_required`, `insufficient_scope`,
@@ -286,6 +293,10 @@ impl AuditRecord {
         self.request.write(&mut out);
         out.key("response");
         self.response.write(&mut out);
+        if let Some(c) = self.capture.as_ref().filter(|c| c.to == CaptureTo::AccessLog && !c.is_empty()) {
+            out.key("capture");
+            c.write(&mut out);
+        }
         if let Some(r) = &self.reason {
             out.str("reason", r);
         }
@@ -295,6 +306,29 @@ impl AuditRecord {
         out.close();
         // Only whole UTF-8 strings and ASCII were written.
         String::from_utf8(out.buf).unwrap_or_default()
+    }
+
+    /// The line of the capture log, when the capture goes there and has something to say:
+    /// `{"schema":1,"request_id":...,"start_time":...,"policy":...,"capture":{...}}` (the request
+    /// id and start time join it to the record in the access log).
+    pub fn capture_log_line(&self) -> Option<String> {
+        let c = self.capture.as_ref().filter(|c| c.to == CaptureTo::CaptureLog && !c.is_empty())?;
+        let mut out = Json { buf: Vec::with_capacity(256), first: true };
+        out.open();
+        out.num("schema", u64::from(SCHEMA_VERSION));
+        if let Some(id) = &self.request_id {
+            out.str("request_id", id);
+        }
+        if let Some(ms) = self.start_ms {
+            out.str("start_time", &rfc3339_ms(ms));
+        }
+        if !self.policy.is_empty() {
+            out.str("policy", &self.policy);
+        }
+        out.key("capture");
+        c.write(&mut out);
+        out.close();
+        String::from_utf8(out.buf).ok()
     }
 }
 

@@ -52,7 +52,8 @@
 
 use std::rc::Rc;
 
-use crate::audit::{AuditRecord, Decision, DirectionAudit};
+use crate::audit::{AuditRecord, Capture, Decision, DirectionAudit, Withheld};
+use crate::detect::Action;
 use crate::limits::{Limiter, Rate, Store};
 use crate::policy::browser::{HeaderEdit, HeaderName};
 use crate::policy::{
@@ -803,7 +804,40 @@ impl Exchange {
         if side == Side::Response && step.then == Then::Forward {
             self.output_bytes += step.body.as_ref().map_or(size, Vec::len);
         }
+        self.capture(side, size, &step, read);
         self.finish(step)
+    }
+
+    /// Adds what `step` forwards of `side` to the capture, when the policy captures: the
+    /// replacement body, else the `size` bytes the host holds (only the first bytes that are
+    /// kept are read). A direction that stopped, went out unscanned, or had a finding left in
+    /// place is withheld whole.
+    fn capture(&mut self, side: Side, size: usize, step: &Step, read: &mut dyn FnMut(usize, usize) -> Vec<u8>) {
+        let Some(cfg) = self.policy.capture else { return };
+        let (state, judged) = match side {
+            Side::Request => (&self.request, &self.audit.request),
+            Side::Response => (&self.response, &self.audit.response),
+        };
+        let withheld = if matches!(state, Body::Stopped) || matches!(step.then, Then::Reply(_)) {
+            Some(Withheld::Stopped)
+        } else if !judged.scanned() {
+            Some(Withheld::Unscanned)
+        } else if judged.actions.contains_key(Action::Report.as_str()) {
+            Some(Withheld::Report)
+        } else {
+            None
+        };
+        let capture = self.audit.capture.get_or_insert_with(|| Capture::new(cfg));
+        let d = match side {
+            Side::Request => &mut capture.request,
+            Side::Response => &mut capture.response,
+        };
+        match (withheld, &step.then, &step.body) {
+            (Some(why), _, _) => d.withhold(why),
+            (None, Then::Forward, Some(body)) => d.forwarded(body.len(), |n| body[..n].to_vec()),
+            (None, Then::Forward, None) => d.forwarded(size, |n| read(0, n)),
+            _ => {}
+        }
     }
 
     fn body_step(&mut self, side: Side, size: usize, end: bool, read: &mut dyn FnMut(usize, usize) -> Vec<u8>) -> Step {
@@ -837,9 +871,11 @@ impl Exchange {
         if matches!(state, Body::Streaming(_)) {
             let mut step = self.body_step(side, 0, true, &mut |_, _| Vec::new());
             step.body = None;
+            self.capture(side, 0, &step, &mut |_, _| Vec::new());
             return self.finish(step);
         }
         let step = self.body_step(side, held, true, read);
+        self.capture(side, held, &step, read);
         self.finish(step)
     }
 

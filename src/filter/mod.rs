@@ -28,6 +28,10 @@ proxy_wasm::main! {{
 /// `%FILTER_STATE(wasm.inferguard.audit:PLAIN)%`.
 const AUDIT_PROPERTY: &str = "inferguard.audit";
 
+/// The filter state key of the capture log's line (`audit.capture.to: capture_log`): set only for
+/// a request with a capture, so the capture log (envoy/envoy.yaml) writes a line only for those.
+const CAPTURE_PROPERTY: &str = "inferguard.capture";
+
 /// The filter state key of the request target as it may be logged (values redacted):
 /// `%FILTER_STATE(wasm.inferguard.path:PLAIN)%`.
 const PATH_PROPERTY: &str = "inferguard.path";
@@ -148,7 +152,11 @@ impl Filter {
     }
 
     fn publish_audit(&self) {
-        self.set_property(vec![AUDIT_PROPERTY], Some(self.exchange.audit().to_json().as_bytes()));
+        let audit = self.exchange.audit();
+        self.set_property(vec![AUDIT_PROPERTY], Some(audit.to_json().as_bytes()));
+        if let Some(line) = audit.capture_log_line() {
+            self.set_property(vec![CAPTURE_PROPERTY], Some(line.as_bytes()));
+        }
     }
 
     fn reply(&mut self, r: &LocalReply) -> Action {

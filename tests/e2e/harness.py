@@ -240,7 +240,9 @@ class Envoy(Process):
         with open(self.config_path, "w") as f:
             f.write(plugin_config)
         self.yaml = os.path.join(workdir, f"envoy-{tag}.yaml")
+        self.capture_log = os.path.join(workdir, f"capture-{tag}.log")
         render = [sys.executable, "envoy/render.py", "--https-port", str(self.https_port),
+                  "--capture-log", self.capture_log,
                   "--plain-port", str(self.plain_port), "--admin-port", str(self.admin_port),
                   "--plain-filtered-port", str(self.plain_filtered_port),
                   "--listen-address", "127.0.0.1", "--upstream", upstream, "--certs", CERTS,
@@ -344,6 +346,26 @@ class Envoy(Process):
         when empty). Needs `log_jwt_metadata=True`."""
         raw = self.log_field(marker, "jwt_authn")
         return None if raw == "-" else json.loads(raw)
+
+    def capture_output(self) -> str:
+        """All the capture log holds so far (`audit.capture.to: capture_log`)."""
+        return read(self.capture_log)
+
+    def capture_entries(self):
+        """Every line of the capture log so far, each parsed (one JSON object per line)."""
+        return [json.loads(line) for line in self.capture_output().splitlines()]
+
+    def capture_for(self, request_id: str, timeout: float = 5.0) -> dict:
+        """The (single) capture log line of the request `request_id`."""
+        found = []
+
+        def seen():
+            found[:] = [e for e in self.capture_entries() if e.get("request_id") == request_id]
+            return bool(found)
+
+        wait_for(seen, timeout, f"capture log line for {request_id}")
+        assert len(found) == 1, found
+        return found[0]
 
     def stats(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/stats", timeout=2) as r:
