@@ -813,6 +813,10 @@ impl Exchange {
     /// kept are read). A direction that stopped, went out unscanned, or had a finding left in
     /// place is withheld whole.
     fn capture(&mut self, side: Side, size: usize, step: &Step, read: &mut dyn FnMut(usize, usize) -> Vec<u8>) {
+        // Held: nothing went out yet, and the policy may still change (it waits for the model).
+        if step.then == Then::Hold {
+            return;
+        }
         let Some(cfg) = self.policy.capture else { return };
         let (state, judged) = match side {
             Side::Request => (&self.request, &self.audit.request),

@@ -1032,5 +1032,18 @@ mod capture {
         answer(&mut x, Some("application/json"), None, &[CHAT.as_bytes()]);
         assert_eq!(x.audit().policy, "quiet");
         assert_eq!(x.audit().capture, None);
+        // A policy chosen by the body's model: its capture, not the default's (which applied
+        // while the body was held).
+        let cfg = r#"{"audit":{"capture":{"max_bytes":8}},
+                      "policies":[{"name":"m","match":{"models":["m"]},"audit":{"capture":{"to":"capture_log"}}}]}"#;
+        let mut x = Exchange::new(Rc::new(Policies::from_json(cfg).unwrap()));
+        let head = RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() };
+        x.on_request_head(&head, &Verified::tls("TLSv1.3"), false);
+        body(&mut x, Side::Request, &[&PROMPT[..10], &PROMPT[10..]], &mut Delivered::default());
+        answer(&mut x, Some("application/json"), None, &[CHAT.as_bytes()]);
+        assert_eq!(x.audit().policy, "m");
+        assert!(!x.audit().to_json().contains("capture"));
+        let line: serde_json::Value = serde_json::from_str(&x.audit().capture_log_line().unwrap()).unwrap();
+        assert_eq!(line["capture"]["request"].as_str().unwrap().as_bytes(), PROMPT);
     }
 }
