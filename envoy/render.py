@@ -11,6 +11,10 @@ Two upstreams: --upstream is the model server behind the default route, over TLS
 fast upstream speaks); --plain-upstream is the plaintext server behind the `legacy-plaintext`
 route (virtual host `legacy.inferguard.test`), the --upstream address unless given.
 
+--capture-log is the file Envoy's second access log writes: the capture of requests whose policy
+has `audit.capture.to: capture_log` (one line per request that has one). Default:
+capture-<https port>.log beside the rendered file (-o), or under .run/ when it goes to stdout.
+
 --plain-filtered-port (tests) adds a plaintext listener that runs the TLS listener's whole HTTP
 chain (jwt_authn, inferguard, router), so the filter's own 426 `tls_required` can be seen; without
 it that listener is not rendered.
@@ -24,6 +28,7 @@ import string
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 DEFAULT_MAX_BODY = 4 * 1024 * 1024  # the filter's default, src/config/mod.rs
 
 
@@ -78,6 +83,11 @@ def render(args) -> str:
     # Test-only: the whole of jwt_authn's dynamic metadata (every claim) in the access log.
     # (Envoy prints dynamic metadata as JSON: it nests as is in the JSON line.)
     extra_log = ',\\"jwt_authn\\":%DYNAMIC_METADATA(envoy.filters.http.jwt_authn)%' if args.log_jwt_metadata else ""
+    capture_log = os.path.abspath(args.capture_log or os.path.join(
+        os.path.dirname(os.path.abspath(args.output)) if args.output != "-" else os.path.join(ROOT, ".run"),
+        f"capture-{args.https_port}.log"))
+    # Envoy opens the file at start, and does not make its directory.
+    os.makedirs(os.path.dirname(capture_log), exist_ok=True)
     return string.Template(template).substitute(
         LISTEN_ADDRESS=args.listen_address,
         HTTPS_PORT=args.https_port,
@@ -92,6 +102,8 @@ def render(args) -> str:
         PLAIN_UPSTREAM_HOST=plain_host,
         PLAIN_UPSTREAM_PORT=plain_port,
         EXTRA_LOG_FIELDS=extra_log,
+        # A JSON string is a valid YAML double-quoted scalar (the template quotes it).
+        CAPTURE_LOG=json.dumps(capture_log)[1:-1],
         CERT_DIR=cert_dir,
         WASM=os.path.abspath(args.wasm),
         # A JSON string is a valid YAML double-quoted scalar.
@@ -117,6 +129,7 @@ def main() -> None:
     p.add_argument("--plain-upstream", help="host:port of the plaintext server behind Host legacy.inferguard.test (default: --upstream)")
     p.add_argument("--log-jwt-metadata", action="store_true",
                    help="tests: log jwt_authn's whole dynamic metadata (all claims) before inferguard=")
+    p.add_argument("--capture-log", help="file of the capture log (default: capture-HTTPS_PORT.log beside -o, or .run/)")
     p.add_argument("--certs", default="certs")
     p.add_argument("--wasm", default="target/inferguard.wasm")
     p.add_argument("--config", default=os.path.join(HERE, "inferguard.json"), help="plugin configuration (JSON)")

@@ -51,7 +51,7 @@ fi
 
 "$PYTHON" envoy/render.py --upstream "$UPSTREAM" --plain-upstream "${PLAIN_UPSTREAM:-$UPSTREAM}" "${upstream_args[@]}" \
   --config "$CONFIG" --https-port "$HTTPS_PORT" --plain-port "$PLAIN_PORT" --admin-port "$ADMIN_PORT" \
-  -o "$RUN_DIR/envoy-$HTTPS_PORT.yaml"
+  --capture-log "$RUN_DIR/capture-$HTTPS_PORT.log" -o "$RUN_DIR/envoy-$HTTPS_PORT.yaml"
 
 cat <<MSG
 
@@ -61,7 +61,8 @@ Try:
   curl --cacert certs/ca.crt https://localhost:$HTTPS_PORT/v1/chat/completions \\
     -H 'content-type: application/json' \\
     -d '{"model":"m","messages":[{"role":"user","content":"Who sends the report?"}]}'
-Access-log lines end with the audit record: inferguard={...}. Ctrl-C stops.
+Each access-log line is JSON with the audit record nested as "inferguard"; with audit.capture.to: capture_log,
+the redacted prompts and answers go to $RUN_DIR/capture-$HTTPS_PORT.log. Ctrl-C stops.
 
 MSG
 

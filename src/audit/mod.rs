@@ -4,9 +4,14 @@
 //! `wasm.inferguard.audit`). It holds names, counts and reasons, never a matched value: it is
 //! safe to ship to any log pipeline.
 
+mod capture;
+
 use std::collections::BTreeMap;
 
+pub use capture::{Capture, DirectionCapture, Withheld};
+
 use crate::detect::{Action, Finding};
+use crate::policy::CaptureTo;
 use crate::wire::json::encode_string_into;
 
 /// The overall outcome of a request.
@@ -50,6 +55,9 @@ pub struct DirectionAudit {
     pub findings: BTreeMap<String, u32>,
     /// Findings per action taken.
     pub actions: BTreeMap<&'static str, u32>,
+    /// Findings per detector and action: exact where `findings` and `actions` alone are not (a
+    /// detector whose findings took more than one action).
+    pub detector_actions: BTreeMap<String, BTreeMap<&'static str, u32>>,
     /// Parts of the body removed whole rather than scanned (`token_details`: logprobs and
     /// token lists, which spell the text one token at a time), with how many.
     pub removed: BTreeMap<&'static str, u32>,
@@ -83,7 +91,14 @@ impl DirectionAudit {
                     self.findings.insert(f.detector.to_string(), 1);
                 }
             }
-            *self.actions.entry(f.action.as_str()).or_default() += 1;
+            let action = f.action.as_str();
+            *self.actions.entry(action).or_default() += 1;
+            match self.detector_actions.get_mut(f.detector.as_ref()) {
+                Some(per_action) => *per_action.entry(action).or_default() += 1,
+                None => {
+                    self.detector_actions.insert(f.detector.to_string(), BTreeMap::from([(action, 1)]));
+                }
+            }
         }
     }
 
@@ -104,6 +119,14 @@ impl DirectionAudit {
         }
         if !self.actions.is_empty() {
             out.counts("actions", self.actions.iter().map(|(k, v)| (*k, *v)));
+        }
+        if !self.detector_actions.is_empty() {
+            out.key("detector_actions");
+            out.open();
+            for (detector, per_action) in &self.detector_actions {
+                out.counts(detector, per_action.iter().map(|(k, v)| (*k, *v)));
+            }
+            out.close();
         }
         if !self.removed.is_empty() {
             out.counts("removed", self.removed.iter().map(|(k, v)| (*k, *v)));
@@ -144,6 +167,11 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct AuditRecord {
     /// Envoy's `x-request-id` of the stream (set by the glue).
     pub request_id: Option<String>,
+    /// When the filter saw the request head, in milliseconds since the Unix epoch (the host's
+    /// clock, read by the glue and passed in: the core reads no clock). Written as `start_time`.
+    pub start_ms: Option<u64>,
+    /// From `start_ms` to when the stream was logged, in milliseconds.
+    pub duration_ms: Option<u64>,
     /// The downstream peer's address, `ip:port` (Envoy's `source.address`, set by the glue).
     pub client_address: Option<String>,
     /// The verified token's `groups` claim (empty without one).
@@ -176,6 +204,8 @@ pub struct AuditRecord {
     pub request: DirectionAudit,
     /// Response side.
     pub response: DirectionAudit,
+    /// The redacted prompt and answer, with `audit.capture` (see [`Capture`]).
+    pub capture: Option<Capture>,
     /// Why the request was blocked or denied: `rule:<name>`, `request_too_large`,
     /// `response_too_large`, `malformed_response`, `unsupported_encoding`; for admission,
     /// `tls_required`, `invalid_token`, `identity_required`, `insufficient_scope`,
@@ -212,6 +242,12 @@ impl AuditRecord {
         out.num("schema", u64::from(SCHEMA_VERSION));
         if let Some(id) = &self.request_id {
             out.str("request_id", id);
+        }
+        if let Some(ms) = self.start_ms {
+            out.str("start_time", &rfc3339_ms(ms));
+        }
+        if let Some(ms) = self.duration_ms {
+            out.num("duration_ms", ms);
         }
         out.str("decision", self.decision.as_str());
         if !self.policy.is_empty() {
@@ -257,6 +293,10 @@ impl AuditRecord {
         self.request.write(&mut out);
         out.key("response");
         self.response.write(&mut out);
+        if let Some(c) = self.capture.as_ref().filter(|c| c.to == CaptureTo::AccessLog && !c.is_empty()) {
+            out.key("capture");
+            c.write(&mut out);
+        }
         if let Some(r) = &self.reason {
             out.str("reason", r);
         }
@@ -267,6 +307,47 @@ impl AuditRecord {
         // Only whole UTF-8 strings and ASCII were written.
         String::from_utf8(out.buf).unwrap_or_default()
     }
+
+    /// The line of the capture log, when the capture goes there and has something to say:
+    /// `{"schema":1,"request_id":...,"start_time":...,"policy":...,"capture":{...}}` (the request
+    /// id and start time join it to the record in the access log).
+    pub fn capture_log_line(&self) -> Option<String> {
+        let c = self.capture.as_ref().filter(|c| c.to == CaptureTo::CaptureLog && !c.is_empty())?;
+        let mut out = Json { buf: Vec::with_capacity(256), first: true };
+        out.open();
+        out.num("schema", u64::from(SCHEMA_VERSION));
+        if let Some(id) = &self.request_id {
+            out.str("request_id", id);
+        }
+        if let Some(ms) = self.start_ms {
+            out.str("start_time", &rfc3339_ms(ms));
+        }
+        if !self.policy.is_empty() {
+            out.str("policy", &self.policy);
+        }
+        out.key("capture");
+        c.write(&mut out);
+        out.close();
+        String::from_utf8(out.buf).ok()
+    }
+}
+
+/// `unix_ms` as RFC 3339 in UTC with milliseconds, as Envoy's access log writes `start_time`
+/// (`%Y-%m-%dT%H:%M:%S.%3fZ`): `2026-12-03T14:41:58.654Z`.
+pub fn rfc3339_ms(unix_ms: u64) -> String {
+    let (days, ms_of_day) = (unix_ms / 86_400_000, unix_ms % 86_400_000);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (never negative here).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let (h, m, s, ms) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60, ms_of_day / 1000 % 60, ms_of_day % 1000);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
 }
 
 /// A minimal writer for the record's JSON: objects of strings, booleans and counts.
@@ -336,7 +417,25 @@ mod tests {
         a.decide(Decision::Allowed);
         assert_eq!(
             a.to_json(),
-            r#"{"schema":1,"decision":"redacted","api":"openai.chat_completions","request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2}}}"#
+            r#"{"schema":1,"decision":"redacted","api":"openai.chat_completions","request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2},"detector_actions":{"email":{"mask":2}}}}"#
+        );
+    }
+
+    #[test]
+    fn a_detector_with_mixed_actions_is_counted_per_action() {
+        let mut d = DirectionAudit::default();
+        let f = |detector: &str, action| Finding { detector: Arc::from(detector), start: 0, end: 1, action };
+        let (card_block, email_mask) = (f("credit_card", Action::Block), f("email", Action::Mask));
+        // A card number in a signature blocks while another one is masked: `findings` and `actions`
+        // alone cannot say which card finding took which action.
+        d.count([&f("credit_card", Action::Mask), &email_mask, &card_block, &email_mask, &f("email", Action::Hash)]);
+        assert_eq!(d.findings, BTreeMap::from([("credit_card".to_owned(), 2), ("email".to_owned(), 3)]));
+        assert_eq!(d.actions, BTreeMap::from([("block", 1), ("hash", 1), ("mask", 3)]));
+        let mut out = Json { buf: Vec::new(), first: true };
+        d.write(&mut out);
+        assert_eq!(
+            String::from_utf8(out.buf).unwrap(),
+            r#"{"scanned":true,"findings":{"credit_card":2,"email":3},"actions":{"block":1,"hash":1,"mask":3},"detector_actions":{"credit_card":{"block":1,"mask":1},"email":{"hash":1,"mask":2}}}"#
         );
     }
 
@@ -355,10 +454,32 @@ mod tests {
         let json = a.to_json();
         assert_eq!(
             json,
-            r#"{"schema":1,"decision":"blocked","api":"anthropic.messages","model":"claude \"x\"\n","stream":true,"request":{"scanned":false,"unscanned_reason":"oversize"},"response":{"scanned":true,"findings":{"rule:té":1},"actions":{"block":1}},"reason":"rule:té"}"#
+            r#"{"schema":1,"decision":"blocked","api":"anthropic.messages","model":"claude \"x\"\n","stream":true,"request":{"scanned":false,"unscanned_reason":"oversize"},"response":{"scanned":true,"findings":{"rule:té":1},"actions":{"block":1},"detector_actions":{"rule:té":{"block":1}}},"reason":"rule:té"}"#
         );
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["model"], "claude \"x\"\n");
+    }
+
+    #[test]
+    fn times_are_rfc3339_utc_with_milliseconds() {
+        for (ms, want) in [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (951_782_400_000, "2000-02-29T00:00:00.000Z"),
+            (951_868_799_999, "2000-02-29T23:59:59.999Z"),
+            (1_709_251_199_001, "2024-02-29T23:59:59.001Z"),
+            (1_796_308_918_654, "2026-12-03T14:41:58.654Z"),
+            (4_102_444_800_000, "2100-01-01T00:00:00.000Z"),
+            (4_107_456_000_000, "2100-02-28T00:00:00.000Z"),
+            (4_107_542_400_000, "2100-03-01T00:00:00.000Z"),
+        ] {
+            assert_eq!(rfc3339_ms(ms), want, "{ms}");
+        }
+        let a =
+            AuditRecord { start_ms: Some(1_796_308_918_654), duration_ms: Some(4), api: "other", ..Default::default() };
+        assert_eq!(
+            a.to_json(),
+            r#"{"schema":1,"start_time":"2026-12-03T14:41:58.654Z","duration_ms":4,"decision":"allowed","api":"other","request":{"scanned":true},"response":{"scanned":true}}"#
+        );
     }
 
     #[test]

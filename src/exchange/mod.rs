@@ -4,11 +4,13 @@
 //! `src/filter` feeds it what Envoy hands over and carries out the [`Step`] it returns, and
 //! decides nothing itself. Call order:
 //!
-//! 1. [`Exchange::on_request_head`] when the request headers arrive;
+//! 1. [`Exchange::set_start_time`] with the host's clock, then [`Exchange::on_request_head`] when
+//!    the request headers arrive;
 //! 2. [`Exchange::on_body`] for every request body callback (with `end` on the last one, or from
 //!    the trailers callback);
 //! 3. [`Exchange::on_response_head`], then [`Exchange::on_body`] for the response the same way;
-//! 4. [`Exchange::audit`] at any time: the record so far.
+//! 4. [`Exchange::on_log`] with what Envoy knows when the stream is logged (the clock again);
+//! 5. [`Exchange::audit`] at any time: the record so far.
 //!
 //! What goes out is decided by the bytes, never by their labels: the headers of a direction are
 //! held until its first bytes show what the body is (`wire::sniff`); a JSON answer is
@@ -50,7 +52,8 @@
 
 use std::rc::Rc;
 
-use crate::audit::{AuditRecord, Decision, DirectionAudit};
+use crate::audit::{AuditRecord, Capture, Decision, DirectionAudit, Withheld};
+use crate::detect::Action;
 use crate::limits::{Limiter, Rate, Store};
 use crate::policy::browser::{HeaderEdit, HeaderName};
 use crate::policy::{
@@ -125,6 +128,8 @@ pub struct LogFacts<'a> {
     pub response_bytes: Option<u64>,
     /// `response.code`: the status sent to the client (a local reply's included).
     pub status: Option<u16>,
+    /// The host's clock now, in milliseconds since the Unix epoch: the end of `duration_ms`.
+    pub now_ms: Option<u64>,
 }
 
 /// The parts of a response head the core needs.
@@ -329,6 +334,16 @@ impl Exchange {
         a.request.bytes = facts.request_bytes;
         a.response.bytes = facts.response_bytes;
         a.response.status = facts.status.filter(|s| *s != 0);
+        if let (Some(start), Some(now)) = (a.start_ms, facts.now_ms) {
+            a.duration_ms = Some(now.saturating_sub(start));
+        }
+    }
+
+    /// The time the request head arrived, in milliseconds since the Unix epoch, from the host's
+    /// clock (the core reads none): the record's `start_time`. Set by the glue before
+    /// [`Exchange::on_request_head`].
+    pub fn set_start_time(&mut self, unix_ms: u64) {
+        self.audit.start_ms = Some(unix_ms);
     }
 
     /// The request id as the record may show it. Envoy keeps a client's `x-request-id` unless it
@@ -824,7 +839,44 @@ impl Exchange {
         if side == Side::Response && step.then == Then::Forward {
             self.output_bytes += step.body.as_ref().map_or(size, Vec::len);
         }
+        self.capture(side, size, &step, read);
         self.finish(step)
+    }
+
+    /// Adds what `step` forwards of `side` to the capture, when the policy captures: the
+    /// replacement body, else the `size` bytes the host holds (only the first bytes that are
+    /// kept are read). A direction that stopped, went out unscanned, or had a finding left in
+    /// place is withheld whole.
+    fn capture(&mut self, side: Side, size: usize, step: &Step, read: &mut dyn FnMut(usize, usize) -> Vec<u8>) {
+        // Held: nothing went out yet, and the policy may still change (it waits for the model).
+        if step.then == Then::Hold {
+            return;
+        }
+        let Some(cfg) = self.policy.capture else { return };
+        let (state, judged) = match side {
+            Side::Request => (&self.request, &self.audit.request),
+            Side::Response => (&self.response, &self.audit.response),
+        };
+        let withheld = if matches!(state, Body::Stopped) || matches!(step.then, Then::Reply(_)) {
+            Some(Withheld::Stopped)
+        } else if !judged.scanned() {
+            Some(Withheld::Unscanned)
+        } else if judged.actions.contains_key(Action::Report.as_str()) {
+            Some(Withheld::Report)
+        } else {
+            None
+        };
+        let capture = self.audit.capture.get_or_insert_with(|| Capture::new(cfg));
+        let d = match side {
+            Side::Request => &mut capture.request,
+            Side::Response => &mut capture.response,
+        };
+        match (withheld, &step.then, &step.body) {
+            (Some(why), _, _) => d.withhold(why),
+            (None, Then::Forward, Some(body)) => d.forwarded(body.len(), |n| body[..n].to_vec()),
+            (None, Then::Forward, None) => d.forwarded(size, |n| read(0, n)),
+            _ => {}
+        }
     }
 
     fn body_step(&mut self, side: Side, size: usize, end: bool, read: &mut dyn FnMut(usize, usize) -> Vec<u8>) -> Step {
@@ -858,9 +910,11 @@ impl Exchange {
         if matches!(state, Body::Streaming(_)) {
             let mut step = self.body_step(side, 0, true, &mut |_, _| Vec::new());
             step.body = None;
+            self.capture(side, 0, &step, &mut |_, _| Vec::new());
             return self.finish(step);
         }
         let step = self.body_step(side, held, true, read);
+        self.capture(side, held, &step, read);
         self.finish(step)
     }
 

@@ -101,7 +101,7 @@ fn redacts_a_json_answer_whatever_its_label_and_sets_its_length() {
         );
         assert_eq!(
             x.audit().to_json(),
-            r#"{"schema":1,"decision":"redacted","policy":"default","identity":{"source":"anonymous"},"api":"openai.chat_completions","model":"m","stream":false,"request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2}}}"#
+            r#"{"schema":1,"decision":"redacted","policy":"default","identity":{"source":"anonymous"},"api":"openai.chat_completions","model":"m","stream":false,"request":{"scanned":true},"response":{"scanned":true,"findings":{"email":2},"actions":{"mask":2},"detector_actions":{"email":{"mask":2}}}}"#
         );
     }
 }
@@ -338,7 +338,7 @@ fn token_lists_are_emptied_in_a_buffered_answer_and_counted() {
         r#"{"generated_text":"mail [REDACTED:EMAIL]","details":{"finish_reason":"eos_token","generated_tokens":3,"prefill":[],"tokens":[]}}"#
     );
     let audit = x.audit().to_json();
-    assert!(audit.contains(r#""findings":{"email":1},"actions":{"mask":1},"removed":{"token_details":2}"#), "{audit}");
+    assert!(audit.contains(r#""findings":{"email":1},"actions":{"mask":1},"detector_actions":{"email":{"mask":1}},"removed":{"token_details":2}"#), "{audit}");
 }
 
 #[test]
@@ -873,4 +873,205 @@ fn the_keyed_prompt_digest_is_an_hmac_of_the_body_as_received_and_absent_without
     assert_eq!(err.to_string(), "audit.prompt_digest.key: must be at least 16 bytes, got 5");
     let err = Policies::from_json(r#"{"audit": {"prompt_digest": {"kee": "a deployment secret!"}}}"#).unwrap_err();
     assert!(err.to_string().starts_with("audit.prompt_digest.kee: unknown field `kee`"), "{err}");
+}
+
+#[test]
+fn the_record_has_the_start_time_and_duration_from_the_clock_it_is_given() {
+    let mut x = Exchange::new(Rc::new(Policies::from_json("").unwrap()));
+    x.set_start_time(1_796_308_918_654);
+    x.on_request_head(
+        &RequestHead { method: "GET", path: "/v1/models", ..Default::default() },
+        &Verified::tls("TLSv1.3"),
+        true,
+    );
+    let json = x.audit().to_json();
+    assert!(json.starts_with(r#"{"schema":1,"start_time":"2026-12-03T14:41:58.654Z","decision""#), "{json}");
+    assert!(!json.contains("duration_ms"), "{json}");
+    x.on_log(&LogFacts {
+        request_id: Some("0f3c2a9e-7b1d-4c55-9a0e-3d2f1b6c8e47"),
+        now_ms: Some(1_796_308_919_021),
+        ..Default::default()
+    });
+    let json = x.audit().to_json();
+    assert!(
+        json.starts_with(
+            r#"{"schema":1,"request_id":"0f3c2a9e-7b1d-4c55-9a0e-3d2f1b6c8e47","start_time":"2026-12-03T14:41:58.654Z","duration_ms":367,"#
+        ),
+        "{json}"
+    );
+}
+
+mod capture {
+    use super::*;
+
+    /// (request, response, truncated, withheld) of the record's `capture`, as JSON values.
+    fn captured(x: &Exchange) -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&x.audit().to_json()).unwrap();
+        v["capture"].clone()
+    }
+
+    const CAPTURE: &str = r#"{"audit":{"capture":{"max_bytes":4096}}}"#;
+
+    #[test]
+    fn is_off_by_default() {
+        let (mut x, _) = exchange("", "/v1/chat/completions", PROMPT);
+        answer(&mut x, Some("application/json"), None, &[CHAT.as_bytes()]);
+        assert_eq!(x.audit().capture, None);
+        assert!(!x.audit().to_json().contains("capture"));
+    }
+
+    #[test]
+    fn keeps_exactly_what_was_forwarded_after_redaction() {
+        let prompt = br#"{"model":"m","messages":[{"role":"user","content":"I am jane@x.io"}]}"#;
+        let (mut x, sent) = exchange(CAPTURE, "/v1/chat/completions", prompt);
+        let d = answer(&mut x, Some("application/json"), None, &[CHAT.as_bytes()]);
+        let c = captured(&x);
+        assert_eq!(c["request"].as_str().unwrap().as_bytes(), sent.bytes);
+        assert_eq!(c["request"], r#"{"model":"m","messages":[{"role":"user","content":"I am [REDACTED:EMAIL]"}]}"#);
+        assert_eq!(c["response"].as_str().unwrap(), text(&d));
+        assert!(!c.to_string().contains("jane") && !c.to_string().contains("bob"), "{c}");
+        assert_eq!(c.as_object().unwrap().len(), 2, "{c}");
+        // Unchanged bodies are kept as they went out too.
+        let (mut x, _) = exchange(CAPTURE, "/v1/chat/completions", PROMPT);
+        answer(&mut x, Some("application/json"), None, &[br#"{"choices":[]}"#]);
+        assert_eq!(
+            captured(&x),
+            serde_json::json!({"request": std::str::from_utf8(PROMPT).unwrap(), "response": r#"{"choices":[]}"#})
+        );
+    }
+
+    #[test]
+    fn a_stream_is_kept_as_its_forwarded_bytes_joined_and_cut_at_max_bytes_on_a_character() {
+        let chunks: [&[u8]; 3] = [
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"caf\u{e9} a@b.i\"}}]}\n\n".as_bytes(),
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"o now\"}}]}\n\n",
+            b"data: [DONE]\n\n",
+        ];
+        let (mut x, _) = exchange(CAPTURE, "/v1/chat/completions", PROMPT);
+        let d = answer(&mut x, Some("text/event-stream"), None, &chunks);
+        assert_eq!(captured(&x)["response"].as_str().unwrap(), text(&d));
+        // `é` is two bytes: a cut through it leaves it out, and says the answer was truncated.
+        let at = text(&d).find('\u{e9}').unwrap() + 1;
+        let cfg = format!(r#"{{"audit":{{"capture":{{"max_bytes":{at}}}}}}}"#);
+        let (mut x, _) = exchange(&cfg, "/v1/chat/completions", PROMPT);
+        answer(&mut x, Some("text/event-stream"), None, &chunks);
+        let c = captured(&x);
+        assert_eq!(c["response"].as_str().unwrap(), &text(&d)[..at - 1]);
+        assert_eq!(c["truncated"], serde_json::json!(["request", "response"]));
+        assert_eq!(c["request"].as_str().unwrap().as_bytes(), &PROMPT[..at]);
+    }
+
+    #[test]
+    fn reads_no_more_of_a_body_than_it_keeps() {
+        let (mut x, _) = exchange(r#"{"audit":{"capture":{"max_bytes":100}}}"#, "/v1/chat/completions", PROMPT);
+        x.on_response_head(&ResponseHead { status: 200, ..Default::default() }, false);
+        let line = b"plain text answer, long enough to be sniffed as text and streamed as it comes\n";
+        assert_eq!(line.len(), 78);
+        let mut asked = Vec::new();
+        for end in [false, false, true] {
+            let step = x.on_body(Side::Response, line.len(), end, &mut |s, n| {
+                asked.push((s, n));
+                line[s..s + n].to_vec()
+            });
+            assert_eq!(step.then, Then::Forward);
+        }
+        // Each chunk is read whole once, to be scanned; the capture then asks only for the 22
+        // bytes it still has room for (the first chunk's bytes came with the step), then nothing.
+        assert_eq!(asked, [(0, 78), (0, 78), (0, 22), (0, 78)]);
+        let c = captured(&x);
+        assert_eq!(c["response"].as_str().unwrap().as_bytes(), [&line[..], &line[..22]].concat());
+        assert_eq!(c["truncated"], serde_json::json!(["response"]));
+    }
+
+    #[test]
+    fn a_stopped_unscanned_or_reported_direction_is_withheld() {
+        // Blocked mid-stream: what went out before is dropped from the capture too.
+        let cfg = r#"{"detect":{"detectors":{"email":{"action":"block"}}},"audit":{"capture":{}}}"#;
+        let (mut x, _) = exchange(cfg, "/v1/chat/completions", PROMPT);
+        let later: [&[u8]; 2] = [
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hello \"}}]}\n\n",
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"mail a@b.io now\"}}]}\n\n",
+        ];
+        answer(&mut x, Some("text/event-stream"), None, &later);
+        assert_eq!(x.audit().reason.as_deref(), Some("rule:email"));
+        assert_eq!(
+            captured(&x),
+            serde_json::json!({"request": std::str::from_utf8(PROMPT).unwrap(), "withheld": {"response": "stopped"}})
+        );
+        // A blocked prompt: nothing went upstream, and no answer came.
+        let (x, d) = exchange(cfg, "/v1/chat/completions", br#"{"messages":[{"content":"a@b.io"}]}"#);
+        assert_eq!(d.reply.map(|r| r.status), Some(403));
+        assert_eq!(captured(&x), serde_json::json!({"withheld": {"request": "stopped"}}));
+        // Binary passes unscanned.
+        let png: Vec<u8> =
+            b"\x89PNG\r\n\x1a\n".iter().copied().chain((0..2000u32).map(|i| (i * 97 % 251) as u8)).collect();
+        let (mut x, _) = exchange(r#"{"admission":{"endpoints":["/"]},"audit":{"capture":{}}}"#, "/v1/images", PROMPT);
+        answer(&mut x, Some("image/png"), None, &[&png[..100], &png[100..]]);
+        assert_eq!(captured(&x)["withheld"], serde_json::json!({"response": "unscanned"}));
+        assert!(captured(&x)["response"].is_null());
+        // A reported value is left in place: it is not kept.
+        let (mut x, _) =
+            exchange(r#"{"response":{"mode":"report"},"audit":{"capture":{}}}"#, "/v1/chat/completions", PROMPT);
+        let d = answer(&mut x, Some("application/json"), None, &[CHAT.as_bytes()]);
+        assert!(text(&d).contains("jane.doe@corp.example"));
+        assert_eq!(captured(&x)["withheld"], serde_json::json!({"response": "report"}));
+        assert!(!x.audit().to_json().contains("jane"));
+    }
+
+    #[test]
+    fn goes_to_the_capture_log_when_configured_so() {
+        let cfg = r#"{"audit":{"capture":{"to":"capture_log"}}}"#;
+        let (mut x, _) = exchange(cfg, "/v1/chat/completions", PROMPT);
+        x.set_start_time(1_796_308_918_654);
+        answer(&mut x, Some("application/json"), None, &[CHAT.as_bytes()]);
+        x.on_log(&LogFacts { request_id: Some("0f3c2a9e-7b1d-4c55-9a0e-3d2f1b6c8e47"), ..Default::default() });
+        assert!(!x.audit().to_json().contains("capture"));
+        let line = x.audit().capture_log_line().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["request_id"], "0f3c2a9e-7b1d-4c55-9a0e-3d2f1b6c8e47");
+        assert_eq!(v["start_time"], "2026-12-03T14:41:58.654Z");
+        assert_eq!(v["policy"], "default");
+        assert_eq!(v["capture"]["request"].as_str().unwrap().as_bytes(), PROMPT);
+        assert!(v["capture"]["response"].as_str().unwrap().contains("[REDACTED:EMAIL]"));
+        assert!(
+            line.starts_with(r#"{"schema":1,"request_id":"0f3c2a9e-7b1d-4c55-9a0e-3d2f1b6c8e47","start_time":"#),
+            "{line}"
+        );
+        // Nothing captured, nothing written: the capture log gets no line.
+        let (x, _) = exchange(cfg, "/v1/models", b"");
+        assert_eq!(x.audit().capture_log_line(), None);
+        // In the access log, the record carries it.
+        let (mut x, _) = exchange(CAPTURE, "/v1/chat/completions", PROMPT);
+        answer(&mut x, Some("application/json"), None, &[CHAT.as_bytes()]);
+        assert_eq!(x.audit().capture_log_line(), None);
+    }
+
+    #[test]
+    fn a_named_policy_inherits_or_replaces_the_top_levels_capture() {
+        let cfg = r#"{"audit":{"capture":{"max_bytes":8}},
+                      "policies":[{"name":"quiet","match":{"paths":["/v1/completions"]},"audit":{}}]}"#;
+        let (mut x, _) = exchange(cfg, "/v1/chat/completions", PROMPT);
+        answer(&mut x, Some("application/json"), None, &[CHAT.as_bytes()]);
+        assert_eq!(
+            captured(&x),
+            serde_json::json!({"request": "{\"model\"", "response": "{\"id\":\"c", "truncated": ["request", "response"]})
+        );
+        let (mut x, _) = exchange(cfg, "/v1/completions", PROMPT);
+        answer(&mut x, Some("application/json"), None, &[CHAT.as_bytes()]);
+        assert_eq!(x.audit().policy, "quiet");
+        assert_eq!(x.audit().capture, None);
+        // A policy chosen by the body's model: its capture, not the default's (which applied
+        // while the body was held).
+        let cfg = r#"{"audit":{"capture":{"max_bytes":8}},
+                      "policies":[{"name":"m","match":{"models":["m"]},"audit":{"capture":{"to":"capture_log"}}}]}"#;
+        let mut x = Exchange::new(Rc::new(Policies::from_json(cfg).unwrap()));
+        let head = RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() };
+        x.on_request_head(&head, &Verified::tls("TLSv1.3"), false);
+        body(&mut x, Side::Request, &[&PROMPT[..10], &PROMPT[10..]], &mut Delivered::default());
+        answer(&mut x, Some("application/json"), None, &[CHAT.as_bytes()]);
+        assert_eq!(x.audit().policy, "m");
+        assert!(!x.audit().to_json().contains("capture"));
+        let line: serde_json::Value = serde_json::from_str(&x.audit().capture_log_line().unwrap()).unwrap();
+        assert_eq!(line["capture"]["request"].as_str().unwrap().as_bytes(), PROMPT);
+    }
 }

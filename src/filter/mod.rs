@@ -29,6 +29,10 @@ proxy_wasm::main! {{
 /// `%FILTER_STATE(wasm.inferguard.audit:PLAIN)%`.
 const AUDIT_PROPERTY: &str = "inferguard.audit";
 
+/// The filter state key of the capture log's line (`audit.capture.to: capture_log`): set only for
+/// a request with a capture, so the capture log (envoy/envoy.yaml) writes a line only for those.
+const CAPTURE_PROPERTY: &str = "inferguard.capture";
+
 /// The filter state key of the request target as it may be logged (values redacted):
 /// `%FILTER_STATE(wasm.inferguard.path:PLAIN)%`.
 const PATH_PROPERTY: &str = "inferguard.path";
@@ -141,8 +145,19 @@ struct Filter {
 }
 
 impl Filter {
+    /// The host's clock, in milliseconds since the Unix epoch: the one clock the core is given.
+    fn now_ms(&self) -> u64 {
+        self.get_current_time()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
     fn publish_audit(&self) {
-        self.set_property(vec![AUDIT_PROPERTY], Some(self.exchange.audit().to_json().as_bytes()));
+        let audit = self.exchange.audit();
+        self.set_property(vec![AUDIT_PROPERTY], Some(audit.to_json().as_bytes()));
+        if let Some(line) = audit.capture_log_line() {
+            self.set_property(vec![CAPTURE_PROPERTY], Some(line.as_bytes()));
+        }
     }
 
     fn reply(&mut self, r: &LocalReply) -> Action {
@@ -334,11 +349,9 @@ impl HttpContext for Filter {
                 groups: groups.as_deref(),
             },
         };
+        let now_ms = self.now_ms();
+        self.exchange.set_start_time(now_ms);
         if self.exchange.policies().limits_anything() {
-            let now_ms = self
-                .get_current_time()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
             self.exchange.set_limits(Box::new(SharedData), now_ms);
         }
         let mut step = self.exchange.on_request_head(&head, &verified, end_of_stream);
@@ -404,6 +417,7 @@ impl HttpContext for Filter {
             request_bytes: int(&["request", "size"]).and_then(|n| u64::try_from(n).ok()),
             response_bytes: int(&["response", "size"]).and_then(|n| u64::try_from(n).ok()),
             status: int(&["response", "code"]).and_then(|n| u16::try_from(n).ok()),
+            now_ms: Some(self.now_ms()),
         };
         let bytes = [facts.request_bytes.unwrap_or(0), facts.response_bytes.unwrap_or(0)];
         self.exchange.on_log(&facts);

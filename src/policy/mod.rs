@@ -20,8 +20,9 @@ pub use admission::{Admission, Denial};
 pub use browser::{Browser, Cors, CorsConfig, CorsRequest, HeadersConfig, OnRefusedOrigin, Origin, OriginPattern};
 pub use identity::{encode_list, Identity, JwtFacts, Source, Verified};
 pub use settings::{
-    AdmissionConfig, Config, DirectionConfig, LimitsConfig, MatchConfig, ModelRuleConfig, NamedConfig, Oversize,
-    PositiveU64, Settings, TlsVersion, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HOLDBACK_BYTES,
+    AdmissionConfig, CaptureConfig, CaptureTo, Config, DirectionConfig, LimitsConfig, MatchConfig, ModelRuleConfig,
+    NamedConfig, Oversize, PolicyAuditConfig, PositiveU64, Settings, TlsVersion, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_HOLDBACK_BYTES,
 };
 
 use crate::config::ConfigError;
@@ -46,6 +47,8 @@ pub struct Policy {
     pub browser: Browser,
     /// Abuse limits per caller.
     pub limits: LimitsConfig,
+    /// Capture of the redacted prompt and answer into the audit (`audit.capture`; off when `None`).
+    pub capture: Option<CaptureConfig>,
     matcher: Matcher,
 }
 
@@ -200,6 +203,7 @@ impl Policy {
             admission: Admission::new(&s.admission, &format!("{prefix}admission"))?,
             browser: Browser { cors: s.cors.clone(), headers: s.headers.clone() },
             limits: s.limits.clone(),
+            capture: s.audit.capture,
             matcher: Matcher::new(matches),
         })
     }
@@ -227,6 +231,7 @@ impl Policies {
                 cors: p.cors.clone().unwrap_or_else(|| cfg.default.cors.clone()),
                 headers: p.headers.clone().unwrap_or_else(|| cfg.default.headers.clone()),
                 limits: p.limits.clone().unwrap_or_else(|| cfg.default.limits.clone()),
+                audit: p.audit.clone().unwrap_or_else(|| cfg.default.audit.clone()),
             };
             named.push(Rc::new(Policy::compile(&p.name, &s, own, &p.matches, &at)?));
         }

@@ -2,7 +2,7 @@
 //!
 //! The top level of the document is the default policy; `policies` lists named ones, tried in
 //! order before it. A named policy's absent sections (`detect`, `request`, `response`,
-//! `admission`, `cors`, `headers`) are the default policy's; a section it gives replaces the default's whole, and
+//! `admission`, `cors`, `headers`, `limits`, `audit`) are the default policy's; a section it gives replaces the default's whole, and
 //! fields absent from it take their built-in defaults. So what a named policy does can be read
 //! from its own text and the top level, never from another named policy.
 //!
@@ -35,28 +35,89 @@ pub struct Config {
     pub audit: AuditConfig,
 }
 
-/// `audit`: `{"prompt_digest": {"key": "..."}}`.
+/// The deployment-wide part of the top level's `audit`: `{"prompt_digest": {"key": "..."}}`.
 #[derive(Clone, Default)]
 pub struct AuditConfig {
     /// The key of the prompt digest (`request.digest` in the record), if one is configured.
     pub prompt_digest_key: Option<String>,
 }
 
+/// A policy's part of `audit`: `{"capture": {"max_bytes": 4096, "to": "access_log"}}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyAuditConfig {
+    /// Capture of the redacted prompt and answer (off when `None`).
+    pub capture: Option<CaptureConfig>,
+}
+
+/// `audit.capture`: keep the first `max_bytes` of each direction's body as it was forwarded
+/// (after redaction), for replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureConfig {
+    /// The most bytes kept per direction (cut on a UTF-8 boundary).
+    pub max_bytes: u32,
+    /// Where the capture is written.
+    pub to: CaptureTo,
+}
+
+/// Where a capture is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureTo {
+    /// Inside the audit record, as its `capture` object (the access log).
+    AccessLog,
+    /// A record of its own in filter state `wasm.inferguard.capture`, which Envoy's second access
+    /// log (the capture log) writes: the access log stays small.
+    CaptureLog,
+}
+
+impl CaptureTo {
+    const NAMES: &'static [(&'static str, CaptureTo)] =
+        &[("access_log", CaptureTo::AccessLog), ("capture_log", CaptureTo::CaptureLog)];
+}
+
+impl CaptureConfig {
+    /// `max_bytes` when not given.
+    pub const DEFAULT_MAX_BYTES: u32 = 4096;
+    /// The largest `max_bytes`: a capture is held in memory per direction and written into one
+    /// log line.
+    pub const MAX_MAX_BYTES: u32 = 1 << 20;
+
+    fn read(node: &Node) -> Result<CaptureConfig, ConfigError> {
+        let obj = node.object(&["max_bytes", "to"])?;
+        let max_bytes = match obj.get("max_bytes") {
+            None => Self::DEFAULT_MAX_BYTES,
+            Some(n) => match n.positive()? {
+                b if b <= u64::from(Self::MAX_MAX_BYTES) => b as u32,
+                b => return Err(n.error(format_args!("expected at most {} bytes, got {b}", Self::MAX_MAX_BYTES))),
+            },
+        };
+        Ok(CaptureConfig {
+            max_bytes,
+            to: obj.read("to", |n| n.choice(CaptureTo::NAMES))?.unwrap_or(CaptureTo::AccessLog),
+        })
+    }
+}
+
+/// Reads an `audit` section: the deployment-wide part (top level only) and the policy's part.
+fn read_audit(node: &Node, top_level: bool) -> Result<(AuditConfig, PolicyAuditConfig), ConfigError> {
+    let obj = node.object(&["prompt_digest", "capture"])?;
+    let key = match obj.get("prompt_digest") {
+        Some(n) if !top_level => {
+            return Err(n.error("deployment-wide: set it in the top level's `audit`, not in a named policy"))
+        }
+        Some(n) => {
+            let d = n.object(&["key"])?;
+            d.read("key", |k| k.str().map(str::to_owned))?
+        }
+        None => None,
+    };
+    let capture = obj.read("capture", CaptureConfig::read)?;
+    Ok((AuditConfig { prompt_digest_key: key }, PolicyAuditConfig { capture }))
+}
+
 impl std::fmt::Debug for AuditConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the key.
         f.debug_struct("AuditConfig").field("prompt_digest", &self.prompt_digest_key.as_ref().map(|_| "..")).finish()
-    }
-}
-
-impl AuditConfig {
-    fn read(node: &Node) -> Result<AuditConfig, ConfigError> {
-        let obj = node.object(&["prompt_digest"])?;
-        let key = obj.read("prompt_digest", |n| {
-            let d = n.object(&["key"])?;
-            d.read("key", |k| k.str().map(str::to_owned))
-        })?;
-        Ok(AuditConfig { prompt_digest_key: key.flatten() })
     }
 }
 
@@ -77,6 +138,8 @@ pub struct Settings {
     pub headers: HeadersConfig,
     /// Abuse limits per caller.
     pub limits: LimitsConfig,
+    /// What the policy's audit records carry beyond names and counts.
+    pub audit: PolicyAuditConfig,
 }
 
 /// A named policy as written: its match and the sections it gives (`None`: the default's).
@@ -100,6 +163,8 @@ pub struct NamedConfig {
     pub headers: Option<HeadersConfig>,
     /// Its `limits` section, if given.
     pub limits: Option<LimitsConfig>,
+    /// Its `audit` section, if given (`capture` only: `prompt_digest` is deployment-wide).
+    pub audit: Option<PolicyAuditConfig>,
 }
 
 /// Which requests a named policy takes. Every field given must match (an absent or empty list
@@ -290,6 +355,7 @@ impl Config {
                 ));
             }
         }
+        let (audit, policy_audit) = obj.read("audit", |n| read_audit(n, true))?.unwrap_or_default();
         Ok(Config {
             default: Settings {
                 detect: obj.read("detect", DetectConfig::read)?.unwrap_or_default(),
@@ -299,17 +365,28 @@ impl Config {
                 cors: obj.read("cors", CorsConfig::read)?.unwrap_or_default(),
                 headers: obj.read("headers", HeadersConfig::read)?.unwrap_or_default(),
                 limits: obj.read("limits", LimitsConfig::read)?.unwrap_or_default(),
+                audit: policy_audit,
             },
             policies,
-            audit: obj.read("audit", AuditConfig::read)?.unwrap_or_default(),
+            audit,
         })
     }
 }
 
 impl NamedConfig {
     fn read(node: &Node) -> Result<NamedConfig, ConfigError> {
-        let obj =
-            node.object(&["name", "match", "detect", "request", "response", "admission", "cors", "headers", "limits"])?;
+        let obj = node.object(&[
+            "name",
+            "match",
+            "detect",
+            "request",
+            "response",
+            "admission",
+            "cors",
+            "headers",
+            "limits",
+            "audit",
+        ])?;
         let name_node = obj.required("name")?;
         let name = name_node.str()?.to_owned();
         let ok = !name.is_empty()
@@ -328,6 +405,7 @@ impl NamedConfig {
             cors: obj.read("cors", CorsConfig::read)?,
             headers: obj.read("headers", HeadersConfig::read)?,
             limits: obj.read("limits", LimitsConfig::read)?,
+            audit: obj.read("audit", |n| read_audit(n, false).map(|(_, a)| a))?,
         })
     }
 }

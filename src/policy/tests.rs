@@ -160,6 +160,27 @@ mod selection {
     }
 
     #[test]
+    fn capture_is_off_by_default_read_with_defaults_and_inherited_as_a_section() {
+        use crate::policy::{CaptureConfig, CaptureTo};
+        assert_eq!(Policies::from_json("").unwrap().default_policy().capture, None);
+        let p = Policies::from_json(
+            r#"{"audit": {"prompt_digest": {"key": "0123456789abcdef"}, "capture": {}},
+                "policies": [{"name": "inherits"},
+                             {"name": "own", "audit": {"capture": {"max_bytes": 16, "to": "capture_log"}}},
+                             {"name": "off", "audit": {}}]}"#,
+        )
+        .unwrap();
+        let default = CaptureConfig { max_bytes: 4096, to: CaptureTo::AccessLog };
+        assert_eq!(p.default_policy().capture, Some(default));
+        assert_eq!(p.named()[0].capture, Some(default));
+        assert_eq!(p.named()[1].capture, Some(CaptureConfig { max_bytes: 16, to: CaptureTo::CaptureLog }));
+        assert_eq!(p.named()[2].capture, None);
+        assert!(p.prompt_digest(b"x").is_some());
+        let top = Policies::from_json(r#"{"audit": {"capture": {"max_bytes": 1048576, "to": "access_log"}}}"#).unwrap();
+        assert_eq!(top.default_policy().capture.map(|c| c.max_bytes), Some(1 << 20));
+    }
+
+    #[test]
     fn errors_name_the_policy() {
         for (cfg, want) in [
             (
@@ -193,6 +214,39 @@ mod selection {
             (
                 r#"{"policies": [{"name": "a", "match": {"model": ["x"]}}]}"#,
                 "policies[0].match.model: unknown field `model`",
+            ),
+            (
+                r#"{"audit": {"capture": {"max_bytes": 0}}}"#,
+                "audit.capture.max_bytes: expected a positive integer, got 0",
+            ),
+            (
+                r#"{"audit": {"capture": {"max_bytes": 1048577}}}"#,
+                "audit.capture.max_bytes: expected at most 1048576 bytes, got 1048577",
+            ),
+            (
+                r#"{"audit": {"capture": {"max_bytes": "4k"}}}"#,
+                r#"audit.capture.max_bytes: invalid type: string "4k", expected a positive integer"#,
+            ),
+            (
+                r#"{"audit": {"capture": {"to": "stdout"}}}"#,
+                "audit.capture.to: unknown variant `stdout`, expected one of `access_log`, `capture_log`",
+            ),
+            (
+                r#"{"audit": {"capture": {"max_byte": 10}}}"#,
+                "audit.capture.max_byte: unknown field `max_byte`, expected one of `max_bytes`, `to`",
+            ),
+            (r#"{"audit": {"capture": true}}"#, "audit.capture: invalid type: boolean `true`, expected an object"),
+            (
+                r#"{"audit": {"captures": {}}}"#,
+                "audit.captures: unknown field `captures`, expected one of `prompt_digest`, `capture`",
+            ),
+            (
+                r#"{"policies": [{"name": "a", "audit": {"capture": {"to": "file"}}}]}"#,
+                "policies[0].audit.capture.to: unknown variant `file`",
+            ),
+            (
+                r#"{"policies": [{"name": "a", "audit": {"prompt_digest": {"key": "0123456789abcdef"}}}]}"#,
+                "policies[0].audit.prompt_digest: deployment-wide: set it in the top level's `audit`, not in a named policy",
             ),
         ] {
             let err = Policies::from_json(cfg).unwrap_err().to_string();

@@ -38,8 +38,17 @@ LEGACY_HOST = "legacy.inferguard.test"
 
 def scan_part(direction: dict) -> dict:
     """One direction of an audit record (`request` or `response`) without `bytes` and `status`:
-    what was scanned, found and done, for tests about that alone."""
-    return {k: v for k, v in direction.items() if k not in ("bytes", "status")}
+    what was scanned, found and done, for tests about that alone. `detector_actions` is checked
+    against `findings` and `actions` (its counts add up to both) and left out: tests of one
+    detector with one action say it all with those two."""
+    pairs = direction.get("detector_actions", {})
+    per_detector = {d: sum(a.values()) for d, a in pairs.items()}
+    per_action = {}
+    for a in pairs.values():
+        for action, n in a.items():
+            per_action[action] = per_action.get(action, 0) + n
+    assert (per_detector, per_action) == (direction.get("findings", {}), direction.get("actions", {})), direction
+    return {k: v for k, v in direction.items() if k not in ("bytes", "status", "detector_actions")}
 
 
 def free_port() -> int:
@@ -231,7 +240,9 @@ class Envoy(Process):
         with open(self.config_path, "w") as f:
             f.write(plugin_config)
         self.yaml = os.path.join(workdir, f"envoy-{tag}.yaml")
+        self.capture_log = os.path.join(workdir, f"capture-{tag}.log")
         render = [sys.executable, "envoy/render.py", "--https-port", str(self.https_port),
+                  "--capture-log", self.capture_log,
                   "--plain-port", str(self.plain_port), "--admin-port", str(self.admin_port),
                   "--plain-filtered-port", str(self.plain_filtered_port),
                   "--listen-address", "127.0.0.1", "--upstream", upstream, "--certs", CERTS,
@@ -335,6 +346,26 @@ class Envoy(Process):
         when empty). Needs `log_jwt_metadata=True`."""
         raw = self.log_field(marker, "jwt_authn")
         return None if raw == "-" else json.loads(raw)
+
+    def capture_output(self) -> str:
+        """All the capture log holds so far (`audit.capture.to: capture_log`)."""
+        return read(self.capture_log)
+
+    def capture_entries(self):
+        """Every line of the capture log so far, each parsed (one JSON object per line)."""
+        return [json.loads(line) for line in self.capture_output().splitlines()]
+
+    def capture_for(self, request_id: str, timeout: float = 5.0) -> dict:
+        """The (single) capture log line of the request `request_id`."""
+        found = []
+
+        def seen():
+            found[:] = [e for e in self.capture_entries() if e.get("request_id") == request_id]
+            return bool(found)
+
+        wait_for(seen, timeout, f"capture log line for {request_id}")
+        assert len(found) == 1, found
+        return found[0]
 
     def stats(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/stats", timeout=2) as r:

@@ -1,13 +1,15 @@
 """Every decision path writes an audit record: each local reply and an error mid-stream, with its
 decision, reason and the status that went out (README, "The audit record"). Each access-log line
 is one JSON object with the record nested as `inferguard`."""
+import datetime
 import json
+import re
 import uuid
 
 import httpx
 import pytest
 
-from harness import b64, client, mint_token, wait_for
+from harness import b64, client, mint_token, raw_spec, wait_for
 
 APP = "https://app.example.com"
 CONFIG = {
@@ -159,3 +161,178 @@ def test_the_keyed_prompt_digest_correlates_prompts_without_storing_them(make_en
     want = "hmac-sha256:" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
     assert digests == [want, want]
     assert "same prompt" not in e.output()
+
+
+def test_findings_are_counted_per_detector_and_action(envoy):
+    """One detector, two actions: an address in a thinking block's signature (which must pass
+    intact, so a finding there blocks) and one in the text (masked). `findings` and `actions` alone
+    cannot tell which address took which action; `detector_actions` says it."""
+    marker = uuid.uuid4().hex
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+               "content": [{"type": "text", "text": "Mail ops@acme-corp.com today."},
+                           {"type": "thinking", "thinking": "fine", "signature": "EqQB jane.doe@acme-corp.com w1"}],
+               "stop_reason": "end_turn", "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 9}}
+    with client(headers=raw_spec(json.dumps(message), "application/json", content_length=True)) as c:
+        r = c.post(f"{envoy.base}/v1/messages?t={marker}",
+                   json={"model": "claude-x", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 403, r.text
+    audit = envoy.audit_for(marker)
+    assert (audit["decision"], audit["reason"]) == ("blocked", "rule:email")
+    assert audit["response"]["findings"] == {"email": 2}
+    assert audit["response"]["actions"] == {"block": 1, "mask": 1}
+    assert audit["response"]["detector_actions"] == {"email": {"block": 1, "mask": 1}}
+    assert "detector_actions" not in audit["request"]
+
+
+def test_the_record_has_its_start_time_and_duration(envoy):
+    """`start_time` (RFC 3339, UTC, milliseconds) and `duration_ms` in the record itself, from the
+    host clock: a stream whose two chunks come 400 ms apart lasts at least that long."""
+    marker = uuid.uuid4().hex
+    chunks = ["data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"one \"}}]}\n\n",
+              "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"two\"}}]}\n\ndata: [DONE]\n\n"]
+    with client(headers=raw_spec(chunks, "text/event-stream", delay_ms=400)) as c:
+        r = c.post(f"{envoy.base}/v1/chat/completions?t={marker}", json=chat(stream=True))
+    assert r.status_code == 200 and "two" in r.text
+    line = envoy.log_entry(marker)
+    audit = line["inferguard"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", audit["start_time"]), audit["start_time"]
+    started = datetime.datetime.fromisoformat(audit["start_time"].replace("Z", "+00:00"))
+    line_started = datetime.datetime.fromisoformat(line["start_time"].replace("Z", "+00:00"))
+    # The filter saw the head after Envoy read the request's first byte, within the same request.
+    assert datetime.timedelta(0) <= started - line_started <= datetime.timedelta(milliseconds=line["duration_ms"])
+    assert abs(datetime.datetime.now(datetime.timezone.utc) - started) < datetime.timedelta(seconds=30)
+    assert 400 <= audit["duration_ms"] <= line["duration_ms"] + 1000, (audit, line["duration_ms"])
+    assert list(audit)[:4] == ["schema", "request_id", "start_time", "duration_ms"]
+
+
+# Capture (`audit.capture`): the top level keeps 256 bytes per direction in the record; named
+# policies inherit that, replace it (the capture log, 64 bytes), or give their own `response`.
+CAPTURE_CONFIG = {
+    "admission": {"endpoints": ["/v1/files/"]},
+    "audit": {"capture": {"max_bytes": 256}},
+    "policies": [
+        {"name": "to-file", "match": {"paths": ["/v1/completions"]},
+         "audit": {"capture": {"max_bytes": 64, "to": "capture_log"}}},
+        {"name": "reported", "match": {"paths": ["/v1/responses"]}, "response": {"mode": "report"}},
+        {"name": "strict", "match": {"paths": ["/v1/messages"]}, "request": {"mode": "block"},
+         "response": {"mode": "block"}},
+    ],
+}
+PROMPT = {"model": "m", "messages": [{"role": "user", "content": "I am jane.doe@acme-corp.com, café"}]}
+ANSWER = json.dumps({"id": "c1", "object": "chat.completion", "model": "m",
+                     "choices": [{"index": 0, "message": {"role": "assistant", "content": "Mail ops@acme-corp.com"},
+                                  "finish_reason": "stop"}]})
+
+
+@pytest.fixture(scope="module")
+def capture_envoy(make_envoy):
+    return make_envoy(json.dumps(CAPTURE_CONFIG))
+
+
+def compact(obj) -> bytes:
+    """A request body as this file sends it (and as the capture then holds it when nothing in it
+    is redacted)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def forwarded(standin, marker):
+    """The one request body that reached the upstream with `marker` in its path."""
+    [rec] = standin.received(marker)
+    return rec["body"]
+
+
+def test_capture_keeps_the_prompt_and_answer_as_forwarded_after_redaction(capture_envoy, standin):
+    marker = uuid.uuid4().hex
+    with client(headers=raw_spec(ANSWER, "application/json", content_length=True)) as c:
+        r = c.post(f"{capture_envoy.base}/v1/chat/completions?t={marker}", content=compact(PROMPT))
+    assert r.status_code == 200, r.text
+    audit = capture_envoy.audit_for(marker)
+    sent = forwarded(standin, marker)
+    assert audit["capture"] == {"request": sent.decode(), "response": r.content.decode()}
+    assert audit["capture"]["request"] == (
+        '{"model":"m","messages":[{"role":"user","content":"I am [REDACTED:EMAIL], café"}]}')
+    assert json.loads(audit["capture"]["response"])["choices"][0]["message"]["content"] == "Mail [REDACTED:EMAIL]"
+    line = [l for l in capture_envoy.output().splitlines() if marker in l]
+    assert len(line) == 1 and "jane" not in line[0] and "ops@" not in line[0]
+
+
+def test_a_captured_stream_is_its_forwarded_bytes_cut_at_max_bytes_on_a_character(capture_envoy):
+    marker = uuid.uuid4().hex
+    pieces = ["Write to ops@acme", "-corp.com and ", "x" + "ça va " * 40]
+    events = [f'data: {{"choices":[{{"index":0,"delta":{{"content":{json.dumps(p, ensure_ascii=False)}}}}}]}}\n\n'
+              for p in pieces] + ["data: [DONE]\n\n"]
+    with client(headers=raw_spec(events, "text/event-stream")) as c:
+        r = c.post(f"{capture_envoy.base}/v1/chat/completions?t={marker}", content=compact(chat(stream=True)))
+    assert r.status_code == 200 and "[REDACTED:EMAIL]" in r.text and "ops@" not in r.text
+    got = r.content
+    assert len(got) > 256 and got[256] & 0xC0 == 0x80, got[250:260]  # byte 256 is inside a `ç`
+    capture = capture_envoy.audit_for(marker)["capture"]
+    assert capture["response"] == got[:255].decode()
+    assert capture["truncated"] == ["response"]
+    assert capture["request"] == compact(chat(stream=True)).decode()
+
+
+def test_capture_to_the_capture_log_writes_a_line_only_for_requests_that_have_one(capture_envoy, standin):
+    none, marker = uuid.uuid4().hex, uuid.uuid4().hex
+    # Refused before anything was forwarded either way (the filter's own 426): nothing to capture.
+    r = httpx.post(f"{capture_envoy.plain_filtered_base}/v1/completions?t={none}", headers={"x-request-id": none},
+                   content=compact({"model": "m", "prompt": "echo:hi"}))
+    assert r.status_code == 426
+    with client(headers={"x-request-id": marker}) as c:
+        r = c.post(f"{capture_envoy.base}/v1/completions?t={marker}",
+                   content=compact({"model": "m", "prompt": "echo:Mail ops@acme-corp.com about the report, please."}))
+    assert r.status_code == 200, r.text
+    audit = capture_envoy.audit_for(marker)
+    assert audit["policy"] == "to-file" and "capture" not in audit
+    line = capture_envoy.capture_for(marker)
+    assert list(line) == ["schema", "request_id", "start_time", "policy", "capture"]
+    assert (line["schema"], line["request_id"], line["start_time"], line["policy"]) == (
+        1, marker, audit["start_time"], "to-file")
+    sent = forwarded(standin, marker)
+    assert line["capture"] == {"request": sent[:64].decode(), "response": r.content[:64].decode(),
+                               "truncated": ["request", "response"]}
+    assert "[REDACTED:EMAIL]" in r.text
+    capture_envoy.audit_for(none)
+    assert [e["request_id"] for e in capture_envoy.capture_entries()].count(none) == 0
+    raw = capture_envoy.capture_output()
+    assert raw.endswith("\n") and "acme-corp" not in raw
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(i * 97 % 251 for i in range(2000))
+# case: (path, the stand-in's answer, status, capture without its `request`)
+WITHHELD = {
+    "a reported answer": ("/v1/responses", raw_spec(ANSWER, "application/json", content_length=True), 200,
+                          {"withheld": {"response": "report"}}),
+    "a blocked answer": ("/v1/messages", raw_spec(ANSWER, "application/json", content_length=True), 403,
+                         {"withheld": {"response": "stopped"}}),
+    "a binary answer": ("/v1/files/f1/content", raw_spec(PNG, "image/png", content_length=True), 200,
+                        {"withheld": {"response": "unscanned"}}),
+}
+
+
+@pytest.mark.parametrize("case", list(WITHHELD))
+def test_a_direction_that_was_blocked_unscanned_or_reported_captures_nothing(capture_envoy, case):
+    path, spec, status, want = WITHHELD[case]
+    marker = uuid.uuid4().hex
+    with client(headers=spec) as c:
+        r = c.post(f"{capture_envoy.base}{path}?t={marker}", content=compact(chat()))
+    assert r.status_code == status, r.text
+    capture = capture_envoy.audit_for(marker)["capture"]
+    assert capture == dict(want, request=compact(chat()).decode())
+
+
+def test_a_blocked_prompt_captures_nothing(capture_envoy, standin):
+    marker = uuid.uuid4().hex
+    with client() as c:
+        r = c.post(f"{capture_envoy.base}/v1/messages?t={marker}", content=compact(PROMPT))
+    assert r.status_code == 403, r.text
+    audit = capture_envoy.audit_for(marker)
+    assert audit["capture"] == {"withheld": {"request": "stopped"}}
+    assert standin.received(marker) == []
+
+
+def test_an_unknown_capture_destination_is_refused_by_envoy(workdir, standin):
+    from harness import envoy_validate
+    code, out = envoy_validate(workdir, standin.address, json.dumps({"audit": {"capture": {"to": "syslog"}}}))
+    assert code != 0
+    assert ("audit.capture.to: unknown variant `syslog`, expected one of `access_log`, `capture_log`") in out

@@ -1,7 +1,8 @@
 """Raw values never reach Envoy's output or stats: a value of every detector type goes through
 every path (prompt, buffered and streamed answers, URL, headers, each kind of local reply), then
 all Envoy wrote (access log, its own log) and all it counts (/stats, /stats/prometheus) are
-searched for each value, raw and percent-encoded: zero hits.
+searched for each value, raw and percent-encoded: zero hits. The same again with the capture of
+redacted prompts and answers on (`audit.capture`), in the access log and in the capture log.
 
 The values and the sentences that carry them come from the labelled corpus (tests/corpus), one
 per detector (`data/canaries.json`)."""
@@ -19,17 +20,24 @@ from harness import b64, client, mint_token
 CANARIES = json.load(open(os.path.join(os.path.dirname(__file__), "data", "canaries.json")))
 TEXT = "\n".join(c["text"] for c in CANARIES.values())
 
-CONFIG = json.dumps({
+CONFIG = {
     "admission": {"endpoints": ["/v1/files/"]},
     "request": {"max_body_bytes": 65536},
     "policies": [{"name": "strict", "match": {"paths": ["/v1/completions"]}, "request": {"mode": "block"}},
                  {"name": "tiny", "match": {"paths": ["/v1/embeddings"]}, "request": {"max_body_bytes": 64}}],
-})
+}
 
 
-@pytest.fixture(scope="module")
-def canary_envoy(make_envoy):
-    return make_envoy(CONFIG)
+@pytest.fixture(scope="module", params=[None, "access_log", "capture_log"], ids=["no-capture", "capture-in-record",
+                                                                                   "capture-log"])
+def canary_envoy(make_envoy, request):
+    """Envoy under CONFIG, with the capture off or on (named policies inherit it); `.capture` says where."""
+    config = dict(CONFIG)
+    if request.param:
+        config["audit"] = {"capture": {"max_bytes": 65536, "to": request.param}}
+    e = make_envoy(json.dumps(config))
+    e.capture = request.param
+    return e
 
 
 def chat(content, stream=False):
@@ -88,8 +96,19 @@ def test_no_canary_reaches_envoys_logs_or_stats(canary_envoy):
     time.sleep(0.3)  # Envoy flushes its access log every 50 ms in tests
     with urllib.request.urlopen(f"http://127.0.0.1:{e.admin_port}/stats/prometheus", timeout=5) as r:
         prometheus = r.read().decode()
-    haystack = e.output() + e.stats() + prometheus
+    haystack = e.output() + e.capture_output() + e.stats() + prometheus
     assert "inferguard=" in haystack or '"inferguard"' in haystack  # the records are there
+    # With the capture on, the redacted prompt and answers are there too, in the record or the
+    # capture log (and only there).
+    records = [entry["inferguard"] for entry in e.log_entries() if entry["inferguard"]]
+    in_records = [r["capture"] for r in records if "capture" in r]
+    in_log = [line["capture"] for line in e.capture_entries()]
+    captured = {None: [], "access_log": in_records, "capture_log": in_log}[e.capture]
+    assert (in_records if e.capture != "access_log" else in_log) == []
+    assert (len(captured) >= 3) == (e.capture is not None), captured
+    if e.capture:
+        texts = json.dumps(captured)
+        assert texts.count("[REDACTED:") >= 3 * len(CANARIES), texts[:2000]
     hits = {}
     for name, canary in CANARIES.items():
         v = canary["value"]
