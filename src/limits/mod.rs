@@ -72,7 +72,7 @@ impl Allowance {
 /// The slots a policy has when its configuration gives no `max_callers`.
 pub const DEFAULT_MAX_CALLERS: u32 = 65_536;
 
-/// The most slots a policy may have: 2 × 262,144 keys of about 150 bytes each in Envoy, and a
+/// The most slots a policy may have: 2 × 262,144 keys of about 120 bytes each in Envoy, and a
 /// registry of 32 KiB copied when a key is created.
 pub const MAX_MAX_CALLERS: u32 = 262_144;
 
