@@ -78,6 +78,9 @@ pub struct DirectionAudit {
     pub status: Option<u16>,
     /// The keyed prompt digest, `hmac-sha256:<hex>` (request side, with `audit.prompt_digest`).
     pub digest: Option<String>,
+    /// The answer's output tokens as the output allowance counts them (response side, when the
+    /// answer reports a count: see [`crate::limits::output_cost`]).
+    pub output_tokens: Option<u64>,
 }
 
 impl DirectionAudit {
@@ -112,6 +115,9 @@ impl DirectionAudit {
         }
         if let Some(d) = &self.digest {
             out.str("digest", d);
+        }
+        if let Some(n) = self.output_tokens {
+            out.num("output_tokens", n);
         }
         out.bool("scanned", self.scanned());
         if !self.findings.is_empty() {

@@ -54,14 +54,14 @@ use std::rc::Rc;
 
 use crate::audit::{AuditRecord, Capture, Decision, DirectionAudit, Withheld};
 use crate::detect::Action;
-use crate::limits::{Limiter, Rate, Store};
+use crate::limits::{output_cost, Allowance, BucketKey, Limiter, OutputCost, Rate, Store};
 use crate::policy::browser::{HeaderEdit, HeaderName};
 use crate::policy::{
     Cors, CorsRequest, Denial, DirectionConfig, Identity, Model, OnRefusedOrigin, Oversize, Policies, Policy, Request,
     Selected, Verified,
 };
 use crate::redact::{apply_spans, Redactor};
-use crate::stream::{text_runs, whole_json, BodyStream, Limits, StreamStop, Whole};
+use crate::stream::{text_runs, whole_json, BodyStream, Limits, StreamStop, Usage, Whole};
 use crate::wire::encoding::{ContentEncoding, DecodeError, Decoder};
 use crate::wire::endpoint::{self, Endpoint, Target};
 use crate::wire::json::{Kind, Tape};
@@ -231,17 +231,6 @@ struct LimitEnv {
     now_ms: u64,
 }
 
-/// The bucket slot of a caller under a policy: one of 65,536, so that callers who cycle through
-/// identities or addresses cannot grow the shared state without bound (two callers that share
-/// a slot share an allowance: stricter, never looser).
-fn limit_slot(policy: &str, caller: &str) -> u32 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in policy.bytes().chain([0]).chain(caller.bytes()) {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    (h % 65_536) as u32
-}
-
 /// The state of one request/response pair.
 pub struct Exchange {
     limit_env: Option<LimitEnv>,
@@ -249,6 +238,10 @@ pub struct Exchange {
     charged: bool,
     /// Response body bytes forwarded so far.
     output_bytes: usize,
+    /// The answer's length as it reports and shows it.
+    usage: Usage,
+    /// Bucket keys this exchange created in the shared store (each counted by one exchange).
+    new_limit_keys: u32,
     policies: Rc<Policies>,
     /// The policy that applies (the default until one is chosen).
     policy: Rc<Policy>,
@@ -291,6 +284,8 @@ impl Exchange {
             limit_env: None,
             charged: false,
             output_bytes: 0,
+            usage: Usage::default(),
+            new_limit_keys: 0,
             policy: Rc::clone(policies.default_policy()),
             policies,
             pending: false,
@@ -639,25 +634,31 @@ impl Exchange {
     /// nearly spent.
     fn rate_limit(&mut self) -> Result<(), Denial> {
         let limits = self.policy.limits.clone();
-        let slot = self.caller_slot();
-        let Some(env) = self.limit_env.as_mut() else { return Ok(()) };
-        if !limits.any() {
+        if !limits.any() || self.limit_env.is_none() {
             return Ok(());
         }
+        let (output, requests) = (self.bucket(Allowance::Output), self.bucket(Allowance::Requests));
+        let Some(env) = self.limit_env.as_mut() else { return Ok(()) };
         let limiter = Limiter { warn_below: 1.0 - limits.warn_at };
         let mut warn = false;
         let mut refused = None;
         if let Some(out) = limits.output_per_minute {
             let rate = Rate { per_minute: out as f64 };
-            match limiter.take(env.store.as_mut(), &format!("inferguard.rl.o.{slot}"), rate, 0.0, env.now_ms) {
-                Ok(t) => warn |= t.warn,
+            match limiter.take(env.store.as_mut(), &output, rate, 0.0, env.now_ms) {
+                Ok(t) => {
+                    warn |= t.warn;
+                    self.new_limit_keys += u32::from(t.new_key);
+                }
                 Err(l) => refused = Some(l),
             }
         }
         if let (None, Some(n)) = (refused, limits.requests_per_minute) {
             let rate = Rate { per_minute: n as f64 };
-            match limiter.take(env.store.as_mut(), &format!("inferguard.rl.r.{slot}"), rate, 1.0, env.now_ms) {
-                Ok(t) => warn |= t.warn,
+            match limiter.take(env.store.as_mut(), &requests, rate, 1.0, env.now_ms) {
+                Ok(t) => {
+                    warn |= t.warn;
+                    self.new_limit_keys += u32::from(t.new_key);
+                }
                 Err(l) => refused = Some(l),
             }
         }
@@ -676,18 +677,24 @@ impl Exchange {
         }
     }
 
-    /// The caller's bucket slot under the chosen policy: the verified subject, else the client's
-    /// address.
-    fn caller_slot(&self) -> u32 {
+    /// The caller's bucket of `allowance` under the chosen policy: the verified subject's, else
+    /// the client address's.
+    fn bucket(&self, allowance: Allowance) -> BucketKey {
         let address = self.head.as_ref().and_then(|h| h.client_address.as_deref());
-        limit_slot(&self.policy.name, self.identity.subject.as_deref().or(address).unwrap_or_default())
+        let caller = self.identity.subject.as_deref().or(address).unwrap_or_default();
+        BucketKey::new(&self.policy.name, allowance, caller, self.policy.limits.max_callers)
     }
 
-    /// Charges the answer's output to the caller's output allowance (after the fact: the next
-    /// request waits if this one overdrew it). Call once, when the exchange ends.
+    /// Ends the exchange: records the answer's output tokens, and charges its output to the
+    /// caller's output allowance (after the fact: the next request waits if this one overdrew
+    /// it). Call once, when the exchange ends.
     pub fn on_end(&mut self) {
+        let cost = output_cost(self.usage.reported_tokens, self.usage.text_bytes, self.output_bytes as u64);
+        if let OutputCost::Tokens(n) = cost {
+            self.audit.response.output_tokens = Some(n);
+        }
         let out = self.policy.limits.output_per_minute;
-        let slot = self.caller_slot();
+        let bucket = self.bucket(Allowance::Output);
         let (Some(out), Some(env)) = (out, self.limit_env.as_mut()) else { return };
         if self.charged || self.audit.decision >= Decision::Denied {
             return;
@@ -695,16 +702,17 @@ impl Exchange {
         self.charged = true;
         let limiter = Limiter { warn_below: 1.0 - self.policy.limits.warn_at };
         let rate = Rate { per_minute: out as f64 };
-        let t = limiter.charge(
-            env.store.as_mut(),
-            &format!("inferguard.rl.o.{slot}"),
-            rate,
-            self.output_bytes as f64,
-            env.now_ms,
-        );
+        let t = limiter.charge(env.store.as_mut(), &bucket, rate, cost.amount() as f64, env.now_ms);
+        self.new_limit_keys += u32::from(t.new_key);
         if t.warn {
             self.audit.warning = Some("extraction_suspected");
         }
+    }
+
+    /// Bucket keys this exchange added to the shared store: each key the process holds is
+    /// counted by exactly one exchange (for the `inferguard_limit_buckets` gauge).
+    pub fn new_limit_keys(&self) -> u32 {
+        self.new_limit_keys
     }
 
     /// Where the buckets live and the time of this request: set by the glue before the request
@@ -968,6 +976,7 @@ impl Exchange {
                 if end {
                     out.extend(s.finish(&mut r));
                 }
+                self.usage = s.usage();
                 if let Some(stop) = s.stopped().cloned() {
                     // Nothing went out yet: a local reply instead of an error event.
                     return (Body::Stopped, self.stop_reply(stop));
@@ -1005,6 +1014,7 @@ impl Exchange {
                 if end {
                     o.extend(s.finish(&mut r));
                 }
+                self.usage = s.usage();
                 // What the host holds is the chunk itself unless it was inflated.
                 let unchanged = !inflating && o == plain;
                 (o, unchanged)
@@ -1081,7 +1091,9 @@ impl Exchange {
         let policy = Rc::clone(&self.policy);
         let mut r = Redactor::new(&policy.engine, policy.response.mode, &mut self.audit.response);
         let inflated = self.decoder.is_some();
-        let out = match whole_json(&mut r, self.api, true, &plain, Tape::read(&plain)) {
+        let (whole, usage) = whole_json(&mut r, self.api, true, &plain, Tape::read(&plain));
+        self.usage = usage;
+        let out = match whole {
             Whole::Unchanged if !inflated => return (Body::Passing, Step::forward()),
             Whole::Unchanged => plain,
             Whole::Changed(b) => b,
@@ -1194,7 +1206,7 @@ impl Exchange {
                     // Every API here defaults to a non-streamed answer.
                     stream = Some(stream_flag(t).unwrap_or(false));
                 }
-                whole_json(&mut r, self.api, false, body, doc)
+                whole_json(&mut r, self.api, false, body, doc).0
             }
             _ => match std::str::from_utf8(body) {
                 Ok(text) => match r.value(None, text) {
@@ -1256,7 +1268,7 @@ impl Exchange {
                     binary += 1;
                     continue;
                 }
-                Shape::Json | Shape::Ndjson => whole_json(&mut r, self.api, false, bytes, Tape::read(bytes)),
+                Shape::Json | Shape::Ndjson => whole_json(&mut r, self.api, false, bytes, Tape::read(bytes)).0,
                 Shape::Binary | Shape::Wide => Whole::Unreadable(format!("form field {i} is not UTF-8 text")),
                 _ => match std::str::from_utf8(bytes) {
                     Ok(text) => match r.value(Some(&part.name), text) {

@@ -815,12 +815,216 @@ fn limits_hold_per_caller_answer_429_with_retry_after_and_warn_first() {
     assert!(r.headers.iter().any(|(k, v)| k == "retry-after" && v == "30"), "{:?}", r.headers);
 }
 
+/// One answer per format, as its server sends it, with the output token count it reports
+/// (`None`: it reports none).
+const USAGE_ANSWERS: &[(&str, &str, &str, Option<u64>)] = &[
+    (
+        "/v1/chat/completions",
+        "application/json",
+        r#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12,"completion_tokens_details":{"reasoning_tokens":0}}}"#,
+        Some(7),
+    ),
+    (
+        "/v1/chat/completions",
+        "text/event-stream",
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n\
+         data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo there\"},\"finish_reason\":\"stop\"}]}\n\n\
+         data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":9,\"total_tokens\":14}}\n\n\
+         data: [DONE]\n\n",
+        Some(9),
+    ),
+    (
+        "/v1/chat/completions",
+        "text/event-stream",
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello there\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n",
+        None,
+    ),
+    (
+        "/v1/completions",
+        "application/json",
+        r#"{"id":"c","object":"text_completion","choices":[{"index":0,"text":"Hello there","finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}"#,
+        Some(3),
+    ),
+    (
+        "/v1/responses",
+        "application/json",
+        r#"{"id":"r","object":"response","output":[{"type":"message","content":[{"type":"output_text","text":"Hello there"}]}],"usage":{"input_tokens":5,"output_tokens":11,"total_tokens":16,"output_tokens_details":{"reasoning_tokens":0}}}"#,
+        Some(11),
+    ),
+    (
+        "/v1/responses",
+        "text/event-stream",
+        "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"r\",\"output\":[],\"usage\":null}}\n\n\
+         event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"output_index\":0,\"content_index\":0,\"delta\":\"Hello there\"}\n\n\
+         event: response.output_text.done\ndata: {\"type\":\"response.output_text.done\",\"sequence_number\":2,\"output_index\":0,\"content_index\":0,\"text\":\"Hello there\"}\n\n\
+         event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":3,\"response\":{\"id\":\"r\",\"output\":[{\"type\":\"message\",\"content\":[{\"type\":\"output_text\",\"text\":\"Hello there\"}]}],\"usage\":{\"input_tokens\":5,\"output_tokens\":6,\"total_tokens\":11}}}\n\n",
+        Some(6),
+    ),
+    (
+        "/v1/messages",
+        "application/json",
+        r#"{"id":"m","type":"message","role":"assistant","content":[{"type":"text","text":"Hello there"}],"stop_reason":"end_turn","usage":{"input_tokens":5,"output_tokens":4}}"#,
+        Some(4),
+    ),
+    (
+        "/v1/messages",
+        "text/event-stream",
+        // Cumulative counts: 1 at the start, 9 at the end; 9 in all, not 10.
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"content\":[],\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n\
+         event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
+         event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello there\"}}\n\n\
+         event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
+         event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":9}}\n\n\
+         event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        Some(9),
+    ),
+    (
+        "/api/chat",
+        "application/x-ndjson",
+        "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"Hello there\"},\"done\":false}\n\
+         {\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"done_reason\":\"stop\",\"eval_count\":3}\n",
+        Some(3),
+    ),
+    (
+        "/api/generate",
+        "application/json",
+        r#"{"model":"m","response":"Hello there","done":true,"eval_count":2}"#,
+        Some(2),
+    ),
+    (
+        "/generate_stream",
+        "text/event-stream",
+        "data:{\"index\":0,\"token\":{\"id\":1,\"text\":\"Hello\",\"special\":false},\"generated_text\":null,\"details\":null}\n\n\
+         data:{\"index\":1,\"token\":{\"id\":2,\"text\":\" there\",\"special\":false},\"generated_text\":\"Hello there\",\"details\":{\"finish_reason\":\"eos_token\",\"generated_tokens\":2}}\n\n",
+        Some(2),
+    ),
+    // Counts anywhere else are not the answer's: a model's text, a choice's own member.
+    (
+        "/v1/chat/completions",
+        "application/json",
+        r#"{"choices":[{"index":0,"message":{"content":"\"usage\":{\"completion_tokens\":1}"},"usage":{"completion_tokens":1}}],"x":{"usage":{"completion_tokens":1}}}"#,
+        None,
+    ),
+];
+
+/// Feeds `answer` to a fresh exchange for `path` whole, split in two, and one byte at a time;
+/// returns what the audit records of its output each time.
+fn output_tokens(path: &str, content_type: &str, body: &str) -> Vec<Option<u64>> {
+    let whole: Vec<&[u8]> = vec![body.as_bytes()];
+    let (a, b) = body.as_bytes().split_at(body.len() / 2);
+    let bytes: Vec<&[u8]> = body.as_bytes().chunks(1).collect();
+    [whole, vec![a, b], bytes]
+        .iter()
+        .map(|chunks| {
+            let (mut x, _) = exchange(OPEN, path, PROMPT);
+            let d = answer(&mut x, Some(content_type), None, chunks);
+            assert!(d.reply.is_none(), "{path} {body}: {:?}", d.reply);
+            x.on_end();
+            x.audit().response.output_tokens
+        })
+        .collect()
+}
+
 #[test]
-fn callers_land_in_a_bounded_number_of_slots() {
-    let slots: std::collections::HashSet<u32> =
-        (0..200_000).map(|i| limit_slot("default", &format!("10.{i}"))).collect();
-    assert!(slots.len() <= 65_536);
-    assert!(slots.len() > 60_000, "{}", slots.len());
+fn the_output_tokens_an_answer_reports_are_read_in_every_format_whole_and_streamed() {
+    for (path, content_type, body, want) in USAGE_ANSWERS {
+        // "Hello there" is 11 bytes: less than a token's worth of 16, so every report stands.
+        assert_eq!(output_tokens(path, content_type, body), [*want; 3], "{path} {body}");
+    }
+}
+
+#[test]
+fn a_tiny_reported_count_is_raised_to_one_token_per_16_bytes_of_text() {
+    let text = "x".repeat(320);
+    // Whole: every string counts (1 + 15 + 9 + 320 + 4 = 349 bytes): 22 tokens, not 0.
+    let whole = format!(
+        r#"{{"id":"c","object":"chat.completion","choices":[{{"index":0,"message":{{"role":"assistant","content":"{text}"}},"finish_reason":"stop"}}],"usage":{{"completion_tokens":0}}}}"#
+    );
+    assert_eq!(output_tokens("/v1/chat/completions", "application/json", &whole), [Some(22); 3]);
+    // Streamed: the running text counts (320 bytes in 5 deltas), not the ids each event repeats.
+    let mut stream = String::new();
+    for piece in text.as_bytes().chunks(64) {
+        let piece = std::str::from_utf8(piece).unwrap();
+        stream += &format!(
+            "data: {{\"id\":\"chatcmpl-0123456789\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{piece}\"}}}}]}}\n\n"
+        );
+    }
+    stream += "data: {\"choices\":[],\"usage\":{\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
+    assert_eq!(output_tokens("/v1/chat/completions", "text/event-stream", &stream), [Some(20); 3]);
+}
+
+/// A caller under `cfg` at `address`, at `now_ms`, with the shared `store`.
+fn limited(policies: &Rc<Policies>, store: &Shared, caller: &str, now_ms: u64) -> (Exchange, Step) {
+    let mut x = Exchange::new(Rc::clone(policies));
+    x.set_limits(Box::new(store.clone()), now_ms);
+    let v = Verified { client_address: Some(caller), ..Verified::tls("TLSv1.3") };
+    let step = x.on_request_head(
+        &RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() },
+        &v,
+        false,
+    );
+    (x, step)
+}
+
+fn retry_after(step: &Step) -> Option<&str> {
+    let Then::Reply(r) = &step.then else { return None };
+    r.headers.iter().find(|(k, _)| k == "retry-after").map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn output_is_charged_in_the_tokens_the_answer_reports_and_in_bytes_without_a_report() {
+    let policies = Rc::new(Policies::from_json(r#"{"limits": {"output_per_minute": 100}}"#).unwrap());
+    let store = Shared::default();
+    // 130 tokens reported: 30 over, so the next request waits until the 30 are back at 100 a
+    // minute (18 s).
+    let (mut x, _) = limited(&policies, &store, "10.0.0.1:1", 0);
+    body(&mut x, Side::Request, &[PROMPT], &mut Delivered::default());
+    let reported =
+        CHAT.replace(r#""finish_reason":"stop"}]"#, r#""finish_reason":"stop"}],"usage":{"completion_tokens":130}"#);
+    answer(&mut x, Some("application/json"), None, &[reported.as_bytes()]);
+    x.on_end();
+    assert_eq!(x.audit().response.output_tokens, Some(130));
+    assert!(
+        x.audit().to_json().contains(r#""response":{"output_tokens":130,"scanned":true"#),
+        "{}",
+        x.audit().to_json()
+    );
+    assert_eq!(retry_after(&limited(&policies, &store, "10.0.0.1:2", 0).1), Some("18"));
+    assert_eq!(retry_after(&limited(&policies, &store, "10.0.0.1:2", 18_000).1), None);
+    // No report: the answer's bytes as sent (CHAT redacted, 191 bytes): 91 over, 54.6 s.
+    let (mut x, _) = limited(&policies, &store, "10.0.0.2:1", 0);
+    body(&mut x, Side::Request, &[PROMPT], &mut Delivered::default());
+    let d = answer(&mut x, Some("application/json"), None, &[CHAT.as_bytes()]);
+    x.on_end();
+    assert_eq!((x.audit().response.output_tokens, d.bytes.len()), (None, 191));
+    assert_eq!(retry_after(&limited(&policies, &store, "10.0.0.2:2", 0).1), Some("55"));
+}
+
+#[test]
+fn callers_that_share_a_slot_share_its_allowance_and_each_key_is_counted_once() {
+    let policies = Rc::new(
+        Policies::from_json(r#"{"limits": {"requests_per_minute": 2, "output_per_minute": 1000, "max_callers": 1}}"#)
+            .unwrap(),
+    );
+    let store = Shared::default();
+    // The first request creates the slot's two buckets; nobody else creates any.
+    let (mut x, step) = limited(&policies, &store, "10.0.0.1:1", 0);
+    assert_eq!((step.then, x.new_limit_keys()), (Then::Hold, 2));
+    x.on_end();
+    assert_eq!(x.new_limit_keys(), 2);
+    let (x, step) = limited(&policies, &store, "10.0.0.2:1", 0);
+    assert_eq!((step.then, x.new_limit_keys()), (Then::Hold, 0));
+    // One slot for every caller: a third caller finds the allowance spent.
+    let (x, step) = limited(&policies, &store, "10.0.0.3:1", 0);
+    assert_eq!((retry_after(&step), x.new_limit_keys()), (Some("30"), 0));
+    assert_eq!(store.0.borrow_mut().get("inferguard.rl.r.0.default").0.map(|v| v.len()), Some(16));
+    let err = Policies::from_json(r#"{"limits": {"max_callers": 0}}"#).unwrap_err();
+    assert_eq!(err.to_string(), "limits.max_callers: expected an integer from 1 to 262144");
+    let err = Policies::from_json(
+        r#"{"policies": [{"name": "p", "match": {"paths": ["/x"]}, "limits": {"max_callers": 262145}}]}"#,
+    )
+    .unwrap_err();
+    assert_eq!(err.to_string(), "policies[0].limits.max_callers: expected an integer from 1 to 262144");
 }
 
 #[test]

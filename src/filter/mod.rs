@@ -14,7 +14,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
 
 use crate::exchange::{Exchange, LocalReply, LogFacts, RequestHead, ResponseHead, Side, Step, Then};
-use crate::limits::Store;
+use crate::limits::{self, Allowance, Store};
 use crate::metrics;
 use crate::policy::browser::HeaderEdit;
 use crate::policy::{JwtFacts, Policies, Verified};
@@ -102,6 +102,17 @@ impl RootContext for Root {
         match Policies::from_json(text) {
             Ok(p) => {
                 log::info!("inferguard: configured: {}", p.summary());
+                // Before any request of this configuration (see `limits::create_registry`).
+                for policy in p.named().iter().chain([p.default_policy()]) {
+                    let l = &policy.limits;
+                    for (allowance, on) in
+                        [(Allowance::Requests, l.requests_per_minute), (Allowance::Output, l.output_per_minute)]
+                    {
+                        if on.is_some() {
+                            limits::create_registry(&mut SharedData, &policy.name, allowance, l.max_callers);
+                        }
+                    }
+                }
                 self.policy = Some(Rc::new(p));
                 true
             }
@@ -256,12 +267,14 @@ impl Filter {
             streamed: self.streaming,
             holdback_max: self.streaming.then_some(self.holdback_max),
             bytes,
+            new_limit_keys: self.exchange.new_limit_keys(),
         };
         let audit = self.exchange.audit();
         let action_of = metrics::configured_action(self.exchange.policies(), &audit.policy);
         for inc in metrics::on_log(audit, &seen, &action_of) {
             let kind = match inc.kind {
                 metrics::Kind::Counter => MetricType::Counter,
+                metrics::Kind::Gauge => MetricType::Gauge,
                 metrics::Kind::Histogram => MetricType::Histogram,
             };
             self.metrics.add(kind, &inc.name, i64::try_from(inc.value).unwrap_or(i64::MAX));

@@ -40,6 +40,9 @@ pub const HOLDBACK: &str = "inferguard_holdback_max_chars";
 pub const RATE_LIMITED: &str = "inferguard_rate_limited_total";
 /// Requests marked `extraction_suspected` (a caller near its allowance), per policy.
 pub const EXTRACTION_SUSPECTED: &str = "inferguard_extraction_suspected_total";
+/// Gauge: limit bucket keys the process holds in shared data, per policy (up when a key is
+/// created; never down: proxy-wasm cannot delete a key). At most `max_callers` per allowance.
+pub const LIMIT_BUCKETS: &str = "inferguard_limit_buckets";
 
 /// The label keys, in the order they may appear; each has a `stats_tags` regex in `envoy/`.
 pub const LABELS: &[&str] = &["policy", "decision", "detector", "direction", "action", "reason"];
@@ -49,6 +52,8 @@ pub const LABELS: &[&str] = &["policy", "decision", "detector", "direction", "ac
 pub enum Kind {
     /// Added to a counter.
     Counter,
+    /// Added to a gauge.
+    Gauge,
     /// Recorded as one sample of a histogram.
     Histogram,
 }
@@ -73,6 +78,8 @@ pub struct Observed {
     pub holdback_max: Option<u64>,
     /// Body bytes: request as received, response as sent.
     pub bytes: [u64; 2],
+    /// Limit bucket keys the request created ([`crate::exchange::Exchange::new_limit_keys`]).
+    pub new_limit_keys: u32,
 }
 
 /// The metric `name` with `labels` encoded.
@@ -118,6 +125,10 @@ pub fn on_log(
     }
     if audit.warning.is_some() {
         out.push(counter(name(EXTRACTION_SUSPECTED, &[("policy", policy)]), 1));
+    }
+    if seen.new_limit_keys > 0 {
+        let value = u64::from(seen.new_limit_keys);
+        out.push(Increment { kind: Kind::Gauge, name: name(LIMIT_BUCKETS, &[("policy", policy)]), value });
     }
     // A denied or rate-limited request was judged on its head: its body, if any, was never
     // scanned. After a refusal, what went out to the client is the filter's own error, not a
@@ -253,6 +264,12 @@ mod tests {
                 ("inferguard_scanned_bytes_total;direction=response".to_owned(), 80),
             ]
         );
+        // A request that created its caller's two buckets.
+        let created = Observed { new_limit_keys: 2, ..seen };
+        assert_eq!(
+            on_log(&a, &created, &none)[2],
+            Increment { kind: Kind::Gauge, name: "inferguard_limit_buckets;policy=public".into(), value: 2 }
+        );
         a.deny("rate_limited");
         a.decision = Decision::RateLimited;
         assert_eq!(
@@ -269,7 +286,7 @@ mod tests {
     #[test]
     fn streams_record_their_holdback() {
         let a = AuditRecord::default();
-        let seen = Observed { streamed: true, holdback_max: Some(42), bytes: [0, 0] };
+        let seen = Observed { streamed: true, holdback_max: Some(42), ..Default::default() };
         let incs = on_log(&a, &seen, &none);
         assert_eq!(incs[1].name, "inferguard_streamed_responses_total;policy=default");
         assert_eq!(incs[2], Increment { kind: Kind::Histogram, name: HOLDBACK.into(), value: 42 });

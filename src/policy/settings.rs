@@ -231,21 +231,37 @@ impl Default for AdmissionConfig {
 
 /// Abuse limits: token buckets per caller (the verified subject, else the client address) and
 /// policy, shared by all of Envoy's workers. An absent limit is no limit.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LimitsConfig {
     /// Requests a caller may make per minute (and at once, after a quiet minute).
     pub requests_per_minute: Option<u64>,
-    /// Output a caller may receive per minute: the answer's bytes. Counted after each answer,
-    /// so one answer may overdraw; the next request then waits for the refill.
+    /// Output a caller may receive per minute: completion tokens as the answer's `usage` reports
+    /// them (never fewer than its text bytes / 16), or the answer's bytes when it reports none
+    /// ([`crate::limits::output_cost`]). Counted after each answer, so one answer may overdraw;
+    /// the next request then waits for the refill.
     pub output_per_minute: Option<u64>,
     /// The share of an allowance used from which a request is marked `extraction_suspected`
     /// in the audit record, before anything is refused (default 0.8).
     pub warn_at: f64,
+    /// The slots callers are hashed into, per allowance: the most buckets this policy keeps,
+    /// however many callers it sees (default [`crate::limits::DEFAULT_MAX_CALLERS`]).
+    pub max_callers: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            requests_per_minute: None,
+            output_per_minute: None,
+            warn_at: 0.8,
+            max_callers: crate::limits::DEFAULT_MAX_CALLERS,
+        }
+    }
 }
 
 impl LimitsConfig {
     fn read(node: &Node) -> Result<LimitsConfig, ConfigError> {
-        let obj = node.object(&["requests_per_minute", "output_per_minute", "warn_at"])?;
+        let obj = node.object(&["requests_per_minute", "output_per_minute", "warn_at", "max_callers"])?;
         let warn_at = match obj.get("warn_at") {
             None => 0.8,
             Some(n) => match n.uint(100) {
@@ -253,10 +269,19 @@ impl LimitsConfig {
                 Err(_) => return Err(n.error("expected a percentage from 0 to 100")),
             },
         };
+        let max = crate::limits::MAX_MAX_CALLERS;
+        let max_callers = match obj.get("max_callers") {
+            None => crate::limits::DEFAULT_MAX_CALLERS,
+            Some(n) => match n.uint(u64::from(max)) {
+                Ok(m) if m > 0 => m as u32,
+                _ => return Err(n.error(format_args!("expected an integer from 1 to {max}"))),
+            },
+        };
         Ok(LimitsConfig {
             requests_per_minute: obj.read("requests_per_minute", Node::positive)?,
             output_per_minute: obj.read("output_per_minute", Node::positive)?,
             warn_at,
+            max_callers,
         })
     }
 

@@ -3,7 +3,7 @@
 //! SDKs assemble streams (see the README's "Threat model" for the list and its sources), so a
 //! server that speaks OpenAI's format on another path is still understood.
 
-use crate::wire::json::{Kind, Seg, Tape};
+use crate::wire::json::{Kind, Node, Seg, Tape};
 
 /// Identifies one logical text inside a response: a choice's content, a content block's text, a
 /// tool call's arguments, ...
@@ -243,6 +243,41 @@ pub fn emptied(t: &Tape, node: usize) -> &'static str {
         "null"
     } else {
         "[]"
+    }
+}
+
+/// The output token count that number `node` reports, if it is one: OpenAI's top-level
+/// `usage.completion_tokens` (chat and legacy completions, whole or a stream's last chunk with
+/// `stream_options.include_usage`); `usage.output_tokens` (Responses and Anthropic answers, and
+/// Anthropic's `message_delta` event); `response.usage.output_tokens` (Responses'
+/// `response.completed`); `message.usage.output_tokens` (Anthropic's `message_start`); Ollama's
+/// top-level `eval_count` (the `done` line); TGI's `details.generated_tokens`. Only at these
+/// places from the root: what a model writes is inside strings and cannot put a number there.
+pub fn output_tokens(t: &Tape, node: usize) -> Option<u64> {
+    let n = &t.nodes[node];
+    let key = n.key.as_deref()?;
+    if n.kind != Kind::Num || !matches!(key, "completion_tokens" | "output_tokens" | "eval_count" | "generated_tokens")
+    {
+        return None;
+    }
+    let parent = t.nodes.get(n.parent)?;
+    let under_root = |p: &Node| p.parent == 0;
+    let at = match (key, parent.key.as_deref()) {
+        ("eval_count", None) => n.parent == 0,
+        ("generated_tokens", Some("details")) => under_root(parent),
+        ("completion_tokens", Some("usage")) => under_root(parent),
+        ("output_tokens", Some("usage")) => {
+            under_root(parent)
+                || t.nodes.get(parent.parent).is_some_and(|g| {
+                    under_root(g) && matches!(g.key.as_deref(), Some("response" | "message")) && g.kind == Kind::Object
+                })
+        }
+        _ => false,
+    };
+    if at && parent.kind == Kind::Object {
+        n.text.parse().ok()
+    } else {
+        None
     }
 }
 

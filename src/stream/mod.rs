@@ -88,6 +88,26 @@ impl Holdback {
     }
 }
 
+/// What an answer says and shows of its own length, gathered as it is read: for the output
+/// allowance ([`crate::limits::output_cost`]) and the audit record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// The largest output token count the answer reports ([`fields::output_tokens`]). The
+    /// largest, never the sum: Anthropic's counts in a stream are cumulative, and a count
+    /// given twice is one count.
+    pub reported_tokens: Option<u64>,
+    /// UTF-8 bytes of generated text: in a stream, every fragment of a running text (what
+    /// a client joins: content, reasoning, tool-call arguments, ...); in a whole document,
+    /// every string. The full text a stream repeats in its closing events is not counted again.
+    pub text_bytes: u64,
+}
+
+impl Usage {
+    fn report(&mut self, tokens: u64) {
+        self.reported_tokens = Some(self.reported_tokens.map_or(tokens, |t| t.max(tokens)));
+    }
+}
+
 /// Numbers shorter than this cannot hold a value any detector finds (the shortest, a card or a
 /// phone number, has more digits).
 const MIN_NUMBER_CHARS: usize = 7;
@@ -153,6 +173,8 @@ pub struct BodyStream {
     /// synthetic events this stream inserted, by which every later upstream number is raised.
     last_sequence: Option<u64>,
     inserted: u64,
+    /// An answer's length as it reports and shows it.
+    usage: Usage,
 }
 
 impl BodyStream {
@@ -174,6 +196,7 @@ impl BodyStream {
             holdback: Holdback::default(),
             last_sequence: None,
             inserted: 0,
+            usage: Usage::default(),
         }
     }
 
@@ -190,6 +213,12 @@ impl BodyStream {
     /// Holdback statistics so far.
     pub fn holdback(&self) -> Holdback {
         self.holdback
+    }
+
+    /// The answer's length so far, as it reports and shows it (answers only: empty for a
+    /// request).
+    pub fn usage(&self) -> Usage {
+        self.usage
     }
 
     /// Feeds a chunk of the body; returns the bytes to forward now.
@@ -296,6 +325,7 @@ impl BodyStream {
             }
         } else {
             // Not JSON: the data of such events is one running text.
+            self.count_text(data);
             let key = Key { slot: u64::MAX, kind: 0, sub: 0 };
             let mut released = String::new();
             if self.feed(r, key, data, &mut released).is_err() {
@@ -370,6 +400,7 @@ impl BodyStream {
     }
 
     fn raw_text(&mut self, r: &mut Redactor, text: &str, out: &mut Vec<u8>) {
+        self.count_text(text);
         let key = Key { slot: 0, kind: 0, sub: 0 };
         let mut released = String::new();
         if self.feed(r, key, text, &mut released).is_err() {
@@ -412,6 +443,11 @@ impl BodyStream {
             if let Some(k) = n.key.as_deref() {
                 keys.add(i, k);
             }
+            if self.response && n.kind == Kind::Num {
+                if let Some(t) = fields::output_tokens(tape, i) {
+                    self.usage.report(t);
+                }
+            }
             match n.kind {
                 Kind::Object | Kind::Array if self.response && fields::token_details(tape, i) => {
                     r.remove("token_details");
@@ -431,6 +467,9 @@ impl BodyStream {
                     } else {
                         fields::classify(tape, i, ty, &mut lineage)
                     };
+                    if whole || matches!(field, Field::Delta(_)) {
+                        self.count_text(&n.text);
+                    }
                     match field {
                         Field::Opaque => r.opaque(&n.text),
                         Field::Whole => {
@@ -506,6 +545,12 @@ impl BodyStream {
             }
         }
         Some(json)
+    }
+
+    fn count_text(&mut self, text: &str) {
+        if self.response {
+            self.usage.text_bytes += text.len() as u64;
+        }
     }
 
     /// Feeds text to the logical stream `key`.
@@ -775,40 +820,43 @@ pub enum Whole {
 /// Redacts a whole JSON body: one document, or documents one per line (what
 /// [`crate::wire::sniff::Shape::Json`] may turn out to be once complete). Every value is a
 /// complete value; token details are removed from answers. `doc` is `Tape::read(body)`, which
-/// a caller that also needs the document's facts (a prompt's `model`) reads once.
+/// a caller that also needs the document's facts (a prompt's `model`) reads once. An answer's
+/// [`Usage`] comes with the result.
 pub fn whole_json<'b>(
     r: &mut Redactor,
     api: Api,
     response: bool,
     body: &'b [u8],
     doc: Result<Tape<'b>, JsonError>,
-) -> Whole {
+) -> (Whole, Usage) {
     let unbounded = Limits { max_holdback: usize::MAX, max_event: usize::MAX };
     let doc = match doc {
         Ok(t) => t,
         Err(e) => {
             let lines = body.split(|&c| c == b'\n').filter(|l| !l.trim_ascii().is_empty()).count();
             if lines < 2 {
-                return Whole::Unreadable(format!("the JSON body: {e}"));
+                return (Whole::Unreadable(format!("the JSON body: {e}")), Usage::default());
             }
             // Documents one per line: every line must read.
             let mut s = BodyStream::new(Shape::Ndjson, api, response, unbounded);
             let mut out = s.push(r, body);
             out.extend(s.finish(r));
-            return match s.stopped() {
+            let whole = match s.stopped() {
                 Some(StreamStop::Blocked(_)) => Whole::Blocked,
                 Some(stop) => Whole::Unreadable(stop.message()),
                 None if out == body => Whole::Unchanged,
                 None => Whole::Changed(out),
             };
+            return (whole, s.usage());
         }
     };
     let mut s = BodyStream::new(Shape::Json, api, response, unbounded);
     let mut sink = Vec::new();
-    match (s.json_event(r, &doc, None, None, true, &mut sink), s.stopped()) {
+    let whole = match (s.json_event(r, &doc, None, None, true, &mut sink), s.stopped()) {
         (_, Some(StreamStop::Blocked(_))) => Whole::Blocked,
         (_, Some(stop)) => Whole::Unreadable(stop.message()),
         (Some(Cow::Owned(bytes)), None) => Whole::Changed(bytes),
         _ => Whole::Unchanged,
-    }
+    };
+    (whole, s.usage())
 }

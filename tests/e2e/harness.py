@@ -37,10 +37,10 @@ LEGACY_HOST = "legacy.inferguard.test"
 
 
 def scan_part(direction: dict) -> dict:
-    """One direction of an audit record (`request` or `response`) without `bytes` and `status`:
-    what was scanned, found and done, for tests about that alone. `detector_actions` is checked
-    against `findings` and `actions` (its counts add up to both) and left out: tests of one
-    detector with one action say it all with those two."""
+    """One direction of an audit record (`request` or `response`) without `bytes`, `status` and
+    `output_tokens`: what was scanned, found and done, for tests about that alone.
+    `detector_actions` is checked against `findings` and `actions` (its counts add up to both) and
+    left out: tests of one detector with one action say it all with those two."""
     pairs = direction.get("detector_actions", {})
     per_detector = {d: sum(a.values()) for d, a in pairs.items()}
     per_action = {}
@@ -48,7 +48,7 @@ def scan_part(direction: dict) -> dict:
         for action, n in a.items():
             per_action[action] = per_action.get(action, 0) + n
     assert (per_detector, per_action) == (direction.get("findings", {}), direction.get("actions", {})), direction
-    return {k: v for k, v in direction.items() if k not in ("bytes", "status", "detector_actions")}
+    return {k: v for k, v in direction.items() if k not in ("bytes", "status", "output_tokens", "detector_actions")}
 
 
 def free_port() -> int:

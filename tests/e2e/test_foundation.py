@@ -178,6 +178,7 @@ def test_pass_unscanned_lets_oversized_bodies_through_and_the_audit_says_so(make
     ('{"response": {"max_body_bytes": 0}}', "response.max_body_bytes: expected a positive integer, got 0"),
     ('{"respones": {}}', "respones: unknown field `respones`, expected one of `detect`, `request`, `response`"),
     ('{"response": {"max_body_bytes": 10', "configuration: invalid JSON: EOF while parsing an object at line 1 column 34"),
+    ('{"limits": {"max_callers": 0}}', "limits.max_callers: expected an integer from 1 to 262144"),
 ])
 def test_envoy_refuses_a_bad_configuration_and_says_which_field(workdir, standin, config, message):
     e = Envoy(workdir, standin.address, config, wait=False)
