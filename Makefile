@@ -26,7 +26,7 @@ CERTS     := certs/ca.crt certs/ca.key $(foreach n,$(LEAVES),certs/$(n).crt cert
              certs/jwt.key certs/jwks.json certs/jwt-other.key
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run build test test-unit test-e2e browser certs bench bench-engine bench-envoy baseline-wasm clean wasm-target venv
+.PHONY: run build test test-unit test-e2e browser certs bench bench-engine bench-envoy bench-instructions valgrind baseline-wasm clean wasm-target venv
 
 ## build: the filter (.wasm) and the native CLI
 build: $(WASM) $(CLI)
@@ -149,6 +149,16 @@ bench-envoy: build venv certs $(if $(BASELINE),baseline-wasm)
 	$(BENCH_CARGO) --target wasm32-wasip1 --manifest-path tests/bench/Cargo.toml --bin inferguard-core-bench
 	$(BENCH_CARGO) --manifest-path tests/bench/Cargo.toml --bin inferguard-core-bench --bin inferguard-bench
 	BENCH_BASELINE="$(if $(BASELINE),$(BASELINE_DIR)/inferguard.wasm)" target/bench-build/release/inferguard-bench
+
+## bench-instructions: Envoy's instructions per request under callgrind (steady where wall-clock
+## figures are noisy; slow), for bare Envoy, the no-op filter, inferguard and BASELINE if given
+bench-instructions: build venv certs valgrind $(if $(BASELINE),baseline-wasm)
+	$(BENCH_CARGO) --target wasm32-wasip1 --manifest-path tests/bench/noop/Cargo.toml
+	$(BENCH_CARGO) --manifest-path tests/bench/Cargo.toml --bin inferguard-bench
+	BENCH_INSTRUCTIONS=1 BENCH_BASELINE="$(if $(BASELINE),$(BASELINE_DIR)/inferguard.wasm)" target/bench-build/release/inferguard-bench
+
+valgrind:
+	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
 
 # The filter at $(BASELINE): its tree from git (nothing checked out), built and optimised as `build` does.
 baseline-wasm: wasm-target $(WASM_OPT)

@@ -273,7 +273,7 @@ def test_a_captured_stream_is_its_forwarded_bytes_cut_at_max_bytes_on_a_characte
 
 
 def test_capture_to_the_capture_log_writes_a_line_only_for_requests_that_have_one(capture_envoy, standin):
-    none, marker = uuid.uuid4().hex, uuid.uuid4().hex
+    none, marker = str(uuid.uuid4()), str(uuid.uuid4())  # the id form the record keeps
     # Refused before anything was forwarded either way (the filter's own 426): nothing to capture.
     r = httpx.post(f"{capture_envoy.plain_filtered_base}/v1/completions?t={none}", headers={"x-request-id": none},
                    content=compact({"model": "m", "prompt": "echo:hi"}))

