@@ -120,7 +120,7 @@ pub struct LogFacts<'a> {
     /// handled, [`Exchange::knows_peer`]).
     pub request_id: Option<&'a str>,
     /// `source.address`: the downstream peer, `ip:port` (needed only when the request head was
-    /// never handled, [`Exchange::knows_peer`]).
+    /// never handled, [`Exchange::knows_log_facts`]).
     pub client_address: Option<&'a str>,
     /// `request.size`: the request body's size.
     pub request_bytes: Option<u64>,
@@ -238,6 +238,12 @@ pub struct Exchange {
     charged: bool,
     /// Response body bytes forwarded so far.
     output_bytes: usize,
+    /// Body bytes forwarded per side, whether each side ended by forwarding (no local reply, no
+    /// error, no trailers), and the status forwarded: what the record needs, known without
+    /// asking the host when the exchange ran its normal course.
+    forwarded: [u64; 2],
+    ended: [bool; 2],
+    status_forwarded: Option<u16>,
     /// The answer's length as it reports and shows it.
     usage: Usage,
     /// Bucket keys this exchange created in the shared store (each counted by one exchange).
@@ -284,6 +290,9 @@ impl Exchange {
             limit_env: None,
             charged: false,
             output_bytes: 0,
+            forwarded: [0, 0],
+            ended: [false, false],
+            status_forwarded: None,
             usage: Usage::default(),
             new_limit_keys: 0,
             policy: Rc::clone(policies.default_policy()),
@@ -326,9 +335,10 @@ impl Exchange {
         if let Some(peer) = facts.client_address {
             a.client_address = Some(peer.to_owned());
         }
-        a.request.bytes = facts.request_bytes;
-        a.response.bytes = facts.response_bytes;
-        a.response.status = facts.status.filter(|s| *s != 0);
+        let own = self.ended == [true, true];
+        a.request.bytes = facts.request_bytes.or(own.then_some(self.forwarded[0]));
+        a.response.bytes = facts.response_bytes.or(own.then_some(self.forwarded[1]));
+        a.response.status = facts.status.or(if own { self.status_forwarded } else { None }).filter(|s| *s != 0);
         if let (Some(start), Some(now)) = (a.start_ms, facts.now_ms) {
             a.duration_ms = Some(now.saturating_sub(start));
         }
@@ -359,10 +369,16 @@ impl Exchange {
         r.masked(Some("x-request-id"), id).map_or_else(|| id.to_owned(), |spans| apply_spans(id, &spans))
     }
 
-    /// Whether the record already holds the request id and the downstream peer (from the request
-    /// head): then [`LogFacts`] need not carry them.
-    pub fn knows_peer(&self) -> bool {
-        self.audit.client_address.is_some() && self.audit.request_id.is_some()
+    /// Whether the exchange knows everything [`LogFacts`] would carry: the request id and the
+    /// peer (from the request head), and the bytes and status that went out, because both
+    /// directions ended by forwarding. Then the glue need not ask the host (each read is a host
+    /// call); otherwise (a local reply, an error, trailers, a stream cut short) it reads them
+    /// all, as Envoy counted them.
+    pub fn knows_log_facts(&self) -> bool {
+        self.audit.client_address.is_some()
+            && self.audit.request_id.is_some()
+            && self.ended == [true, true]
+            && self.status_forwarded.is_some()
     }
 
     /// The API the request path belongs to.
@@ -387,6 +403,7 @@ impl Exchange {
     /// established about the connection, the route and the caller; never read from headers.
     pub fn on_request_head(&mut self, head: &RequestHead, verified: &Verified, end: bool) -> Step {
         let step = self.request_head(head, verified, end);
+        self.ended[Side::Request as usize] = end && step.then == Then::Forward;
         self.finish(step)
     }
 
@@ -801,6 +818,8 @@ impl Exchange {
         if matches!(step.then, Then::Reply(_)) {
             return self.finish(step);
         }
+        self.status_forwarded = Some(head.status);
+        self.ended[Side::Response as usize] = end && step.then == Then::Forward;
         edits.append(&mut step.headers);
         step.headers = edits;
         step
@@ -844,8 +863,13 @@ impl Exchange {
         read: &mut dyn FnMut(usize, usize) -> Vec<u8>,
     ) -> Step {
         let step = self.body_step(side, size, end, read);
-        if side == Side::Response && step.then == Then::Forward {
-            self.output_bytes += step.body.as_ref().map_or(size, Vec::len);
+        if step.then == Then::Forward {
+            let n = step.body.as_ref().map_or(size, Vec::len);
+            self.forwarded[side as usize] += n as u64;
+            self.ended[side as usize] = end;
+            if side == Side::Response {
+                self.output_bytes += n;
+            }
         }
         self.capture(side, size, &step, read);
         self.finish(step)

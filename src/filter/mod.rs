@@ -455,11 +455,11 @@ impl HttpContext for Filter {
         let prop = |path: &[&str]| self.get_property(path.to_vec()).filter(|v| !v.is_empty());
         let int =
             |path: &[&str]| prop(path).and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok()).map(i64::from_le_bytes);
-        let (request_id, client_address) = if self.exchange.knows_peer() {
-            (None, None)
-        } else {
-            (prop(&["request", "id"]), prop(&["source", "address"]))
-        };
+        // A normal exchange knows its own facts; the rest ask Envoy (one host call per fact).
+        let own = self.exchange.knows_log_facts();
+        let prop = |path: &[&str]| if own { None } else { prop(path) };
+        let int = |path: &[&str]| if own { None } else { int(path) };
+        let (request_id, client_address) = (prop(&["request", "id"]), prop(&["source", "address"]));
         let text = |b: &Option<Vec<u8>>| b.as_deref().and_then(|b| std::str::from_utf8(b).ok()).map(str::to_owned);
         let (request_id, client_address) = (text(&request_id), text(&client_address));
         let facts = LogFacts {
@@ -470,10 +470,11 @@ impl HttpContext for Filter {
             status: int(&["response", "code"]).and_then(|n| u16::try_from(n).ok()),
             now_ms: Some(self.now_ms()),
         };
-        let bytes = [facts.request_bytes.unwrap_or(0), facts.response_bytes.unwrap_or(0)];
         self.exchange.on_log(&facts);
         self.exchange.on_end();
         self.publish_audit();
+        let a = self.exchange.audit();
+        let bytes = [a.request.bytes.unwrap_or(0), a.response.bytes.unwrap_or(0)];
         self.count(bytes);
     }
 }
