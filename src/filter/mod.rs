@@ -61,19 +61,11 @@ struct Root {
     metrics: Rc<Metrics>,
 }
 
-/// The metric ids of this VM, defined on first use (label values come from the configuration),
-/// and the counts not yet written.
+/// The metric ids of this VM, defined on first use (label values come from the configuration).
 #[derive(Default)]
 struct Metrics {
     ids: RefCell<HashMap<String, u32>>,
-    /// Counter and gauge increments since the last tick, summed per metric. They are written on
-    /// the root context's tick, not per request: each host call costs more than a request's whole
-    /// audit, and a request adds to four or five metrics.
-    pending: RefCell<HashMap<String, (MetricType, i64)>>,
 }
-
-/// How often pending metric increments are written: well within any scrape interval.
-const METRICS_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Metrics {
     fn id(&self, kind: MetricType, name: &str) -> Option<u32> {
@@ -85,7 +77,6 @@ impl Metrics {
         Some(id)
     }
 
-    /// Writes now: histogram samples, and gauges that must move when the thing they count does.
     fn add(&self, kind: MetricType, name: &str, value: i64) {
         if let Some(id) = self.id(kind, name) {
             let _ = match kind {
@@ -94,39 +85,11 @@ impl Metrics {
             };
         }
     }
-
-    /// Adds to a counter or gauge at the next flush (histograms are written now).
-    fn add_later(&self, kind: MetricType, name: &str, value: i64) {
-        if kind == MetricType::Histogram {
-            return self.add(kind, name, value);
-        }
-        let mut pending = self.pending.borrow_mut();
-        match pending.get_mut(name) {
-            Some((_, v)) => *v = v.saturating_add(value),
-            None => {
-                pending.insert(name.to_owned(), (kind, value));
-            }
-        }
-    }
-
-    /// Writes what is pending (bounded by the number of distinct metrics).
-    fn flush(&self) {
-        let pending = std::mem::take(&mut *self.pending.borrow_mut());
-        for (name, (kind, value)) in pending {
-            if value != 0 {
-                self.add(kind, &name, value);
-            }
-        }
-    }
 }
 
 impl Context for Root {}
 
 impl RootContext for Root {
-    fn on_tick(&mut self) {
-        self.metrics.flush();
-    }
-
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         let text = match std::str::from_utf8(&bytes) {
@@ -139,7 +102,6 @@ impl RootContext for Root {
         match Policies::from_json(text) {
             Ok(p) => {
                 log::info!("inferguard: configured: {}", p.summary());
-                self.set_tick_period(METRICS_FLUSH);
                 // Before any request of this configuration (see `limits::create_registry`).
                 for policy in p.named().iter().chain([p.default_policy()]) {
                     let l = &policy.limits;
@@ -315,7 +277,7 @@ impl Filter {
                 metrics::Kind::Gauge => MetricType::Gauge,
                 metrics::Kind::Histogram => MetricType::Histogram,
             };
-            self.metrics.add_later(kind, &inc.name, i64::try_from(inc.value).unwrap_or(i64::MAX));
+            self.metrics.add(kind, &inc.name, i64::try_from(inc.value).unwrap_or(i64::MAX));
         }
     }
 }
