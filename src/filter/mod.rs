@@ -332,19 +332,8 @@ impl HttpContext for Filter {
         } else {
             None
         };
-        let jwt = |leaf: &[&str]| prop(&[&JWT_METADATA[..], leaf].concat());
-        let sub = jwt(&["payload", "sub"]);
-        let (iss, scope, scp, groups, failure) = if sub.is_some() {
-            (
-                jwt(&["payload", "iss"]),
-                jwt(&["payload", "scope"]),
-                jwt(&["payload", "scp"]),
-                jwt(&["payload", "groups"]),
-                None,
-            )
-        } else {
-            (None, None, None, None, jwt(&["failure", "code"]))
-        };
+        // The whole jwt_authn entry in one read (the claims and the failure status inside it).
+        let jwt = prop(&JWT_METADATA);
         let client_address = prop(&["source", "address"]);
         let verified = Verified {
             client_address: text(&client_address),
@@ -353,14 +342,7 @@ impl HttpContext for Filter {
             spiffe: text(&spiffe),
             route: text(&route),
             upstream_tls: upstream_tls.as_deref().map(|b| b == [1]),
-            jwt: JwtFacts {
-                failure_code: failure.as_deref(),
-                sub: sub.as_deref(),
-                iss: iss.as_deref(),
-                scope: scope.as_deref(),
-                scp: scp.as_deref(),
-                groups: groups.as_deref(),
-            },
+            jwt: jwt.as_deref().map(JwtFacts::from_metadata).unwrap_or_default(),
         };
         let now_ms = self.now_ms();
         self.exchange.set_start_time(now_ms);

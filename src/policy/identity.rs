@@ -35,7 +35,8 @@ impl<'a> Verified<'a> {
 }
 
 /// Properties under `metadata.filter_metadata["envoy.filters.http.jwt_authn"]`, as bytes: strings
-/// as UTF-8, numbers as 8-byte little-endian doubles, lists in proxy-wasm's map encoding.
+/// as UTF-8, numbers as 8-byte little-endian doubles, lists in proxy-wasm's map encoding. The glue
+/// reads the whole entry in one host call and takes it apart with [`JwtFacts::from_metadata`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JwtFacts<'a> {
     /// `failure.code` (`failed_status_in_metadata: failure`).
@@ -50,6 +51,50 @@ pub struct JwtFacts<'a> {
     pub scp: Option<&'a [u8]>,
     /// `payload.groups` (a list, or one string).
     pub groups: Option<&'a [u8]>,
+}
+
+impl<'a> JwtFacts<'a> {
+    /// The facts in the whole `jwt_authn` metadata entry, as one property read returns it:
+    /// proxy-wasm's map encoding, nested (`payload` and `failure` are maps of their own; a
+    /// string is its bytes, a number 8 bytes, a list a map of keys). Anything else reads as
+    /// nothing verified: no subject, no failure.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use inferguard::policy::{encode_map, JwtFacts};
+    ///
+    /// let payload = encode_map(&[(b"sub", b"alice"), (b"iss", b"https://issuer.example")]);
+    /// let entry = encode_map(&[(b"payload", &payload)]);
+    /// let f = JwtFacts::from_metadata(&entry);
+    /// assert_eq!(f.sub, Some(&b"alice"[..]));
+    /// assert_eq!(f.failure_code, None);
+    /// ```
+    pub fn from_metadata(entry: &'a [u8]) -> JwtFacts<'a> {
+        let mut f = JwtFacts::default();
+        for (key, value) in pairs(entry).unwrap_or_default() {
+            match key {
+                b"payload" => {
+                    for (claim, v) in pairs(value).unwrap_or_default() {
+                        match claim {
+                            b"sub" => f.sub = Some(v),
+                            b"iss" => f.iss = Some(v),
+                            b"scope" => f.scope = Some(v),
+                            b"scp" => f.scp = Some(v),
+                            b"groups" => f.groups = Some(v),
+                            _ => {}
+                        }
+                    }
+                }
+                b"failure" => {
+                    f.failure_code =
+                        pairs(value).unwrap_or_default().into_iter().find(|(k, _)| *k == b"code").map(|(_, v)| v);
+                }
+                _ => {}
+            }
+        }
+        f
+    }
 }
 
 /// Where the identity came from.
@@ -189,26 +234,49 @@ fn strings(bytes: &[u8]) -> Vec<String> {
     }
 }
 
-/// The keys of proxy-wasm's map encoding: `n: u32`, then `n` pairs of lengths (`u32`, `u32`),
-/// then each key and value followed by a NUL. `None` unless the bytes are exactly that.
+/// The keys of proxy-wasm's map encoding (a list claim's elements).
 fn pairs_keys(b: &[u8]) -> Option<Vec<String>> {
+    pairs(b)?.into_iter().map(|(k, _)| String::from_utf8(k.to_vec()).ok()).collect()
+}
+
+/// proxy-wasm's map encoding: `n: u32`, then `n` pairs of lengths (`u32`, `u32`), then each key
+/// and value followed by a NUL. `None` unless the bytes are exactly that.
+fn pairs(b: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     let u32_at = |i: usize| b.get(i..i + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize);
     let n = u32_at(0)?;
     let mut at = 4usize.checked_add(n.checked_mul(8)?)?;
     if at > b.len() {
         return None;
     }
-    let mut keys = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
     for k in 0..n {
         let (kl, vl) = (u32_at(4 + 8 * k)?, u32_at(8 + 8 * k)?);
-        let key = b.get(at..at + kl)?;
+        let key = b.get(at..at.checked_add(kl)?)?;
+        let value = b.get(at + kl + 1..(at + kl + 1).checked_add(vl)?)?;
         if b.get(at + kl) != Some(&0) || b.get(at + kl + 1 + vl) != Some(&0) {
             return None;
         }
-        keys.push(String::from_utf8(key.to_vec()).ok()?);
+        out.push((key, value));
         at += kl + vl + 2;
     }
-    (at == b.len()).then_some(keys)
+    (at == b.len()).then_some(out)
+}
+
+/// proxy-wasm's map encoding of `entries`, as Envoy hands a map property to the filter (for
+/// `inferguard explain` and tests).
+pub fn encode_map(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut b = (entries.len() as u32).to_le_bytes().to_vec();
+    for (k, v) in entries {
+        b.extend((k.len() as u32).to_le_bytes());
+        b.extend((v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in entries {
+        b.extend(*k);
+        b.push(0);
+        b.extend(*v);
+        b.push(0);
+    }
+    b
 }
 
 #[cfg(test)]
@@ -266,6 +334,50 @@ mod tests {
             assert_eq!(id.invalid_token, invalid, "code {code}");
             assert!(id.is_anonymous());
         }
+    }
+
+    fn hex(h: &str) -> Vec<u8> {
+        (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// The whole jwt_authn entry exactly as Envoy 1.40 returned it to the filter (captured with a
+    /// debug build): a verified token, a missing one, one that failed its signature check.
+    #[test]
+    fn the_whole_jwt_authn_entry_is_read_in_one_piece() {
+        let verified = hex(concat!(
+            "0100000007000000d30000007061796c6f6164000700000005000000140000000300000008000000060000001e000000",
+            "03000000050000000300000008000000030000000a000000030000001e00000073636f706500636861742e72656164",
+            "20636861742e777269746500696174000000402d67c4da410067726f757073000200000003000000000000000300",
+            "000000000000656e6700006f707300000073756200616c69636500657870000000407867c4da410061756400696e66",
+            "65726775617264006973730068747470733a2f2f6973737565722e696e66657267756172642e746573740000"
+        ));
+        let f = JwtFacts::from_metadata(&verified);
+        let v = Verified { jwt: f, ..Verified::tls("TLSv1.3") };
+        let id = Identity::from_verified(&v);
+        assert_eq!(id.source, Source::Jwt);
+        assert_eq!(id.subject.as_deref(), Some("alice"));
+        assert_eq!(id.issuer.as_deref(), Some("https://issuer.inferguard.test"));
+        assert_eq!(id.groups, ["eng", "ops"]);
+        assert_eq!(id.scopes, ["chat.read", "chat.write"]);
+        let missing = hex(concat!(
+            "0100000007000000390000006661696c7572650002000000070000000e00000004000000080000006d657373616765",
+            "004a7774206973206d697373696e6700636f646500000000000000f03f0000"
+        ));
+        let id =
+            Identity::from_verified(&Verified { jwt: JwtFacts::from_metadata(&missing), ..Verified::tls("TLSv1.3") });
+        assert!(id.is_anonymous() && id.invalid_token.is_none());
+        let bad = hex(concat!(
+            "0100000007000000410000006661696c7572650002000000070000001600000004000000080000006d657373616765",
+            "004a777420766572696669636174696f6e206661696c7300636f6465000000000000003a400000"
+        ));
+        let id = Identity::from_verified(&Verified { jwt: JwtFacts::from_metadata(&bad), ..Verified::tls("TLSv1.3") });
+        assert_eq!(id.invalid_token, Some("the token's signature does not verify"));
+        // Cut anywhere, or with a byte added, the entry reads as nothing verified.
+        for cut in 0..verified.len() {
+            assert_eq!(JwtFacts::from_metadata(&verified[..cut]).sub, None, "{cut}");
+        }
+        assert_eq!(JwtFacts::from_metadata(&[verified.as_slice(), b"x"].concat()).sub, None);
+        assert_eq!(JwtFacts::from_metadata(b"").sub, None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::rc::Rc;
 
 pub use admission::{Admission, Denial};
 pub use browser::{Browser, Cors, CorsConfig, CorsRequest, HeadersConfig, OnRefusedOrigin, Origin, OriginPattern};
-pub use identity::{encode_list, Identity, JwtFacts, Source, Verified};
+pub use identity::{encode_list, encode_map, Identity, JwtFacts, Source, Verified};
 pub use settings::{
     AdmissionConfig, CaptureConfig, CaptureTo, Config, DirectionConfig, LimitsConfig, MatchConfig, ModelRuleConfig,
     NamedConfig, Oversize, PolicyAuditConfig, PositiveU64, Settings, TlsVersion, DEFAULT_MAX_BODY_BYTES,
