@@ -270,8 +270,7 @@ impl Filter {
             new_limit_keys: self.exchange.new_limit_keys(),
         };
         let audit = self.exchange.audit();
-        let action_of = metrics::configured_action(self.exchange.policies(), &audit.policy);
-        for inc in metrics::on_log(audit, &seen, &action_of) {
+        for inc in metrics::on_log(audit, &seen) {
             let kind = match inc.kind {
                 metrics::Kind::Counter => MetricType::Counter,
                 metrics::Kind::Gauge => MetricType::Gauge,

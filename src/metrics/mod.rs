@@ -16,9 +16,7 @@
 //!
 //! Sans-IO: [`on_log`] returns the increments; the glue defines each name once and applies them.
 
-use crate::audit::{AuditRecord, Decision, DirectionAudit};
-use crate::detect::Finding;
-use crate::policy::Policies;
+use crate::audit::{AuditRecord, Decision};
 
 /// Requests, by policy and decision.
 pub const REQUESTS: &str = "inferguard_requests_total";
@@ -98,21 +96,19 @@ pub fn name(metric: &str, labels: &[(&str, &str)]) -> String {
     out
 }
 
-/// The increments of one finished request. `action_of(direction, detector)` gives the action a
-/// detector's findings took in that direction (the record counts findings per detector and per
-/// action, not per pair); it is only asked when a direction saw more than one action.
-pub fn on_log(
-    audit: &AuditRecord,
-    seen: &Observed,
-    action_of: &dyn Fn(&str, &str) -> Option<&'static str>,
-) -> Vec<Increment> {
+/// The increments of one finished request, from its record (findings per detector and action
+/// pair, exactly as the record counts them).
+pub fn on_log(audit: &AuditRecord, seen: &Observed) -> Vec<Increment> {
     let counter = |name: String, value: u64| Increment { kind: Kind::Counter, name, value };
     let policy = if audit.policy.is_empty() { "default" } else { audit.policy.as_str() };
     let mut out = vec![counter(name(REQUESTS, &[("policy", policy), ("decision", audit.decision.as_str())]), 1)];
     for (direction, d) in [("request", &audit.request), ("response", &audit.response)] {
-        for (detector, action, n) in pairs(direction, d, action_of) {
-            let labels = [("detector", detector), ("direction", direction), ("action", action)];
-            out.push(counter(name(FINDINGS, &labels), u64::from(n)));
+        // Exact per pair: the record counts each finding under the action it was given.
+        for (detector, actions) in &d.detector_actions {
+            for (action, n) in actions {
+                let labels = [("detector", detector.as_str()), ("direction", direction), ("action", *action)];
+                out.push(counter(name(FINDINGS, &labels), u64::from(*n)));
+            }
         }
     }
     let refused = matches!(audit.decision, Decision::Blocked | Decision::Denied | Decision::RateLimited);
@@ -149,34 +145,6 @@ pub fn on_log(
     out
 }
 
-/// The `action_of` for [`on_log`]: the action the policy named `policy` (the default if none has
-/// that name) gives a detector in a direction, as that direction's `mode` rewrites it.
-pub fn configured_action<'a>(policies: &'a Policies, policy: &str) -> impl Fn(&str, &str) -> Option<&'static str> + 'a {
-    let p = policies.named().iter().find(|p| p.name == policy).unwrap_or(policies.default_policy());
-    move |direction: &str, detector: &str| {
-        let mode = if direction == "request" { p.request.mode } else { p.response.mode };
-        let mut f = [Finding { detector: detector.into(), start: 0, end: 0, action: p.engine.action_of(detector)? }];
-        mode.apply(&mut f);
-        Some(f[0].action.as_str())
-    }
-}
-
-/// Findings per (detector, action) of one direction.
-fn pairs<'a>(
-    direction: &str,
-    d: &'a DirectionAudit,
-    action_of: &dyn Fn(&str, &str) -> Option<&'static str>,
-) -> Vec<(&'a str, &'static str, u32)> {
-    let only = if d.actions.len() == 1 { d.actions.keys().next().copied() } else { None };
-    d.findings
-        .iter()
-        .map(|(detector, n)| {
-            let action = only.or_else(|| action_of(direction, detector)).unwrap_or("unknown");
-            (detector.as_str(), action, *n)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,10 +154,6 @@ mod tests {
 
     fn finding(detector: &str, action: Action) -> Finding {
         Finding { detector: Arc::from(detector), start: 0, end: 1, action }
-    }
-
-    fn none(_: &str, _: &str) -> Option<&'static str> {
-        None
     }
 
     fn names(incs: &[Increment]) -> Vec<(String, u64)> {
@@ -203,7 +167,7 @@ mod tests {
         a.decide(Decision::Redacted);
         let seen = Observed { bytes: [120, 300], ..Default::default() };
         assert_eq!(
-            names(&on_log(&a, &seen, &none)),
+            names(&on_log(&a, &seen)),
             [
                 ("inferguard_requests_total;policy=default;decision=redacted".to_owned(), 1),
                 ("inferguard_findings_total;detector=email;direction=response;action=mask".to_owned(), 2),
@@ -214,21 +178,23 @@ mod tests {
     }
 
     #[test]
-    fn mixed_actions_are_resolved_per_detector() {
+    fn mixed_actions_are_counted_per_pair() {
         let mut a = AuditRecord::default();
-        a.request.count([&finding("credit_card", Action::Block), &finding("email", Action::Mask)]);
+        // One detector with two actions (a value in an opaque field blocks, elsewhere it masks).
+        a.request.count([
+            &finding("credit_card", Action::Block),
+            &finding("email", Action::Mask),
+            &finding("email", Action::Block),
+        ]);
         a.block("rule:x");
         let seen = Observed { bytes: [50, 137], ..Default::default() };
-        let resolve = |dir: &str, det: &str| {
-            assert_eq!(dir, "request");
-            Some(if det == "email" { "mask" } else { "block" })
-        };
-        let incs = on_log(&a, &seen, &resolve);
+        let incs = on_log(&a, &seen);
         assert_eq!(
             names(&incs),
             [
                 ("inferguard_requests_total;policy=default;decision=blocked".to_owned(), 1),
                 ("inferguard_findings_total;detector=credit_card;direction=request;action=block".to_owned(), 1),
+                ("inferguard_findings_total;detector=email;direction=request;action=block".to_owned(), 1),
                 ("inferguard_findings_total;detector=email;direction=request;action=mask".to_owned(), 1),
                 ("inferguard_refusals_total;reason=rule:x".to_owned(), 1),
                 ("inferguard_scanned_bytes_total;direction=request".to_owned(), 50),
@@ -242,7 +208,7 @@ mod tests {
         a.deny("admin_endpoint");
         let seen = Observed { bytes: [10, 80], ..Default::default() };
         assert_eq!(
-            names(&on_log(&a, &seen, &none)),
+            names(&on_log(&a, &seen)),
             [
                 ("inferguard_requests_total;policy=partners;decision=denied".to_owned(), 1),
                 ("inferguard_refusals_total;reason=admin_endpoint".to_owned(), 1),
@@ -256,7 +222,7 @@ mod tests {
         a.warning = Some("extraction_suspected");
         let seen = Observed { bytes: [10, 80], ..Default::default() };
         assert_eq!(
-            names(&on_log(&a, &seen, &none)),
+            names(&on_log(&a, &seen)),
             [
                 ("inferguard_requests_total;policy=public;decision=allowed".to_owned(), 1),
                 ("inferguard_extraction_suspected_total;policy=public".to_owned(), 1),
@@ -267,13 +233,13 @@ mod tests {
         // A request that created its caller's two buckets.
         let created = Observed { new_limit_keys: 2, ..seen };
         assert_eq!(
-            on_log(&a, &created, &none)[2],
+            on_log(&a, &created)[2],
             Increment { kind: Kind::Gauge, name: "inferguard_limit_buckets;policy=public".into(), value: 2 }
         );
         a.deny("rate_limited");
         a.decision = Decision::RateLimited;
         assert_eq!(
-            names(&on_log(&a, &seen, &none)),
+            names(&on_log(&a, &seen)),
             [
                 ("inferguard_requests_total;policy=public;decision=rate_limited".to_owned(), 1),
                 ("inferguard_refusals_total;reason=rate_limited".to_owned(), 1),
@@ -287,23 +253,9 @@ mod tests {
     fn streams_record_their_holdback() {
         let a = AuditRecord::default();
         let seen = Observed { streamed: true, holdback_max: Some(42), ..Default::default() };
-        let incs = on_log(&a, &seen, &none);
+        let incs = on_log(&a, &seen);
         assert_eq!(incs[1].name, "inferguard_streamed_responses_total;policy=default");
         assert_eq!(incs[2], Increment { kind: Kind::Histogram, name: HOLDBACK.into(), value: 42 });
-    }
-
-    #[test]
-    fn configured_actions_follow_the_policy_and_its_mode() {
-        let cfg = r#"{"detect": {"rules": [{"name": "t", "pattern": "T-[0-9]+", "action": "hash"}]},
-                      "policies": [{"name": "strict", "match": {"paths": ["/x"]}, "request": {"mode": "block"}}]}"#;
-        let policies = Policies::from_json(cfg).unwrap();
-        let default = configured_action(&policies, "default");
-        assert_eq!(default("request", "t"), Some("hash"));
-        assert_eq!(default("response", "email"), Some("mask"));
-        assert_eq!(default("response", "nope"), None);
-        let strict = configured_action(&policies, "strict");
-        assert_eq!(strict("request", "email"), Some("block"));
-        assert_eq!(strict("response", "email"), Some("mask"));
     }
 
     #[test]
