@@ -5,6 +5,7 @@ group) when the test session ends, whether the tests passed or not. Also: JWTs f
 jwt_authn (`mint_token`) and HTTPS clients with or without a client certificate (`client`).
 """
 import base64
+import functools
 import json
 import os
 import signal
@@ -103,8 +104,16 @@ def mint_token(sub: str, scopes=None, groups=None, exp_in: int = 300, iss: str =
     if groups is not None:
         payload["groups"] = list(groups)
     payload.update(claims)
-    with open(os.path.join(CERTS, f"{key}.key")) as f:
-        return jwt.encode(payload, f.read(), algorithm="RS256", headers={"kid": kid})
+    return jwt.encode(payload, signing_key(key), algorithm="RS256", headers={"kid": kid})
+
+
+@functools.lru_cache(maxsize=None)
+def signing_key(key: str):
+    """certs/KEY.key, loaded once: parsing an RSA key takes longer than signing with it."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    with open(os.path.join(CERTS, f"{key}.key"), "rb") as f:
+        return load_pem_private_key(f.read(), password=None)
 
 
 def client_cert(name: str):

@@ -3,7 +3,6 @@ through proxy-wasm shared data, 429 with Retry-After in the API's shape, and the
 before anything is refused."""
 import json
 import math
-import os
 import threading
 import time
 import urllib.request
@@ -12,7 +11,7 @@ import uuid
 import openai
 import pytest
 
-from harness import CERTS, JWT_AUDIENCE, JWT_ISSUER, JWT_KID, b64, client, mint_token, raw_spec, tls_context, wait_for
+from harness import b64, client, mint_token, raw_spec, tls_context, wait_for
 
 import httpx
 
@@ -244,27 +243,10 @@ def limit_buckets(envoy):
     return [line for line in text.splitlines() if line.startswith("inferguard_limit_buckets")]
 
 
-def token_minter():
-    """mint_token's tokens for a bare subject, with certs/jwt.key parsed once (parsing it is most
-    of mint_token's cost: thousands of tokens would take minutes)."""
-    import jwt
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    with open(os.path.join(CERTS, "jwt.key"), "rb") as f:
-        key = load_pem_private_key(f.read(), None)
-
-    def mint(sub):
-        now = int(time.time())
-        payload = {"iss": JWT_ISSUER, "sub": sub, "aud": JWT_AUDIENCE, "iat": now, "exp": now + 300}
-        return jwt.encode(payload, key, algorithm="RS256", headers={"kid": JWT_KID})
-    return mint
-
-
 def send_as(envoy, subjects):
     """One chat completion per subject (a verified JWT each), from THREADS threads, each on a new
     connection every 50 requests (so both workers serve them); {subject: (status, retry-after)}."""
     out = {}
-    mint = token_minter()
 
     def work(part):
         c = None
@@ -273,7 +255,7 @@ def send_as(envoy, subjects):
                 if c is not None:
                     c.close()
                 c = client()
-            token = mint(sub)
+            token = mint_token(sub)
             r = c.post(f"{envoy.base}/v1/chat/completions", headers={"authorization": f"Bearer {token}"},
                        json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
             out[sub] = (r.status_code, r.headers.get("retry-after"))
