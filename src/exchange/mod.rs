@@ -236,11 +236,10 @@ pub struct Exchange {
     limit_env: Option<LimitEnv>,
     /// The answer's output was charged to the caller's allowance.
     charged: bool,
-    /// Response body bytes forwarded so far.
-    output_bytes: usize,
-    /// Body bytes forwarded per side, whether each side ended by forwarding (no local reply, no
-    /// error, no trailers), and the status forwarded: what the record needs, known without
-    /// asking the host when the exchange ran its normal course.
+    /// Body bytes forwarded per side (the response's are the output a caller is charged), whether
+    /// each side ended by forwarding (no local reply, no error, no trailers), and the status
+    /// forwarded: what the record needs, known without asking the host when the exchange ran its
+    /// normal course.
     forwarded: [u64; 2],
     ended: [bool; 2],
     status_forwarded: Option<u16>,
@@ -289,7 +288,6 @@ impl Exchange {
         Exchange {
             limit_env: None,
             charged: false,
-            output_bytes: 0,
             forwarded: [0, 0],
             ended: [false, false],
             status_forwarded: None,
@@ -706,7 +704,8 @@ impl Exchange {
     /// caller's output allowance (after the fact: the next request waits if this one overdrew
     /// it). Call once, when the exchange ends.
     pub fn on_end(&mut self) {
-        let cost = output_cost(self.usage.reported_tokens, self.usage.text_bytes, self.output_bytes as u64);
+        let cost =
+            output_cost(self.usage.reported_tokens, self.usage.text_bytes, self.forwarded[Side::Response as usize]);
         if let OutputCost::Tokens(n) = cost {
             self.audit.response.output_tokens = Some(n);
         }
@@ -867,9 +866,6 @@ impl Exchange {
             let n = step.body.as_ref().map_or(size, Vec::len);
             self.forwarded[side as usize] += n as u64;
             self.ended[side as usize] = end;
-            if side == Side::Response {
-                self.output_bytes += n;
-            }
         }
         self.capture(side, size, &step, read);
         self.finish(step)
