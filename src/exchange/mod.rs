@@ -231,6 +231,21 @@ struct LimitEnv {
     now_ms: u64,
 }
 
+/// `map` (a header map as read) with `edits` applied as a [`Step`]'s `headers` are, in order:
+/// every header an edit names is dropped, then each set is added, a later edit of the same name
+/// winning. For a glue that writes a whole map in one host call instead of one call per edit.
+pub fn edited_headers<'a>(map: &'a [(String, String)], edits: &'a [HeaderEdit]) -> Vec<(&'a str, &'a str)> {
+    let edited = |k: &str| edits.iter().any(|(n, _)| n.as_ref() == k);
+    let mut out: Vec<(&str, &str)> =
+        map.iter().filter(|(k, _)| !edited(k)).map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    for (i, (name, value)) in edits.iter().enumerate() {
+        if let (Some(v), false) = (value, edits[i + 1..].iter().any(|(n, _)| n == name)) {
+            out.push((name.as_ref(), v.as_str()));
+        }
+    }
+    out
+}
+
 /// The state of one request/response pair.
 pub struct Exchange {
     limit_env: Option<LimitEnv>,

@@ -1279,3 +1279,31 @@ mod capture {
         assert_eq!(line["capture"]["request"].as_str().unwrap().as_bytes(), PROMPT);
     }
 }
+
+/// Several edits written as one whole map give what one call per edit would: edited names gone,
+/// sets added once, the last edit of a name winning, everything else kept (duplicates included).
+#[test]
+fn edits_applied_to_a_whole_map_match_one_call_per_edit() {
+    let map: Vec<(String, String)> =
+        [(":status", "200"), ("server", "up"), ("set-cookie", "a"), ("set-cookie", "b"), ("vary", "x")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    let edits: Vec<HeaderEdit> = vec![
+        ("server".into(), None),
+        ("vary".into(), Some("Origin".into())),
+        ("x-frame-options".into(), Some("DENY".into())),
+        ("x-frame-options".into(), Some("SAMEORIGIN".into())),
+        ("content-length".into(), None),
+    ];
+    assert_eq!(
+        edited_headers(&map, &edits),
+        [
+            (":status", "200"),
+            ("set-cookie", "a"),
+            ("set-cookie", "b"),
+            ("vary", "Origin"),
+            ("x-frame-options", "SAMEORIGIN")
+        ]
+    );
+}

@@ -13,7 +13,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
 
-use crate::exchange::{Exchange, LocalReply, LogFacts, RequestHead, ResponseHead, Side, Step, Then};
+use crate::exchange::{edited_headers, Exchange, LocalReply, LogFacts, RequestHead, ResponseHead, Side, Step, Then};
 use crate::limits::{self, Allowance, Store};
 use crate::metrics;
 use crate::policy::browser::HeaderEdit;
@@ -203,15 +203,7 @@ impl Filter {
     fn write_headers(&self, side: Side, edits: &[HeaderEdit], held: Option<&[(String, String)]>) {
         match held {
             Some(map) if edits.len() > 1 => {
-                let edited = |k: &str| edits.iter().any(|(n, _)| n.as_ref() == k);
-                let mut out: Vec<(&str, &str)> =
-                    map.iter().filter(|(k, _)| !edited(k)).map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                for (i, (name, value)) in edits.iter().enumerate() {
-                    // A later edit of the same header wins, as it would one call at a time.
-                    if let (Some(v), false) = (value, edits[i + 1..].iter().any(|(n, _)| n == name)) {
-                        out.push((name.as_ref(), v.as_str()));
-                    }
-                }
+                let out = edited_headers(map, edits);
                 match side {
                     Side::Request => self.set_http_request_headers(out),
                     Side::Response => self.set_http_response_headers(out),
@@ -258,7 +250,7 @@ impl Filter {
     }
 
     /// Adds this request to the metrics (once, at `on_log`): `bytes` of the request and the
-    /// response as Envoy counted them.
+    /// response as the record gives them.
     fn count(&mut self, bytes: [u64; 2]) {
         if self.streaming {
             self.metrics.add(MetricType::Gauge, metrics::ACTIVE_STREAMS, -1);
