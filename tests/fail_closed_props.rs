@@ -50,7 +50,11 @@ use serde_json::{json, Map, Number, Value};
 
 /// The default policy, with every path admitted: these properties are about scanning, and some
 /// formats here live on paths that are not inference APIs.
-const SCANNING: &str = r#"{"admission":{"endpoints":["/"]}}"#;
+const SCANNING: &str = r#"{"hold_headers":true,"admission":{"endpoints":["/"]}}"#;
+
+/// The same policy with headers that cannot wait (Istio's `WasmPlugin`): every case is replayed
+/// under it too, and must deliver what [`SCANNING`] delivers, a refusal of the answer as its body.
+const SCANNING_FLOW: &str = r#"{"admission":{"endpoints":["/"]}}"#;
 
 // ---------------------------------------------------------------------------------------------
 // Planted values and what must never go out.
@@ -1822,9 +1826,14 @@ fn deliver_answer(policy: &Rc<Policies>, case: &Case) -> Result<(common::Deliver
         },
         false,
     );
-    ensure!(head.then == Then::Hold, P3, "the response head was not held: {:?}", head.then);
-    let mut d = common::Delivered::default();
+    let want = if policy.holds_headers() { Then::Hold } else { Then::Forward };
+    ensure!(head.then == want, P3, "the response head: {:?}, not {want:?}", head.then);
+    let mut d = common::Delivered { headers: head.headers, ..Default::default() };
+    let at_head = d.headers.len();
     common::drive_body(&mut x, Side::Response, &chunks, &mut d, |_| {});
+    if !policy.holds_headers() {
+        ensure!(d.headers.len() == at_head, P3, "header edits after the headers went: {:?}", &d.headers[at_head..]);
+    }
     Ok((d, x.audit().clone()))
 }
 
@@ -1909,11 +1918,11 @@ fn run_answer(policy: &Rc<Policies>, case: &Case) -> Result<Ran, Failure> {
     Ok(Ran { outcome: Outcome::Whole, growth })
 }
 
-fn run_prompt(policy: &Rc<Policies>, case: &Case) -> Result<Ran, Failure> {
+/// Replays a prompt: what the upstream received (or the reply), and the audit.
+fn deliver_prompt(policy: &Rc<Policies>, case: &Case) -> Result<(common::Delivered, AuditRecord), Failure> {
     const P3: &str = "3: scanned or refused";
     let input = case.input();
     let chunks = case.chunks(&input);
-    let mut x = Exchange::new(Rc::clone(policy));
     let head = RequestHead {
         method: case.method,
         path: case.path,
@@ -1922,19 +1931,33 @@ fn run_prompt(policy: &Rc<Policies>, case: &Case) -> Result<Ran, Failure> {
         content_encoding: case.encoding,
         ..Default::default()
     };
-    let not_a_form =
-        case.framing != Framing::Form && case.label.as_deref().is_some_and(|l| l.starts_with("multipart/"));
-    let refuse = case.too_deep() || case.encoding.is_some() || not_a_form;
+    let mut x = Exchange::new(Rc::clone(policy));
     let step = x.on_request_head(&head, &Verified::tls("TLSv1.3"), false);
     let mut d = common::Delivered::default();
     match step.then {
         Then::Reply(r) => d.reply = Some(r),
+        // Headers that cannot wait go on without the length; the body is still read whole.
+        Then::Forward if !policy.holds_headers() && step.headers.contains(&("content-length".into(), None)) => {
+            d.headers = step.headers;
+            let at_head = d.headers.len();
+            common::drive_body(&mut x, Side::Request, &chunks, &mut d, |_| {});
+            ensure!(d.headers.len() == at_head, P3, "header edits after the headers went: {:?}", &d.headers[at_head..]);
+        }
         Then::Forward => {
             return Err(Failure { property: P3, detail: "a request body was let through before it was read".into() })
         }
         Then::Hold => common::drive_body(&mut x, Side::Request, &chunks, &mut d, |_| {}),
     }
-    let audit = x.audit().clone();
+    Ok((d, x.audit().clone()))
+}
+
+fn run_prompt(policy: &Rc<Policies>, case: &Case) -> Result<Ran, Failure> {
+    const P3: &str = "3: scanned or refused";
+    let input = case.input();
+    let not_a_form =
+        case.framing != Framing::Form && case.label.as_deref().is_some_and(|l| l.starts_with("multipart/"));
+    let refuse = case.too_deep() || case.encoding.is_some() || not_a_form;
+    let (d, audit) = deliver_prompt(policy, case)?;
     check_audit(&audit, case.binary_files == 0)?;
     if let Some(r) = &d.reply {
         check_reply(r, &d.bytes, &audit, 400..500)?;
@@ -2059,9 +2082,38 @@ fn report(policy: &Rc<Policies>, original: &Case, f: &Failure) -> String {
     )
 }
 
+/// Property 5. With headers that cannot wait, a case delivers exactly what it delivers with held
+/// headers, and records the same: a refusal of the answer is its error body instead of a
+/// status; a refusal of the prompt is still a reply (no answer has started).
+fn same_with_headers_gone(held: &Rc<Policies>, flow: &Rc<Policies>, case: &Case) -> Result<(), Failure> {
+    const P5: &str = "5: headers that cannot wait";
+    let ((hd, ha), (fd, fa)) = match case.side {
+        Side::Response => (deliver_answer(held, case)?, deliver_answer(flow, case)?),
+        Side::Request => (deliver_prompt(held, case)?, deliver_prompt(flow, case)?),
+    };
+    let (want_bytes, want_reply) = match (&hd.reply, case.side) {
+        (Some(r), Side::Response) => {
+            ensure!(hd.bytes.is_empty(), P5, "bytes went out before a status reply");
+            (r.body.as_bytes().to_vec(), None)
+        }
+        (r, _) => (hd.bytes.clone(), r.clone()),
+    };
+    ensure!(fd.reply == want_reply, P5, "the reply: {:?}, held: {:?}", fd.reply, hd.reply);
+    ensure!(
+        fd.bytes == want_bytes,
+        P5,
+        "delivered {:?}, held headers delivered {:?}",
+        String::from_utf8_lossy(&fd.bytes),
+        String::from_utf8_lossy(&want_bytes)
+    );
+    ensure!(fa.to_json() == ha.to_json(), P5, "the record: {}, held: {}", fa.to_json(), ha.to_json());
+    Ok(())
+}
+
 /// Runs every case; reports the first failure of each (format, property), shrunk.
 fn hunt(name: &str, cases: impl Iterator<Item = Case>) {
     let policy = Rc::new(Policies::from_json(SCANNING).expect("the default policy"));
+    let flow = Rc::new(Policies::from_json(SCANNING_FLOW).expect("the default policy"));
     let started = std::time::Instant::now();
     // Keyed by format, property, and whether the body starts with a byte-order mark (the most
     // frequent cause so far, which would otherwise hide the others).
@@ -2077,7 +2129,7 @@ fn hunt(name: &str, cases: impl Iterator<Item = Case>) {
             *used.entry(u).or_default() += 1;
         }
         let what = case.what.clone();
-        let outcome = match run(&policy, &case) {
+        let outcome = match run(&policy, &case).and_then(|r| same_with_headers_gone(&policy, &flow, &case).map(|_| r)) {
             Ok(r) => {
                 max_growth = max_growth.max(r.growth);
                 over_markers += usize::from(r.growth > 0);

@@ -182,7 +182,8 @@ fn explain(args: ExplainArgs) -> ExitCode {
         RequestHead { method: &args.method, path: &args.path, authority: args.host.as_deref(), ..Default::default() };
     let body = args.model.as_ref().map(|m| serde_json::json!({ "model": m }).to_string().into_bytes());
     let mut step = x.on_request_head(&head, &verified, body.is_none());
-    if let (Then::Hold, Some(b)) = (&step.then, &body) {
+    // The body follows the head unless the head was answered (its headers may have gone on).
+    if let (false, Some(b)) = (matches!(step.then, Then::Reply(_)), &body) {
         step = x.on_body(Side::Request, b.len(), true, &mut |s, n| b[s..s + n].to_vec());
     }
 

@@ -258,6 +258,12 @@ pub struct Exchange {
     forwarded: [u64; 2],
     ended: [bool; 2],
     status_forwarded: Option<u16>,
+    /// Each direction's headers went out (after that, a step carries no header edits, and a
+    /// refusal of the answer is written as its body: [`Policies::holds_headers`]).
+    head_sent: [bool; 2],
+    /// The request target with every value masked, when that differs from the target: what is
+    /// forwarded while the policy still waits for the body's model and the headers cannot wait.
+    masked_path: Option<String>,
     /// The answer's length as it reports and shows it.
     usage: Usage,
     /// Bucket keys this exchange created in the shared store (each counted by one exchange).
@@ -306,6 +312,8 @@ impl Exchange {
             forwarded: [0, 0],
             ended: [false, false],
             status_forwarded: None,
+            head_sent: [false, false],
+            masked_path: None,
             usage: Usage::default(),
             new_limit_keys: 0,
             policy: Rc::clone(policies.default_policy()),
@@ -415,7 +423,27 @@ impl Exchange {
     /// Handles the request head (`end`: the request has no body). `verified` is what Envoy
     /// established about the connection, the route and the caller; never read from headers.
     pub fn on_request_head(&mut self, head: &RequestHead, verified: &Verified, end: bool) -> Step {
-        let step = self.request_head(head, verified, end);
+        let mut step = self.request_head(head, verified, end);
+        if step.then == Then::Hold && !self.policies.holds_headers() {
+            // The headers go now; the body is still read whole before any of it is forwarded.
+            step.then = Then::Forward;
+            step.headers.push(("content-length".into(), None));
+            if self.pending {
+                // The policy waits for the model, and so would its redaction of the target: the
+                // target goes with every value any policy finds masked, the strictest any
+                // policy sends (a policy that would block on one still refuses at the body).
+                if let Some(h) = &self.head {
+                    let path = self.masked_path.as_ref().unwrap_or(&h.target.forward_path);
+                    if h.target.rewritten || *path != h.raw_path {
+                        step.headers.push((":path".into(), Some(path.clone())));
+                    }
+                }
+                if self.masked_path.is_some() {
+                    self.audit.decide(Decision::Redacted);
+                }
+            }
+        }
+        self.head_sent[Side::Request as usize] = step.then == Then::Forward;
         self.ended[Side::Request as usize] = end && step.then == Then::Forward;
         self.finish(step)
     }
@@ -461,33 +489,43 @@ impl Exchange {
             _ => Api::Other,
         };
         self.audit.api = self.api.as_str();
-        // What the access log may show: every value masked, whatever the policy (the policy may
-        // not be known yet; masking does not depend on it).
+        // What the access log may show: every value masked that any policy's engine finds (the
+        // policy may not be known yet; the mask must not depend on it).
         let (logged, lost) = if target.literal {
             (None, false)
         } else {
-            let engine = &self.policies.default_policy().engine;
             let mut scratch = DirectionAudit::default();
-            let r = Redactor::new(engine, crate::policy::Mode::Redact, &mut scratch);
-            let mut found = 0;
-            let logged = redact_target(&target.forward_path, |key, text| {
-                let spans = r.masked(key, text);
-                found += spans.as_ref().map_or(0, Vec::len);
-                spans
-            });
-            // The normal form can take a value apart (`%2F%2F` merged into one `/`): one the
-            // target as sent holds but the forwarded one no longer shows cannot be redacted in
-            // place, so the request is refused.
-            let mut sent = 0;
-            if target.rewritten {
-                redact_target(head.path, |key, text| {
+            let mut logged: Option<String> = None;
+            let mut lost = false;
+            for engine in self.policies.engines() {
+                let r = Redactor::new(engine, crate::policy::Mode::Redact, &mut scratch);
+                let mut found = 0;
+                let masked = redact_target(logged.as_deref().unwrap_or(&target.forward_path), |key, text| {
                     let spans = r.masked(key, text);
-                    sent += spans.as_ref().map_or(0, Vec::len);
+                    found += spans.as_ref().map_or(0, Vec::len);
                     spans
                 });
+                // The normal form can take a value apart (`%2F%2F` merged into one `/`): one the
+                // target as sent holds but the forwarded one no longer shows cannot be redacted
+                // in place, so the request is refused.
+                if target.rewritten {
+                    let count = |path: &str| {
+                        let mut n = 0;
+                        redact_target(path, |key, text| {
+                            let spans = r.masked(key, text);
+                            n += spans.as_ref().map_or(0, Vec::len);
+                            spans
+                        });
+                        n
+                    };
+                    let found = if logged.is_some() { count(&target.forward_path) } else { found };
+                    lost |= count(head.path) > found;
+                }
+                logged = masked.or(logged);
             }
-            (logged, sent > found)
+            (logged, lost)
         };
+        self.masked_path = logged.clone();
         self.logged_path = json_safe(logged.unwrap_or_else(|| target.forward_path.clone()));
         if lost {
             self.logged_path = "-".to_owned();
@@ -832,6 +870,16 @@ impl Exchange {
         if matches!(step.then, Then::Reply(_)) {
             return self.finish(step);
         }
+        if step.then == Then::Hold && !self.policies.holds_headers() {
+            // The headers go now, with every edit the body could need (it may change size, and
+            // an inflated body goes out plain); the body is judged in the body callbacks.
+            step.then = Then::Forward;
+            step.headers.push(("content-length".into(), None));
+            if self.decoder.is_some() {
+                step.headers.push(("content-encoding".into(), None));
+            }
+        }
+        self.head_sent[Side::Response as usize] = step.then == Then::Forward;
         self.status_forwarded = Some(head.status);
         self.ended[Side::Response as usize] = end && step.then == Then::Forward;
         edits.append(&mut step.headers);
@@ -877,6 +925,7 @@ impl Exchange {
         read: &mut dyn FnMut(usize, usize) -> Vec<u8>,
     ) -> Step {
         let step = self.body_step(side, size, end, read);
+        let step = self.after_head(side, step);
         if step.then == Then::Forward {
             let n = step.body.as_ref().map_or(size, Vec::len);
             self.forwarded[side as usize] += n as u64;
@@ -951,14 +1000,39 @@ impl Exchange {
             Side::Response => &self.response,
         };
         if matches!(state, Body::Streaming(_)) {
-            let mut step = self.body_step(side, 0, true, &mut |_, _| Vec::new());
+            let step = self.body_step(side, 0, true, &mut |_, _| Vec::new());
+            let mut step = self.after_head(side, step);
             step.body = None;
             self.capture(side, 0, &step, &mut |_, _| Vec::new());
             return self.finish(step);
         }
         let step = self.body_step(side, held, true, read);
+        let step = self.after_head(side, step);
         self.capture(side, held, &step, read);
         self.finish(step)
+    }
+
+    /// A body step of a direction whose headers already went out: its header edits were made
+    /// at the head ([`Exchange::on_request_head`], [`Exchange::on_response_head`]) and are
+    /// dropped; a refusal of the answer can no longer be a status, so its error body, in the
+    /// API's shape, replaces what is held (the record keeps the decision and the reason).
+    fn after_head(&mut self, side: Side, mut step: Step) -> Step {
+        if !self.head_sent[side as usize] {
+            return step;
+        }
+        // Only what the head already did: the length and encoding removed, the target sent.
+        debug_assert!(step.headers.iter().all(|(h, v)| match h.as_ref() {
+            "content-length" | ":path" => true,
+            "content-encoding" => v.is_none(),
+            _ => false,
+        }));
+        step.headers.clear();
+        if let (Side::Response, Then::Reply(r)) = (side, &step.then) {
+            let body = r.body.clone().into_bytes();
+            self.response = Body::Stopped;
+            return Step::replace(body);
+        }
+        step
     }
 
     fn sniffing(
@@ -1362,6 +1436,15 @@ impl Exchange {
             Side::Request => &policy.request,
             Side::Response => &policy.response,
         };
+        if side == Side::Response && self.head_sent[1] && self.decoder.is_some() {
+            // Its headers went out without `content-encoding` (it was to be inflated): the
+            // compressed bytes cannot pass unscanned after them, whatever `on_oversize` says.
+            let msg = format!(
+                "compressed body inflating past the {} bytes inferguard is configured to scan",
+                cfg.max_body_bytes.get()
+            );
+            return (Body::Stopped, Step::reply(self.refuse(502, "response_too_large", &msg)));
+        }
         match self.oversize(side, cfg) {
             Some(reply) => (Body::Stopped, Step::reply(reply)),
             None => (Body::Passing, Step::forward()),

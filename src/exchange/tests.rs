@@ -35,11 +35,29 @@ fn body(x: &mut Exchange, side: Side, chunks: &[&[u8]], d: &mut Delivered) {
     }
 }
 
+/// A configuration with `hold_headers` on, as Envoy runs it with `allow_on_headers_stop_iteration`:
+/// the headers wait for the body. (Without it, `flow_*` tests.)
+fn held(cfg: &str) -> Policies {
+    let cfg = if cfg.trim().is_empty() { "{}" } else { cfg };
+    let open = cfg.find('{').expect("a JSON object");
+    let sep = if cfg[open + 1..].trim_start().starts_with('}') { "" } else { "," };
+    Policies::from_json(&format!("{}{{\"hold_headers\": true{sep}{}", &cfg[..open], &cfg[open + 1..])).unwrap()
+}
+
 /// Every path admitted: for tests of scanning on paths that are not inference APIs.
 const OPEN: &str = r#"{"admission":{"endpoints":["/"]}}"#;
 
 fn exchange(cfg: &str, path: &str, prompt: &[u8]) -> (Exchange, Delivered) {
-    let mut x = Exchange::new(Rc::new(Policies::from_json(cfg).unwrap()));
+    exchange_under(held(cfg), path, prompt)
+}
+
+/// A configuration as written: without `hold_headers`, the headers go at once.
+fn flowing(cfg: &str) -> Policies {
+    Policies::from_json(cfg).unwrap()
+}
+
+fn exchange_under(policies: Policies, path: &str, prompt: &[u8]) -> (Exchange, Delivered) {
+    let mut x = Exchange::new(Rc::new(policies));
     let mut d = Delivered::default();
     let step = x.on_request_head(
         &RequestHead { method: "POST", path, ..Default::default() },
@@ -246,7 +264,7 @@ fn every_request_body_is_read_whatever_its_method_or_framing() {
         b"q=jane%40x.io",
     ] {
         for method in ["GET", "DELETE", "POST", "PUT"] {
-            let mut x = Exchange::new(Rc::new(Policies::from_json(OPEN).unwrap()));
+            let mut x = Exchange::new(Rc::new(held(OPEN)));
             let head = x.on_request_head(
                 &RequestHead { method, path: "/v1/x", ..Default::default() },
                 &Verified::tls("TLSv1.3"),
@@ -284,7 +302,7 @@ fn the_request_line_and_the_model_are_redacted_and_logged_redacted() {
 #[test]
 fn the_request_id_is_logged_only_as_an_id() {
     let logged = |id: &str| {
-        let mut x = Exchange::new(Rc::new(Policies::from_json(OPEN).unwrap()));
+        let mut x = Exchange::new(Rc::new(held(OPEN)));
         let head = RequestHead { method: "GET", path: "/v1/models", request_id: Some(id), ..Default::default() };
         x.on_request_head(&head, &Verified::tls("TLSv1.3"), true);
         let from_head = x.audit().request_id.clone();
@@ -393,7 +411,7 @@ fn everything_a_client_sees_is_scanned() {
 #[test]
 fn trailers_end_a_body_it_is_read_then_and_a_stream_drops_what_it_still_holds() {
     // A prompt whose end is its trailers: held until then, then read whole.
-    let mut x = Exchange::new(Rc::new(Policies::from_json("").unwrap()));
+    let mut x = Exchange::new(Rc::new(held("")));
     let _ = x.on_request_head(
         &RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() },
         &Verified::tls("TLSv1.3"),
@@ -527,7 +545,7 @@ fn assert_secure(h: &[(HeaderName, String)], tls: bool, what: &str) {
 
 #[test]
 fn a_preflight_is_answered_by_the_policy_of_its_path_and_never_forwarded() {
-    let policies = Rc::new(Policies::from_json(BROWSER).unwrap());
+    let policies = Rc::new(held(BROWSER));
     // (path, origin, method, headers) -> Some(allowed origin) or the refusal's reason, and the policy.
     for (path, origin, method, headers, want, policy) in [
         (
@@ -614,7 +632,7 @@ fn a_preflight_is_answered_by_the_policy_of_its_path_and_never_forwarded() {
 
 #[test]
 fn a_request_from_a_refused_origin_is_refused_before_the_model_or_served_without_cors_headers() {
-    let policies = Rc::new(Policies::from_json(BROWSER).unwrap());
+    let policies = Rc::new(held(BROWSER));
     for origin in [
         "https://evil.test",
         "https://app.example.com.evil.net",
@@ -650,7 +668,7 @@ fn a_request_from_a_refused_origin_is_refused_before_the_model_or_served_without
 
 #[test]
 fn an_allowed_origin_gets_the_policys_cors_headers_in_place_of_the_upstreams() {
-    let (mut x, _) = (Exchange::new(Rc::new(Policies::from_json(BROWSER).unwrap())), ());
+    let (mut x, _) = (Exchange::new(Rc::new(held(BROWSER))), ());
     let step = browser_head(&mut x, "POST", "/v1/chat/completions", Some("https://app.example.com"), None, None, false);
     assert_eq!(step.then, Then::Hold);
     let mut d = Delivered::default();
@@ -687,7 +705,7 @@ fn an_allowed_origin_gets_the_policys_cors_headers_in_place_of_the_upstreams() {
 
 #[test]
 fn the_policy_chosen_by_the_model_decides_cors_once_the_body_is_read() {
-    let policies = Rc::new(Policies::from_json(BROWSER).unwrap());
+    let policies = Rc::new(held(BROWSER));
     for (model, origin, refused) in [
         ("big-1", "https://big.example.net", false),
         ("big-1", "https://app.example.com", true),
@@ -727,7 +745,7 @@ fn every_local_reply_and_every_upstream_answer_carries_the_security_headers() {
             403,
         ),
     ] {
-        let mut x = Exchange::new(Rc::new(Policies::from_json(cfg).unwrap()));
+        let mut x = Exchange::new(Rc::new(held(cfg)));
         let v = if tls { Verified::tls("TLSv1.3") } else { Verified::default() };
         let mut step = x.on_request_head(&RequestHead { method: "POST", path, ..Default::default() }, &v, false);
         if step.then == Then::Hold {
@@ -771,10 +789,7 @@ impl crate::limits::Store for Shared {
 
 #[test]
 fn limits_hold_per_caller_answer_429_with_retry_after_and_warn_first() {
-    let policies = Rc::new(
-        Policies::from_json(r#"{"limits": {"requests_per_minute": 4, "output_per_minute": 1000, "warn_at": 50}}"#)
-            .unwrap(),
-    );
+    let policies = Rc::new(held(r#"{"limits": {"requests_per_minute": 4, "output_per_minute": 1000, "warn_at": 50}}"#));
     let store = Shared::default();
     let send = |client: &str, now_ms: u64| {
         let mut x = Exchange::new(Rc::clone(&policies));
@@ -973,7 +988,7 @@ fn retry_after(step: &Step) -> Option<&str> {
 
 #[test]
 fn output_is_charged_in_the_tokens_the_answer_reports_and_in_bytes_without_a_report() {
-    let policies = Rc::new(Policies::from_json(r#"{"limits": {"output_per_minute": 100}}"#).unwrap());
+    let policies = Rc::new(held(r#"{"limits": {"output_per_minute": 100}}"#));
     let store = Shared::default();
     // 130 tokens reported: 30 over, so the next request waits until the 30 are back at 100 a
     // minute (18 s).
@@ -1002,10 +1017,8 @@ fn output_is_charged_in_the_tokens_the_answer_reports_and_in_bytes_without_a_rep
 
 #[test]
 fn callers_that_share_a_slot_share_its_allowance_and_each_key_is_counted_once() {
-    let policies = Rc::new(
-        Policies::from_json(r#"{"limits": {"requests_per_minute": 2, "output_per_minute": 1000, "max_callers": 1}}"#)
-            .unwrap(),
-    );
+    let policies =
+        Rc::new(held(r#"{"limits": {"requests_per_minute": 2, "output_per_minute": 1000, "max_callers": 1}}"#));
     let store = Shared::default();
     // The first request creates the slot's two buckets; nobody else creates any.
     let (mut x, step) = limited(&policies, &store, "10.0.0.1:1", 0);
@@ -1029,7 +1042,7 @@ fn callers_that_share_a_slot_share_its_allowance_and_each_key_is_counted_once() 
 
 #[test]
 fn the_verified_caller_is_set_for_later_filters_and_a_clients_own_header_never_survives() {
-    let policies = Rc::new(Policies::from_json("").unwrap());
+    let policies = Rc::new(held(""));
     let head = RequestHead { method: "GET", path: "/v1/models", ..Default::default() };
     let ident = |v: &Verified| {
         let mut x = Exchange::new(Rc::clone(&policies));
@@ -1081,7 +1094,7 @@ fn the_keyed_prompt_digest_is_an_hmac_of_the_body_as_received_and_absent_without
 
 #[test]
 fn the_record_has_the_start_time_and_duration_from_the_clock_it_is_given() {
-    let mut x = Exchange::new(Rc::new(Policies::from_json("").unwrap()));
+    let mut x = Exchange::new(Rc::new(held("")));
     x.set_start_time(1_796_308_918_654);
     x.on_request_head(
         &RequestHead { method: "GET", path: "/v1/models", ..Default::default() },
@@ -1268,7 +1281,7 @@ mod capture {
         // while the body was held).
         let cfg = r#"{"audit":{"capture":{"max_bytes":8}},
                       "policies":[{"name":"m","match":{"models":["m"]},"audit":{"capture":{"to":"capture_log"}}}]}"#;
-        let mut x = Exchange::new(Rc::new(Policies::from_json(cfg).unwrap()));
+        let mut x = Exchange::new(Rc::new(held(cfg)));
         let head = RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() };
         x.on_request_head(&head, &Verified::tls("TLSv1.3"), false);
         body(&mut x, Side::Request, &[&PROMPT[..10], &PROMPT[10..]], &mut Delivered::default());
@@ -1306,4 +1319,107 @@ fn edits_applied_to_a_whole_map_match_one_call_per_edit() {
             ("x-frame-options", "SAMEORIGIN")
         ]
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Headers that cannot wait (no `hold_headers`: Istio's `WasmPlugin`).
+
+#[test]
+fn flow_sends_the_heads_at_once_without_a_length_and_still_reads_each_body_whole() {
+    let (mut x, up) = exchange_under(
+        flowing(""),
+        "/v1/chat/completions",
+        br#"{"model":"m","messages":[{"role":"user","content":"mail jane@x.io"}]}"#,
+    );
+    // The request head went on at once, its length removed; the body waited and went redacted.
+    assert!(up.headers.contains(&("content-length".into(), None)), "{:?}", up.headers);
+    assert!(up.headers.contains(&("accept-encoding".into(), None)));
+    assert_eq!(
+        String::from_utf8(up.bytes).unwrap(),
+        r#"{"model":"m","messages":[{"role":"user","content":"mail [REDACTED:EMAIL]"}]}"#
+    );
+    let step = x.on_response_head(
+        &ResponseHead { status: 200, content_type: Some("application/json"), ..Default::default() },
+        false,
+    );
+    assert_eq!(step.then, Then::Forward);
+    assert!(step.headers.contains(&("content-length".into(), None)), "{:?}", step.headers);
+    assert!(step.headers.iter().any(|(h, _)| h == "x-content-type-options"), "security headers at the head");
+    let (a, b) = CHAT.as_bytes().split_at(40);
+    let mut d = Delivered::default();
+    body(&mut x, Side::Response, &[a, b], &mut d);
+    assert!(d.headers.is_empty(), "no edit after the head: {:?}", d.headers);
+    assert_eq!(
+        text(&d),
+        CHAT.replace(r"jane.doe@corp.example or \u0062ob@x.io", "[REDACTED:EMAIL] or [REDACTED:EMAIL]")
+    );
+}
+
+#[test]
+fn flow_writes_a_refused_answer_as_its_error_body() {
+    // Blocked by a finding, and unreadable: both after a 200 head went out.
+    let blocked = r#"{"response":{"mode":"block"}}"#;
+    for (cfg, answer_bytes, reason, want) in [
+        (
+            blocked,
+            CHAT.as_bytes(),
+            "rule:email",
+            r#"{"error":{"message":"blocked by inferguard policy (rule email)","type":"invalid_request_error","param":null,"code":"content_blocked"}}"#,
+        ),
+        ("", &br#"{"choices":[{"message":{"content":"jane@x.io"}}]"#[..], "malformed_response", ""),
+    ] {
+        let (mut x, _) = exchange_under(flowing(cfg), "/v1/chat/completions", PROMPT);
+        let d = answer(&mut x, Some("application/json"), None, &[answer_bytes, b""]);
+        assert!(d.reply.is_none(), "no status can follow a head that went out");
+        let got = text(&d);
+        assert!(!got.contains("jane"), "{got}");
+        if !want.is_empty() {
+            assert_eq!(got, want);
+        }
+        let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+        assert!(v["error"]["message"].is_string(), "the API's error shape: {got}");
+        assert_eq!((x.audit().decision, x.audit().reason.as_deref()), (Decision::Blocked, Some(reason)));
+        // Nothing more passes.
+        let step = x.on_body(Side::Response, 5, true, &mut |_, _| b"jane@".to_vec());
+        assert_eq!(step.body.as_deref(), Some(&b""[..]));
+    }
+}
+
+#[test]
+fn flow_masks_the_target_with_every_policys_engine_while_the_policy_waits_for_the_model() {
+    // The named policy (chosen by the model) detects a term the default does not.
+    let cfg = r#"{"admission":{"endpoints":["/"]},
+        "policies":[{"name":"big","match":{"models":["big-*"]},
+                     "detect":{"dictionaries":[{"name":"project","terms":["bluebird"]}]}}]}"#;
+    let policies = Rc::new(Policies::from_json(cfg).unwrap());
+    let mut x = Exchange::new(Rc::clone(&policies));
+    let step = x.on_request_head(
+        &RequestHead { method: "POST", path: "/v1/chat/completions?q=bluebird&to=jane@x.io", ..Default::default() },
+        &Verified::tls("TLSv1.3"),
+        false,
+    );
+    assert_eq!(step.then, Then::Forward);
+    let path = step.headers.iter().find(|(h, _)| h == ":path").and_then(|(_, v)| v.clone()).unwrap();
+    assert!(!path.contains("bluebird") && !path.contains("jane"), "{path}");
+    assert_eq!(x.logged_path(), path);
+    let prompt = br#"{"model":"big-1","messages":[]}"#;
+    let step = x.on_body(Side::Request, prompt.len(), true, &mut |s, n| prompt[s..s + n].to_vec());
+    assert_eq!((step.then, step.headers), (Then::Forward, vec![]));
+    assert_eq!(x.audit().policy, "big");
+    assert_eq!(x.audit().decision, Decision::Redacted);
+}
+
+#[test]
+fn flow_refuses_a_compressed_answer_too_large_to_inflate_even_when_oversize_passes() {
+    let cfg = r#"{"response":{"max_body_bytes":1024,"on_oversize":"pass_unscanned"}}"#;
+    let (mut x, _) = exchange_under(flowing(cfg), "/v1/chat/completions", PROMPT);
+    let mut plain = vec![b' '; 5000];
+    plain.extend_from_slice(CHAT.as_bytes());
+    let mut gz = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
+    gz.extend(miniz_oxide::deflate::compress_to_vec(&plain, 6));
+    gz.extend_from_slice(&[0; 8]);
+    let d = answer(&mut x, Some("application/json"), Some("gzip"), &[&gz]);
+    assert!(d.headers.contains(&("content-encoding".into(), None)), "{:?}", d.headers);
+    assert!(text(&d).contains("response_too_large"), "{}", text(&d));
+    assert_eq!(x.audit().reason.as_deref(), Some("response_too_large"));
 }

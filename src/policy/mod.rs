@@ -59,6 +59,8 @@ pub struct Policies {
     default: Rc<Policy>,
     /// `audit.prompt_digest`: the key of the keyed prompt digest.
     prompt_digest: Option<crate::detect::sha256::HmacKey>,
+    /// `hold_headers`: a message's headers may wait for its body ([`Policies::holds_headers`]).
+    hold_headers: bool,
 }
 
 /// What the request head says, for choosing a policy.
@@ -245,7 +247,7 @@ impl Policies {
             Some(k) => Some(crate::detect::sha256::HmacKey::new(k.as_bytes())),
             None => None,
         };
-        Ok(Policies { named, default, prompt_digest })
+        Ok(Policies { named, default, prompt_digest, hold_headers: cfg.hold_headers })
     }
 
     /// Parses and compiles a configuration document in one step: what the filter does in
@@ -271,9 +273,34 @@ impl Policies {
         Some(format!("hmac-sha256:{hex}"))
     }
 
+    /// Whether a message's headers may be held until its body is judged (`hold_headers`).
+    ///
+    /// Envoy holds headers a wasm filter stops only with `allow_on_headers_stop_iteration: true`
+    /// in the filter's configuration; without it (Istio's `WasmPlugin` cannot set it), a
+    /// stopped header callback stops the body callbacks too, and the stream stalls. So by
+    /// default headers go out at once: with `content-length` removed (the body may change size)
+    /// and every header decision made from the head alone. Bodies are still held and judged
+    /// whole in the body callbacks; a refusal of an answer whose headers went out is written as
+    /// the body, in the API's error shape, instead of a status.
+    pub fn holds_headers(&self) -> bool {
+        self.hold_headers
+    }
+
     /// The default policy.
     pub fn default_policy(&self) -> &Rc<Policy> {
         &self.default
+    }
+
+    /// Every distinct detection engine, the default policy's first (a named policy without its
+    /// own `detect` shares the default's).
+    pub fn engines(&self) -> Vec<&Engine> {
+        let mut out: Vec<&Rc<Engine>> = vec![&self.default.engine];
+        for p in &self.named {
+            if !out.iter().any(|e| Rc::ptr_eq(e, &p.engine)) {
+                out.push(&p.engine);
+            }
+        }
+        out.into_iter().map(|e| &**e).collect()
     }
 
     /// Named policies, in order.

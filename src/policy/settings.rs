@@ -33,6 +33,9 @@ pub struct Config {
     pub policies: Vec<NamedConfig>,
     /// The audit record's options (deployment-wide: top level only).
     pub audit: AuditConfig,
+    /// `hold_headers`: whether a message's headers may be held until its body is judged
+    /// (deployment-wide: it must match Envoy's `allow_on_headers_stop_iteration`).
+    pub hold_headers: bool,
 }
 
 /// The deployment-wide part of the top level's `audit`: `{"prompt_digest": {"key": "..."}}`.
@@ -370,6 +373,7 @@ impl Config {
             "limits",
             "policies",
             "audit",
+            "hold_headers",
         ])?;
         let policies = obj.read("policies", |n| n.array(|n| NamedConfig::read(&n)))?.unwrap_or_default();
         for (i, p) in policies.iter().enumerate() {
@@ -394,6 +398,7 @@ impl Config {
             },
             policies,
             audit,
+            hold_headers: obj.read("hold_headers", |n| n.bool())?.unwrap_or(false),
         })
     }
 }
