@@ -2,6 +2,7 @@
 #
 #   make run [UPSTREAM=host:port] [ENVOY="func-e run"] [CONFIG=envoy/inferguard.json]
 #   make test | build | certs | bench | clean
+#   make oci | push IMAGE=registry/repo:tag   (the module as an OCI image for Istio's WasmPlugin)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := run
@@ -26,7 +27,7 @@ CERTS     := certs/ca.crt certs/ca.key $(foreach n,$(LEAVES),certs/$(n).crt cert
              certs/jwt.key certs/jwks.json certs/jwt-other.key
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run build test test-unit test-e2e browser certs bench bench-engine bench-envoy bench-instructions valgrind baseline-wasm clean wasm-target venv
+.PHONY: run build test test-unit test-e2e browser registry-tools oci push certs bench bench-engine bench-envoy bench-instructions valgrind baseline-wasm clean wasm-target venv
 
 ## build: the filter (.wasm) and the native CLI
 build: $(WASM) $(CLI)
@@ -115,7 +116,7 @@ test: test-unit test-e2e
 test-unit:
 	cargo test --quiet
 
-test-e2e: build venv certs browser
+test-e2e: build venv certs browser registry-tools
 	$(PYTHON) -m pytest -q tests/e2e
 
 ## browser: a Chromium for tests/e2e/test_browser.py (driven by Playwright from .venv, which
@@ -129,6 +130,31 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	else \
 	  echo "no chromium: install it (apt-get install chromium) or set CHROMIUM=/path/to/chrome; test_browser.py fails without one"; \
+	fi
+
+## oci: the optimised module as an OCI image layout in target/oci/ (Istio's "compat" format: one
+## tar+gzip layer holding plugin.wasm), reproducible and verified; prints the manifest digest and the
+## line for istio/settings/settings.yaml
+oci: $(WASM)
+	python3 istio/oci.py build --wasm $(WASM) --out target/oci
+
+## push IMAGE=registry/repo[:tag]: that image to a registry (REGISTRY_USER/REGISTRY_PASSWORD or
+## ~/.docker/config.json for credentials); prints the oci://...@sha256:... reference
+IMAGE ?=
+push: oci
+	@test -n "$(IMAGE)" || { echo "usage: make push IMAGE=registry.example.com/team/inferguard:tag"; exit 1; }
+	python3 istio/oci.py push --layout target/oci $(IMAGE)
+
+## registry-tools: Debian's skopeo (tests read the image layout with it) and docker-registry (the
+## CNCF distribution registry, which tests push to on 127.0.0.1), installed when we may (root with
+## apt-get)
+registry-tools:
+	@if command -v skopeo >/dev/null && command -v docker-registry >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's skopeo and docker-registry for tests/e2e/test_istio_package.py"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends skopeo docker-registry >/dev/null; \
+	else \
+	  echo "no skopeo or docker-registry: install them (apt-get install skopeo docker-registry); the OCI tests fail without them"; \
 	fi
 
 ## bench: what inferguard costs: the engine natively, then Envoy with and without the filter

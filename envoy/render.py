@@ -15,6 +15,15 @@ route (virtual host `legacy.inferguard.test`), the --upstream address unless giv
 has `audit.capture.to: capture_log` (one line per request that has one). Default:
 capture-<https port>.log beside the rendered file (-o), or under .run/ when it goes to stdout.
 
+--istio-wasmplugin NAMESPACE/NAME renders the wasm filter exactly as istiod (1.30) generates it for
+a WasmPlugin of that name, once istio-agent has fetched the module: an HTTP filter that takes its
+configuration over ECDS (config_discovery, here from a file beside the rendered bootstrap, where
+istiod uses ADS), and in that ECDS resource an envoy.extensions.filters.http.wasm.v3.Wasm with the
+plugin configuration as JSON in a google.protobuf.StringValue, the V8 runtime, no vm_id,
+failure_policy FAIL_CLOSED (failStrategy FAIL_CLOSE) and no allow_on_headers_stop_iteration, which a
+WasmPlugin cannot set (istio/README.md has the sources). Without it the filter is configured inline
+with allow_on_headers_stop_iteration: true, as before.
+
 --plain-filtered-port (tests) adds a plaintext listener that runs the TLS listener's whole HTTP
 chain (jwt_authn, inferguard, router), so the filter's own 426 `tls_required` can be seen; without
 it that listener is not rendered.
@@ -59,9 +68,83 @@ def drop_block(template: str, name: str) -> str:
     return out
 
 
+# What istiod names a WasmPlugin's filter and plugin: since 1.30 a WasmPlugin becomes a synthetic
+# TrafficExtension named <name>~istio-translated-wasmplugin (pilot/pkg/config/kube/extensions/
+# translate.go), whose ECDS resource and HTTP filter are called
+# extensions.istio.io/trafficextension/<namespace>.<that name> and whose PluginConfig.name is
+# <namespace>.<that name> (pilot/pkg/model/extensions.go).
+ISTIO_TRANSLATED = "~istio-translated-wasmplugin"
+ISTIO_RESOURCE_PREFIX = "extensions.istio.io/trafficextension/"
+# istio/wasmplugin.yaml's pluginName, which istiod sets as the root id.
+ISTIO_PLUGIN_NAME = "inferguard"
+WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+RBAC_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+
+
+def istio_names(wasmplugin: str):
+    """(ECDS resource and filter name, PluginConfig.name) for a WasmPlugin NAMESPACE/NAME."""
+    namespace, _, name = wasmplugin.partition("/")
+    if not namespace or not name:
+        raise SystemExit(f"--istio-wasmplugin {wasmplugin!r}: expected NAMESPACE/NAME")
+    plugin = f"{namespace}.{name}{ISTIO_TRANSLATED}"
+    return ISTIO_RESOURCE_PREFIX + plugin, plugin
+
+
+def istio_extension_config(wasmplugin: str, plugin_config: str, wasm: str) -> dict:
+    """The ECDS DiscoveryResponse that istiod sends for the WasmPlugin, as istio-agent hands it to
+    Envoy (remote oci:// code rewritten to the fetched local file; the ISTIO_META_* environment
+    variables it reads removed, leaving none)."""
+    resource, plugin = istio_names(wasmplugin)
+    config = {
+        "name": plugin,
+        "root_id": ISTIO_PLUGIN_NAME,
+        "vm_config": {"runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": wasm}}},
+        "failure_policy": "FAIL_CLOSED",
+    }
+    parsed = json.loads(plugin_config) if plugin_config.strip() else {}
+    if parsed:
+        # pluginConfig is a google.protobuf.Struct; istiod marshals it to JSON (protomarshal.ToJSON)
+        # and wraps it in a StringValue. An empty pluginConfig gives no configuration at all.
+        config["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                   "value": json.dumps(parsed, sort_keys=True, separators=(",", ":"))}
+    return {"version_info": "1", "resources": [{
+        "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+        "name": resource,
+        "typed_config": {"@type": WASM_TYPE, "config": config},
+    }]}
+
+
+def istio_filter(wasmplugin: str, ecds_path: str) -> str:
+    """The HTTP filter istiod puts in the chain for a WasmPlugin: config_discovery only."""
+    resource, _ = istio_names(wasmplugin)
+    return f"""
+          # BEGIN inferguard
+          # As istiod generates it for WasmPlugin {wasmplugin} (render.py --istio-wasmplugin): the
+          # configuration comes over ECDS, from {os.path.basename(ecds_path)} (istiod: ADS); requests wait
+          # for it (initial_fetch_timeout 0s). RBAC is the type istio-agent substitutes (deny all)
+          # when it cannot fetch a FAIL_CLOSE plugin's module.
+          - name: {json.dumps(resource)}
+            config_discovery:
+              config_source:
+                path_config_source: {{ path: {json.dumps(ecds_path)} }}
+                resource_api_version: V3
+                initial_fetch_timeout: 0s
+              type_urls: [{json.dumps(WASM_TYPE)}, {json.dumps(RBAC_TYPE)}]
+          # END inferguard
+"""
+
+
 def host_port(address: str):
     host, _, port = address.rpartition(":")
     return socket.gethostbyname(host or "127.0.0.1"), int(port)
+
+
+def istio_ecds_path(args) -> str:
+    """Where --istio-wasmplugin writes the ECDS resource: beside the rendered bootstrap (or .run/)."""
+    if args.istio_ecds:
+        return os.path.abspath(args.istio_ecds)
+    base = os.path.abspath(args.output) if args.output != "-" else os.path.join(ROOT, ".run", "envoy.yaml")
+    return os.path.splitext(base)[0] + ".ecds.json"
 
 
 def render(args) -> str:
@@ -77,6 +160,22 @@ def render(args) -> str:
         template = drop_block(template, "plain-filtered")
     with open(args.config) as f:
         plugin_config = f.read()
+    if args.istio_wasmplugin:
+        ecds_path = istio_ecds_path(args)
+        os.makedirs(os.path.dirname(ecds_path), exist_ok=True)
+        with open(ecds_path, "w") as f:
+            json.dump(istio_extension_config(args.istio_wasmplugin, plugin_config, os.path.abspath(args.wasm)), f,
+                      indent=1)
+        # Literal text: the ${...} of the template are filled below, and the filter has none.
+        filter_yaml = istio_filter(args.istio_wasmplugin, ecds_path).replace("$", "$$")
+        template, n = re.subn(r"\n *# BEGIN inferguard\n.*?# END inferguard\n", lambda _: filter_yaml, template,
+                              flags=re.S)
+        assert n == 1, "envoy.yaml: no single BEGIN/END inferguard block"
+        # Envoy's file subscriptions need a node id and cluster, which every Istio proxy has (shaped
+        # like a sidecar's: <type>~<ip>~<pod>.<namespace>~<namespace>.svc.cluster.local).
+        namespace = args.istio_wasmplugin.partition("/")[0]
+        template = (f"node:\n  id: sidecar~127.0.0.1~inferguard.{namespace}~{namespace}.svc.cluster.local\n"
+                    f"  cluster: inferguard.{namespace}\n") + template
     host, port = host_port(args.upstream)
     plain_host, plain_port = host_port(args.plain_upstream or args.upstream)
     cert_dir = os.path.abspath(args.certs)
@@ -134,8 +233,13 @@ def main() -> None:
     p.add_argument("--wasm", default="target/inferguard.wasm")
     p.add_argument("--config", default=os.path.join(HERE, "inferguard.json"), help="plugin configuration (JSON)")
     p.add_argument("--bare", action="store_true", help="leave the inferguard filter out")
+    p.add_argument("--istio-wasmplugin", metavar="NAMESPACE/NAME",
+                   help="configure the filter as istiod does for that WasmPlugin (ECDS, no allow_on_headers_stop_iteration)")
+    p.add_argument("--istio-ecds", help="file of the ECDS resource with --istio-wasmplugin (default: beside -o, .ecds.json)")
     p.add_argument("-o", "--output", default="-")
     args = p.parse_args()
+    if args.bare and args.istio_wasmplugin:
+        p.error("--bare leaves the filter out: no --istio-wasmplugin with it")
     out = render(args)
     if args.output == "-":
         sys.stdout.write(out)

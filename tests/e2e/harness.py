@@ -237,11 +237,13 @@ class Envoy(Process):
     chain (jwt_authn, inferguard, router): there the filter itself answers 426. `plain_port` is the
     listener that answers every request with Envoy's own direct-response 426.
     `log_jwt_metadata` puts jwt_authn's whole dynamic metadata in each access-log line (`jwt_authn=`,
-    read with `jwt_metadata`)."""
+    read with `jwt_metadata`). `istio_wasmplugin` ("NAMESPACE/NAME") configures the filter as istiod
+    does for that WasmPlugin (render.py --istio-wasmplugin: over ECDS, no
+    allow_on_headers_stop_iteration); the ECDS resource is written to `ecds_path`."""
 
     def __init__(self, workdir, upstream: str, plugin_config: str = "{}", bare: bool = False, wait=True,
                  plain_upstream: str = None, upstream_plaintext: bool = False, upstream_sni: str = None,
-                 upstream_ca: str = None, log_jwt_metadata: bool = False):
+                 upstream_ca: str = None, log_jwt_metadata: bool = False, istio_wasmplugin: str = None):
         self.https_port, self.plain_port, self.admin_port = free_port(), free_port(), free_port()
         self.plain_filtered_port = free_port()
         tag = f"{self.https_port}"
@@ -268,6 +270,9 @@ class Envoy(Process):
             render += ["--upstream-ca", upstream_ca]
         if log_jwt_metadata:
             render.append("--log-jwt-metadata")
+        self.ecds_path = os.path.join(workdir, f"envoy-{tag}.ecds.json") if istio_wasmplugin else None
+        if istio_wasmplugin:
+            render += ["--istio-wasmplugin", istio_wasmplugin, "--istio-ecds", self.ecds_path]
         subprocess.run(render, check=True, cwd=ROOT)
         super().__init__([ENVOY, "-c", self.yaml, "--disable-hot-restart", "--concurrency", "2",
                           "--log-level", "warn", "--component-log-level", "wasm:info",
