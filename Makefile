@@ -183,14 +183,14 @@ bench-envoy: build venv certs $(if $(BASELINE),baseline-wasm)
 	$(BENCH_CARGO) --target wasm32-wasip1 --manifest-path tests/bench/noop/Cargo.toml
 	$(BENCH_CARGO) --target wasm32-wasip1 --manifest-path tests/bench/Cargo.toml --bin inferguard-core-bench
 	$(BENCH_CARGO) --manifest-path tests/bench/Cargo.toml --bin inferguard-core-bench --bin inferguard-bench
-	BENCH_BASELINE="$(if $(BASELINE),$(BASELINE_DIR)/inferguard.wasm)" target/bench-build/release/inferguard-bench
+	BENCH_BASELINE="$(if $(BASELINE),$(BASELINE_DIR)/inferguard.wasm)" BENCH_BASELINE_CONFIG="$(if $(BASELINE),$(BASELINE_DIR)/inferguard.json)" target/bench-build/release/inferguard-bench
 
 ## bench-instructions: Envoy's instructions per request under callgrind (steady where wall-clock
 ## figures are noisy; slow), for bare Envoy, the no-op filter, inferguard and BASELINE if given
 bench-instructions: build venv certs valgrind $(if $(BASELINE),baseline-wasm)
 	$(BENCH_CARGO) --target wasm32-wasip1 --manifest-path tests/bench/noop/Cargo.toml
 	$(BENCH_CARGO) --manifest-path tests/bench/Cargo.toml --bin inferguard-bench
-	BENCH_INSTRUCTIONS=1 BENCH_BASELINE="$(if $(BASELINE),$(BASELINE_DIR)/inferguard.wasm)" target/bench-build/release/inferguard-bench
+	BENCH_INSTRUCTIONS=1 BENCH_BASELINE="$(if $(BASELINE),$(BASELINE_DIR)/inferguard.wasm)" BENCH_BASELINE_CONFIG="$(if $(BASELINE),$(BASELINE_DIR)/inferguard.json)" target/bench-build/release/inferguard-bench
 
 valgrind:
 	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
@@ -207,6 +207,11 @@ baseline-wasm: wasm-target $(WASM_OPT)
 	    target/baseline/build/wasm32-wasip1/wasm/inferguard.wasm -o $(BASELINE_DIR)/inferguard.wasm; \
 	fi
 	@ls -l $(BASELINE_DIR)/inferguard.wasm | awk '{ printf "baseline %s (%d bytes)\n", $$9, $$5 }'
+	@# A baseline from before `hold_headers` refuses the field: its copy of the configuration has none
+	@# (such a build always held headers; envoy/envoy.yaml lets it).
+	@if git grep -q hold_headers $(BASELINE) -- src/policy/settings.rs; then cp $(or $(BENCH_CONFIG),$(CONFIG)) $(BASELINE_DIR)/inferguard.json; \
+	else python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c.pop("hold_headers",None); json.dump(c,open(sys.argv[2],"w"))' \
+	  $(or $(BENCH_CONFIG),$(CONFIG)) $(BASELINE_DIR)/inferguard.json; fi
 
 clean:
 	rm -rf .tools

@@ -173,6 +173,16 @@ def render(args) -> str:
         assert n == 1, "envoy.yaml: no single BEGIN/END inferguard block"
         # Envoy's file subscriptions need a node id and cluster, which every Istio proxy has (shaped
         # like a sidecar's: <type>~<ip>~<pod>.<namespace>~<namespace>.svc.cluster.local).
+        # jwt_authn as a RequestAuthentication configures it (pilot/pkg/security/authn/
+        # policy_applier.go): space-delimited claims split into lists in the metadata, no failure
+        # status there, and a token that fails verification refused by jwt_authn itself.
+        template, n1 = re.subn(r"\n( *)failed_status_in_metadata: failure\n",
+                               r"\n\1normalize_payload_in_metadata: { space_delimited_claims: [scope, permission] }\n",
+                               template)
+        template, n2 = re.subn(r"allow_missing_or_failed: \{\}",
+                               "requires_any: { requirements: [{ provider_name: inferguard }, { allow_missing: {} }] }",
+                               template)
+        assert n1 >= 1 and n2 >= 1, "envoy.yaml: jwt_authn is not where render.py expects it"
         namespace = args.istio_wasmplugin.partition("/")[0]
         template = (f"node:\n  id: sidecar~127.0.0.1~inferguard.{namespace}~{namespace}.svc.cluster.local\n"
                     f"  cluster: inferguard.{namespace}\n") + template

@@ -45,7 +45,7 @@ pub struct JwtFacts<'a> {
     pub sub: Option<&'a [u8]>,
     /// `payload.iss`.
     pub iss: Option<&'a [u8]>,
-    /// `payload.scope` (space-separated).
+    /// `payload.scope` (space-separated, or a list once jwt_authn normalised it).
     pub scope: Option<&'a [u8]>,
     /// `payload.scp` (a list).
     pub scp: Option<&'a [u8]>,
@@ -175,8 +175,15 @@ impl Identity {
             id.subject = Some(sub.to_owned());
             id.issuer = text(v.jwt.iss).map(str::to_owned);
             id.groups = v.jwt.groups.map(strings).unwrap_or_default();
-            if let Some(scope) = text(v.jwt.scope) {
-                id.scopes.extend(scope.split_ascii_whitespace().map(str::to_owned));
+            // Space-separated as issued; a list where jwt_authn splits it (Istio sets
+            // `normalize_payload_in_metadata.space_delimited_claims: [scope, permission]`).
+            match v.jwt.scope.and_then(pairs_keys) {
+                Some(list) => id.scopes.extend(list.into_iter().filter(|s| !s.is_empty())),
+                None => {
+                    if let Some(scope) = text(v.jwt.scope) {
+                        id.scopes.extend(scope.split_ascii_whitespace().map(str::to_owned));
+                    }
+                }
             }
             id.scopes.extend(v.jwt.scp.map(strings).unwrap_or_default());
         } else if let Some(code) = v.jwt.failure_code {
@@ -285,6 +292,16 @@ mod tests {
 
     fn pairs(items: &[&str]) -> Vec<u8> {
         encode_list(items)
+    }
+
+    #[test]
+    fn a_scope_claim_split_into_a_list_reads_as_the_same_scopes() {
+        // Istio's RequestAuthentication makes jwt_authn split `scope` (space_delimited_claims).
+        let list = crate::policy::encode_map(&[(b"inference", b""), (b"read", b"")]);
+        let payload = crate::policy::encode_map(&[(b"sub", b"alice"), (b"scope", &list)]);
+        let entry = crate::policy::encode_map(&[(b"payload", &payload)]);
+        let id = Identity::from_verified(&Verified { jwt: JwtFacts::from_metadata(&entry), ..Verified::tls("TLSv1.3") });
+        assert_eq!(id.scopes, ["inference", "read"]);
     }
 
     #[test]

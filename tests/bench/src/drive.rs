@@ -40,8 +40,15 @@ pub fn body<C: AsRef<[u8]>>(x: &mut Exchange, side: Side, chunks: &[C], end: boo
 
 /// Request head and body, then the response head; returns the exchange ready for the answer.
 pub fn start(x: &mut Exchange, request: &[u8], stream_answer: bool) {
-    let _ = x.on_request_head(&RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() }, &Verified::tls("TLSv1.3"), false);
+    let _ = x.on_request_head(
+        &RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() },
+        &Verified::tls("TLSv1.3"),
+        false,
+    );
     body(x, Side::Request, &[request], true);
     let ct = if stream_answer { "text/event-stream" } else { "application/json" };
-    let _ = x.on_response_head(&ResponseHead { status: 200, content_type: Some(ct), content_encoding: None, ..Default::default() }, false);
+    let _ = x.on_response_head(
+        &ResponseHead { status: 200, content_type: Some(ct), content_encoding: None, ..Default::default() },
+        false,
+    );
 }

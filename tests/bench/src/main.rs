@@ -57,6 +57,12 @@ fn config_path() -> String {
     std::env::var("BENCH_CONFIG").unwrap_or_else(|_| "envoy/inferguard.json".into())
 }
 
+/// The baseline's configuration: BENCH_BASELINE_CONFIG (the Makefile's copy, without the fields an
+/// older build would refuse), else the one under test.
+fn baseline_config_path() -> String {
+    std::env::var("BENCH_BASELINE_CONFIG").ok().filter(|c| !c.is_empty()).unwrap_or_else(config_path)
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
@@ -248,10 +254,17 @@ fn throughput(
 
 /// With a baseline module, prints what this build changes against it, row by row: Envoy CPU per
 /// request (the figure to compare across builds) and rps, both from the same interleaved rounds.
-fn against_baseline(module: Option<&str>, rows: &[(String, Figures, Figures, Figures)], base: &[Figures]) -> Option<Value> {
+fn against_baseline(
+    module: Option<&str>,
+    rows: &[(String, Figures, Figures, Figures)],
+    base: &[Figures],
+) -> Option<Value> {
     let module = module?;
     println!("{:<28} {}", "against the baseline", module);
-    println!("{:<28} {:>12} {:>12} {:>8} {:>10} {:>10} {:>8}", "", "base CPU us", "this CPU us", "change", "base rps", "this rps", "change");
+    println!(
+        "{:<28} {:>12} {:>12} {:>8} {:>10} {:>10} {:>8}",
+        "", "base CPU us", "this CPU us", "change", "base rps", "this rps", "change"
+    );
     let mut out = serde_json::Map::new();
     for ((name, _, _, this), b) in rows.iter().zip(base) {
         let (bc, tc) = (median(b.cpu_us.clone()), median(this.cpu_us.clone()));
@@ -383,7 +396,7 @@ fn count_instructions(up: u16, dir: &str) {
         ("inferguard", Filter::Wasm { module: wasm, config: config_path() }),
     ];
     if let Some(module) = &baseline {
-        builds.push(("baseline", Filter::Wasm { module: module.clone(), config: config_path() }));
+        builds.push(("baseline", Filter::Wasm { module: module.clone(), config: baseline_config_path() }));
     }
     let scenarios = [
         instructions::Scenario {
@@ -475,7 +488,12 @@ fn main() {
     // of the filter in the same interleaved rounds, so a change is measured against it directly.
     let baseline = std::env::var("BENCH_BASELINE").ok().filter(|b| !b.is_empty());
     if let Some(module) = &baseline {
-        envoys.push(Envoy::start("baseline", Filter::Wasm { module: module.clone(), config: config_path() }, up, dir));
+        envoys.push(Envoy::start(
+            "baseline",
+            Filter::Wasm { module: module.clone(), config: baseline_config_path() },
+            up,
+            dir,
+        ));
     }
     // Streams and memory compare bare Envoy and inferguard only.
     let pair = [&envoys[0], &envoys[2]];
@@ -490,7 +508,11 @@ fn main() {
         .unwrap_or_default();
     eprintln!(
         "bench: upstream :{up}, bare :{}, no-op wasm :{}, inferguard :{}, {} rounds of {:?} per scenario",
-        envoys[0].port, envoys[1].port, envoys[2].port, rounds(), dur
+        envoys[0].port,
+        envoys[1].port,
+        envoys[2].port,
+        rounds(),
+        dur
     );
 
     let mut results = serde_json::Map::new();
@@ -587,7 +609,12 @@ fn main() {
     let in_envoy = if added_cpu_us > 0.0 { answers.json_1m.len() as f64 / added_cpu_us } else { f64::NAN };
 
     println!();
-    println!("inferguard vs bare Envoy: medians of {} interleaved rounds, {:?} each; Envoy --concurrency 1; {cpu}, {} cores", rounds(), dur, std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "inferguard vs bare Envoy: medians of {} interleaved rounds, {:?} each; Envoy --concurrency 1; {cpu}, {} cores",
+        rounds(),
+        dur,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     println!(
         "{:<22} {:>9} {:>15} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8}",
         "scenario",
