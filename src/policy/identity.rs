@@ -300,7 +300,8 @@ mod tests {
         let list = crate::policy::encode_map(&[(b"inference", b""), (b"read", b"")]);
         let payload = crate::policy::encode_map(&[(b"sub", b"alice"), (b"scope", &list)]);
         let entry = crate::policy::encode_map(&[(b"payload", &payload)]);
-        let id = Identity::from_verified(&Verified { jwt: JwtFacts::from_metadata(&entry), ..Verified::tls("TLSv1.3") });
+        let id =
+            Identity::from_verified(&Verified { jwt: JwtFacts::from_metadata(&entry), ..Verified::tls("TLSv1.3") });
         assert_eq!(id.scopes, ["inference", "read"]);
     }
 
