@@ -12,10 +12,11 @@
 //! 4. [`Exchange::on_log`] with what Envoy knows when the stream is logged (the clock again);
 //! 5. [`Exchange::audit`] at any time: the record so far.
 //!
-//! What goes out is decided by the bytes, never by their labels: the headers of a direction are
-//! held until its first bytes show what the body is (`wire::sniff`); a JSON answer is
-//! then read whole, an event stream, JSON lines or text are redacted as they pass, and every
-//! request body is read whole, whatever its method. After any error nothing more passes.
+//! What goes out is decided by the bytes, never by their labels: a body's first bytes show what
+//! it is (`wire::sniff`); a JSON answer is then read whole, an event stream, JSON lines or text
+//! are redacted as they pass, and every request body is read whole, whatever its method. After
+//! any error nothing more passes. The headers of a direction wait for that with `hold_headers`
+//! ([`Policies::holds_headers`]); without it they go at once, and the bodies are held alone.
 //!
 //! # Examples
 //!
@@ -29,7 +30,8 @@
 //! let mut x = Exchange::new(Rc::new(Policies::from_json("").unwrap()));
 //! let head = RequestHead { method: "POST", path: "/v1/chat/completions", ..Default::default() };
 //! let tls = Verified { tls_version: Some("TLSv1.3"), ..Default::default() };
-//! assert_eq!(x.on_request_head(&head, &tls, false).then, Then::Hold);
+//! // The headers go at once (no `hold_headers`); the body is still read whole before it goes.
+//! assert_eq!(x.on_request_head(&head, &tls, false).then, Then::Forward);
 //! let prompt = br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
 //! let step = x.on_body(Side::Request, prompt.len(), true, &mut |s, n| prompt[s..s + n].to_vec());
 //! assert_eq!((step.body, step.then), (None, Then::Forward));
