@@ -580,11 +580,7 @@ impl Exchange {
             _ => "anonymous:".to_owned(),
         };
         // A header value carries visible ASCII only: anything else is percent-encoded.
-        let caller = caller
-            .bytes()
-            .map(|b| if (0x20..0x7f).contains(&b) && b != b'%' { (b as char).to_string() } else { format!("%{b:02X}") })
-            .collect();
-        step.headers.push((IDENTITY_HEADER.into(), Some(caller)));
+        step.headers.push((IDENTITY_HEADER.into(), Some(visible_ascii(caller))));
         let model = if end { Model::Absent } else { Model::Unread };
         if self.choose(model) {
             if let Err(d) = self.admit() {
@@ -1540,6 +1536,23 @@ fn strip_port(address: &str) -> &str {
         }
         _ => address,
     }
+}
+
+/// `text` as a header value may carry it: visible ASCII as it is, every other byte (and `%`)
+/// percent-encoded.
+fn visible_ascii(text: String) -> String {
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'%') {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for b in text.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The request header that carries the verified caller to the filters after this one.

@@ -6,7 +6,7 @@
 //! `on_configure` return false, so Envoy refuses the filter and logs which field was wrong.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
@@ -22,7 +22,9 @@ use crate::policy::{JwtFacts, Policies, Verified};
 proxy_wasm::main! {{
     // Also installs a panic hook that logs the panic at critical level before the VM traps.
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { policy: None, metrics: Rc::default() }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { policy: None, metrics: Rc::default(), connections: Rc::default() })
+    });
 }}
 
 /// The filter state key the audit record is stored under. Envoy's access log reads it as
@@ -59,6 +61,59 @@ impl Store for SharedData {
 struct Root {
     policy: Option<Rc<Policies>>,
     metrics: Rc<Metrics>,
+    connections: Rc<RefCell<Connections>>,
+}
+
+/// What Envoy verified about a downstream connection, which holds for every request on it.
+#[derive(Default)]
+struct ConnectionFacts {
+    tls_version: Option<Vec<u8>>,
+    client_certificate: bool,
+    spiffe: Option<Vec<u8>>,
+    client_address: Option<Vec<u8>>,
+}
+
+impl ConnectionFacts {
+    /// Read from Envoy: one host call each.
+    fn read(prop: &dyn Fn(&[&str]) -> Option<Vec<u8>>) -> ConnectionFacts {
+        let client_certificate = prop(&["connection", "mtls"]).as_deref() == Some(&[1]);
+        ConnectionFacts {
+            tls_version: prop(&["connection", "tls_version"]),
+            client_certificate,
+            spiffe: if client_certificate { prop(&["connection", "uri_san_peer_certificate"]) } else { None },
+            client_address: prop(&["source", "address"]),
+        }
+    }
+}
+
+/// The facts of this worker's recent connections, by Envoy's connection id: read once per
+/// connection instead of once per request (keep-alive and HTTP/2 carry many requests on one).
+/// Envoy never reuses an id while the process lives, so an entry cannot describe another
+/// connection; the oldest entries go first past the bound.
+#[derive(Default)]
+struct Connections {
+    facts: HashMap<u64, Rc<ConnectionFacts>>,
+    order: VecDeque<u64>,
+}
+
+impl Connections {
+    /// Connections remembered per worker: more than one worker serves at once in practice.
+    const MAX: usize = 1024;
+
+    fn get_or_read(&mut self, id: u64, read: impl FnOnce() -> ConnectionFacts) -> Rc<ConnectionFacts> {
+        if let Some(f) = self.facts.get(&id) {
+            return Rc::clone(f);
+        }
+        if self.order.len() >= Self::MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.facts.remove(&old);
+            }
+        }
+        let f = Rc::new(read());
+        self.facts.insert(id, Rc::clone(&f));
+        self.order.push_back(id);
+        f
+    }
 }
 
 /// The metric ids of this VM, defined on first use (label values come from the configuration).
@@ -130,6 +185,7 @@ impl RootContext for Root {
             replied: false,
             sizes: [0, 0],
             metrics: Rc::clone(&self.metrics),
+            connections: Rc::clone(&self.connections),
             streaming: false,
             holdback_max: 0,
         }))
@@ -149,6 +205,7 @@ struct Filter {
     /// callback, which is not told).
     sizes: [usize; 2],
     metrics: Rc<Metrics>,
+    connections: Rc<RefCell<Connections>>,
     /// The response is streaming (counted in the active streams gauge until `on_log`).
     streaming: bool,
     /// The most characters the stream held back at once.
@@ -312,11 +369,14 @@ impl HttpContext for Filter {
         fn text(b: &Option<Vec<u8>>) -> Option<&str> {
             b.as_deref().and_then(|b| std::str::from_utf8(b).ok())
         }
-        // Each read is a host call: only what can matter is read.
-        let tls_version = prop(&["connection", "tls_version"]);
-        let mtls = prop(&["connection", "mtls"]);
-        let client_certificate = mtls.as_deref() == Some(&[1]);
-        let spiffe = if client_certificate { prop(&["connection", "uri_san_peer_certificate"]) } else { None };
+        // Each read is a host call: only what can matter is read, and the connection's facts once
+        // per connection (Envoy's `connection.id`, 8 little-endian bytes).
+        let id =
+            prop(&["connection", "id"]).and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok()).map(u64::from_le_bytes);
+        let connection = match id {
+            Some(id) => self.connections.borrow_mut().get_or_read(id, || ConnectionFacts::read(&prop)),
+            None => Rc::new(ConnectionFacts::read(&prop)),
+        };
         let route = prop(&["xds", "route_name"]);
         let upstream_tls = if self.exchange.policies().reads_upstream_tls() {
             prop(&["xds", "cluster_metadata", "filter_metadata", "inferguard", "upstream_tls"])
@@ -325,12 +385,11 @@ impl HttpContext for Filter {
         };
         // The whole jwt_authn entry in one read (the claims and the failure status inside it).
         let jwt = prop(&JWT_METADATA);
-        let client_address = prop(&["source", "address"]);
         let verified = Verified {
-            client_address: text(&client_address),
-            tls_version: text(&tls_version),
-            client_certificate,
-            spiffe: text(&spiffe),
+            client_address: text(&connection.client_address),
+            tls_version: text(&connection.tls_version),
+            client_certificate: connection.client_certificate,
+            spiffe: text(&connection.spiffe),
             route: text(&route),
             upstream_tls: upstream_tls.as_deref().map(|b| b == [1]),
             jwt: jwt.as_deref().map(JwtFacts::from_metadata).unwrap_or_default(),

@@ -691,16 +691,21 @@ impl Browser {
         let mut edits: Vec<HeaderEdit> = Vec::new();
         let mut vary: Vec<&str> = Vec::new();
         for (name, value) in upstream.unwrap_or_default() {
-            let lower = name.to_ascii_lowercase();
+            // Envoy hands names over in lower case already: a copy only when one is not.
+            let lower: Cow<str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(name.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(name)
+            };
             if lower == "vary" {
                 vary.extend(value.split(',').map(str::trim).filter(|v| !v.is_empty()));
                 continue;
             }
             let remove = lower.starts_with("access-control-")
-                || STACK_HEADERS.contains(&lower.as_str())
+                || STACK_HEADERS.contains(&lower.as_ref())
                 || self.headers.strip.iter().any(|s| strip_matches(s, &lower));
             if remove && !edits.iter().any(|(n, _)| *n == lower) {
-                edits.push((Cow::Owned(lower), None));
+                edits.push((Cow::Owned(lower.into_owned()), None));
             }
         }
         for (name, value) in &self.headers.security {

@@ -9,7 +9,7 @@ import uuid
 import httpx
 import pytest
 
-from harness import b64, client, mint_token, raw_spec, wait_for
+from harness import CLIENT_IDS, b64, client, mint_token, raw_spec, wait_for
 
 APP = "https://app.example.com"
 CONFIG = {
@@ -336,3 +336,29 @@ def test_an_unknown_capture_destination_is_refused_by_envoy(workdir, standin):
     code, out = envoy_validate(workdir, standin.address, json.dumps({"audit": {"capture": {"to": "syslog"}}}))
     assert code != 0
     assert ("audit.capture.to: unknown variant `syslog`, expected one of `access_log`, `capture_log`") in out
+
+
+def test_each_connection_keeps_its_own_peer_facts_over_many_requests(envoy):
+    """The filter reads a connection's TLS facts and peer once and keeps them for its requests:
+    interleaved keep-alive connections (two client certificates, one without) each keep theirs."""
+    conns = {name: client(cert=name if name != "none" else None, http2=(name == "batch"))
+             for name in ("chat", "batch", "none")}
+    seen = {name: set() for name in conns}
+    try:
+        for _ in range(3):
+            for name, c in conns.items():
+                marker = uuid.uuid4().hex
+                r = c.post(f"{envoy.base}/v1/chat/completions?t={marker}",
+                           json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+                assert r.status_code == 200, r.text
+                a = envoy.audit_for(marker)
+                seen[name].add((a["identity"]["source"], a["identity"].get("subject"), a["client_address"]))
+    finally:
+        for c in conns.values():
+            c.close()
+    # One connection each (one peer port), and each its own identity on every request.
+    assert {n: len(s) for n, s in seen.items()} == {"chat": 1, "batch": 1, "none": 1}, seen
+    assert [(src, sub) for src, sub, _ in seen["chat"]] == [("mtls", CLIENT_IDS["chat"])]
+    assert [(src, sub) for src, sub, _ in seen["batch"]] == [("mtls", CLIENT_IDS["batch"])]
+    assert [(src, sub) for src, sub, _ in seen["none"]] == [("anonymous", None)]
+    assert len({peer for s in seen.values() for _, _, peer in s}) == 3
