@@ -31,7 +31,7 @@ CERTS     := certs/ca.crt certs/ca.key $(foreach n,$(LEAVES),certs/$(n).crt cert
              certs/jwt.key certs/jwks.json certs/jwt-other.key
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run build test test-unit test-e2e browser registry-tools oci push certs bench bench-engine bench-envoy bench-instructions valgrind baseline-wasm clean wasm-target venv
+.PHONY: run build test test-unit test-e2e browser registry-tools oci push certs fuzz bench bench-engine bench-envoy bench-instructions valgrind baseline-wasm clean wasm-target venv
 
 ## build: the filter (.wasm) and the native CLI
 build: $(WASM) $(CLI)
@@ -165,6 +165,25 @@ registry-tools:
 	else \
 	  echo "no skopeo or docker-registry: install them (apt-get install skopeo docker-registry); the OCI tests fail without them"; \
 	fi
+
+## fuzz [FUZZ_SECONDS=60] [FUZZ_TARGETS="answer prompt config"]: each target under libFuzzer
+## (cargo-fuzz, installed under .tools/; stable Rust with RUSTC_BOOTSTRAP=1) for that long. New
+## inputs go to target/fuzz/corpus/ (not committed); tests/fuzz/corpus/ holds the seeds and every
+## input that once failed, which `make test` replays (tests/fuzz_replay.rs).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= answer prompt config
+CARGO_FUZZ := .tools/cargo/bin/cargo-fuzz
+fuzz: $(CARGO_FUZZ)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p target/fuzz/corpus/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ) run --fuzz-dir tests/fuzz --sanitizer none $$t target/fuzz/corpus/$$t tests/fuzz/corpus/$$t \
+	    -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536 2>&1 | tee target/fuzz/$$t.log | grep -E "^Done|panicked|Failing input" || exit 1; \
+	  grep -q "^Done" target/fuzz/$$t.log || { echo "fuzz: $$t failed (target/fuzz/$$t.log)"; exit 1; }; \
+	done
+
+$(CARGO_FUZZ):
+	cargo install --quiet --locked --root .tools/cargo cargo-fuzz@0.13.2
 
 ## bench: what inferguard costs: the engine natively, then Envoy with and without the filter
 bench: bench-engine bench-envoy

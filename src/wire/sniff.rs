@@ -68,9 +68,16 @@ pub fn sniff(bytes: &[u8], end: bool, content_type: Option<&str>) -> Sniff {
     if content_type.is_some_and(wide_charset) || wide_bom(bytes) {
         return Sniff::Is(Shape::Wide);
     }
-    // Before the NUL pattern: media headers are full of NUL bytes.
+    let window = &bytes[..bytes.len().min(BINARY_WINDOW)];
+    // Before the NUL pattern: media headers are full of NUL bytes. A signature is not enough by
+    // itself: "BMI is..." and "ID3 tags..." are text, and only what is not UTF-8 passes as binary.
     if magic(bytes) {
-        return Sniff::Is(Shape::Binary);
+        if !utf8(window) {
+            return Sniff::Is(Shape::Binary);
+        }
+        if !end && bytes.len() < BINARY_WINDOW {
+            return Sniff::NeedMore;
+        }
     }
     if nul_interleaved(bytes) {
         return Sniff::Is(Shape::Wide);
@@ -86,11 +93,13 @@ pub fn sniff(bytes: &[u8], end: bool, content_type: Option<&str>) -> Sniff {
         return json_family(rest, end);
     }
     // The first bytes tell text from binary; what follows is read as whatever they said.
-    if !clean_text(&bytes[..bytes.len().min(BINARY_WINDOW)]) {
+    if !clean_text(window) {
         if bytes.len() < BINARY_WINDOW && !end {
             return Sniff::NeedMore;
         }
-        if mostly_binary(&bytes[..bytes.len().min(BINARY_WINDOW)]) {
+        // Control characters alone do not make binary: UTF-8 text is read as text, whatever it
+        // holds (a client shows it).
+        if !utf8(window) && mostly_binary(window) {
             return Sniff::Is(Shape::Binary);
         }
         // Text with some bad bytes: read as text, which refuses it where it is not UTF-8.
@@ -196,11 +205,15 @@ fn magic(b: &[u8]) -> bool {
 
 /// Valid UTF-8 (a sequence cut at the end is fine) with no control bytes but tab, CR, LF, FF.
 fn clean_text(b: &[u8]) -> bool {
-    let valid = match std::str::from_utf8(b) {
+    utf8(b) && !b.iter().any(|&c| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r' | 0x0C))
+}
+
+/// UTF-8, but for a character the window may cut at its end.
+fn utf8(b: &[u8]) -> bool {
+    match std::str::from_utf8(b) {
         Ok(_) => true,
         Err(e) => e.error_len().is_none(),
-    };
-    valid && !b.iter().any(|&c| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r' | 0x0C))
+    }
 }
 
 /// Fewer than 70% of the bytes are printable ASCII or whitespace: random and compressed data
@@ -323,5 +336,16 @@ mod doc_examples {
         assert_eq!(sniff(b"\xff\xfe{\x00", false, Some("application/json")), Sniff::Is(Shape::Wide));
         assert_eq!(sniff(b"\x89PNG\r\n\x1a\n", false, Some("text/plain")), Sniff::Is(Shape::Binary));
         assert_eq!(sniff(b"dat", false, None), Sniff::NeedMore);
+    }
+
+    #[test]
+    fn text_that_starts_like_a_media_file_or_holds_control_characters_is_text() {
+        // Found by fuzzing: both passed as binary, though a client reads them as text.
+        for body in [&b"BMI is 23; mail jane@x.io"[..], b"ID3 tags are metadata", b"\x03", b"a\x01b\x02c\x00"] {
+            assert_eq!(sniff(body, true, Some("text/plain")), Sniff::Is(Shape::Text), "{body:?}");
+        }
+        // A signature the window has not yet shown to be binary waits for more.
+        assert_eq!(sniff(b"GIF89a", false, None), Sniff::NeedMore);
+        assert_eq!(sniff(b"GIF89a\x01\x00\x01\x00\x80\xff\x00", false, None), Sniff::Is(Shape::Binary));
     }
 }
