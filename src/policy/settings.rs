@@ -458,9 +458,17 @@ impl MatchConfig {
             models: obj.read("models", Node::strings)?.unwrap_or_default(),
             subjects: obj.read("subjects", Node::strings)?.unwrap_or_default(),
             groups: obj.read("groups", Node::strings)?.unwrap_or_default(),
-            spiffe: obj.read("spiffe", Node::strings)?.unwrap_or_default(),
+            spiffe: obj.read("spiffe", spiffe_globs)?.unwrap_or_default(),
         })
     }
+}
+
+/// Globs on SPIFFE ids: each must be one (`spiffe://`), or it could never match a certificate.
+fn spiffe_globs(node: &Node) -> Result<Vec<String>, ConfigError> {
+    node.array(|n| match n.str()? {
+        p if p.starts_with("spiffe://") => Ok(p.to_owned()),
+        _ => Err(n.error("expected a SPIFFE id glob starting with `spiffe://`")),
+    })
 }
 
 impl AdmissionConfig {
@@ -497,7 +505,7 @@ impl ModelRuleConfig {
         Ok(ModelRuleConfig {
             subjects: obj.read("subjects", Node::strings)?.unwrap_or_default(),
             groups: obj.read("groups", Node::strings)?.unwrap_or_default(),
-            spiffe: obj.read("spiffe", Node::strings)?.unwrap_or_default(),
+            spiffe: obj.read("spiffe", spiffe_globs)?.unwrap_or_default(),
             allow: obj.read("allow", Node::strings)?,
             deny: obj.read("deny", Node::strings)?.unwrap_or_default(),
         })
