@@ -442,8 +442,15 @@ fn connection_strings_end_at_the_at_before_the_host() {
         ("mongodb+srv://admin:p%40ssw0rd@cluster0.mongodb.net/test", Some("admin:p%40ssw0rd")),
         ("postgres://app:p@ss@db.internal/app", Some("app:p@ss")),
         ("redis://:pa&#64;ss@[::1]:6379/0", Some(":pa&#64;ss")),
-        // Every host runs into another '@': the first '@' before a host ends the userinfo.
-        ("https://u:p@x@y@ z", Some("u:p")),
+        // The userinfo runs to the last '@' before a host, whatever the password holds.
+        ("https://u:p@x@y@ z", Some("u:p@x")),
+        ("postgres://svc:(x7$Lk9*Qa@db.local:5432/app", Some("svc:(x7$Lk9*Qa")),
+        ("mysql://etl:@r4T#w2@Kp9@10.0.0.5/dw", Some("etl:@r4T#w2@Kp9")),
+        ("amqp://guest:g?u#e$t!@rabbit.internal", Some("guest:g?u#e$t!")),
+        // A port and a query, a path: no userinfo.
+        ("https://host.example:8080?to=a@b.example", None),
+        ("https://host.example:8080/users/@alice", None),
+        ("https://u:${DB_PASS}@db.example", None),
         // No password, or no host after the '@'.
         ("https://user@host.example:8080/", None),
         ("https://u:p@/path", None),

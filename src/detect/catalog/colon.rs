@@ -20,11 +20,6 @@ pub(super) fn colon(h: Hay<'_>, i: usize, sink: &mut Sink) {
     }
 }
 
-/// A character of a URL's host name or port (a bracketed IPv6 address is read apart).
-fn is_host(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'~' | b'%' | b':')
-}
-
 /// A character of a bracketed IPv6 address.
 fn is_hex(c: Option<u8>) -> bool {
     c.is_some_and(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
@@ -82,14 +77,14 @@ fn url(h: Hay<'_>, i: usize, sink: &mut Sink) {
     if !sink.on(Det::ConnectionString) {
         return;
     }
-    // userinfo `user:password@host`. A password may hold an '@' (`p%40ss`, which the scan reads
-    // folded as `p@ss`), so the userinfo ends at the first '@' before a host that no further '@'
-    // follows, as URL parsers split it; when every host runs into another '@', at the first '@'
-    // before a host. The choice reads only the authority, up to a character that ends it (or
-    // the mask token a previous redaction left), so redacting the text again changes nothing.
+    // userinfo `user:password@host`. Passwords hold what URLs forbid (`(x7$Lk9*Qa`,
+    // `@r4T#w2@Kp9`, or `p%40ss`, which the scan reads folded as `p@ss`), so the userinfo runs to
+    // the last '@' before a host within the authority, which ends at what no password in the
+    // wild holds: whitespace, quotes, brackets, a '/' (or the mask token a previous redaction
+    // left, so redacting the text again changes nothing).
     let mut j = u;
-    let mut first_host = None;
-    let end = loop {
+    let mut end = None;
+    loop {
         match at!(h, sink, j, u) {
             Some(b'@') => {
                 let host = match at!(h, sink, j + 1, u) {
@@ -97,49 +92,29 @@ fn url(h: Hay<'_>, i: usize, sink: &mut Sink) {
                     None => false,
                 };
                 if host {
-                    let mut k = j + 1;
-                    if at!(h, sink, k, u) == Some(b'[') {
-                        k += 1;
-                        while is_hex(at!(h, sink, k, u)) && k - u <= 256 {
-                            k += 1;
-                        }
-                        if at!(h, sink, k, u) == Some(b']') {
-                            k += 1;
-                        }
-                    }
-                    while let Some(c) = at!(h, sink, k, u) {
-                        if !is_host(c) || k - u > 256 {
-                            break;
-                        }
-                        k += 1;
-                    }
-                    if at!(h, sink, k, u) != Some(b'@') {
-                        break Some(j);
-                    }
-                    first_host.get_or_insert(j);
-                    // Go on at the next '@' (a host holds no character that ends the authority).
-                    j = k;
-                    continue;
+                    end = Some(j);
                 }
             }
             Some(c)
                 if c.is_ascii_whitespace()
-                    || matches!(c, b'/' | b'?' | b'#' | b'"' | b'\'' | b'`' | b'<' | b'>' | b'[' | b']' | b'\\') =>
+                    || matches!(c, b'/' | b'"' | b'\'' | b'`' | b'<' | b'>' | b'[' | b']' | b'\\') =>
             {
-                break first_host
+                break
             }
-            None => break first_host,
+            None => break,
             Some(_) => {}
         }
         j += 1;
         if j - u > 256 {
-            break first_host;
+            break;
         }
-    };
+    }
     let Some(j) = end else { return };
     let Some(c) = b[u..j].iter().position(|&c| c == b':') else { return };
     let pass = &b[u + c + 1..j];
-    if pass.is_empty() || placeholder(pass) {
+    // `host:8080?to=a@b.example` is a port and a query, not a password.
+    let port = pass.iter().take_while(|c| c.is_ascii_digit()).count();
+    if pass.is_empty() || placeholder(pass) || (port > 0 && matches!(pass.get(port), None | Some(b'?' | b'#'))) {
         return;
     }
     sink.yes(Det::ConnectionString, u, j);

@@ -19,7 +19,7 @@ enum Label {
 }
 
 /// Labels ending in `y` (the other keywords are listed in [`classify`]).
-const AWS_LABELS: &[&[u8]] = &[b"secret_access_key", b"secretaccesskey", b"aws_secret_key"];
+const AWS_LABELS: &[&[u8]] = &[b"secret_access_key", b"secretaccesskey", b"aws_secret_key", b"awssecretkey"];
 const TOKEN_LABELS: &[&[u8]] = &[
     b"api_key",
     b"apikey",
@@ -35,8 +35,10 @@ const TOKEN_LABELS: &[&[u8]] = &[
 /// Whether identifier `id` ends with `kw` at a word boundary: the whole identifier, after a
 /// separator (`db_password`, `db-password`, `db.password`), or at a camelCase hump
 /// (`dbPassword`).
+/// `_` and `-` in `kw` match either (`aws-secret-access-key`, `AWS_SECRET_ACCESS_KEY`).
 fn ends_with_kw(id: &[u8], kw: &[u8]) -> bool {
-    if !ends_with_ci(id, kw) {
+    let same = |a: &u8, k: &u8| a.eq_ignore_ascii_case(k) || (*k == b'_' && *a == b'-');
+    if id.len() < kw.len() || !id[id.len() - kw.len()..].iter().zip(kw).all(|(a, k)| same(a, k)) {
         return false;
     }
     let p = id.len() - kw.len();
@@ -65,6 +67,16 @@ fn label_tail(y: u8, z: u8) -> bool {
     )
 }
 
+/// Tokens that are not secrets by their name: `publicToken`, `csrf-token`, `next_page_token`,
+/// `max_tokens`' kin. (`nonce`, `state` and `id` are no labels at all.)
+fn public_token(id: &[u8]) -> bool {
+    const NOT_SECRET: &[&[u8]] =
+        &[b"public", b"csrf", b"xsrf", b"page", b"next", b"continuation", b"cursor", b"sync", b"pagination", b"max"];
+    let head = &id[..id.len() - 5];
+    let head = head.strip_suffix(b"_").or_else(|| head.strip_suffix(b"-")).unwrap_or(head);
+    NOT_SECRET.iter().any(|w| ends_with_kw(head, w))
+}
+
 fn classify(id: &[u8]) -> Option<Label> {
     let any = |ks: &[&[u8]]| ks.iter().any(|k| ends_with_kw(id, k));
     // Dispatch on the last letter: most identifiers are ruled out at once.
@@ -78,10 +90,30 @@ fn classify(id: &[u8]) -> Option<Label> {
         b's' if any(&[b"credentials"]) => Some(Label::Token),
         b'l' if any(&[b"credential"]) => Some(Label::Token),
         b'n' if any(&[b"authorization"]) => Some(Label::Authorization),
-        b'n' if any(&[b"token"]) => Some(Label::Token),
+        b'n' if any(&[b"token"]) && !public_token(id) => Some(Label::Token),
         b'y' if any(AWS_LABELS) => Some(Label::Aws),
         b'y' if any(TOKEN_LABELS) => Some(Label::Token),
         _ => None,
+    }
+}
+
+/// Whether `c` ends an unquoted password.
+fn ends_password(c: u8) -> bool {
+    c.is_ascii_whitespace() || matches!(c, b'"' | b'\'' | b'`' | b'<' | b'|' | b';')
+}
+
+/// Whether an unquoted value is a call or an index (`getpass()`, `os.environ["PW"]`,
+/// `vault.read(path)`), not a password: a dotted name right before `(` or `[`.
+fn is_call(v: &[u8]) -> bool {
+    let Some(p) = v.iter().position(|&c| c == b'(' || c == b'[') else { return false };
+    p > 0 && (v[0].is_ascii_alphabetic() || v[0] == b'_') && v[..p].iter().all(|&c| is_word(c) || c == b'.')
+}
+
+fn opener(close: u8) -> u8 {
+    match close {
+        b')' => b'(',
+        b']' => b'[',
+        _ => b'{',
     }
 }
 
@@ -99,15 +131,31 @@ pub(super) fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let b = h.b;
     // Back over `"`, `]`, `*`, spaces to the identifier.
     let mut k = i;
-    let mut skipped = 0;
-    // `]` only in the `headers["Authorization"]` shape, never after a mask token.
-    while k > 0
-        && skipped < 6
-        && (matches!(b[k - 1], b' ' | b'\t' | b'"' | b'\'' | b'`' | b'*')
-            || (b[k - 1] == b']' && k >= 2 && matches!(b[k - 2], b'"' | b'\'')))
-    {
+    let (mut skipped, mut spaces) = (0, 0);
+    // Any run of spaces (column-aligned HCL, TOML, YAML); `]` only in the
+    // `headers["Authorization"]` shape, never after a mask token.
+    while k > 0 {
+        match b[k - 1] {
+            b' ' | b'\t' if spaces < MAX_ALIGN => spaces += 1,
+            b'"' | b'\'' | b'`' | b'*' if skipped < 6 => skipped += 1,
+            b']' if skipped < 6 && k >= 2 && matches!(b[k - 2], b'"' | b'\'') => skipped += 1,
+            _ => break,
+        }
         k -= 1;
-        skipped += 1;
+    }
+    // A type between the name and `=`: `var gitlabToken string = "..."`, `apiKey: string = ...`.
+    if b[i] == b'='
+        && k >= 8
+        && b[k - 1] | 0x20 == b'g'
+        && ends_with_ci(&b[..k], b"string")
+        && matches!(b[k - 7], b' ' | b':')
+    {
+        k -= 6;
+        let mut n = 0;
+        while k > 0 && n < 4 && matches!(b[k - 1], b' ' | b':') {
+            k -= 1;
+            n += 1;
+        }
     }
     // [`classify`] knows every label by its last two letters, which most words before a `:` or
     // `=` do not end in: no need to read them back.
@@ -115,6 +163,9 @@ pub(super) fn assign(h: Hay<'_>, i: usize, sink: &mut Sink) {
         assign_label(h, i, k, sink);
     }
 }
+
+/// The most spaces between a label and its `=` or `:` (column-aligned configuration files).
+const MAX_ALIGN: usize = 40;
 
 /// [`assign`] once the identifier before `i` ends at `id_end` in the letters of a label.
 #[inline(never)]
@@ -161,7 +212,7 @@ fn assign_label(h: Hay<'_>, i: usize, id_end: usize, sink: &mut Sink) {
     let mut spaces = 0;
     loop {
         match at!(h, sink, j, j) {
-            Some(b' ' | b'\t' | b'*') if spaces < 8 => {
+            Some(b' ' | b'\t' | b'*') if spaces < MAX_ALIGN => {
                 j += 1;
                 spaces += 1;
             }
@@ -189,16 +240,21 @@ fn assign_label(h: Hay<'_>, i: usize, id_end: usize, sink: &mut Sink) {
         (vs, e, true)
     } else {
         let vs = j;
+        // A password runs to whitespace whatever it holds (`&k2P(vn9*W`); other values stop at
+        // punctuation too.
+        let pw_label = label == Label::Password;
+        let (run, ends): (&mut (usize, usize), fn(u8) -> bool) =
+            if pw_label { (&mut sink.pw_run, ends_password) } else { (&mut sink.run, ends_value) };
         // The run ends at the same byte wherever in it it starts: remember it, so that a run
         // full of `=` or `:` ("a=a=a=...") is read once, not once per anchor.
-        let stop = if sink.run.0 <= vs && vs <= sink.run.1 {
-            sink.run.1
+        let stop = if run.0 <= vs && vs <= run.1 {
+            run.1
         } else {
             let mut e = vs;
-            while b.get(e).is_some_and(|&c| !ends_value(c)) {
+            while b.get(e).is_some_and(|&c| !ends(c)) {
                 e += 1;
             }
-            sink.run = (vs, e);
+            *run = (vs, e);
             e
         };
         // Too long is decided even if more text follows: the run can only grow.
@@ -211,12 +267,22 @@ fn assign_label(h: Hay<'_>, i: usize, id_end: usize, sink: &mut Sink) {
         }
         let mut e = stop;
         // A call or an index, not a value: `password = getpass()`, `os.environ["PW"]`.
-        if matches!(b.get(e), Some(b'(' | b'[')) {
+        if matches!(b.get(e), Some(b'(' | b'[')) || (pw_label && is_call(&b[vs..e])) {
             return;
         }
         let stop = e;
         while e > vs && matches!(b[e - 1], b'.' | b':' | b'*') {
             e -= 1;
+        }
+        if pw_label {
+            // Punctuation that closes the sentence or the bracket around the value.
+            loop {
+                match b[vs..e].last() {
+                    Some(b',' | b';' | b'.' | b':') => e -= 1,
+                    Some(&c @ (b')' | b']' | b'}')) if !b[vs..e].contains(&opener(c)) => e -= 1,
+                    _ => break,
+                }
+            }
         }
         // After `:` in prose ("password: use a strong one") a plain word is only a value when
         // nothing else follows it on the line, as in YAML or "Password: hunter".

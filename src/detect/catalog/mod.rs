@@ -206,6 +206,8 @@ pub(crate) struct Sink {
     on: [bool; COUNT],
     /// The last unquoted label value run: from `.0` it stops at `.1`.
     run: (usize, usize),
+    /// The same for an unquoted password, which runs to whitespace.
+    pw_run: (usize, usize),
     /// The last `%` or `&` the scan passed (`usize::MAX`: none): one near the end may start a
     /// sequence that more text could still make fold (see `Engine::scan`). Meaningful for a
     /// scan of text as it is, which met nothing that folds.
@@ -214,7 +216,14 @@ pub(crate) struct Sink {
 
 impl Sink {
     pub(crate) fn new(on: [bool; COUNT]) -> Sink {
-        Sink { hits: Vec::new(), wait: usize::MAX, on, run: (usize::MAX, 0), escape: usize::MAX }
+        Sink {
+            hits: Vec::new(),
+            wait: usize::MAX,
+            on,
+            run: (usize::MAX, 0),
+            pw_run: (usize::MAX, 0),
+            escape: usize::MAX,
+        }
     }
 
     #[inline]
@@ -319,6 +328,8 @@ static CLASS: [u8; 256] = {
     // `%40`, `&#64;`: ASCII sequences that fold.
     t[b'%' as usize] = C_ESC;
     t[b'&' as usize] = C_ESC;
+    // `\u0040`, `\/`: JSON escapes left visible in text.
+    t[b'\\' as usize] = C_ESC;
     t
 };
 
@@ -595,7 +606,19 @@ fn is_word_opt(c: Option<u8>) -> bool {
 /// `{{ secret }}`, `********`, `null`, `YOUR_API_KEY`, our own `[REDACTED:...]` masks.
 fn placeholder(v: &[u8]) -> bool {
     let Some(&first) = v.first() else { return true };
-    if matches!(first, b'$' | b'<' | b'{' | b'%' | b'[' | b'(') {
+    let last = v[v.len() - 1];
+    // Templates and references: `<your-token>`, `{{ secret }}`, `[REDACTED:...]`, `(hidden)`,
+    // `%DB_PASS%`, `%(pw)s`, `$DB_PASSWORD`, `${PW}`, `$(cat pw)`. A real password may start with
+    // `(`, `%` or `$` (`(Tq8#vLw2!mZ`, `%%x9Kp$2rQ`): those need their closing half.
+    let ident = |w: &[u8]| !w.is_empty() && w.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_');
+    let template = match first {
+        b'<' | b'{' | b'[' => true,
+        b'(' => last == b')',
+        b'%' => (v.len() > 2 && last == b'%' && ident(&v[1..v.len() - 1])) || v.get(1) == Some(&b'(') || v.len() == 2,
+        b'$' => matches!(v.get(1), Some(b'{' | b'(')) || (ident(&v[1..]) && !v[1].is_ascii_digit()),
+        _ => false,
+    };
+    if template {
         return true;
     }
     if v.iter().all(|&c| c == first) && matches!(first, b'*' | b'x' | b'X' | b'.' | b'-' | b'_' | b'#' | b'?') {

@@ -1,0 +1,235 @@
+//! The shapes real answers take (issue 15): passwords that start with punctuation or are quoted,
+//! labels as configuration files and code write them, connection strings whose password holds
+//! what URLs forbid, JSON escapes left visible in prose, bad IBANs that must not lose their
+//! digits to other detectors, every family of each vendor's token, phone numbers as bare digit
+//! runs in a contact context, and placeholders that are left alone.
+//!
+//! Each case is the text and what redaction must make of it; decoys come out unchanged. Every case
+//! runs one shot, through `redact_field`, and streamed split at every point and one byte at a time,
+//! which must all agree.
+
+mod common;
+
+use inferguard::detect::{DetectConfig, Engine};
+
+/// (name, text, redacted text, detectors found in order).
+type Case = (&'static str, &'static str, &'static str, &'static [&'static str]);
+
+const PASSWORDS: &[Case] = &[
+    (
+        "quoted, opening paren",
+        r#"password: "(Tq8#vLw2!mZ""#,
+        r#"password: "[REDACTED:PASSWORD_ASSIGNMENT]""#,
+        &["password_assignment"],
+    ),
+    (
+        "env, percent signs",
+        r#"DB_PASSWORD="%%x9Kp$2rQ""#,
+        r#"DB_PASSWORD="[REDACTED:PASSWORD_ASSIGNMENT]""#,
+        &["password_assignment"],
+    ),
+    (
+        "passwd, star",
+        r#"passwd = "*7hG(kk2Lm""#,
+        r#"passwd = "[REDACTED:PASSWORD_ASSIGNMENT]""#,
+        &["password_assignment"],
+    ),
+    (
+        "camel label, ampersand, to whitespace",
+        "PassWord:&k2P(vn9*W next",
+        "PassWord:[REDACTED:PASSWORD_ASSIGNMENT] next",
+        &["password_assignment"],
+    ),
+    ("pwd, bang", "Pwd=!Zr+4(qT8mN", "Pwd=[REDACTED:PASSWORD_ASSIGNMENT]", &["password_assignment"]),
+    (
+        "single quotes hold spaces",
+        "pass = 'a b(c)d e'",
+        "pass = '[REDACTED:PASSWORD_ASSIGNMENT]'",
+        &["password_assignment"],
+    ),
+    ("dash label", "db-password: Qz!(8vv)x", "db-password: [REDACTED:PASSWORD_ASSIGNMENT]", &["password_assignment"]),
+    (
+        "sentence comma",
+        "Use password: Kp9$w(2x, then log in.",
+        "Use password: [REDACTED:PASSWORD_ASSIGNMENT], then log in.",
+        &["password_assignment"],
+    ),
+    (
+        "ado string",
+        "Server=db;Password=(s3cr#t;Trusted=no",
+        "Server=db;Password=[REDACTED:PASSWORD_ASSIGNMENT];Trusted=no",
+        &["password_assignment"],
+    ),
+    // Decoys: calls, indexes, templates, references.
+    ("call", "password = getpass()", "password = getpass()", &[]),
+    ("dotted call", "password = vault.read(path)", "password = vault.read(path)", &[]),
+    ("index", r#"password = os.environ["DB_PASSWORD"]"#, r#"password = os.environ["DB_PASSWORD"]"#, &[]),
+    ("angle template", "password: <your password>", "password: <your password>", &[]),
+    ("shell reference", "password=$DB_PASS", "password=$DB_PASS", &[]),
+    ("braced reference", r#"password: "${DB_PASS}""#, r#"password: "${DB_PASS}""#, &[]),
+    ("windows variable", "password=%DB_PASS%", "password=%DB_PASS%", &[]),
+    ("parenthesised word", "password: (hidden)", "password: (hidden)", &[]),
+];
+
+const LABELS: &[Case] = &[
+    (
+        "aws dashed",
+        "aws-secret-access-key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYzz9AB1Q3xQ",
+        "aws-secret-access-key = [REDACTED:AWS_SECRET_ACCESS_KEY]",
+        &["aws_secret_access_key"],
+    ),
+    (
+        "aligned toml",
+        "db_password      = \"hunter22x\"\nport             = 5432",
+        "db_password      = \"[REDACTED:PASSWORD_ASSIGNMENT]\"\nport             = 5432",
+        &["password_assignment"],
+    ),
+    (
+        "aligned yaml",
+        "api_key:            k8s9Xq2LmN4pR7tZ\nregion:             eu-west-1",
+        "api_key:            [REDACTED:PASSWORD_ASSIGNMENT]\nregion:             eu-west-1",
+        &["password_assignment"],
+    ),
+    (
+        "hcl tabs",
+        "secret_key\t\t= \"Zq7vN2mK9pL4xR8w\"",
+        "secret_key\t\t= \"[REDACTED:PASSWORD_ASSIGNMENT]\"",
+        &["password_assignment"],
+    ),
+    (
+        "go var with type",
+        r#"var gitlabToken string = "Zx81kLmP0qRs7TuV""#,
+        r#"var gitlabToken string = "[REDACTED:PASSWORD_ASSIGNMENT]""#,
+        &["password_assignment"],
+    ),
+    (
+        "ts field with type",
+        r#"apiKey: string = "Q9w8E7r6T5y4U3i2";"#,
+        r#"apiKey: string = "[REDACTED:PASSWORD_ASSIGNMENT]";"#,
+        &["password_assignment"],
+    ),
+    (
+        "js object",
+        r#"{ apiKey: "Q9w8E7r6T5y4U3i2" }"#,
+        r#"{ apiKey: "[REDACTED:PASSWORD_ASSIGNMENT]" }"#,
+        &["password_assignment"],
+    ),
+    (
+        "php array",
+        r#"'token' => 'a1B2c3D4e5F6g7H8',"#,
+        r#"'token' => '[REDACTED:PASSWORD_ASSIGNMENT]',"#,
+        &["password_assignment"],
+    ),
+    // Decoys: labels that name no secret.
+    ("public token", r#"publicToken: "pk_1234567890abcdef""#, r#"publicToken: "pk_1234567890abcdef""#, &[]),
+    ("csrf token", r#"csrf-token = "8f7e6d5c4b3a29180706""#, r#"csrf-token = "8f7e6d5c4b3a29180706""#, &[]),
+    (
+        "xsrf token",
+        r#"<meta name="x" content="1"> XSRF_TOKEN=9a8b7c6d5e4f3a2b"#,
+        r#"<meta name="x" content="1"> XSRF_TOKEN=9a8b7c6d5e4f3a2b"#,
+        &[],
+    ),
+    ("next page token", r#""nextPageToken": "CAUQAA2024xyz""#, r#""nextPageToken": "CAUQAA2024xyz""#, &[]),
+    ("nonce", r#"nonce: "a8f7e6d5c4b3a2918""#, r#"nonce: "a8f7e6d5c4b3a2918""#, &[]),
+    ("max tokens", "max_tokens = 4096", "max_tokens = 4096", &[]),
+];
+
+const CONNECTION_STRINGS: &[Case] = &[
+    (
+        "unencoded punctuation",
+        "postgres://svc:(x7$Lk9*Qa@db.local:5432/app",
+        "postgres://[REDACTED:CONNECTION_STRING]@db.local:5432/app",
+        &["connection_string"],
+    ),
+    (
+        "at signs and hash",
+        "mysql://etl:@r4T#w2@Kp9@10.0.0.5/dw",
+        "mysql://[REDACTED:CONNECTION_STRING]@[REDACTED:IPV4]/dw",
+        &["connection_string", "ipv4"],
+    ),
+    (
+        "question mark",
+        "amqp://guest:g?u#e$t!@rabbit.internal:5672",
+        "amqp://[REDACTED:CONNECTION_STRING]@rabbit.internal:5672",
+        &["connection_string"],
+    ),
+    (
+        "quoted in code",
+        r#"url = "redis://:Zp(9)x@cache:6379/0""#,
+        r#"url = "redis://[REDACTED:CONNECTION_STRING]@cache:6379/0""#,
+        &["connection_string"],
+    ),
+    // Decoys: a port and a query, a path with an '@', a template.
+    ("port and query", "https://host.example:8080?to=a", "https://host.example:8080?to=a", &[]),
+    ("path with at", "https://example.com/users/@alice", "https://example.com/users/@alice", &[]),
+    ("template", "postgres://app:${DB_PASS}@db.internal/app", "postgres://app:${DB_PASS}@db.internal/app", &[]),
+];
+
+const JSON_ESCAPES: &[Case] = &[
+    ("escaped at", r#"{"email": "ana\u0040shop.example"}"#, r#"{"email": "[REDACTED:EMAIL]"}"#, &["email"]),
+    (
+        "escaped at and dot",
+        r#"write to ana\u0040shop\u002eexample today"#,
+        "write to [REDACTED:EMAIL] today",
+        &["email"],
+    ),
+    (
+        "escaped slashes",
+        r#""https:\/\/hooks.slack.com\/services\/T0A1B2C3D\/B0A1B2C3D\/abcdefghijklmnopqrstuvwx""#,
+        r#""[REDACTED:SLACK_WEBHOOK]""#,
+        &["slack_webhook"],
+    ),
+    (
+        "escaped digits",
+        r#"card 4111\u00201111 is not folded, but \u0034111111111111111 is"#,
+        r#"card 4111\u00201111 is not folded, but [REDACTED:CREDIT_CARD] is"#,
+        &["credit_card"],
+    ),
+    // Decoys: escapes of other characters, and a lone backslash.
+    ("newline escapes", r#"line one\nline two\tand \u00e9t\u00e9"#, r#"line one\nline two\tand \u00e9t\u00e9"#, &[]),
+    ("windows path", r"C:\Users\ana\u0041pp", r"C:\Users\ana\u0041pp", &[]),
+];
+
+fn engine() -> Engine {
+    Engine::new(&DetectConfig::default()).unwrap()
+}
+
+fn check(cases: &[Case]) {
+    let e = engine();
+    for &(name, text, want, dets) in cases {
+        let r = e.redact(text);
+        assert_eq!(r.text, want, "{name}: {text:?}");
+        let found: Vec<&str> = r.findings.iter().map(|f| f.detector.as_ref()).collect();
+        assert_eq!(found, dets, "{name}");
+        assert_eq!(e.redact_field(None, text), r, "{name}: redact_field");
+        let want_found: Vec<(String, usize, usize)> =
+            r.findings.iter().map(|f| (f.detector.to_string(), f.start, f.end)).collect();
+        for p in (0..=text.len()).filter(|&p| text.is_char_boundary(p)) {
+            let (out, found) = common::stream(&e, text, |fed| if fed < p { p } else { text.len() });
+            assert_eq!(out, want, "{name}: split at {p}");
+            assert_eq!(found, want_found, "{name}: split at {p}");
+        }
+        let (out, found) = common::stream(&e, text, |fed| fed + 1);
+        assert_eq!((out.as_str(), &found), (want, &want_found), "{name}: one byte at a time");
+    }
+}
+
+#[test]
+fn passwords_that_start_with_punctuation_or_are_quoted() {
+    check(PASSWORDS);
+}
+
+#[test]
+fn labels_as_configuration_files_and_code_write_them() {
+    check(LABELS);
+}
+
+#[test]
+fn connection_strings_with_unencoded_passwords() {
+    check(CONNECTION_STRINGS);
+}
+
+#[test]
+fn json_escapes_visible_in_text() {
+    check(JSON_ESCAPES);
+}
