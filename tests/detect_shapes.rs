@@ -190,6 +190,82 @@ const JSON_ESCAPES: &[Case] = &[
     ("windows path", r"C:\Users\ana\u0041pp", r"C:\Users\ana\u0041pp", &[]),
 ];
 
+const BAD_IBANS: &[Case] = &[
+    // Each failed mod-97, and each once lost digits to the card or phone detector.
+    ("card inside", "IBAN DE00 4111 1111 1111 1111 11 rejected", "IBAN DE00 4111 1111 1111 1111 11 rejected", &[]),
+    (
+        "phone inside",
+        "IBAN FR00 3000 6000 0112 3456 7890 189 rejected",
+        "IBAN FR00 3000 6000 0112 3456 7890 189 rejected",
+        &[],
+    ),
+    ("belgian length", "compte BE00 0247 3188 65 refusé", "compte BE00 0247 3188 65 refusé", &[]),
+    ("dashes", "IBAN DE00-4111-1111-1111-1111-11", "IBAN DE00-4111-1111-1111-1111-11", &[]),
+    // A good one after a bad one is still found.
+    (
+        "good after bad",
+        "DE00 4111 1111 1111 1111 11, then DE89 3704 0044 0532 0130 00",
+        "DE00 4111 1111 1111 1111 11, then [REDACTED:IBAN]",
+        &["iban"],
+    ),
+];
+
+const VENDOR_FAMILIES: &[Case] = &[
+    (
+        "gitlab routable",
+        "token glpat-aBcDeFgHiJkLmNoPqRsTuVwX.01.0g1h2i3j4 end",
+        "token [REDACTED:GITLAB_TOKEN] end",
+        &["gitlab_token"],
+    ),
+    (
+        "gitlab routable at sentence end",
+        "use glpat-aBcDeFgHiJkLmNoPqRsTuVwX.",
+        "use [REDACTED:GITLAB_TOKEN].",
+        &["gitlab_token"],
+    ),
+    ("gitlab runner", "glrt-t1_aBcDeFgHiJkLmNoPqRsT", "[REDACTED:GITLAB_TOKEN]", &["gitlab_token"]),
+    (
+        "gitlab runner registration",
+        "--registration-token GR1348941aBcDeFgHiJkLmNoPqRsT",
+        "--registration-token [REDACTED:GITLAB_TOKEN]",
+        &["gitlab_token"],
+    ),
+    (
+        "gitlab deploy, feed, trigger, job",
+        "gldt-Zx81kLmP0qRs7TuVwXyZ glft-Zx81kLmP0qRs7TuVwXyZ glptt-Zx81kLmP0qRs7TuVwXyZ glcbt-64_Zx81kLmP0qRs7TuVwXyZ",
+        "[REDACTED:GITLAB_TOKEN] [REDACTED:GITLAB_TOKEN] [REDACTED:GITLAB_TOKEN] [REDACTED:GITLAB_TOKEN]",
+        &["gitlab_token", "gitlab_token", "gitlab_token", "gitlab_token"],
+    ),
+    (
+        "gitlab session cookie",
+        "Cookie: _gitlab_session=0123456789abcdef0123456789abcdef",
+        "Cookie: _gitlab_session=[REDACTED:GITLAB_TOKEN]",
+        &["gitlab_token"],
+    ),
+    ("slack rotating", "xoxe.xoxp-1-Mi0yLTE3ODMzNjM0NzE2MjMtMTc4MzM2", "[REDACTED:SLACK_TOKEN]", &["slack_token"]),
+    ("slack client", "d=xoxc-1234567890-abcdefghij", "d=[REDACTED:SLACK_TOKEN]", &["slack_token"]),
+    (
+        "slack webhook without scheme",
+        "post to hooks.slack.com/services/T0A1B2C3D/B0A1B2C3D/abcdefghijklmnopqrstuvwx now",
+        "post to [REDACTED:SLACK_WEBHOOK] now",
+        &["slack_webhook"],
+    ),
+    ("uatp card", "UATP 135412345678911 on file", "UATP [REDACTED:CREDIT_CARD] on file", &["credit_card"]),
+    ("iban with dashes", "IBAN DE89-3704-0044-0532-0130-00.", "IBAN [REDACTED:IBAN].", &["iban"]),
+    ("ssn with dots", "SSN 123.45.6789 on file", "SSN [REDACTED:US_SSN] on file", &["us_ssn"]),
+    (
+        "ssn after 'is'",
+        "Her social security number is 234567890.",
+        "Her social security number is [REDACTED:US_SSN].",
+        &["us_ssn"],
+    ),
+    // Decoys.
+    ("uatp-shaped order number", "order 135412345678912", "order 135412345678912", &[]),
+    ("dotted version", "release 123.45.6789 of the tool", "release 123.45.6789 of the tool", &[]),
+    ("nine digits without the label", "ticket 234567890 closed", "ticket 234567890 closed", &[]),
+    ("slack docs page", "see api.slack.com/messaging/webhooks", "see api.slack.com/messaging/webhooks", &[]),
+];
+
 fn engine() -> Engine {
     Engine::new(&DetectConfig::default()).unwrap()
 }
@@ -232,4 +308,14 @@ fn connection_strings_with_unencoded_passwords() {
 #[test]
 fn json_escapes_visible_in_text() {
     check(JSON_ESCAPES);
+}
+
+#[test]
+fn bad_ibans_lose_no_digits_to_other_detectors() {
+    check(BAD_IBANS);
+}
+
+#[test]
+fn every_vendor_token_family_to_its_last_character() {
+    check(VENDOR_FAMILIES);
 }

@@ -29,6 +29,45 @@ fn is_scheme(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'+' | b'.' | b'-')
 }
 
+/// The path of a Slack webhook from `p`, the webhook starting at `k`.
+fn slack_path(h: Hay<'_>, k: usize, p: usize, sink: &mut Sink) {
+    let b = h.b;
+    let mut j = p;
+    while let Some(c) = at!(h, sink, j, k) {
+        if !(c.is_ascii_alphanumeric() || matches!(c, b'/' | b'_' | b'-')) {
+            break;
+        }
+        j += 1;
+        if j - k > 512 {
+            return;
+        }
+    }
+    while b[j - 1] == b'/' {
+        j -= 1;
+    }
+    if j - p > 20 {
+        sink.yes(Det::SlackWebhook, k, j);
+    }
+}
+
+/// A Slack webhook written without its scheme, `hooks.slack.com/services/...`, at the `/` after
+/// the host (with a scheme, [`url`] finds it at the `:`).
+#[inline(never)]
+pub(super) fn slack_bare(h: Hay<'_>, i: usize, sink: &mut Sink) {
+    let b = h.b;
+    if i < 15 || !eq_ci(&b[i - 15..i], b"hooks.slack.com") || prev(b, i - 15) == Some(b'/') || !starts_word(b, i - 15) {
+        return;
+    }
+    let k = i - 15;
+    let p = i + 1;
+    if starts_ci!(h, sink, p, b"services/", k)
+        || starts_ci!(h, sink, p, b"workflows/", k)
+        || starts_ci!(h, sink, p, b"triggers/", k)
+    {
+        slack_path(h, k, p, sink);
+    }
+}
+
 fn url(h: Hay<'_>, i: usize, sink: &mut Sink) {
     let b = h.b;
     if b.get(i + 1).is_some_and(|&c| c != b'/') || (b.get(i + 1).is_none() && h.fin) {
@@ -55,22 +94,7 @@ fn url(h: Hay<'_>, i: usize, sink: &mut Sink) {
             || starts_ci!(h, sink, p, b"workflows/", k)
             || starts_ci!(h, sink, p, b"triggers/", k);
         if path_ok {
-            let mut j = p;
-            while let Some(c) = at!(h, sink, j, k) {
-                if !(c.is_ascii_alphanumeric() || matches!(c, b'/' | b'_' | b'-')) {
-                    break;
-                }
-                j += 1;
-                if j - k > 512 {
-                    return;
-                }
-            }
-            while b[j - 1] == b'/' {
-                j -= 1;
-            }
-            if j - p > 20 {
-                sink.yes(Det::SlackWebhook, k, j);
-            }
+            slack_path(h, k, p, sink);
             return;
         }
     }

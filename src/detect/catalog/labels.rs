@@ -16,6 +16,8 @@ enum Label {
     Aws,
     /// Authorization: the value is `Bearer <token>` or `Basic <credentials>`.
     Authorization,
+    /// `_gitlab_session`: GitLab's session cookie, 32 hex digits.
+    GitlabSession,
 }
 
 /// Labels ending in `y` (the other keywords are listed in [`classify`]).
@@ -90,6 +92,7 @@ fn classify(id: &[u8]) -> Option<Label> {
         b's' if any(&[b"credentials"]) => Some(Label::Token),
         b'l' if any(&[b"credential"]) => Some(Label::Token),
         b'n' if any(&[b"authorization"]) => Some(Label::Authorization),
+        b'n' if any(&[b"gitlab_session"]) => Some(Label::GitlabSession),
         b'n' if any(&[b"token"]) && !public_token(id) => Some(Label::Token),
         b'y' if any(AWS_LABELS) => Some(Label::Aws),
         b'y' if any(TOKEN_LABELS) => Some(Label::Token),
@@ -100,6 +103,21 @@ fn classify(id: &[u8]) -> Option<Label> {
 /// Whether `c` ends an unquoted password.
 fn ends_password(c: u8) -> bool {
     c.is_ascii_whitespace() || matches!(c, b'"' | b'\'' | b'`' | b'<' | b'|' | b';')
+}
+
+/// The end of the unquoted value at `vs`, which `ends` ends. The run ends at the same byte
+/// wherever in it it starts: it is remembered in `run`, so that a run full of `=` or `:`
+/// ("a=a=a=...") is read once, not once per anchor.
+fn run_end(b: &[u8], vs: usize, run: &mut (usize, usize), ends: fn(u8) -> bool) -> usize {
+    if run.0 <= vs && vs <= run.1 {
+        return run.1;
+    }
+    let mut e = vs;
+    while b.get(e).is_some_and(|&c| !ends(c)) {
+        e += 1;
+    }
+    *run = (vs, e);
+    e
 }
 
 /// Whether an unquoted value is a call or an index (`getpass()`, `os.environ["PW"]`,
@@ -243,19 +261,10 @@ fn assign_label(h: Hay<'_>, i: usize, id_end: usize, sink: &mut Sink) {
         // A password runs to whitespace whatever it holds (`&k2P(vn9*W`); other values stop at
         // punctuation too.
         let pw_label = label == Label::Password;
-        let (run, ends): (&mut (usize, usize), fn(u8) -> bool) =
-            if pw_label { (&mut sink.pw_run, ends_password) } else { (&mut sink.run, ends_value) };
-        // The run ends at the same byte wherever in it it starts: remember it, so that a run
-        // full of `=` or `:` ("a=a=a=...") is read once, not once per anchor.
-        let stop = if run.0 <= vs && vs <= run.1 {
-            run.1
+        let stop = if pw_label {
+            run_end(b, vs, &mut sink.pw_run, ends_password)
         } else {
-            let mut e = vs;
-            while b.get(e).is_some_and(|&c| !ends(c)) {
-                e += 1;
-            }
-            *run = (vs, e);
-            e
+            run_end(b, vs, &mut sink.run, ends_value)
         };
         // Too long is decided even if more text follows: the run can only grow.
         if stop - vs > 256 {
@@ -304,6 +313,12 @@ fn assign_label(h: Hay<'_>, i: usize, id_end: usize, sink: &mut Sink) {
     if v.iter().enumerate().any(|(k, &c)| c == b']' && mask_ends_at(b, vs + k + 1)) {
         return;
     }
+    if label == Label::GitlabSession {
+        if sink.on(Det::GitlabToken) && v.len() == 32 && v.iter().all(u8::is_ascii_hexdigit) {
+            sink.yes(Det::GitlabToken, vs, ve);
+        }
+        return;
+    }
     if label == Label::Aws && aws && v.len() == 40 && v.iter().all(|&c| is_b64(c)) {
         sink.yes(Det::AwsSecretAccessKey, vs, ve);
         return;
@@ -325,7 +340,9 @@ fn assign_label(h: Hay<'_>, i: usize, id_end: usize, sink: &mut Sink) {
     }
     let ok = match label {
         Label::Password => v.len() >= 3 && !v.contains(&b' ') || (quote.is_some() && v.len() >= 3),
-        Label::Token | Label::Aws | Label::Authorization => v.len() >= 8 && has_digit && !v.contains(&b' '),
+        Label::Token | Label::Aws | Label::Authorization | Label::GitlabSession => {
+            v.len() >= 8 && has_digit && !v.contains(&b' ')
+        }
     };
     if ok {
         sink.yes(Det::PasswordAssignment, vs, ve);

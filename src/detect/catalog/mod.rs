@@ -208,6 +208,9 @@ pub(crate) struct Sink {
     run: (usize, usize),
     /// The same for an unquoted password, which runs to whitespace.
     pw_run: (usize, usize),
+    /// Digit groups before this offset belong to an IBAN with a bad check number: no number
+    /// detector starts there.
+    pub(crate) shadow: usize,
     /// The last `%` or `&` the scan passed (`usize::MAX`: none): one near the end may start a
     /// sequence that more text could still make fold (see `Engine::scan`). Meaningful for a
     /// scan of text as it is, which met nothing that folds.
@@ -222,6 +225,7 @@ impl Sink {
             on,
             run: (usize::MAX, 0),
             pw_run: (usize::MAX, 0),
+            shadow: 0,
             escape: usize::MAX,
         }
     }
@@ -285,7 +289,7 @@ mod labels;
 mod numbers;
 mod tokens;
 
-use colon::colon;
+use colon::{colon, slack_bare};
 use email::email;
 use labels::assign;
 use numbers::numeric;
@@ -302,6 +306,7 @@ const C_J: u8 = 8;
 const C_B: u8 = 9;
 const C_HIGH: u8 = 10;
 const C_ESC: u8 = 11;
+const C_SLASH: u8 = 12;
 
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -318,6 +323,8 @@ static CLASS: [u8; 256] = {
     t[b'A' as usize] = C_A;
     t[b'J' as usize] = C_J;
     t[b'B' as usize] = C_B;
+    // The `/` after `hooks.slack.com` of a webhook written without its scheme.
+    t[b'/' as usize] = C_SLASH;
     let mut x = 0x80usize;
     while x < 256 {
         if is_fold_lead(x as u8) {
@@ -482,6 +489,8 @@ fn step(h: Hay<'_>, i: usize, folded: bool, sink: &mut Sink) -> Result<usize, Ne
         C_A => upper_a(h, i, sink),
         C_J if sink.on(Det::Jwt) => jwt(h, i, sink),
         C_B if sink.on(Det::BearerToken) => bearer(h, i, sink),
+        // Most slashes follow no `m`: only `...slack.com/` reads further.
+        C_SLASH if i > 0 && b[i - 1] | 0x20 == b'm' && sink.on(Det::SlackWebhook) => slack_bare(h, i, sink),
         // `%` and `&` start a folded sequence only before the right two or three bytes: most
         // (`50%`, `%s`, `a && b`, `&amp;`) are rejected by the first of them.
         C_ESC => {

@@ -2,7 +2,7 @@
 //! group. Most groups need no detector: one lookup in [`NUM_SHAPE`] says which may start there.
 
 use super::super::validate;
-use super::{is_alnum, is_digit, is_word, is_word_opt, label_before, prev, starts_word, Det, Hay, Sink};
+use super::{eq_ci, is_alnum, is_digit, is_word, is_word_opt, label_before, prev, starts_word, Det, Hay, Sink};
 use crate::swar::digit_run;
 
 // Numbers: credit cards, SSNs, phones, IBANs, IPv4. `g` is the first digit of a digit group.
@@ -15,6 +15,9 @@ pub(super) fn numeric(h: Hay<'_>, g: usize, sink: &mut Sink) -> usize {
     // The shape of this digit group decides which detectors could match at all: most numbers
     // in prose and code ("42,", "2024.", "x = 3") need none.
     let e = digit_run(b, g, 20);
+    if g < sink.shadow {
+        return e;
+    }
     let l = e - g;
     let mut want = match b.get(e) {
         Some(&next) => NUM_SHAPE[num_shape_index(l, NEXT_CLASS[next as usize], b[g])],
@@ -39,8 +42,14 @@ pub(super) fn numeric(h: Hay<'_>, g: usize, sink: &mut Sink) -> usize {
 #[inline(never)]
 fn numbers(h: Hay<'_>, g: usize, e: usize, want: u8, sink: &mut Sink) {
     let b = h.b;
-    if want & N_IBAN != 0 && sink.on(Det::Iban) {
-        iban(h, g, sink);
+    if want & N_IBAN != 0 {
+        if sink.on(Det::GitlabToken) && eq_ci(&b[g - 2..g], b"GR") && b[g..].starts_with(b"1348941") {
+            super::tokens::gitlab_runner_registration(h, g - 2, sink);
+            return;
+        }
+        if sink.on(Det::Iban) {
+            iban(h, g, sink);
+        }
     }
     // Whether byte `k` is a digit, or the text ends before it and more may follow.
     let digit_or_more = |k: usize| match b.get(k) {
@@ -135,7 +144,7 @@ static NUM_SHAPE: [u8; 21 * 8 * 3] = {
                 if l >= 13 || (l >= 4 && l <= 6 && (sep || nc == 3)) {
                     v |= N_CARD;
                 }
-                if l == 9 || (l == 3 && sep) {
+                if l == 9 || (l == 3 && (sep || nc == 3)) {
                     v |= N_SSN;
                 }
                 if l == 10 || l == 11 {
@@ -259,7 +268,7 @@ fn ssn(h: Hay<'_>, g: usize, sink: &mut Sink) {
             end = g + 9;
             sep = None;
         }
-        Some(c @ (b'-' | b' ')) => {
+        Some(c @ (b'-' | b' ' | b'.')) => {
             let mut j = g + 4;
             for slot in &mut d[3..5] {
                 match at!(h, sink, j, g) {
@@ -299,11 +308,22 @@ fn ssn(h: Hay<'_>, g: usize, sink: &mut Sink) {
     if !validate::ssn_ok(&d) {
         return;
     }
-    if sep.is_none()
+    // Bare nine digits, and dots (which version numbers use too), only after a label.
+    if matches!(sep, None | Some(b'.'))
         && !label_before(
             b,
             g,
-            &[b"ssn", b"social security number", b"social security no", b"social security", b"ss#", b"ssn#"],
+            &[
+                b"ssn",
+                b"social security number",
+                b"social security no",
+                b"social security",
+                b"ss#",
+                b"ssn#",
+                b"social security number is",
+                b"social security number was",
+                b"ssn is",
+            ],
         )
     {
         return;
@@ -499,6 +519,7 @@ fn iban(h: Hay<'_>, g: usize, sink: &mut Sink) {
     buf[1] = cc[1];
     let mut n = 2;
     let mut j = g;
+    let mut sep = None;
     while n < len {
         match at!(h, sink, j, s) {
             Some(c) if c.is_ascii_alphanumeric() => {
@@ -506,8 +527,12 @@ fn iban(h: Hay<'_>, g: usize, sink: &mut Sink) {
                 n += 1;
                 j += 1;
             }
-            Some(b' ') if n >= 4 => match at!(h, sink, j + 1, s) {
-                Some(c) if c.is_ascii_alphanumeric() => j += 1,
+            // Grouped with spaces or dashes, one kind throughout.
+            Some(c @ (b' ' | b'-')) if n >= 4 && sep.map_or(true, |x| x == c) => match at!(h, sink, j + 1, s) {
+                Some(d) if d.is_ascii_alphanumeric() => {
+                    sep = Some(c);
+                    j += 1
+                }
                 _ => return,
             },
             _ => return,
@@ -518,6 +543,10 @@ fn iban(h: Hay<'_>, g: usize, sink: &mut Sink) {
     }
     if validate::iban_ok(&buf[..n]) {
         sink.yes(Det::Iban, s, j);
+    } else {
+        // An IBAN with a bad check number is still an IBAN's digits, not a card or a phone
+        // number: the number detectors pass over its groups.
+        sink.shadow = j;
     }
 }
 

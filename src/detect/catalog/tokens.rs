@@ -3,7 +3,8 @@
 
 use super::super::validate;
 use super::{
-    ends_with_ci, eq_ci, is_b64, is_b64url, is_word, is_word_opt, placeholder, prev, starts_word, Det, Hay, Sink,
+    ends_with_ci, eq_ci, is_alnum, is_b64, is_b64url, is_word, is_word_opt, placeholder, prev, starts_word, Det, Hay,
+    Sink,
 };
 
 // Prefixed tokens.
@@ -84,9 +85,30 @@ pub(super) fn underscore(h: Hay<'_>, i: usize, sink: &mut Sink) {
     }
 }
 
-const GITLAB_PREFIXES: &[&[u8]] =
-    &[b"glpat", b"gldt", b"glrt", b"glptt", b"glcbt", b"glimt", b"glft", b"glsoat", b"gloas", b"glagent", b"glffct"];
-const SLACK_PREFIXES: &[&[u8]] = &[b"xoxb", b"xoxp", b"xoxa", b"xoxr", b"xoxs", b"xoxe", b"xapp"];
+/// GitLab's token prefixes (docs.gitlab.com, "Token prefixes"): personal, project and group
+/// access, deploy, runner (and routable runner), CI/CD job, trigger, feed, incoming mail, SCIM,
+/// OAuth application secret, agent, feature flags client.
+const GITLAB_PREFIXES: &[&[u8]] = &[
+    b"glpat", b"gldt", b"glrt", b"glrtr", b"glptt", b"glcbt", b"glimt", b"glft", b"glsoat", b"gloas", b"glagent",
+    b"glffct",
+];
+/// Slack's token kinds: bot, user, app-level, workspace (legacy `xoxa`), refresh, session
+/// (`xoxs`), rotating (`xoxe`), client (`xoxc`), cookie (`xoxd`), legacy `xoxo`.
+const SLACK_PREFIXES: &[&[u8]] =
+    &[b"xoxb", b"xoxp", b"xoxa", b"xoxr", b"xoxs", b"xoxe", b"xoxc", b"xoxd", b"xoxo", b"xapp"];
+
+/// A GitLab runner registration token, `GR1348941` and twenty more characters, at `s`.
+pub(super) fn gitlab_runner_registration(h: Hay<'_>, s: usize, sink: &mut Sink) {
+    let b = h.b;
+    if !starts_word(b, s) {
+        return;
+    }
+    if let Some(e) = body!(h, sink, s + 9, s, 64, is_b64url) {
+        if e - (s + 9) >= 20 {
+            sink.yes(Det::GitlabToken, s, e);
+        }
+    }
+}
 
 #[inline(never)]
 pub(super) fn dash(h: Hay<'_>, i: usize, sink: &mut Sink) {
@@ -97,7 +119,8 @@ pub(super) fn dash(h: Hay<'_>, i: usize, sink: &mut Sink) {
     // The alphanumeric word before the dash: a token prefix? Every prefix below ends in one of
     // these letters (`sk`, `glpat`, `gloas`, `xoxb`, `xapp`, ...): most dashes follow a digit or
     // another letter.
-    if i == 0 || !matches!(b[i - 1] | 0x20, b'k' | b't' | b's' | b'b' | b'p' | b'a' | b'r' | b'e') {
+    if i == 0 || !matches!(b[i - 1] | 0x20, b'k' | b't' | b's' | b'b' | b'p' | b'a' | b'r' | b'e' | b'c' | b'd' | b'o')
+    {
         return;
     }
     let mut k = i;
@@ -126,8 +149,18 @@ pub(super) fn dash(h: Hay<'_>, i: usize, sink: &mut Sink) {
             }
         }
     } else if sink.on(Det::GitlabToken) && GITLAB_PREFIXES.iter().any(|p| eq_ci(w, p)) {
-        if let Some(e) = body!(h, sink, i + 1, k, 255, is_b64url) {
+        if let Some(mut e) = body!(h, sink, i + 1, k, 255, is_b64url) {
             if e - (i + 1) >= 20 {
+                // A routable token ends in `.`-separated parts (`glpat-<payload>.01.0k1x2y3z4`).
+                for _ in 0..2 {
+                    if at!(h, sink, e, k) != Some(b'.') || !is_alnum(at!(h, sink, e + 1, k)) {
+                        break;
+                    }
+                    match body!(h, sink, e + 1, k, 16, |c: u8| c.is_ascii_alphanumeric()) {
+                        Some(x) => e = x,
+                        None => break,
+                    }
+                }
                 sink.yes(Det::GitlabToken, k, e);
             }
         }
@@ -135,7 +168,9 @@ pub(super) fn dash(h: Hay<'_>, i: usize, sink: &mut Sink) {
         if let Some(e) = body!(h, sink, i + 1, k, 255, |c: u8| c.is_ascii_alphanumeric() || c == b'-') {
             let v = &b[i + 1..e];
             if v.len() >= 10 && v.iter().any(u8::is_ascii_digit) {
-                sink.yes(Det::SlackToken, k, e);
+                // A rotating token is written `xoxe.xoxp-1-...`.
+                let s = if k >= 5 && eq_ci(&b[k - 5..k], b"xoxe.") { k - 5 } else { k };
+                sink.yes(Det::SlackToken, s, e);
             }
         }
     }
