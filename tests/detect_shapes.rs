@@ -266,6 +266,25 @@ const VENDOR_FAMILIES: &[Case] = &[
     ("slack docs page", "see api.slack.com/messaging/webhooks", "see api.slack.com/messaging/webhooks", &[]),
 ];
 
+const BARE_PHONES: &[Case] = &[
+    ("fr, call her on", "you can call her on 0247318865 tomorrow", "you can call her on [REDACTED:PHONE] tomorrow", &["phone"]),
+    ("us, office line", "the office line is 2125559183.", "the office line is [REDACTED:PHONE].", &["phone"]),
+    ("us, trunk one", "Dial 14155552671 from the lobby", "Dial [REDACTED:PHONE] from the lobby", &["phone"]),
+    ("de, landline and mobile", "Sie erreichen mich unter 03012345678 oder mobil 015112345678.", "Sie erreichen mich unter [REDACTED:PHONE] oder mobil [REDACTED:PHONE].", &["phone", "phone"]),
+    ("fr, appeler", "Vous pouvez appeler le 0612345678 demain.", "Vous pouvez appeler le [REDACTED:PHONE] demain.", &["phone"]),
+    ("uk, alone after an announcing line", "For urgent matters, ring the duty manager:\n07700900123\nThanks.", "For urgent matters, ring the duty manager:\n[REDACTED:PHONE]\nThanks.", &["phone"]),
+    ("table column headed Phone", "| Name | Role | Phone |\n|------|------|-------|\n| Ana  | Ops  | 2125559183 |\n| Bo   | Dev  | 4155552671 |", "| Name | Role | Phone |\n|------|------|-------|\n| Ana  | Ops  | [REDACTED:PHONE] |\n| Bo   | Dev  | [REDACTED:PHONE] |", &["phone", "phone"]),
+    ("table column headed Tel", "| Tel | Ort |\n|---|---|\n| 0891234567 | München |", "| Tel | Ort |\n|---|---|\n| [REDACTED:PHONE] | München |", &["phone"]),
+    // Decoys: no contact word, another column, another sentence, outside the numbering plans.
+    ("epoch", "created at 1712345678 (epoch)", "created at 1712345678 (epoch)", &[]),
+    ("order and id", "order 2125559183, id 4155552671.", "order 2125559183, id 4155552671.", &[]),
+    ("other column", "| Name | Order | Phone |\n|---|---|---|\n| Ana | 2125559183 | n/a |", "| Name | Order | Phone |\n|---|---|---|\n| Ana | 2125559183 | n/a |", &[]),
+    ("word in an earlier sentence", "Call me later. Order 2125559183 shipped.", "Call me later. Order 2125559183 shipped.", &[]),
+    ("not alone on its line", "Phone numbers below:\n2125559183 is the order", "Phone numbers below:\n2125559183 is the order", &[]),
+    ("nanp exchange 1", "call 2121559183 now", "call 2121559183 now", &[]),
+    ("trunk zero twice", "call 0012345678 now", "call 0012345678 now", &[]),
+];
+
 fn engine() -> Engine {
     Engine::new(&DetectConfig::default()).unwrap()
 }
@@ -318,4 +337,9 @@ fn bad_ibans_lose_no_digits_to_other_detectors() {
 #[test]
 fn every_vendor_token_family_to_its_last_character() {
     check(VENDOR_FAMILIES);
+}
+
+#[test]
+fn phone_numbers_as_bare_digit_runs_in_a_contact_context() {
+    check(BARE_PHONES);
 }

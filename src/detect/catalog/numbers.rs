@@ -2,7 +2,9 @@
 //! group. Most groups need no detector: one lookup in [`NUM_SHAPE`] says which may start there.
 
 use super::super::validate;
-use super::{eq_ci, is_alnum, is_digit, is_word, is_word_opt, label_before, prev, starts_word, Det, Hay, Sink};
+use super::{
+    eq_ci, is_alnum, is_digit, is_word, is_word_opt, label_before, prev, starts_word, Det, Hay, Sink, MAX_LEFT_CONTEXT,
+};
 use crate::swar::digit_run;
 
 // Numbers: credit cards, SSNs, phones, IBANs, IPv4. `g` is the first digit of a digit group.
@@ -147,7 +149,7 @@ static NUM_SHAPE: [u8; 21 * 8 * 3] = {
                 if l == 9 || (l == 3 && (sep || nc == 3)) {
                     v |= N_SSN;
                 }
-                if l == 10 || l == 11 {
+                if l == 10 || l == 11 || (l == 12 && first == b'0') {
                     v |= N_PHONE;
                 }
                 let first_ok = l == 3 || (l == 1 && first == b'1') || (l >= 2 && l <= 5 && first == b'0');
@@ -399,7 +401,8 @@ fn phone_at(h: Hay<'_>, s: usize, g: usize, sink: &mut Sink) {
             Some(b'.' | b'-' | b'/') => !is_alnum(after),
             Some(_) => true,
         };
-        if right_ok && !open && phone_shape(intl, &digits[..nd], &glens[..ng], || label_before(b, s, PHONE_LABELS)) {
+        let context = || label_before(b, s, PHONE_LABELS) || contact_context(b, s, next);
+        if right_ok && !open && phone_shape(intl, &digits[..nd], &glens[..ng], context) {
             best = Some(j);
         }
         // No longer national number has these groups ("1 2 3 4 ..." is a list, not a phone).
@@ -464,6 +467,123 @@ fn groups_eq(g: &[u8], shape: &[u8]) -> bool {
 const PHONE_LABELS: &[&[u8]] =
     &[b"phone", b"tel", b"telephone", b"mobile", b"cell", b"call", b"fax", b"ph", b"whatsapp"];
 
+/// Whether the digits `d` of an unseparated national number fit a numbering plan: North
+/// America (10 digits, area code and exchange from 2 to 9, or 11 with the trunk `1`); the UK
+/// (11 digits: `01`, `02` geographic, `03`, `07` mobile, `08`); France (10 digits, `01` to `09`);
+/// Germany (a trunk `0`, an area code from `2` to `9` or a mobile `015`, `016`, `017`, 10 to 12
+/// digits).
+fn national_plan(d: &[u8]) -> bool {
+    let n = d.len();
+    match (d.first(), d.get(1)) {
+        (Some(b'0'), Some(&x)) => {
+            // 10: France, Germany; 11: the UK (01, 02, 03, 07, 08), Germany; 12: German mobiles.
+            ((n == 10 || n == 11) && x != b'0') || (n == 12 && x == b'1' && matches!(d[2], b'5' | b'6' | b'7'))
+        }
+        (Some(b'1'), _) => n == 11 && nanp(&d[1..]),
+        _ => n == 10 && nanp(d),
+    }
+}
+
+/// Words that announce a phone number in the text before it (English, German, French).
+const CONTACT_WORDS: &[&[u8]] = &[
+    b"phone",
+    b"telephone",
+    b"tel",
+    b"mobile",
+    b"cell",
+    b"cellphone",
+    b"call",
+    b"calls",
+    b"fax",
+    b"whatsapp",
+    b"line",
+    b"landline",
+    b"ring",
+    b"dial",
+    b"text",
+    b"sms",
+    b"reach",
+    b"hotline",
+    b"helpline",
+    b"telefon",
+    b"telefonnummer",
+    b"rufnummer",
+    b"handy",
+    b"mobil",
+    b"mobilnummer",
+    b"anrufen",
+    b"erreichbar",
+    b"erreichen",
+    b"portable",
+    b"appeler",
+    b"appelez",
+    b"joindre",
+    b"numero",
+    b"t\xc3\xa9l\xc3\xa9phone",
+    b"t\xc3\xa9l",
+    b"num\xc3\xa9ro",
+    b"fixe",
+];
+
+/// Whether the text before a number at `s` announces a phone number, within the left context
+/// a stream keeps: a contact word earlier in the same sentence ("you can call her on ...", "the
+/// office line is ..."); a number alone on its line (`next` ends it) after a line with a contact
+/// word ("Reach the desk at:"); or a Markdown table cell under a Phone or Tel heading.
+fn contact_context(b: &[u8], s: usize, next: Option<u8>) -> bool {
+    let lo = s.saturating_sub(MAX_LEFT_CONTEXT - 8);
+    let line = b[lo..s].iter().rposition(|&c| c == b'\n').map_or(lo, |p| lo + p + 1);
+    let before = &b[line..s];
+    if before.iter().rev().find(|c| !c.is_ascii_whitespace()) == Some(&b'|') {
+        return table_heading(b, lo, line, before.iter().filter(|&&c| c == b'|').count());
+    }
+    // Back to the start of the sentence.
+    let from = before.windows(2).rposition(|w| matches!(w[0], b'.' | b'!' | b'?') && w[1] == b' ').map_or(0, |p| p + 2);
+    if has_contact_word(&before[from..]) {
+        return true;
+    }
+    let alone = before.iter().all(|&c| matches!(c, b' ' | b'\t' | b'-' | b'*' | b'>'));
+    if alone && matches!(next, None | Some(b'\n' | b'\r')) && line > lo {
+        let prev_start = b[lo..line - 1].iter().rposition(|&c| c == b'\n').map_or(lo, |p| lo + p + 1);
+        return has_contact_word(&b[prev_start..line - 1]);
+    }
+    false
+}
+
+fn has_contact_word(text: &[u8]) -> bool {
+    text.split(|c| !(c.is_ascii_alphanumeric() || *c >= 0x80))
+        .any(|w| !w.is_empty() && CONTACT_WORDS.iter().any(|k| eq_ci(w, k)))
+}
+
+/// Whether column `col` (1-based, by the `|` before it) of the table whose row starts at `row`
+/// has a contact word in its heading: the row above the `|---|` rule, within the context from
+/// `lo`.
+fn table_heading(b: &[u8], lo: usize, row: usize, col: usize) -> bool {
+    let mut end = row;
+    // Walk up at most a few rows to the rule, then take the heading above it.
+    for _ in 0..4 {
+        if end <= lo + 1 {
+            return false;
+        }
+        let start = b[lo..end - 1].iter().rposition(|&c| c == b'\n').map_or(lo, |p| lo + p + 1);
+        let l = &b[start..end - 1];
+        let rule = l.contains(&b'-') && l.iter().all(|&c| matches!(c, b'|' | b'-' | b':' | b' ' | b'\t' | b'\r'));
+        if rule {
+            if start <= lo + 1 || start == lo {
+                return false;
+            }
+            let hs = b[lo..start - 1].iter().rposition(|&c| c == b'\n').map_or(lo, |p| lo + p + 1);
+            if hs == lo && lo > 0 {
+                // The heading may be cut by the edge of the context: not read.
+                return false;
+            }
+            let cell = b[hs..start - 1].split(|&c| c == b'|').nth(col);
+            return cell.is_some_and(has_contact_word);
+        }
+        end = start;
+    }
+    false
+}
+
 fn phone_shape(intl: bool, d: &[u8], g: &[u8], label: impl Fn() -> bool) -> bool {
     let n = d.len();
     if intl {
@@ -477,11 +597,9 @@ fn phone_shape(intl: bool, d: &[u8], g: &[u8], label: impl Fn() -> bool) -> bool
         };
     }
     if g.len() == 1 {
-        // An unseparated number is a phone number only right after a label such as "Tel:".
-        return ((n == 10 && nanp(d))
-            || (n == 11 && d[0] == b'1' && nanp(&d[1..]))
-            || ((10..=11).contains(&n) && d[0] == b'0' && d[1] != b'0'))
-            && label();
+        // An unseparated number is a phone number only in a contact context ("Tel:", "call her
+        // on", a Phone column), and only as a numbering plan allows it.
+        return national_plan(d) && label();
     }
     if nanp(d) && groups_eq(g, &[3, 3, 4]) {
         return true;
