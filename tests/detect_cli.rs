@@ -30,7 +30,7 @@ fn config(name: &str, json: &str) -> String {
 
 #[test]
 fn plain_mode_redacts_stdin_with_the_default_policy() {
-    let o = run(&["redact"], b"Mail jane@example.com or call (415) 555-2671.\nKey: AKIAIOSFODNN7EXAMPLE\n");
+    let o = run(&["redact"], b"Mail jane@example.com or call (415) 555-2671.\nKey: AKIAIOSFODNN7Q2MZ9VK\n");
     assert!(o.status.success(), "{o:?}");
     assert_eq!(stdout(&o), "Mail [REDACTED:EMAIL] or call [REDACTED:PHONE].\nKey: [REDACTED:AWS_ACCESS_KEY_ID]\n");
 }

@@ -285,6 +285,42 @@ const BARE_PHONES: &[Case] = &[
     ("trunk zero twice", "call 0012345678 now", "call 0012345678 now", &[]),
 ];
 
+const PLACEHOLDERS: &[Case] = &[
+    (
+        "aws documented keys",
+        "aws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "aws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        &["placeholder", "placeholder"],
+    ),
+    (
+        "github run of x",
+        "export GITHUB_TOKEN=ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        "export GITHUB_TOKEN=ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        &["placeholder"],
+    ),
+    (
+        "google run of a",
+        "key=AIzaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "key=AIzaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        &["placeholder"],
+    ),
+    ("gitlab run of X", "glpat-XXXXXXXXXXXXXXXXXXXX", "glpat-XXXXXXXXXXXXXXXXXXXX", &["placeholder"]),
+    (
+        "pem without base64",
+        "-----BEGIN RSA PRIVATE KEY-----\n...your key here...\n-----END RSA PRIVATE KEY-----",
+        "-----BEGIN RSA PRIVATE KEY-----\n...your key here...\n-----END RSA PRIVATE KEY-----",
+        &["placeholder"],
+    ),
+    // Real values beside them are still found.
+    (
+        "real beside example",
+        "AKIAIOSFODNN7EXAMPLE then AKIAZ3MSJV4WWNKWW5FK",
+        "AKIAIOSFODNN7EXAMPLE then [REDACTED:AWS_ACCESS_KEY_ID]",
+        &["placeholder", "aws_access_key_id"],
+    ),
+    ("mixed body is real", "ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx1", "[REDACTED:GITHUB_TOKEN]", &["github_token"]),
+];
+
 fn engine() -> Engine {
     Engine::new(&DetectConfig::default()).unwrap()
 }
@@ -342,4 +378,29 @@ fn every_vendor_token_family_to_its_last_character() {
 #[test]
 fn phone_numbers_as_bare_digit_runs_in_a_contact_context() {
     check(BARE_PHONES);
+}
+
+#[test]
+fn placeholders_are_left_alone_and_reported() {
+    check(PLACEHOLDERS);
+}
+
+#[test]
+fn placeholders_count_in_the_audit_and_change_nothing() {
+    let e = engine();
+    let mut audit = inferguard::DirectionAudit::default();
+    audit.count(&e.find_all("use ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx and AKIAIOSFODNN7EXAMPLE"));
+    assert_eq!(audit.findings.get("placeholder"), Some(&2));
+    assert_eq!(audit.actions.get("report"), Some(&2));
+    assert!(!audit.redacted());
+}
+
+#[test]
+fn placeholders_redact_setting_finds_them_as_values() {
+    let cfg = inferguard::policy::Config::parse(r#"{"detect": {"placeholders": "redact"}}"#).unwrap();
+    let e = Engine::new(&cfg.default.detect).unwrap();
+    let r = e.redact("key AKIAIOSFODNN7EXAMPLE, token ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    assert_eq!(r.text, "key [REDACTED:AWS_ACCESS_KEY_ID], token [REDACTED:GITHUB_TOKEN]");
+    let bad = inferguard::policy::Config::parse(r#"{"detect": {"placeholders": "maybe"}}"#);
+    assert!(bad.is_err());
 }

@@ -14,6 +14,9 @@ const DEFAULT_HASH_KEY: &[u8] = b"inferguard default hash key: configure detect.
 
 pub(super) const DEFAULT_KEEP_LAST: u8 = 4;
 
+/// The name findings that are placeholders carry, in findings and audit counts.
+const PLACEHOLDER: &str = "placeholder";
+
 impl Engine {
     /// Compiles a configuration: builds the dictionaries' automata, the rules' and allowlist's
     /// regular expressions, and checks every name and limit. Errors name the offending field,
@@ -55,6 +58,11 @@ impl Engine {
             }
         }
         let mut taken: Vec<String> = catalog::ALL.iter().map(|d| d.name().to_string()).collect();
+        taken.push(PLACEHOLDER.to_string());
+        let placeholder = cfg.keep_placeholders.then(|| {
+            names.push(Name::new(PLACEHOLDER, Action::Report, DEFAULT_KEEP_LAST));
+            (names.len() - 1) as u32
+        });
         let rules = custom::compile_rules(&cfg.rules, &mut names, &mut taken)?;
         let dicts = custom::compile_dicts(&cfg.dictionaries, &mut names, &mut taken)?;
         let allow = Allow::compile(&cfg.allowlist)?;
@@ -78,7 +86,7 @@ impl Engine {
             // Look-around such as \b or ^ reads one character before a match.
             max_left = max_left.max(4);
         }
-        Ok(Engine { names, on, rules, dicts, allow, fields, hmac, hash_key_configured, max_left })
+        Ok(Engine { names, on, rules, dicts, allow, fields, hmac, hash_key_configured, max_left, placeholder })
     }
 
     /// A one-line description, such as

@@ -33,7 +33,7 @@ use crate::config::read::Node;
 use crate::config::ConfigError;
 
 /// What the engine looks for, and what it does with each kind of finding.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DetectConfig {
     /// Per built-in detector settings, keyed by detector name (`email`, `credit_card`, ...).
     /// Detectors not named keep their defaults.
@@ -50,6 +50,10 @@ pub struct DetectConfig {
     /// which keeps tokens stable but lets anyone who has inferguard test guesses of a value
     /// against its token: configure a key wherever `hash` is used on guessable values.
     pub hash_key: Option<HashKey>,
+    /// Whether documentation placeholders in a detector's format (`ghp_xxxx...`, AWS's keys
+    /// ending in `EXAMPLE`, a PEM block whose body is not base64) are left alone and reported as
+    /// `placeholder` (`"placeholders": "leave"`, the default), or found as values (`"redact"`).
+    pub keep_placeholders: bool,
 }
 
 /// Settings for one built-in detector.
@@ -178,9 +182,31 @@ fn keep_last(node: &Node) -> Result<u8, ConfigError> {
     node.uint(u64::from(u8::MAX)).map(|n| n as u8)
 }
 
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            detectors: BTreeMap::new(),
+            rules: Vec::new(),
+            dictionaries: Vec::new(),
+            allowlist: AllowlistConfig::default(),
+            field_rules: FieldRulesConfig::default(),
+            hash_key: None,
+            keep_placeholders: true,
+        }
+    }
+}
+
 impl DetectConfig {
     pub(crate) fn read(node: &Node) -> Result<DetectConfig, ConfigError> {
-        let obj = node.object(&["detectors", "rules", "dictionaries", "allowlist", "field_rules", "hash_key"])?;
+        let obj = node.object(&[
+            "detectors",
+            "rules",
+            "dictionaries",
+            "allowlist",
+            "field_rules",
+            "hash_key",
+            "placeholders",
+        ])?;
         let detectors = match obj.get("detectors") {
             None => BTreeMap::new(),
             Some(n) => n
@@ -196,6 +222,9 @@ impl DetectConfig {
             allowlist: obj.read("allowlist", AllowlistConfig::read)?.unwrap_or_default(),
             field_rules: obj.read("field_rules", FieldRulesConfig::read)?.unwrap_or_default(),
             hash_key: obj.read("hash_key", |n| n.str().map(|k| HashKey(k.to_owned())))?,
+            keep_placeholders: obj
+                .read("placeholders", |n| n.choice(&[("leave", true), ("redact", false)]))?
+                .unwrap_or(true),
         })
     }
 }

@@ -183,6 +183,9 @@ pub struct Engine {
     hmac: sha256::HmacKey,
     hash_key_configured: bool,
     max_left: usize,
+    /// The name placeholders are reported under (`placeholder`, action `report`), unless the
+    /// configuration has them found as values (`"placeholders": "redact"`).
+    placeholder: Option<u32>,
 }
 
 /// A candidate before overlap resolution (offsets into the scanned, possibly folded, text).
@@ -282,7 +285,7 @@ impl Engine {
         let fin = end == End::Final;
         let from = floor_boundary(text, from);
         let mut text = text;
-        let mut sink = Sink::new(self.on);
+        let mut sink = Sink::new(self.on, self.placeholder.is_some());
         let mut folded = self.run_catalog(text, from, fin, &mut sink);
         // A `%` or `&` sequence cut by the end of what has arrived (`jane&#6`) may still fold:
         // until it is complete, scan as if the text ended where it starts. A scan of the text
@@ -311,7 +314,10 @@ impl Engine {
                 cands.push(Cand {
                     start: h.start,
                     end: h.end,
-                    id: h.det as u32,
+                    id: match (h.placeholder, self.placeholder) {
+                        (true, Some(id)) => id,
+                        _ => h.det as u32,
+                    },
                     tier: u8::from(!h.det.specific()),
                     hidden: false,
                     rank: 2000 + u32::from(h.det.rank()),
@@ -396,7 +402,7 @@ impl Engine {
             Ok(()) => None,
             Err(catalog::NeedsFold) => {
                 let f = Folded::new(text);
-                *sink = Sink::new(self.on);
+                *sink = Sink::new(self.on, self.placeholder.is_some());
                 let hay = Hay { b: f.text.as_bytes(), fin };
                 let _ = catalog::scan(hay, f.norm(loop_start), true, sink);
                 Some(f)
@@ -409,7 +415,7 @@ impl Engine {
     #[cold]
     #[inline(never)]
     fn run_catalog_again(&self, text: &str, from: usize, fin: bool, sink: &mut Sink) -> Option<Folded> {
-        *sink = Sink::new(self.on);
+        *sink = Sink::new(self.on, self.placeholder.is_some());
         self.run_catalog(text, from, fin, sink)
     }
 }

@@ -19,7 +19,7 @@ impl Engine {
     /// use inferguard::detect::{DetectConfig, End, Engine};
     ///
     /// let engine = Engine::new(&DetectConfig::default()).unwrap();
-    /// let text = "key AKIAIOSFODNN7EXAMPLE and more";
+    /// let text = "key AKIAIOSFODNN7Q2MZ9VK and more";
     /// let scan = engine.scan(text, 0, End::More);
     /// let mut out = String::new();
     /// engine.render(&text[..scan.settled], &scan.findings, &mut out);

@@ -2,7 +2,9 @@
 //! `AWS_SECRET_ACCESS_KEY=...`, `Authorization: Bearer ...`.
 
 use super::tokens::bearer;
-use super::{ends_with_ci, eq_ci, is_b64, is_word, mask_ends_at, placeholder, starts_word, Det, Hay, Sink};
+use super::{
+    ends_with_ci, eq_ci, example_body, is_b64, is_word, mask_ends_at, placeholder, starts_word, Det, Hay, Sink,
+};
 
 // Labels: `password = value`, `"api_key": "value"`, `AWS_SECRET_ACCESS_KEY=...`.
 
@@ -320,7 +322,7 @@ fn assign_label(h: Hay<'_>, i: usize, id_end: usize, sink: &mut Sink) {
         return;
     }
     if label == Label::Aws && aws && v.len() == 40 && v.iter().all(|&c| is_b64(c)) {
-        sink.yes(Det::AwsSecretAccessKey, vs, ve);
+        sink.found(Det::AwsSecretAccessKey, vs, ve, example_body(v));
         return;
     }
     if !pw {

@@ -195,6 +195,9 @@ pub(crate) struct Hit {
     pub(crate) start: usize,
     pub(crate) end: usize,
     pub(crate) det: Det,
+    /// A documentation example or a placeholder in the detector's format (`ghp_xxxx...`,
+    /// `AKIA...EXAMPLE`): reported as `placeholder`, left alone.
+    pub(crate) placeholder: bool,
 }
 
 /// Where validators report.
@@ -211,6 +214,8 @@ pub(crate) struct Sink {
     /// Digit groups before this offset belong to an IBAN with a bad check number: no number
     /// detector starts there.
     pub(crate) shadow: usize,
+    /// Whether placeholders are told apart (the default) or found as values.
+    keep_placeholders: bool,
     /// The last `%` or `&` the scan passed (`usize::MAX`: none): one near the end may start a
     /// sequence that more text could still make fold (see `Engine::scan`). Meaningful for a
     /// scan of text as it is, which met nothing that folds.
@@ -218,7 +223,7 @@ pub(crate) struct Sink {
 }
 
 impl Sink {
-    pub(crate) fn new(on: [bool; COUNT]) -> Sink {
+    pub(crate) fn new(on: [bool; COUNT], keep_placeholders: bool) -> Sink {
         Sink {
             hits: Vec::new(),
             wait: usize::MAX,
@@ -226,6 +231,7 @@ impl Sink {
             run: (usize::MAX, 0),
             pw_run: (usize::MAX, 0),
             shadow: 0,
+            keep_placeholders,
             escape: usize::MAX,
         }
     }
@@ -233,7 +239,15 @@ impl Sink {
     #[inline]
     fn yes(&mut self, det: Det, start: usize, end: usize) {
         if start < end {
-            self.hits.push(Hit { start, end, det });
+            self.hits.push(Hit { start, end, det, placeholder: false });
+        }
+    }
+
+    /// A match that is a placeholder when `example` says so (and placeholders are kept).
+    #[inline]
+    fn found(&mut self, det: Det, start: usize, end: usize, example: bool) {
+        if start < end {
+            self.hits.push(Hit { start, end, det, placeholder: example && self.keep_placeholders });
         }
     }
 
@@ -609,6 +623,14 @@ fn label_before(b: &[u8], g: usize, words: &[&[u8]]) -> bool {
 #[inline]
 fn is_word_opt(c: Option<u8>) -> bool {
     c.is_some_and(is_word)
+}
+
+/// Whether a token body is a documentation placeholder: one character repeated (`ghp_xxxx...`,
+/// `AIzaaaa...`, `glpat-XXXX...`), or a vendor's published example (AWS's keys end in `EXAMPLE`
+/// or `EXAMPLEKEY`).
+fn example_body(v: &[u8]) -> bool {
+    let repeated = v.len() >= 8 && v.iter().all(|c| c.eq_ignore_ascii_case(&v[0]));
+    repeated || ends_with_ci(v, b"EXAMPLE") || ends_with_ci(v, b"EXAMPLEKEY")
 }
 
 /// Values that stand for a secret rather than being one: `$DB_PASSWORD`, `<your-token>`,

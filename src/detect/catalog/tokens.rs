@@ -3,8 +3,8 @@
 
 use super::super::validate;
 use super::{
-    ends_with_ci, eq_ci, is_alnum, is_b64, is_b64url, is_word, is_word_opt, placeholder, prev, starts_word, Det, Hay,
-    Sink,
+    ends_with_ci, eq_ci, example_body, is_alnum, is_b64, is_b64url, is_word, is_word_opt, placeholder, prev,
+    starts_word, Det, Hay, Sink,
 };
 
 // Prefixed tokens.
@@ -46,7 +46,7 @@ pub(super) fn underscore(h: Hay<'_>, i: usize, sink: &mut Sink) {
             let s = i - 3;
             if let Some(e) = body!(h, sink, i + 1, s, 255, |c: u8| c.is_ascii_alphanumeric()) {
                 if e - (i + 1) >= 30 && !is_word_opt(b.get(e).copied()) {
-                    sink.yes(Det::GithubToken, s, e);
+                    sink.found(Det::GithubToken, s, e, example_body(&b[i + 1..e]));
                 }
             }
         }
@@ -56,7 +56,7 @@ pub(super) fn underscore(h: Hay<'_>, i: usize, sink: &mut Sink) {
             if starts_ci!(h, sink, i + 1, b"pat_", s) {
                 if let Some(e) = body!(h, sink, i + 5, s, 255, is_word) {
                     if e - (i + 5) >= 22 {
-                        sink.yes(Det::GithubToken, s, e);
+                        sink.found(Det::GithubToken, s, e, example_body(&b[i + 5..e]));
                     }
                 }
             }
@@ -69,7 +69,7 @@ pub(super) fn underscore(h: Hay<'_>, i: usize, sink: &mut Sink) {
             if starts_ci!(h, sink, i + 1, b"live_", s) || starts_ci!(h, sink, i + 1, b"test_", s) {
                 if let Some(e) = body!(h, sink, i + 6, s, 255, |c: u8| c.is_ascii_alphanumeric()) {
                     if e - (i + 6) >= 16 && !is_word_opt(b.get(e).copied()) {
-                        sink.yes(Det::StripeKey, s, e);
+                        sink.found(Det::StripeKey, s, e, example_body(&b[i + 6..e]));
                     }
                 }
             }
@@ -161,7 +161,8 @@ pub(super) fn dash(h: Hay<'_>, i: usize, sink: &mut Sink) {
                         None => break,
                     }
                 }
-                sink.yes(Det::GitlabToken, k, e);
+                let body_end = b[i + 1..e].iter().position(|&c| c == b'.').map_or(e, |p| i + 1 + p);
+                sink.found(Det::GitlabToken, k, e, example_body(&b[i + 1..body_end]));
             }
         }
     } else if sink.on(Det::SlackToken) && SLACK_PREFIXES.iter().any(|p| eq_ci(w, p)) {
@@ -205,6 +206,7 @@ fn pem(h: Hay<'_>, i: usize, sink: &mut Sink) {
         return;
     }
     j += 5;
+    let header_end = j;
     let mut good_end = None;
     loop {
         // Line separators: CR, LF, the escapes `\n` and `\r`, and indentation.
@@ -285,8 +287,12 @@ fn pem(h: Hay<'_>, i: usize, sink: &mut Sink) {
         }
         if !line_ok || eof {
             // A line that is no part of a key, or the end of the text: the key is cut there.
-            if let Some(g) = good_end {
-                sink.yes(Det::PrivateKey, i, g);
+            match good_end {
+                Some(g) => sink.yes(Det::PrivateKey, i, g),
+                // A block whose body is no base64 at all (`...`, `<your key here>`) teaches the
+                // format: a placeholder, told by its BEGIN line.
+                None if !line_ok && j != ls => sink.found(Det::PrivateKey, i, header_end, true),
+                None => {}
             }
             return;
         }
@@ -310,7 +316,7 @@ pub(super) fn upper_a(h: Hay<'_>, i: usize, sink: &mut Sink) {
     if sink.on(Det::GoogleApiKey) && next == b'I' && starts_ci!(h, sink, i, b"AIza", i) && &b[i..i + 4] == b"AIza" {
         if let Some(e) = body!(h, sink, i + 4, i, 36, is_b64url) {
             if e - (i + 4) == 35 {
-                sink.yes(Det::GoogleApiKey, i, e);
+                sink.found(Det::GoogleApiKey, i, e, example_body(&b[i + 4..e]));
             }
         }
         return;
@@ -331,7 +337,7 @@ pub(super) fn upper_a(h: Hay<'_>, i: usize, sink: &mut Sink) {
         if let Some(e) = body!(h, sink, i + 4, i, 17, |c: u8| c.is_ascii_alphanumeric()) {
             let v = &b[i + 4..e];
             if v.len() == 16 && v.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
-                sink.yes(Det::AwsAccessKeyId, i, e);
+                sink.found(Det::AwsAccessKeyId, i, e, example_body(v));
             }
         }
     }
