@@ -63,7 +63,7 @@ impl Engine {
             names.push(Name::new(PLACEHOLDER, Action::Report, DEFAULT_KEEP_LAST));
             (names.len() - 1) as u32
         });
-        let rules = custom::compile_rules(&cfg.rules, &mut names, &mut taken)?;
+        let rules = custom::compile_rules(&cfg.rules, &cfg.rule_allowlist, &mut names, &mut taken)?;
         let dicts = custom::compile_dicts(&cfg.dictionaries, &mut names, &mut taken)?;
         let allow = Allow::compile(&cfg.allowlist)?;
         let fields = fields::compile(&cfg.field_rules, &mut names)?;

@@ -6,7 +6,7 @@ use aho_corasick::nfa::contiguous;
 use aho_corasick::{Anchored, Input, MatchKind};
 
 use super::build::{check_keep, check_name, DEFAULT_KEEP_LAST};
-use super::config::{DictionaryConfig, RuleConfig};
+use super::config::{DictionaryConfig, RuleAllowlistConfig, RuleConfig};
 use super::{normalize, Cand, Name};
 use crate::config::ConfigError;
 
@@ -19,6 +19,45 @@ pub(super) struct Rule {
     pub(super) re: regex_lite::Regex,
     pub(super) max_len: usize,
     pub(super) id: u32,
+    /// Lower-case; a match must hold one.
+    keywords: Vec<Box<[u8]>>,
+    secret_group: Option<usize>,
+    entropy: Option<f64>,
+    allow: Vec<RuleAllow>,
+}
+
+/// The custom rules, the automaton over their keywords, and the allowlist they share.
+#[derive(Debug, Clone, Default)]
+pub(super) struct RuleSet {
+    pub(super) list: Vec<Rule>,
+    keywords: Option<Keywords>,
+    shared_allow: RuleAllow,
+}
+
+impl RuleSet {
+    pub(super) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+/// Every rule's keywords in one automaton; `rules[pattern]` are the rules a keyword announces.
+#[derive(Debug, Clone)]
+struct Keywords {
+    ac: aho_corasick::AhoCorasick,
+    rules: Vec<Vec<u32>>,
+}
+
+/// A compiled rule allowlist.
+#[derive(Debug, Clone, Default)]
+struct RuleAllow {
+    regexes: Vec<regex_lite::Regex>,
+    stopwords: Vec<Box<[u8]>>,
+    target_match: bool,
+    all: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -33,10 +72,13 @@ pub(super) struct Dict {
 /// Checks and compiles `detect.rules`, naming each after the names already `taken`.
 pub(super) fn compile_rules(
     cfg: &[RuleConfig],
+    shared: &RuleAllowlistConfig,
     names: &mut Vec<Name>,
     taken: &mut Vec<String>,
-) -> Result<Vec<Rule>, ConfigError> {
+) -> Result<RuleSet, ConfigError> {
     let mut rules = Vec::new();
+    let mut words: Vec<Vec<u8>> = Vec::new();
+    let mut word_rules: Vec<Vec<u32>> = Vec::new();
     for (i, r) in cfg.iter().enumerate() {
         let path = format!("detect.rules[{i}]");
         check_name(&format!("{path}.name"), &r.name, taken)?;
@@ -56,10 +98,55 @@ pub(super) fn compile_rules(
             Some(k) => check_keep(&format!("{path}.keep_last"), k)?,
             None => DEFAULT_KEEP_LAST,
         };
-        rules.push(Rule { re, max_len, id: names.len() as u32 });
+        if let Some(g) = r.secret_group {
+            if g > re.captures_len().saturating_sub(1) {
+                return Err(ConfigError::new(format!("{path}.secret_group"), format!("the pattern has no group {g}")));
+            }
+        }
+        let mut keywords = Vec::new();
+        for (k, w) in r.keywords.iter().enumerate() {
+            if w.is_empty() || !w.is_ascii() {
+                return Err(ConfigError::new(format!("{path}.keywords[{k}]"), "must be non-empty ASCII"));
+            }
+            let w = w.to_ascii_lowercase().into_bytes();
+            match words.iter().position(|x| *x == w) {
+                Some(p) => word_rules[p].push(rules.len() as u32),
+                None => {
+                    words.push(w.clone());
+                    word_rules.push(vec![rules.len() as u32]);
+                }
+            }
+            keywords.push(w.into_boxed_slice());
+        }
+        let allow = r
+            .allowlists
+            .iter()
+            .enumerate()
+            .map(|(a, c)| RuleAllow::compile(c, &format!("{path}.allowlists[{a}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        rules.push(Rule {
+            re,
+            max_len,
+            id: names.len() as u32,
+            keywords,
+            secret_group: r.secret_group,
+            entropy: r.entropy,
+            allow,
+        });
         names.push(Name::new(&r.name, r.action, keep));
     }
-    Ok(rules)
+    let keywords = if words.is_empty() {
+        None
+    } else {
+        let ac = aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&words)
+            .map_err(|e| ConfigError::new("detect.rules", e))?;
+        Some(Keywords { ac, rules: word_rules })
+    };
+    let shared_allow = RuleAllow::compile(shared, "detect.rule_allowlist")?;
+    Ok(RuleSet { list: rules, keywords, shared_allow })
 }
 
 /// Checks `detect.dictionaries` and builds their automata.
@@ -173,29 +260,120 @@ pub(super) fn dict_scan(
     }
 }
 
-/// Custom rule matches from `from` on. When more text may follow, matches that start in the
-/// last `max_len` bytes are not final, so the wait starts there.
-pub(super) fn rule_scan(
-    r: &Rule,
-    text: &str,
-    from: usize,
-    fin: bool,
-    rank: u32,
-    cands: &mut Vec<Cand>,
-    wait: &mut usize,
-) {
-    let mut at = from;
-    while at <= text.len() {
-        let Some(m) = r.re.find_at(text, at) else {
-            break;
-        };
-        if m.end() - m.start() <= r.max_len && m.start() < m.end() {
-            cands.push(Cand { start: m.start(), end: m.end(), id: r.id, tier: 1, hidden: false, rank, det: None });
+/// Every custom rule's matches from `from` on. Rules with keywords run only when one of their
+/// keywords is in the text, found by one automaton over all keywords; a match must hold one of
+/// them itself, so a rule decides on the bytes of its match alone, as streams need. When more
+/// text may follow, matches that start in the last `max_len` bytes are not final, so the wait
+/// starts there (for a rule not run too: its keyword may be arriving).
+pub(super) fn scan_rules(rules: &RuleSet, text: &str, from: usize, fin: bool, cands: &mut Vec<Cand>, wait: &mut usize) {
+    // Which rules have a keyword in the text: allocated only when some rule has keywords.
+    let mut present = Vec::new();
+    if let Some(kw) = &rules.keywords {
+        present = vec![false; rules.list.len()];
+        for m in kw.ac.find_overlapping_iter(&text.as_bytes()[from..]) {
+            for &r in &kw.rules[m.pattern().as_usize()] {
+                present[r as usize] = true;
+            }
         }
-        at = if m.end() > m.start() { m.end() } else { next_boundary(text, m.end()) };
     }
-    if !fin {
-        *wait = (*wait).min(text.len().saturating_sub(r.max_len).max(from));
+    for (k, r) in rules.list.iter().enumerate() {
+        if r.keywords.is_empty() || present.get(k).copied().unwrap_or(false) {
+            rule_scan(r, &rules.shared_allow, text, from, k as u32, cands);
+        }
+        if !fin {
+            *wait = (*wait).min(text.len().saturating_sub(r.max_len).max(from));
+        }
+    }
+}
+
+fn rule_scan(r: &Rule, shared: &RuleAllow, text: &str, from: usize, rank: u32, cands: &mut Vec<Cand>) {
+    let mut at = from;
+    let plain = r.keywords.is_empty() && r.secret_group.is_none() && r.entropy.is_none() && r.allow.is_empty();
+    while at <= text.len() {
+        let (m, secret) = if plain {
+            let Some(m) = r.re.find_at(text, at) else { break };
+            (m.range(), m.range())
+        } else {
+            let Some(c) = r.re.captures_at(text, at) else { break };
+            let Some(m) = c.get(0) else { break };
+            let group = match r.secret_group {
+                Some(g) => c.get(g),
+                None => c.iter().skip(1).flatten().find(|g| !g.is_empty()).or(Some(m)),
+            };
+            (m.range(), group.map_or(m.range(), |g| g.range()))
+        };
+        at = if m.end > m.start { m.end } else { next_boundary(text, m.end) };
+        if m.end - m.start > r.max_len || secret.start >= secret.end {
+            continue;
+        }
+        if !plain {
+            let (whole, value) = (&text[m.clone()], &text[secret.clone()]);
+            if !r.keywords.is_empty() && !r.keywords.iter().any(|k| contains_ci(whole.as_bytes(), k)) {
+                continue;
+            }
+            if r.entropy.is_some_and(|min| entropy(value.as_bytes()) < min) {
+                continue;
+            }
+            if r.allow.iter().chain(std::iter::once(shared)).any(|a| a.allows(whole, value)) {
+                continue;
+            }
+        }
+        cands.push(Cand { start: secret.start, end: secret.end, id: r.id, tier: 1, hidden: false, rank, det: None });
+    }
+}
+
+/// Shannon entropy of `v` in bits per byte, as gitleaks measures a secret.
+fn entropy(v: &[u8]) -> f64 {
+    let mut counts = [0u32; 256];
+    for &c in v {
+        counts[usize::from(c)] += 1;
+    }
+    let n = v.len() as f64;
+    counts.iter().filter(|&&c| c > 0).map(|&c| f64::from(c) / n).map(|p| -p * p.log2()).sum()
+}
+
+/// Whether `hay` contains `needle` (lower-case ASCII), ignoring ASCII case.
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+impl RuleAllow {
+    fn is_empty(&self) -> bool {
+        self.regexes.is_empty() && self.stopwords.is_empty()
+    }
+
+    /// Whether the match `whole` with value `value` is left alone.
+    fn allows(&self, whole: &str, value: &str) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let target = if self.target_match { whole } else { value };
+        let by_regex = (!self.regexes.is_empty()).then(|| self.regexes.iter().any(|re| re.is_match(target)));
+        let by_word =
+            (!self.stopwords.is_empty()).then(|| self.stopwords.iter().any(|w| contains_ci(value.as_bytes(), w)));
+        let said = [by_regex, by_word].into_iter().flatten();
+        if self.all {
+            said.clone().count() > 0 && said.into_iter().all(|x| x)
+        } else {
+            said.into_iter().any(|x| x)
+        }
+    }
+
+    /// Checks and compiles an allowlist at `path`.
+    fn compile(cfg: &RuleAllowlistConfig, path: &str) -> Result<RuleAllow, ConfigError> {
+        let mut regexes = Vec::new();
+        for (i, p) in cfg.regexes.iter().enumerate() {
+            regexes.push(
+                regex_lite::Regex::new(p)
+                    .map_err(|e| ConfigError::new(format!("{path}.regexes[{i}]"), format!("invalid regex: {e}")))?,
+            );
+        }
+        Ok(RuleAllow {
+            regexes,
+            stopwords: cfg.stopwords.iter().map(|w| w.to_ascii_lowercase().into_bytes().into_boxed_slice()).collect(),
+            target_match: cfg.target_match,
+            all: cfg.all,
+        })
     }
 }
 

@@ -45,6 +45,8 @@ mod catalog;
 pub mod config;
 mod custom;
 mod fields;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod gitleaks;
 mod normalize;
 mod render;
 pub(crate) mod sha256;
@@ -55,7 +57,7 @@ use std::sync::Arc;
 use allow::Allow;
 use catalog::{Det, Hay, Sink};
 pub use config::DetectConfig;
-use custom::{dict_scan, rule_scan, Dict, Rule};
+use custom::{dict_scan, scan_rules, Dict, RuleSet};
 use fields::FieldKey;
 use normalize::Folded;
 
@@ -176,7 +178,7 @@ struct Name {
 pub struct Engine {
     names: Vec<Name>,
     on: [bool; catalog::COUNT],
-    rules: Vec<Rule>,
+    rules: RuleSet,
     dicts: Vec<Dict>,
     allow: Allow,
     fields: Vec<FieldKey>,
@@ -329,8 +331,8 @@ impl Engine {
         for (k, d) in self.dicts.iter().enumerate() {
             dict_scan(d, hay_text, from_n, fin, 1000 + k as u32, &mut cands, &mut wait);
         }
-        for (k, r) in self.rules.iter().enumerate() {
-            rule_scan(r, hay_text, from_n, fin, k as u32, &mut cands, &mut wait);
+        if !self.rules.is_empty() {
+            scan_rules(&self.rules, hay_text, from_n, fin, &mut cands, &mut wait);
         }
         // A value glued to one of our own mask tokens was glued to the value the token replaced:
         // keep it rejected, so that redacting redacted text changes nothing.
