@@ -490,6 +490,28 @@ fn main() {
     println!("memchr pass (count '@', the floor): {:.0} MB/s ({n} bytes)", mbps(total, d));
     println!("inferguard vs regex alternation: {:.1}x", ours / theirs);
 
+    // Every rule gitleaks' default configuration carries (tests/gitleaks), on top of the catalog.
+    let toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gitleaks/gitleaks.toml"))
+        .expect("vendored gitleaks config");
+    let import = inferguard::detect::gitleaks::import(&toml).expect("gitleaks config");
+    let cfg = Config::parse(&import.fragment.to_string()).expect("fragment");
+    let t = Instant::now();
+    let gl = Engine::new(&cfg.default.detect).expect("imported rules");
+    let gl_build = t.elapsed();
+    // Every planted value is still redacted (by a detector or a rule that names it otherwise).
+    let redacted_all = docs.iter().all(|d| {
+        let r = gl.redact(d);
+        engine.find_all(d).iter().all(|f| !r.text.contains(&d[f.start..f.end]))
+    });
+    assert!(redacted_all, "with the gitleaks rules on, every planted value is still redacted");
+    let (d, n) = time(3, || docs.iter().map(|d| gl.find_all(d).len()).sum());
+    println!(
+        "inferguard, default catalog + {} gitleaks rules (built in {:.1} ms): {:.0} MB/s ({n} findings)",
+        import.carried.len(),
+        gl_build.as_secs_f64() * 1e3,
+        mbps(total, d)
+    );
+
     // Pathological inputs: each is 1 MiB of what makes a naive scanner slow.
     let mib = 1 << 20;
     let fill = |unit: &str| unit.repeat(mib / unit.len());
