@@ -504,6 +504,26 @@ fn main() {
         engine.find_all(d).iter().all(|f| !r.text.contains(&d[f.start..f.end]))
     });
     assert!(redacted_all, "with the gitleaks rules on, every planted value is still redacted");
+    // `INFERGUARD_BENCH_RULES=1`: the ten costliest imported rules, each alone on 1 MiB.
+    if std::env::var_os("INFERGUARD_BENCH_RULES").is_some() {
+        let sample: Vec<&String> = docs.iter().take(600).collect();
+        let bytes: usize = sample.iter().map(|d| d.len()).sum();
+        let rules = import.fragment["detect"]["rules"].as_array().cloned().unwrap_or_default();
+        let mut costs: Vec<(f64, String)> = rules
+            .iter()
+            .map(|r| {
+                let one = serde_json::json!({"detect": {"rules": [r]}});
+                let cfg = Config::parse(&one.to_string()).expect("one rule");
+                let e = Engine::new(&cfg.default.detect).expect("one rule");
+                let (d, _) = time(1, || sample.iter().map(|d| e.find_all(d).len()).sum());
+                (mbps(bytes, d), r["name"].as_str().unwrap_or("").to_string())
+            })
+            .collect();
+        costs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (m, name) in costs.iter().take(10) {
+            println!("  alone with the catalog: {name}: {m:.0} MB/s");
+        }
+    }
     let (d, n) = time(3, || docs.iter().map(|d| gl.find_all(d).len()).sum());
     println!(
         "inferguard, default catalog + {} gitleaks rules (built in {:.1} ms): {:.0} MB/s ({n} findings)",

@@ -266,19 +266,39 @@ pub(super) fn dict_scan(
 /// text may follow, matches that start in the last `max_len` bytes are not final, so the wait
 /// starts there (for a rule not run too: its keyword may be arriving).
 pub(super) fn scan_rules(rules: &RuleSet, text: &str, from: usize, fin: bool, cands: &mut Vec<Cand>, wait: &mut usize) {
-    // Which rules have a keyword in the text: allocated only when some rule has keywords.
-    let mut present = Vec::new();
+    // Where each keyword rule's keywords are: allocated only when some rule has keywords.
+    let mut seen: Vec<(u32, usize, usize)> = Vec::new();
     if let Some(kw) = &rules.keywords {
-        present = vec![false; rules.list.len()];
         for m in kw.ac.find_overlapping_iter(&text.as_bytes()[from..]) {
             for &r in &kw.rules[m.pattern().as_usize()] {
-                present[r as usize] = true;
+                seen.push((r, from + m.start(), from + m.end()));
             }
         }
+        seen.sort_unstable();
     }
     for (k, r) in rules.list.iter().enumerate() {
-        if r.keywords.is_empty() || present.get(k).copied().unwrap_or(false) {
-            rule_scan(r, &rules.shared_allow, text, from, k as u32, cands);
+        if r.keywords.is_empty() {
+            rule_scan(r, &rules.shared_allow, text, from..text.len(), k as u32, cands);
+        } else {
+            // A match holds a keyword and is at most `max_len` long, so it lies within
+            // `max_len` of one: the rule reads only those windows of the text.
+            let lo = seen.partition_point(|o| o.0 < k as u32);
+            let hi = seen.partition_point(|o| o.0 <= k as u32);
+            let mut window: Option<(usize, usize)> = None;
+            for &(_, ks, ke) in &seen[lo..hi] {
+                let (ws, we) = (ke.saturating_sub(r.max_len).max(from), (ks + r.max_len).min(text.len()));
+                window = match window {
+                    Some((s, e)) if ws <= e => Some((s, e.max(we))),
+                    Some((s, e)) => {
+                        rule_scan(r, &rules.shared_allow, text, s..e, k as u32, cands);
+                        Some((ws, we))
+                    }
+                    None => Some((ws, we)),
+                };
+            }
+            if let Some((s, e)) = window {
+                rule_scan(r, &rules.shared_allow, text, s..e, k as u32, cands);
+            }
         }
         if !fin {
             *wait = (*wait).min(text.len().saturating_sub(r.max_len).max(from));
@@ -286,15 +306,34 @@ pub(super) fn scan_rules(rules: &RuleSet, text: &str, from: usize, fin: bool, ca
     }
 }
 
-fn rule_scan(r: &Rule, shared: &RuleAllow, text: &str, from: usize, rank: u32, cands: &mut Vec<Cand>) {
-    let mut at = from;
+/// The rule's matches that start in `within` (byte offsets on char boundaries or not: moved to
+/// them), read on the text up to the window's end. A match that reaches that end may have been
+/// cut by it (a greedy repetition, `$`, `\b`): it is read again on the whole text.
+fn rule_scan(
+    r: &Rule,
+    shared: &RuleAllow,
+    text: &str,
+    within: std::ops::Range<usize>,
+    rank: u32,
+    cands: &mut Vec<Cand>,
+) {
+    let mut at = floor(text, within.start);
+    let end = ceil(text, within.end);
+    let hay = &text[..end];
     let plain = r.keywords.is_empty() && r.secret_group.is_none() && r.entropy.is_none() && r.allow.is_empty();
-    while at <= text.len() {
+    while at <= end {
         let (m, secret) = if plain {
             let Some(m) = r.re.find_at(text, at) else { break };
             (m.range(), m.range())
         } else {
-            let Some(c) = r.re.captures_at(text, at) else { break };
+            let Some(mut c) = r.re.captures_at(hay, at) else { break };
+            if end < text.len() && c.get(0).is_some_and(|m| m.end() == end) {
+                let start = c.get(0).map_or(at, |m| m.start());
+                match r.re.captures_at(text, start) {
+                    Some(full) => c = full,
+                    None => break,
+                }
+            }
             let Some(m) = c.get(0) else { break };
             let group = match r.secret_group {
                 Some(g) => c.get(g),
@@ -380,6 +419,22 @@ impl RuleAllow {
 fn next_boundary(s: &str, mut i: usize) -> usize {
     i += 1;
     while i < s.len() && !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+fn floor(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
         i += 1;
     }
     i
