@@ -490,6 +490,48 @@ fn main() {
     println!("memchr pass (count '@', the floor): {:.0} MB/s ({n} bytes)", mbps(total, d));
     println!("inferguard vs regex alternation: {:.1}x", ours / theirs);
 
+    // Every rule gitleaks' default configuration carries (tests/gitleaks), on top of the catalog.
+    let toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gitleaks/gitleaks.toml"))
+        .expect("vendored gitleaks config");
+    let import = inferguard::detect::gitleaks::import(&toml).expect("gitleaks config");
+    let cfg = Config::parse(&import.fragment.to_string()).expect("fragment");
+    let t = Instant::now();
+    let gl = Engine::new(&cfg.default.detect).expect("imported rules");
+    let gl_build = t.elapsed();
+    // Every planted value is still redacted (by a detector or a rule that names it otherwise).
+    let redacted_all = docs.iter().all(|d| {
+        let r = gl.redact(d);
+        engine.find_all(d).iter().all(|f| !r.text.contains(&d[f.start..f.end]))
+    });
+    assert!(redacted_all, "with the gitleaks rules on, every planted value is still redacted");
+    // `INFERGUARD_BENCH_RULES=1`: the ten costliest imported rules, each alone on 1 MiB.
+    if std::env::var_os("INFERGUARD_BENCH_RULES").is_some() {
+        let sample: Vec<&String> = docs.iter().take(600).collect();
+        let bytes: usize = sample.iter().map(|d| d.len()).sum();
+        let rules = import.fragment["detect"]["rules"].as_array().cloned().unwrap_or_default();
+        let mut costs: Vec<(f64, String)> = rules
+            .iter()
+            .map(|r| {
+                let one = serde_json::json!({"detect": {"rules": [r]}});
+                let cfg = Config::parse(&one.to_string()).expect("one rule");
+                let e = Engine::new(&cfg.default.detect).expect("one rule");
+                let (d, _) = time(1, || sample.iter().map(|d| e.find_all(d).len()).sum());
+                (mbps(bytes, d), r["name"].as_str().unwrap_or("").to_string())
+            })
+            .collect();
+        costs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (m, name) in costs.iter().take(10) {
+            println!("  alone with the catalog: {name}: {m:.0} MB/s");
+        }
+    }
+    let (d, n) = time(3, || docs.iter().map(|d| gl.find_all(d).len()).sum());
+    println!(
+        "inferguard, default catalog + {} gitleaks rules (built in {:.1} ms): {:.0} MB/s ({n} findings)",
+        import.carried.len(),
+        gl_build.as_secs_f64() * 1e3,
+        mbps(total, d)
+    );
+
     // Pathological inputs: each is 1 MiB of what makes a naive scanner slow.
     let mib = 1 << 20;
     let fill = |unit: &str| unit.repeat(mib / unit.len());

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod policy;
 pub(crate) mod redact;
 pub(crate) mod stream;
+pub(crate) mod swar;
 pub(crate) mod wire;
 
 #[cfg(target_arch = "wasm32")]

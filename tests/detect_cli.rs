@@ -30,7 +30,7 @@ fn config(name: &str, json: &str) -> String {
 
 #[test]
 fn plain_mode_redacts_stdin_with_the_default_policy() {
-    let o = run(&["redact"], b"Mail jane@example.com or call (415) 555-2671.\nKey: AKIAIOSFODNN7EXAMPLE\n");
+    let o = run(&["redact"], b"Mail jane@example.com or call (415) 555-2671.\nKey: AKIAIOSFODNN7Q2MZ9VK\n");
     assert!(o.status.success(), "{o:?}");
     assert_eq!(stdout(&o), "Mail [REDACTED:EMAIL] or call [REDACTED:PHONE].\nKey: [REDACTED:AWS_ACCESS_KEY_ID]\n");
 }
@@ -164,9 +164,10 @@ fn help_names_every_subcommand_and_exits_0() {
         assert!(out.starts_with("Redact sensitive data from LLM inference traffic"), "{out}");
         assert!(out.contains("\nUsage: inferguard <COMMAND>\n"), "{out}");
         for line in [
-            "  check-config  Check a plugin configuration exactly as the filter loads it\n",
-            "  redact        Redact stdin to stdout with a configuration's policy\n",
-            "  explain       Explain the decision on one request (not implemented yet)\n",
+            "  check-config     Check a plugin configuration exactly as the filter loads it\n",
+            "  redact           Redact stdin to stdout with a configuration's policy\n",
+            "  explain          Explain the decision on one request (not implemented yet)\n",
+            "  import-gitleaks  Convert a gitleaks configuration into inferguard rules\n",
             "  -V, --version",
         ] {
             assert!(out.contains(line), "{args:?} lacks {line:?}:\n{out}");
@@ -340,4 +341,63 @@ fn explain_names_each_policy_verdict_the_policy_chosen_and_the_decision() {
     ] {
         assert!(out.contains(flag), "explain --help lacks {flag}:\n{out}");
     }
+}
+
+#[test]
+fn import_gitleaks_writes_a_fragment_and_accounts_for_every_rule() {
+    let dir = std::env::temp_dir().join(format!("inferguard-gitleaks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("rules.toml");
+    std::fs::write(
+        &toml,
+        r#"
+[allowlist]
+stopwords = ["example"]
+
+[[rules]]
+id = "demo-key"
+regex = '''demo_([a-z0-9]{16})'''
+secretGroup = 1
+entropy = 3
+keywords = ["demo_"]
+
+[[rules]]
+id = "letters"
+regex = '''\p{L}{40}'''
+
+[[rules]]
+id = "keystore"
+path = '''\.p12$'''
+"#,
+    )
+    .unwrap();
+    let o = run(&["import-gitleaks", toml.to_str().unwrap()], b"");
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let fragment: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        fragment,
+        serde_json::json!({"detect": {
+            "rules": [{"name": "gitleaks.demo-key", "pattern": "demo_([a-z0-9]{16})", "max_len": 512,
+                       "secret_group": 1, "entropy": 3.0, "keywords": ["demo_"]}],
+            "rule_allowlist": {"stopwords": ["example"]}
+        }})
+    );
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.starts_with("carried 1 of 3 rules\nnot carried: letters: regex: "), "{err}");
+    assert!(
+        err.ends_with("not carried: keystore: no regex: it matches file paths only, and traffic has none\n"),
+        "{err}"
+    );
+    // The fragment is a configuration the filter loads, and the rule redacts its secret group.
+    let cfg = dir.join("fragment.json");
+    let o = run(&["import-gitleaks", toml.to_str().unwrap(), "--output", cfg.to_str().unwrap()], b"");
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let o = run(&["redact", "--config", cfg.to_str().unwrap()], b"key demo_k3x9q2m7p4z8w1v6 set\n");
+    assert_eq!(stdout(&o), "key demo_[REDACTED:GITLEAKS.DEMO-KEY] set\n");
+    // Not TOML: exit 1 with the reason.
+    std::fs::write(&toml, "[[rules]\nid =").unwrap();
+    let o = run(&["import-gitleaks", toml.to_str().unwrap()], b"");
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(String::from_utf8(o.stderr).unwrap().contains("not TOML"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

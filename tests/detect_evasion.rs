@@ -25,7 +25,7 @@ const DIGITS: &[Case] = &[
     ("math sans-serif card", "𝟦𝟣𝟣𝟣 𝟣𝟣𝟣𝟣 𝟣𝟣𝟣𝟣 𝟣𝟣𝟣𝟣", "[REDACTED:CREDIT_CARD]", &["credit_card"]),
     ("math monospace ip", "host 𝟷𝟶.𝟷.𝟸.𝟹 up", "host [REDACTED:IPV4] up", &["ipv4"]),
     ("mixed scripts", "4١1१ ๑𝟏1١ 1111 ۱111", "[REDACTED:CREDIT_CARD]", &["credit_card"]),
-    ("digit inside a key", "key AKIAIOSFODNN٧EXAMPLE", "key [REDACTED:AWS_ACCESS_KEY_ID]", &["aws_access_key_id"]),
+    ("digit inside a key", "key AKIAIOSFODNN٧Q2MZ9VK", "key [REDACTED:AWS_ACCESS_KEY_ID]", &["aws_access_key_id"]),
     // Decoys: numbers in other scripts are still only numbers.
     ("arabic prose", "السعر ١٢٣ ريال و ٤١١١ ١١١١ ١١١١ ١١١٢", "السعر ١٢٣ ريال و ٤١١١ ١١١١ ١١١١ ١١١٢", &[]),
     ("hindi date", "दिनांक २०२४-०१-१५ को", "दिनांक २०२४-०१-१५ को", &[]),

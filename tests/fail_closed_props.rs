@@ -65,7 +65,7 @@ const SECRETS: [&str; 6] = [
     "ops+oncall@mail.example.org",
     "x@y.io",
     "4111 1111 1111 1111",
-    "AKIAIOSFODNN7EXAMPLE",
+    "AKIAIOSFODNN7Q2MZ9VK",
     "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
 ];
 
@@ -93,7 +93,7 @@ fn texts() -> [String; 2] {
 
 /// A planted value the engine would find in `text`. The filter is exact with respect to the
 /// engine: what a client joins is judged as joined text, so a value an upstream glues to the next
-/// fragment (`AKIA...EXAMPLE` + `more`) is left exactly as whole-text redaction leaves it, and the
+/// fragment (`AKIA...Q2MZ9VK` + `more`) is left exactly as whole-text redaction leaves it, and the
 /// engine's own boundaries are not this test's subject. Everything the engine recognises in what
 /// went out is a leak.
 fn leaked(text: &str) -> Option<&'static str> {
@@ -259,7 +259,7 @@ impl Style {
 /// Text held by shadowed duplicates: junk, whole values (scanned on their own) and halves of
 /// values (which must not be joined to the text the client reads).
 const JUNK: &[&str] =
-    &["junk", "stale text", "jane.doe@acme-", "corp.com", "4111 1111", "mail x@y.io", "AKIAIOSFODNN7EXAMPLE"];
+    &["junk", "stale text", "jane.doe@acme-", "corp.com", "4111 1111", "mail x@y.io", "AKIAIOSFODNN7Q2MZ9VK"];
 
 /// Names of extra members (none that a format gives a meaning to).
 const EXTRA_KEYS: &[&str] = &["x_extra", "x_meta", "vendor_ext", "x_debug"];
@@ -2266,16 +2266,16 @@ fn a_byte_order_mark_before_an_event_stream_is_skipped_as_whatwg_parsers_skip_it
 /// Property 1. openai-python joins every string of a chat delta, so the filter reads an unknown
 /// delta field (`x_note`) as one running text. A value that one event carries whole, bounded by
 /// the end of its string, is then judged glued to the next event's fragment
-/// (`AKIAIOSFODNN7EXAMPLEmore`), where no detector's boundary holds, and goes out verbatim, moved
+/// (`AKIAIOSFODNN7Q2MZ9VKmore`), where no detector's boundary holds, and goes out verbatim, moved
 /// into the next event. A reader of single events sees the key.
 #[test]
 fn a_delta_field_is_judged_as_the_client_joins_it() {
-    // The SDK joins every string of a delta: `key AKIA...EXAMPLE` + `more` is one text, in
+    // The SDK joins every string of a delta: `key AKIA...Q2MZ9VK` + `more` is one text, in
     // which the key is glued to `more` (whole-text redaction leaves it too); delimited, it is found.
-    for (second, want) in [("more", "key AKIAIOSFODNN7EXAMPLEmore"), (" more", "key [REDACTED:AWS_ACCESS_KEY_ID] more")]
+    for (second, want) in [("more", "key AKIAIOSFODNN7Q2MZ9VKmore"), (" more", "key [REDACTED:AWS_ACCESS_KEY_ID] more")]
     {
         let body = format!(
-            "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"x_note\":\"key AKIAIOSFODNN7EXAMPLE\"}}}}]}}\n\n\
+            "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"x_note\":\"key AKIAIOSFODNN7Q2MZ9VK\"}}}}]}}\n\n\
              data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"x_note\":\"{second}\"}}}}]}}\n\ndata: [DONE]\n\n"
         );
         let (d, _) = replay("/v1/chat/completions", &[body.as_bytes()]);

@@ -29,7 +29,7 @@ const SECRETS: &[&str] = &[
     "ops+oncall@mail.example.org",
     "x@y.io",
     "4111 1111 1111 1111",
-    "AKIAIOSFODNN7EXAMPLE",
+    "AKIAIOSFODNN7Q2MZ9VK",
     "MIIEpAIBAAKCAQEA1234567890abcdef",
     "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
     "123-45-6789",

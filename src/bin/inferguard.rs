@@ -54,6 +54,28 @@ enum Command {
     CheckConfig(CheckConfigArgs),
     Redact(RedactArgs),
     Explain(ExplainArgs),
+    ImportGitleaks(ImportGitleaksArgs),
+}
+
+/// Convert a gitleaks configuration into inferguard rules
+///
+/// Reads the gitleaks configuration FILE (TOML) and writes a configuration fragment,
+/// {"detect": {"rules": [...], "rule_allowlist": {...}}}, to stdout or --output: each
+/// rule's id, regex, secretGroup, entropy, keywords and allowlists (regexes, stopwords,
+/// regexTarget, condition), and the global allowlist. Merge its `detect` section into a
+/// plugin configuration. On stderr it says how many rules were carried, and which were
+/// not and why (a regex feature regex-lite lacks, a rule that matches file paths only).
+/// Exits 0 when the file was converted (even if some rules were not carried), 1 when it
+/// cannot be read or is not a gitleaks configuration.
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+struct ImportGitleaksArgs {
+    /// The gitleaks configuration (TOML), such as gitleaks' own config/gitleaks.toml
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Write the fragment here instead of stdout
+    #[arg(long, short, value_name = "OUT")]
+    output: Option<PathBuf>,
 }
 
 /// Check a plugin configuration exactly as the filter loads it
@@ -148,7 +170,42 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config(&args.file),
         Command::Redact(args) => redact(&args),
         Command::Explain(args) => explain(args),
+        Command::ImportGitleaks(args) => import_gitleaks(&args),
     }
+}
+
+/// `inferguard import-gitleaks`: the fragment to stdout (or `--output`), the account to stderr.
+fn import_gitleaks(args: &ImportGitleaksArgs) -> ExitCode {
+    let text = match std::fs::read_to_string(&args.file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("inferguard: {}: {e}", args.file.display());
+            return ExitCode::from(1);
+        }
+    };
+    let import = match inferguard::detect::gitleaks::import(&text) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("inferguard: {}: {e}", args.file.display());
+            return ExitCode::from(1);
+        }
+    };
+    let mut fragment = serde_json::to_string_pretty(&import.fragment).unwrap_or_default();
+    fragment.push('\n');
+    let written = match &args.output {
+        Some(out) => std::fs::write(out, fragment).map_err(|e| format!("{}: {e}", out.display())),
+        None => std::io::Write::write_all(&mut std::io::stdout(), fragment.as_bytes()).map_err(|e| e.to_string()),
+    };
+    if let Err(e) = written {
+        eprintln!("inferguard: {e}");
+        return ExitCode::from(1);
+    }
+    let total = import.carried.len() + import.skipped.iter().filter(|(id, _)| id != "[allowlist]").count();
+    eprintln!("carried {} of {total} rules", import.carried.len());
+    for (id, why) in &import.skipped {
+        eprintln!("not carried: {id}: {why}");
+    }
+    ExitCode::SUCCESS
 }
 
 /// Runs one request head (and a body naming the model) through the same `Exchange` the filter

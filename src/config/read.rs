@@ -62,6 +62,11 @@ impl<'a> Node<'a> {
         self.value.as_str().ok_or_else(|| self.invalid_type("a string"))
     }
 
+    /// A finite number.
+    pub fn number(&self) -> Result<f64, ConfigError> {
+        self.value.as_f64().filter(|n| n.is_finite()).ok_or_else(|| self.invalid_type("a number"))
+    }
+
     /// A non-negative integer no larger than `max`.
     pub fn uint(&self, max: u64) -> Result<u64, ConfigError> {
         match self.value.as_u64() {

@@ -33,7 +33,7 @@ use crate::config::read::Node;
 use crate::config::ConfigError;
 
 /// What the engine looks for, and what it does with each kind of finding.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DetectConfig {
     /// Per built-in detector settings, keyed by detector name (`email`, `credit_card`, ...).
     /// Detectors not named keep their defaults.
@@ -50,6 +50,12 @@ pub struct DetectConfig {
     /// which keeps tokens stable but lets anyone who has inferguard test guesses of a value
     /// against its token: configure a key wherever `hash` is used on guessable values.
     pub hash_key: Option<HashKey>,
+    /// Whether documentation placeholders in a detector's format (`ghp_xxxx...`, AWS's keys
+    /// ending in `EXAMPLE`, a PEM block whose body is not base64) are left alone and reported as
+    /// `placeholder` (`"placeholders": "leave"`, the default), or found as values (`"redact"`).
+    pub keep_placeholders: bool,
+    /// An allowlist every rule shares (gitleaks' global `[allowlist]`).
+    pub rule_allowlist: RuleAllowlistConfig,
 }
 
 /// Settings for one built-in detector.
@@ -79,6 +85,32 @@ pub struct RuleConfig {
     /// Streams hold back this many bytes of not-yet-released text for the rule; a pattern that
     /// can match more may find less when text arrives in pieces.
     pub max_len: Option<usize>,
+    /// Words one of which a match must contain (ASCII case ignored), as gitleaks' `keywords`:
+    /// all rules' keywords are searched at once, and a rule whose keywords are absent from the
+    /// text is not run at all.
+    pub keywords: Vec<String>,
+    /// The capture group that is the value (redacted, and measured for `entropy`); unset: the
+    /// first group that took part in the match, or the whole match when there is none.
+    pub secret_group: Option<usize>,
+    /// The least Shannon entropy (bits per character) the value must have.
+    pub entropy: Option<f64>,
+    /// Values of this rule that are left alone.
+    pub allowlists: Vec<RuleAllowlistConfig>,
+}
+
+/// A rule's allowlist, as gitleaks writes it: a match is left alone when its regular expressions
+/// or its stopwords say so.
+#[derive(Debug, Clone, Default)]
+pub struct RuleAllowlistConfig {
+    /// Regular expressions searched in the target (not anchored).
+    pub regexes: Vec<String>,
+    /// Words whose presence in the value (ASCII case ignored) leaves it alone.
+    pub stopwords: Vec<String>,
+    /// What `regexes` are searched in: `secret` (the value, the default) or `match` (the whole
+    /// match; gitleaks' `line` is read as the match too).
+    pub target_match: bool,
+    /// `true` (gitleaks' `condition = "AND"`): every kind of criterion given must hold; else any.
+    pub all: bool,
 }
 
 /// A list of terms matched literally.
@@ -178,9 +210,33 @@ fn keep_last(node: &Node) -> Result<u8, ConfigError> {
     node.uint(u64::from(u8::MAX)).map(|n| n as u8)
 }
 
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            detectors: BTreeMap::new(),
+            rules: Vec::new(),
+            dictionaries: Vec::new(),
+            allowlist: AllowlistConfig::default(),
+            field_rules: FieldRulesConfig::default(),
+            hash_key: None,
+            keep_placeholders: true,
+            rule_allowlist: RuleAllowlistConfig::default(),
+        }
+    }
+}
+
 impl DetectConfig {
     pub(crate) fn read(node: &Node) -> Result<DetectConfig, ConfigError> {
-        let obj = node.object(&["detectors", "rules", "dictionaries", "allowlist", "field_rules", "hash_key"])?;
+        let obj = node.object(&[
+            "detectors",
+            "rules",
+            "dictionaries",
+            "allowlist",
+            "field_rules",
+            "hash_key",
+            "placeholders",
+            "rule_allowlist",
+        ])?;
         let detectors = match obj.get("detectors") {
             None => BTreeMap::new(),
             Some(n) => n
@@ -196,6 +252,10 @@ impl DetectConfig {
             allowlist: obj.read("allowlist", AllowlistConfig::read)?.unwrap_or_default(),
             field_rules: obj.read("field_rules", FieldRulesConfig::read)?.unwrap_or_default(),
             hash_key: obj.read("hash_key", |n| n.str().map(|k| HashKey(k.to_owned())))?,
+            rule_allowlist: obj.read("rule_allowlist", RuleAllowlistConfig::read)?.unwrap_or_default(),
+            keep_placeholders: obj
+                .read("placeholders", |n| n.choice(&[("leave", true), ("redact", false)]))?
+                .unwrap_or(true),
         })
     }
 }
@@ -213,13 +273,39 @@ impl DetectorSetting {
 
 impl RuleConfig {
     fn read(node: &Node) -> Result<RuleConfig, ConfigError> {
-        let obj = node.object(&["name", "pattern", "action", "keep_last", "max_len"])?;
+        let obj = node.object(&[
+            "name",
+            "pattern",
+            "action",
+            "keep_last",
+            "max_len",
+            "keywords",
+            "secret_group",
+            "entropy",
+            "allowlists",
+        ])?;
         Ok(RuleConfig {
             name: obj.required("name")?.str()?.to_owned(),
             pattern: obj.required("pattern")?.str()?.to_owned(),
             action: obj.read("action", action)?.unwrap_or(Action::Mask),
             keep_last: obj.read("keep_last", keep_last)?,
             max_len: obj.read("max_len", |n| n.uint(u64::from(u32::MAX)).map(|n| n as usize))?,
+            keywords: obj.read("keywords", Node::strings)?.unwrap_or_default(),
+            secret_group: obj.read("secret_group", |n| n.uint(99).map(|n| n as usize))?,
+            entropy: obj.read("entropy", Node::number)?,
+            allowlists: obj.read("allowlists", |n| n.array(|n| RuleAllowlistConfig::read(&n)))?.unwrap_or_default(),
+        })
+    }
+}
+
+impl RuleAllowlistConfig {
+    fn read(node: &Node) -> Result<RuleAllowlistConfig, ConfigError> {
+        let obj = node.object(&["regexes", "stopwords", "target", "condition"])?;
+        Ok(RuleAllowlistConfig {
+            regexes: obj.read("regexes", Node::strings)?.unwrap_or_default(),
+            stopwords: obj.read("stopwords", Node::strings)?.unwrap_or_default(),
+            target_match: obj.read("target", |n| n.choice(&[("secret", false), ("match", true)]))?.unwrap_or(false),
+            all: obj.read("condition", |n| n.choice(&[("or", false), ("and", true)]))?.unwrap_or(false),
         })
     }
 }

@@ -39,20 +39,26 @@
 //! dictionaries, then a fixed order of the catalog in which, for example, `jwt` beats
 //! `bearer_token`). Findings never overlap.
 
+mod allow;
+mod build;
 mod catalog;
 pub mod config;
+mod custom;
+mod fields;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod gitleaks;
 mod normalize;
+mod render;
 pub(crate) mod sha256;
 mod validate;
 
-use aho_corasick::automaton::{Automaton, OverlappingState};
-use aho_corasick::nfa::contiguous;
-use aho_corasick::{Anchored, Input, MatchKind};
 use std::sync::Arc;
 
-use crate::config::ConfigError;
+use allow::Allow;
 use catalog::{Det, Hay, Sink};
 pub use config::DetectConfig;
+use custom::{dict_scan, scan_rules, Dict, RuleSet};
+use fields::FieldKey;
 use normalize::Folded;
 
 /// What happens to a finding.
@@ -152,72 +158,6 @@ struct Name {
     keep_last: u8,
 }
 
-#[derive(Debug, Clone)]
-struct Rule {
-    re: regex_lite::Regex,
-    max_len: usize,
-    id: u32,
-}
-
-#[derive(Debug, Clone)]
-struct Dict {
-    nfa: contiguous::NFA,
-    whole_word: bool,
-    max_len: usize,
-    terms: usize,
-    id: u32,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Allow {
-    values: Vec<String>,
-    domains: Vec<String>,
-    patterns: Vec<regex_lite::Regex>,
-}
-
-impl Allow {
-    fn is_empty(&self) -> bool {
-        self.values.is_empty() && self.domains.is_empty() && self.patterns.is_empty()
-    }
-
-    fn len(&self) -> usize {
-        self.values.len() + self.domains.len() + self.patterns.len()
-    }
-
-    fn allows(&self, det: Option<Det>, value: &str) -> bool {
-        if self.values.iter().any(|v| v.eq_ignore_ascii_case(value)) {
-            return true;
-        }
-        if !self.domains.is_empty() {
-            let host = match det {
-                Some(Det::Email) => value.rsplit_once('@').map(|(_, d)| d),
-                _ => None,
-            };
-            if let Some(host) = host {
-                if self.domains.iter().any(|d| domain_covers(d, host)) {
-                    return true;
-                }
-            }
-        }
-        self.patterns.iter().any(|p| p.is_match(value))
-    }
-}
-
-fn domain_covers(domain: &str, host: &str) -> bool {
-    let host = host.trim_end_matches('.');
-    host.eq_ignore_ascii_case(domain)
-        || (host.len() > domain.len()
-            && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
-            && host[host.len() - domain.len()..].eq_ignore_ascii_case(domain))
-}
-
-#[derive(Debug, Clone)]
-struct FieldKey {
-    /// Lower-case, separators removed.
-    norm: String,
-    id: u32,
-}
-
 /// A compiled set of detectors, rules, dictionaries, allowlist and field rules.
 ///
 /// Build it once per configuration with [`Engine::new`]; it is immutable and cheap to share.
@@ -238,13 +178,16 @@ struct FieldKey {
 pub struct Engine {
     names: Vec<Name>,
     on: [bool; catalog::COUNT],
-    rules: Vec<Rule>,
+    rules: RuleSet,
     dicts: Vec<Dict>,
     allow: Allow,
     fields: Vec<FieldKey>,
     hmac: sha256::HmacKey,
     hash_key_configured: bool,
     max_left: usize,
+    /// The name placeholders are reported under (`placeholder`, action `report`), unless the
+    /// configuration has them found as values (`"placeholders": "redact"`).
+    placeholder: Option<u32>,
 }
 
 /// A candidate before overlap resolution (offsets into the scanned, possibly folded, text).
@@ -261,216 +204,7 @@ struct Cand {
     det: Option<Det>,
 }
 
-/// The key the `hash` action uses when the configuration sets none. It is public (it is in
-/// this source), so tokens made with it are stable but not secret.
-const DEFAULT_HASH_KEY: &[u8] = b"inferguard default hash key: configure detect.hash_key";
-
-const DEFAULT_KEEP_LAST: u8 = 4;
-const DEFAULT_RULE_MAX_LEN: usize = 128;
-const MAX_RULE_MAX_LEN: usize = 4096;
-const MAX_TERM_LEN: usize = 256;
-
 impl Engine {
-    /// Compiles a configuration: builds the dictionaries' automata, the rules' and allowlist's
-    /// regular expressions, and checks every name and limit. Errors name the offending field,
-    /// such as `detect.rules[2].pattern: invalid regex: ...` or
-    /// `detect.detectors.emial: unknown detector (known: email, phone, ...)`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use inferguard::policy::Config;
-    /// use inferguard::detect::Engine;
-    ///
-    /// let cfg = Config::parse(r#"{"detect": {"rules": [{"name": "ticket", "pattern": "("}]}}"#).unwrap();
-    /// let err = Engine::new(&cfg.default.detect).unwrap_err();
-    /// assert!(err.to_string().starts_with("detect.rules[0].pattern: invalid regex"));
-    /// ```
-    pub fn new(cfg: &DetectConfig) -> Result<Engine, ConfigError> {
-        let mut names = Vec::new();
-        let mut on = [false; catalog::COUNT];
-        for d in catalog::ALL {
-            on[d as usize] = d.default_on();
-            names.push(Name::new(d.name(), Action::Mask, DEFAULT_KEEP_LAST));
-        }
-        for (name, s) in &cfg.detectors {
-            let path = format!("detect.detectors.{name}");
-            let Some(d) = Det::from_name(name) else {
-                let known: Vec<&str> = catalog::ALL.iter().map(|d| d.name()).collect();
-                return Err(ConfigError::new(path, format!("unknown detector (known: {})", known.join(", "))));
-            };
-            if let Some(e) = s.enabled {
-                on[d as usize] = e;
-            }
-            let n = &mut names[d as usize];
-            if let Some(a) = s.action {
-                n.action = a;
-            }
-            if let Some(k) = s.keep_last {
-                n.keep_last = check_keep(&path, k)?;
-            }
-        }
-        let mut taken: Vec<String> = catalog::ALL.iter().map(|d| d.name().to_string()).collect();
-        let mut rules = Vec::new();
-        for (i, r) in cfg.rules.iter().enumerate() {
-            let path = format!("detect.rules[{i}]");
-            check_name(&format!("{path}.name"), &r.name, &mut taken)?;
-            let re = regex_lite::Regex::new(&r.pattern)
-                .map_err(|e| ConfigError::new(format!("{path}.pattern"), format!("invalid regex: {e}")))?;
-            if re.is_match("") {
-                return Err(ConfigError::new(format!("{path}.pattern"), "matches the empty string"));
-            }
-            let max_len = r.max_len.unwrap_or(DEFAULT_RULE_MAX_LEN);
-            if max_len == 0 || max_len > MAX_RULE_MAX_LEN {
-                return Err(ConfigError::new(
-                    format!("{path}.max_len"),
-                    format!("must be between 1 and {MAX_RULE_MAX_LEN}, got {max_len}"),
-                ));
-            }
-            let keep = match r.keep_last {
-                Some(k) => check_keep(&format!("{path}.keep_last"), k)?,
-                None => DEFAULT_KEEP_LAST,
-            };
-            rules.push(Rule { re, max_len, id: names.len() as u32 });
-            names.push(Name::new(&r.name, r.action, keep));
-        }
-        let mut dicts = Vec::new();
-        for (i, d) in cfg.dictionaries.iter().enumerate() {
-            let path = format!("detect.dictionaries[{i}]");
-            check_name(&format!("{path}.name"), &d.name, &mut taken)?;
-            if d.terms.is_empty() {
-                return Err(ConfigError::new(format!("{path}.terms"), "must list at least one term"));
-            }
-            let mut max_len = 0;
-            for (t, term) in d.terms.iter().enumerate() {
-                if term.trim().is_empty() || term.len() > MAX_TERM_LEN {
-                    return Err(ConfigError::new(
-                        format!("{path}.terms[{t}]"),
-                        format!("must be 1 to {MAX_TERM_LEN} bytes and not blank"),
-                    ));
-                }
-                max_len = max_len.max(term.len());
-            }
-            // Terms are matched against folded text, so fold them the same way.
-            let terms: Vec<String> = d.terms.iter().map(|t| normalize::fold_str(t).into_owned()).collect();
-            let nfa = contiguous::NFA::builder()
-                .match_kind(MatchKind::Standard)
-                .ascii_case_insensitive(!d.case_sensitive)
-                .build(&terms)
-                .map_err(|e| ConfigError::new(format!("{path}.terms"), e))?;
-            let keep = match d.keep_last {
-                Some(k) => check_keep(&format!("{path}.keep_last"), k)?,
-                None => DEFAULT_KEEP_LAST,
-            };
-            dicts.push(Dict { nfa, whole_word: d.whole_word, max_len, terms: d.terms.len(), id: names.len() as u32 });
-            names.push(Name::new(&d.name, d.action, keep));
-        }
-        let mut allow = Allow::default();
-        for (i, v) in cfg.allowlist.values.iter().enumerate() {
-            if v.is_empty() {
-                return Err(ConfigError::new(format!("detect.allowlist.values[{i}]"), "must not be empty"));
-            }
-            allow.values.push(normalize::fold_str(v).into_owned());
-        }
-        for (i, d) in cfg.allowlist.domains.iter().enumerate() {
-            let d = d.trim().trim_start_matches('@').trim_start_matches("*.").trim_start_matches('.');
-            if d.is_empty() || !d.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-') {
-                return Err(ConfigError::new(
-                    format!("detect.allowlist.domains[{i}]"),
-                    "expected a domain name such as example.com",
-                ));
-            }
-            allow.domains.push(d.to_ascii_lowercase());
-        }
-        for (i, p) in cfg.allowlist.patterns.iter().enumerate() {
-            let re = regex_lite::Regex::new(&format!("^(?:{p})$")).map_err(|e| {
-                ConfigError::new(format!("detect.allowlist.patterns[{i}]"), format!("invalid regex: {e}"))
-            })?;
-            allow.patterns.push(re);
-        }
-        let mut fields = Vec::new();
-        let fr = &cfg.field_rules;
-        let keep = match fr.keep_last {
-            Some(k) => check_keep("detect.field_rules.keep_last", k)?,
-            None => DEFAULT_KEEP_LAST,
-        };
-        for (i, k) in fr.keys.iter().enumerate() {
-            let norm = norm_key(k);
-            if norm.is_empty() {
-                return Err(ConfigError::new(
-                    format!("detect.field_rules.keys[{i}]"),
-                    "must contain a letter or digit",
-                ));
-            }
-            if fields.iter().any(|f: &FieldKey| f.norm == norm) {
-                continue;
-            }
-            let label = format!("field:{}", k.to_ascii_lowercase());
-            fields.push(FieldKey { norm, id: names.len() as u32 });
-            names.push(Name::new(&label, fr.action, keep));
-        }
-        let (hmac, hash_key_configured) = match &cfg.hash_key {
-            Some(k) if k.0.len() < 16 => {
-                return Err(ConfigError::new(
-                    "detect.hash_key",
-                    format!("must be at least 16 bytes, got {}", k.0.len()),
-                ));
-            }
-            Some(k) => (sha256::HmacKey::new(k.0.as_bytes()), true),
-            None => (sha256::HmacKey::new(DEFAULT_HASH_KEY), false),
-        };
-        let mut max_left = catalog::MAX_LEFT_CONTEXT;
-        for _ in &dicts {
-            // Whole-word checks look one character back.
-            max_left = max_left.max(4);
-        }
-        if !rules.is_empty() {
-            // Look-around such as \b or ^ reads one character before a match.
-            max_left = max_left.max(4);
-        }
-        Ok(Engine { names, on, rules, dicts, allow, fields, hmac, hash_key_configured, max_left })
-    }
-
-    /// A one-line description, such as
-    /// `22 detectors enabled, 3 rules, 1 dictionary (1200 terms), 2 field rules`.
-    pub fn summary(&self) -> String {
-        let enabled = self.on.iter().filter(|&&o| o).count();
-        let mut s = format!("{enabled} detectors enabled");
-        let plural = |n: usize| if n == 1 { "" } else { "s" };
-        s.push_str(&format!(", {} rule{}", self.rules.len(), plural(self.rules.len())));
-        let terms: usize = self.dicts.iter().map(|d| d.terms).sum();
-        if self.dicts.len() == 1 {
-            s.push_str(&format!(", 1 dictionary ({terms} terms)"));
-        } else {
-            s.push_str(&format!(", {} dictionaries ({terms} terms)", self.dicts.len()));
-        }
-        s.push_str(&format!(", {} field rule{}", self.fields.len(), plural(self.fields.len())));
-        if !self.allow.is_empty() {
-            s.push_str(&format!(
-                ", {} allowlist entr{}",
-                self.allow.len(),
-                if self.allow.len() == 1 { "y" } else { "ies" }
-            ));
-        }
-        if !self.hash_key_configured && self.names.iter().any(|n| n.action == Action::Hash) {
-            s.push_str(", hash action with the default key");
-        }
-        s
-    }
-
-    /// The configured action of the detector, rule, dictionary or field rule `name` (before a
-    /// direction's mode rewrites it), if the configuration knows the name.
-    pub fn action_of(&self, name: &str) -> Option<Action> {
-        self.names.iter().find(|n| n.name.as_ref() == name).map(|n| n.action)
-    }
-
-    /// How many bytes of already-released text [`Engine::scan`] needs to see before `from` to
-    /// decide exactly as if it saw the whole text: labels such as `SSN:` or
-    /// `Authorization: Bearer`, and word boundaries.
-    pub fn max_left_context(&self) -> usize {
-        self.max_left
-    }
-
     /// Applies the policy to `text`: [`Engine::find_all`], then [`Engine::render`].
     ///
     /// `block` and `report` findings are listed but leave the text alone; the caller refuses a
@@ -491,81 +225,6 @@ impl Engine {
         let mut out = String::with_capacity(text.len());
         self.render(text, &findings, &mut out);
         Redaction { text: out, findings }
-    }
-
-    /// Like [`Engine::redact`], for a JSON string value under object key `key` (the nearest
-    /// enclosing key). When a field rule covers the key (`password` covers `password`,
-    /// `db_password` and `dbPassword`), the whole non-empty value is one finding named
-    /// `field:<key>`, whatever it contains, unless a detector finds something to `block` in it:
-    /// then those findings are returned so the message is refused. Otherwise this is
-    /// [`Engine::redact`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use inferguard::detect::{DetectConfig, Engine};
-    ///
-    /// let engine = Engine::new(&DetectConfig::default()).unwrap();
-    /// assert_eq!(engine.redact_field(Some("dbPassword"), "hunter2").text, "[REDACTED:FIELD:PASSWORD]");
-    /// assert_eq!(engine.redact_field(Some("comment"), "hunter2").text, "hunter2");
-    /// ```
-    pub fn redact_field(&self, key: Option<&str>, text: &str) -> Redaction {
-        let findings = self.find_field(key, text);
-        let mut out = String::with_capacity(text.len());
-        self.render(text, &findings, &mut out);
-        Redaction { text: out, findings }
-    }
-
-    /// The findings [`Engine::redact_field`] acts on: the whole value as one finding when a
-    /// field rule covers `key` (or only the `block` findings in it, if any), else
-    /// [`Engine::find_all`].
-    pub fn find_field(&self, key: Option<&str>, text: &str) -> Vec<Finding> {
-        let Some(id) = key.and_then(|k| self.field_rule(k)) else {
-            return self.find_all(text);
-        };
-        if text.is_empty() {
-            return Vec::new();
-        }
-        let inner = self.find_all(text);
-        if inner.iter().any(|f| f.action == Action::Block) {
-            return inner.into_iter().filter(|f| f.action == Action::Block).collect();
-        }
-        let n = &self.names[id as usize];
-        vec![Finding { detector: n.name.clone(), start: 0, end: text.len(), action: n.action }]
-    }
-
-    /// What replaces the finding `f` of `text` when rendered, or `None` if its action leaves
-    /// the text alone (`block`, `report`). [`Engine::render`] is this, applied to every finding.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use inferguard::detect::{DetectConfig, Engine};
-    ///
-    /// let engine = Engine::new(&DetectConfig::default()).unwrap();
-    /// let text = "mail a@b.io now";
-    /// let f = &engine.find_all(text)[0];
-    /// assert_eq!(engine.replacement(text, f).as_deref(), Some("[REDACTED:EMAIL]"));
-    /// ```
-    pub fn replacement(&self, text: &str, f: &Finding) -> Option<String> {
-        if !f.action.rewrites() {
-            return None;
-        }
-        let value = text.get(f.start..f.end)?;
-        let mut out = String::new();
-        self.render(value, &[Finding { start: 0, end: value.len(), ..f.clone() }], &mut out);
-        Some(out)
-    }
-
-    fn field_rule(&self, key: &str) -> Option<u32> {
-        if self.fields.is_empty() {
-            return None;
-        }
-        // Runs for every JSON string value: compares without building the normalised key.
-        self.fields
-            .iter()
-            .find(|f| norm_suffix(key, &f.norm).is_some_and(|exact| exact || suffix_at_boundary(key, f.norm.len())))
-            .map(|f| f.id)
     }
 
     /// Finds every confirmed match, non-overlapping, in order of position.
@@ -628,7 +287,7 @@ impl Engine {
         let fin = end == End::Final;
         let from = floor_boundary(text, from);
         let mut text = text;
-        let mut sink = Sink::new(self.on);
+        let mut sink = Sink::new(self.on, self.placeholder.is_some());
         let mut folded = self.run_catalog(text, from, fin, &mut sink);
         // A `%` or `&` sequence cut by the end of what has arrived (`jane&#6`) may still fold:
         // until it is complete, scan as if the text ended where it starts. A scan of the text
@@ -657,7 +316,10 @@ impl Engine {
                 cands.push(Cand {
                     start: h.start,
                     end: h.end,
-                    id: h.det as u32,
+                    id: match (h.placeholder, self.placeholder) {
+                        (true, Some(id)) => id,
+                        _ => h.det as u32,
+                    },
                     tier: u8::from(!h.det.specific()),
                     hidden: false,
                     rank: 2000 + u32::from(h.det.rank()),
@@ -669,8 +331,8 @@ impl Engine {
         for (k, d) in self.dicts.iter().enumerate() {
             dict_scan(d, hay_text, from_n, fin, 1000 + k as u32, &mut cands, &mut wait);
         }
-        for (k, r) in self.rules.iter().enumerate() {
-            rule_scan(r, hay_text, from_n, fin, k as u32, &mut cands, &mut wait);
+        if !self.rules.is_empty() {
+            scan_rules(&self.rules, hay_text, from_n, fin, &mut cands, &mut wait);
         }
         // A value glued to one of our own mask tokens was glued to the value the token replaced:
         // keep it rejected, so that redacting redacted text changes nothing.
@@ -685,7 +347,7 @@ impl Engine {
                 match glued_to_mask(b, c.start, c.end, fin) {
                     Some(glued) => c.hidden = glued,
                     None => {
-                        if *brackets.get_or_insert_with(|| catalog::contains2(b, b'[', b']')) {
+                        if *brackets.get_or_insert_with(|| crate::swar::contains_either(b, b'[', b']')) {
                             wait = wait.min(c.start);
                         }
                     }
@@ -742,7 +404,7 @@ impl Engine {
             Ok(()) => None,
             Err(catalog::NeedsFold) => {
                 let f = Folded::new(text);
-                *sink = Sink::new(self.on);
+                *sink = Sink::new(self.on, self.placeholder.is_some());
                 let hay = Hay { b: f.text.as_bytes(), fin };
                 let _ = catalog::scan(hay, f.norm(loop_start), true, sink);
                 Some(f)
@@ -755,148 +417,9 @@ impl Engine {
     #[cold]
     #[inline(never)]
     fn run_catalog_again(&self, text: &str, from: usize, fin: bool, sink: &mut Sink) -> Option<Folded> {
-        *sink = Sink::new(self.on);
+        *sink = Sink::new(self.on, self.placeholder.is_some());
         self.run_catalog(text, from, fin, sink)
     }
-
-    /// Writes `text` with each finding's action applied to `out`. `findings` must be in order,
-    /// non-overlapping, with offsets into `text` on char boundaries, as [`Engine::scan`] and
-    /// [`Engine::find_all`] return them; a finding that is not is skipped (its text is kept).
-    ///
-    /// [`Engine::redact`] is `find_all` followed by `render`; a stream renders each settled
-    /// part as [`Engine::scan`] reports it.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use inferguard::detect::{DetectConfig, End, Engine};
-    ///
-    /// let engine = Engine::new(&DetectConfig::default()).unwrap();
-    /// let text = "key AKIAIOSFODNN7EXAMPLE and more";
-    /// let scan = engine.scan(text, 0, End::More);
-    /// let mut out = String::new();
-    /// engine.render(&text[..scan.settled], &scan.findings, &mut out);
-    /// assert_eq!(out, "key [REDACTED:AWS_ACCESS_KEY_ID] and ");
-    /// ```
-    pub fn render(&self, text: &str, findings: &[Finding], out: &mut String) {
-        let mut last = 0;
-        for f in findings {
-            if f.start < last
-                || f.end < f.start
-                || f.end > text.len()
-                || !text.is_char_boundary(f.start)
-                || !text.is_char_boundary(f.end)
-            {
-                continue;
-            }
-            if !f.action.rewrites() {
-                continue;
-            }
-            out.push_str(&text[last..f.start]);
-            let value = &text[f.start..f.end];
-            let (label, keep) = self.render_info(&f.detector);
-            match f.action {
-                Action::Mask => {
-                    out.push_str("[REDACTED:");
-                    out.push_str(&label);
-                    out.push(']');
-                }
-                Action::Partial => partial(value, keep, out),
-                Action::Hash => {
-                    let folded = normalize::fold_str(value);
-                    let mac = self.hmac.mac(&[folded.as_bytes()]);
-                    out.push('[');
-                    out.push_str(&label);
-                    out.push(':');
-                    for b in &mac[..4] {
-                        out.push(char::from(HEX[usize::from(b >> 4)]));
-                        out.push(char::from(HEX[usize::from(b & 15)]));
-                    }
-                    out.push(']');
-                }
-                Action::Remove | Action::Block | Action::Report => {}
-            }
-            last = f.end;
-        }
-        out.push_str(&text[last..]);
-    }
-
-    fn render_info(&self, detector: &Arc<str>) -> (std::borrow::Cow<'_, str>, u8) {
-        if let Some(n) = self
-            .names
-            .iter()
-            .find(|n| Arc::ptr_eq(&n.name, detector))
-            .or_else(|| self.names.iter().find(|n| *n.name == **detector))
-        {
-            return (std::borrow::Cow::Borrowed(&n.label), n.keep_last);
-        }
-        (std::borrow::Cow::Owned(detector.to_ascii_uppercase()), DEFAULT_KEEP_LAST)
-    }
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-impl Name {
-    fn new(name: &str, action: Action, keep_last: u8) -> Name {
-        Name { name: Arc::from(name), label: name.to_ascii_uppercase().into_boxed_str(), action, keep_last }
-    }
-}
-
-fn check_keep(path: &str, k: u8) -> Result<u8, ConfigError> {
-    if k > 64 {
-        return Err(ConfigError::new(path, format!("must be at most 64, got {k}")));
-    }
-    Ok(k)
-}
-
-fn check_name(path: &str, name: &str, taken: &mut Vec<String>) -> Result<(), ConfigError> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
-    {
-        return Err(ConfigError::new(path, "must be 1 to 64 ASCII letters, digits, '_', '-' or '.'"));
-    }
-    if taken.iter().any(|t| t == name) {
-        return Err(ConfigError::new(path, format!("`{name}` is already used by a detector, rule or dictionary")));
-    }
-    taken.push(name.to_string());
-    Ok(())
-}
-
-/// Lower-case ASCII, without `_`, `-`, `.` and spaces: `API-Key` and `api_key` are `apikey`.
-fn norm_key(k: &str) -> String {
-    k.chars().filter(|c| !matches!(c, '_' | '-' | '.' | ' ')).map(|c| c.to_ascii_lowercase()).collect()
-}
-
-/// Whether `norm_key(key)` ends with `norm`: `None` if not, `Some(true)` if the two are equal.
-fn norm_suffix(key: &str, norm: &str) -> Option<bool> {
-    let mut k = key.chars().rev().filter(|c| !matches!(c, '_' | '-' | '.' | ' ')).map(|c| c.to_ascii_lowercase());
-    for n in norm.chars().rev() {
-        if k.next()? != n {
-            return None;
-        }
-    }
-    Some(k.next().is_none())
-}
-
-/// Whether the last `n` alphanumeric characters of `key` start at a word boundary: after a
-/// separator, or at a camelCase hump.
-fn suffix_at_boundary(key: &str, n: usize) -> bool {
-    let b = key.as_bytes();
-    let mut seen = 0;
-    let mut i = b.len();
-    while i > 0 && seen < n {
-        i -= 1;
-        if !matches!(b[i], b'_' | b'-' | b'.' | b' ') {
-            seen += 1;
-        }
-    }
-    if i == 0 {
-        return true;
-    }
-    let before = b[i - 1];
-    matches!(before, b'_' | b'-' | b'.' | b' ')
-        || (b[i].is_ascii_uppercase() && (before.is_ascii_lowercase() || before.is_ascii_digit()))
 }
 
 fn floor_boundary(s: &str, mut i: usize) -> usize {
@@ -907,114 +430,6 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
-}
-
-/// Stars every letter and digit but the last `keep`, keeping punctuation, spaces and any other
-/// character, and dropping invisible ones. A disguised character counts as what it is scanned
-/// as: `&#52;` is a digit (starred as one `*`), `%40` is an `@` (kept as written).
-fn partial(value: &str, keep: u8, out: &mut String) {
-    let units: Vec<(&str, bool)> = normalize::units(value)
-        .filter_map(|(u, f)| match f {
-            Some(normalize::Fold::Drop) => None,
-            Some(normalize::Fold::Ascii(a)) => Some((u, a.is_ascii_alphanumeric())),
-            None => Some((u, u.chars().next().is_some_and(char::is_alphanumeric))),
-        })
-        .collect();
-    let total = units.iter().filter(|(_, alnum)| *alnum).count();
-    let mut seen = 0;
-    for (u, alnum) in units {
-        if alnum {
-            seen += 1;
-            if seen + usize::from(keep) > total {
-                out.push_str(u);
-            } else {
-                out.push('*');
-            }
-        } else {
-            out.push_str(u);
-        }
-    }
-}
-
-fn is_word_byte(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_'
-}
-
-/// Dictionary matches in `text[from..]`, whole-word filtered, plus the wait for a term that may
-/// be completing at the end.
-fn dict_scan(d: &Dict, text: &str, from: usize, fin: bool, rank: u32, cands: &mut Vec<Cand>, wait: &mut usize) {
-    let b = text.as_bytes();
-    let n = b.len();
-    let input = Input::new(text).span(from..n);
-    let mut state = OverlappingState::start();
-    loop {
-        if d.nfa.try_find_overlapping(&input, &mut state).is_err() {
-            break;
-        }
-        let Some(m) = state.get_match() else { break };
-        let (s, e) = (m.start(), m.end());
-        if !text.is_char_boundary(s) || !text.is_char_boundary(e) {
-            continue;
-        }
-        if d.whole_word {
-            let left_ok = s == 0 || !is_word_byte(b[s - 1]) || !is_word_byte(b[s]);
-            let right_ok = if e == n { true } else { !is_word_byte(b[e]) || !is_word_byte(b[e - 1]) };
-            if e == n && !fin {
-                *wait = (*wait).min(s);
-                continue;
-            }
-            if !left_ok || !right_ok {
-                continue;
-            }
-        }
-        cands.push(Cand { start: s, end: e, id: d.id, tier: 1, hidden: false, rank, det: None });
-    }
-    if !fin {
-        // The earliest start from which the tail is still a prefix of some term.
-        let lo = n.saturating_sub(d.max_len).max(from);
-        let Ok(start) = d.nfa.start_state(Anchored::Yes) else {
-            return;
-        };
-        for k in lo..n {
-            if !text.is_char_boundary(k) {
-                continue;
-            }
-            if d.whole_word && k > 0 && is_word_byte(b[k - 1]) && is_word_byte(b[k]) {
-                continue;
-            }
-            let mut sid = start;
-            let mut alive = true;
-            for &c in &b[k..] {
-                sid = d.nfa.next_state(Anchored::Yes, sid, c);
-                if d.nfa.is_dead(sid) {
-                    alive = false;
-                    break;
-                }
-            }
-            if alive {
-                *wait = (*wait).min(k);
-                break;
-            }
-        }
-    }
-}
-
-/// Custom rule matches from `from` on. When more text may follow, matches that start in the
-/// last `max_len` bytes are not final, so the wait starts there.
-fn rule_scan(r: &Rule, text: &str, from: usize, fin: bool, rank: u32, cands: &mut Vec<Cand>, wait: &mut usize) {
-    let mut at = from;
-    while at <= text.len() {
-        let Some(m) = r.re.find_at(text, at) else {
-            break;
-        };
-        if m.end() - m.start() <= r.max_len && m.start() < m.end() {
-            cands.push(Cand { start: m.start(), end: m.end(), id: r.id, tier: 1, hidden: false, rank, det: None });
-        }
-        at = if m.end() > m.start() { m.end() } else { next_boundary(text, m.end()) };
-    }
-    if !fin {
-        *wait = (*wait).min(text.len().saturating_sub(r.max_len).max(from));
-    }
 }
 
 /// Whether the value `b[start..end]` touches one of our mask tokens, directly or across up to
@@ -1045,14 +460,6 @@ fn glued_to_mask(b: &[u8], start: usize, end: usize, fin: bool) -> Option<bool> 
             _ => return Some(false),
         }
     }
-}
-
-fn next_boundary(s: &str, mut i: usize) -> usize {
-    i += 1;
-    while i < s.len() && !s.is_char_boundary(i) {
-        i += 1;
-    }
-    i
 }
 
 #[cfg(test)]

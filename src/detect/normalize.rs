@@ -118,6 +118,7 @@ const LEADS: [bool; 256] = {
     let mut t = [false; 256];
     t[b'%' as usize] = true;
     t[b'&' as usize] = true;
+    t[b'\\' as usize] = true;
     // A lead byte starts the characters of a range of blocks: 0xC2..0xDF one block each,
     // 0xE0..0xEF 64 blocks each (E0 only the upper half), F0 the blocks of U+10000..U+1FFFF, F3
     // those of U+C0000..U+FFFFF (the tags among them).
@@ -227,7 +228,9 @@ fn high_folds(b: &[u8], i: usize) -> bool {
 pub(crate) fn folds_at(b: &[u8], i: usize) -> bool {
     match b.get(i) {
         Some(&c) if c >= 0x80 => high_folds(b, i),
-        Some(b'%' | b'&') => b.get(i + 1).is_some_and(|&next| ESCAPE_NEXT[usize::from(next)]) && folds_at_rest(b, i),
+        Some(b'%' | b'&' | b'\\') => {
+            b.get(i + 1).is_some_and(|&next| ESCAPE_NEXT[usize::from(next)]) && folds_at_rest(b, i)
+        }
         _ => false,
     }
 }
@@ -249,6 +252,9 @@ const ESCAPE_NEXT: [bool; 256] = {
         v += 1;
     }
     t[b'#' as usize] = true;
+    // `\u0040` and `\/`: JSON escapes a model writes out in its prose.
+    t[b'u' as usize] = true;
+    t[b'/' as usize] = true;
     let mut k = 0;
     while k < NAMED.len() {
         t[NAMED[k].0[0] as usize] = true;
@@ -260,10 +266,24 @@ const ESCAPE_NEXT: [bool; 256] = {
 /// A `%` escape or an HTML reference at `b[i]` (which is `%` or `&`).
 #[inline(never)]
 fn escape(b: &[u8], i: usize) -> Option<(usize, Fold)> {
-    if b.get(i) == Some(&b'%') {
-        percent(b, i)
-    } else {
-        reference(b, i)
+    match b.get(i) {
+        Some(b'%') => percent(b, i),
+        Some(b'\\') => json_escape(b, i),
+        _ => reference(b, i),
+    }
+}
+
+/// A JSON escape left visible in text (a model quoting JSON, `"ana\u0040shop.example"`,
+/// `"https:\/\/hooks.slack.com\/..."`): `\uXXXX` of a character values are made of, and `\/`.
+fn json_escape(b: &[u8], i: usize) -> Option<(usize, Fold)> {
+    match b.get(i + 1)? {
+        b'/' => Some((2, Fold::Ascii(b'/'))),
+        b'u' => {
+            let h = b.get(i + 2..i + 6)?;
+            let v = h.iter().try_fold(0u32, |v, &c| Some(v * 16 + hex_val(c)?))?;
+            value_char(v).map(|c| (6, Fold::Ascii(c)))
+        }
+        _ => None,
     }
 }
 
@@ -489,7 +509,7 @@ pub(crate) fn open_tail(b: &[u8]) -> Option<usize> {
         k -= 1;
     }
     let s = k.checked_sub(1)?;
-    (matches!(b[s], b'%' | b'&') && is_open(&b[s..])).then_some(s)
+    (matches!(b[s], b'%' | b'&' | b'\\') && is_open(&b[s..])).then_some(s)
 }
 
 /// Whether `s`, a `%` or `&` and what follows it up to the end of the text, may still grow into
@@ -498,6 +518,9 @@ fn is_open(s: &[u8]) -> bool {
     let rest = &s[1..];
     if s[0] == b'%' {
         return rest.len() < 2 && rest.iter().all(u8::is_ascii_hexdigit);
+    }
+    if s[0] == b'\\' {
+        return rest.is_empty() || (rest[0] == b'u' && rest.len() < 5 && rest[1..].iter().all(u8::is_ascii_hexdigit));
     }
     match rest.first() {
         None => true,

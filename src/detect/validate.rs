@@ -56,6 +56,8 @@ pub(crate) fn card_brand_ok(digits: &[u8]) -> bool {
         || ((p2 == 50 || (56..=58).contains(&p2) || p4 == 6304 || p4 == 6759 || p6 == 676770 || p6 == 676774) && (13..=19).contains(&n))
         // Mir
         || ((2200..=2204).contains(&p4) && (16..=19).contains(&n))
+        // UATP (airline cards)
+        || (p1 == 1 && n == 15)
 }
 
 /// A payment card number: issuer prefix and length, and the Luhn checksum.

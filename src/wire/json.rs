@@ -782,20 +782,13 @@ fn encode_body_into(s: &str, out: &mut Vec<u8>) {
 /// The first byte at or after `from` that is `"`, `\\` or a control byte (below 0x20): the only
 /// bytes JSON string scanning has to stop at. Checks eight bytes at a time.
 fn find_special(b: &[u8], from: usize) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let zero = |x: u64| x.wrapping_sub(LO) & !x;
+    use crate::swar::{below, eq, first, word};
     let mut i = from;
     while i + 8 <= b.len() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&b[i..i + 8]);
-        let w = u64::from_le_bytes(word);
-        // Bytes below 0x20, and bytes equal to '"' or '\\' (zero after xor). The lowest flagged
-        // byte is always a true match; borrows can only flag bytes above it.
-        let below = w.wrapping_sub(LO * 0x20) & !w;
-        let hit = (below | zero(w ^ (LO * u64::from(b'"'))) | zero(w ^ (LO * u64::from(b'\\')))) & HI;
+        let w = word(b, i);
+        let hit = below(w, 0x20) | eq(w, b'"') | eq(w, b'\\');
         if hit != 0 {
-            return Some(i + (hit.trailing_zeros() / 8) as usize);
+            return Some(i + first(hit));
         }
         i += 8;
     }
