@@ -12,9 +12,17 @@
 //!   `anthropic_api_key`, `stripe_key`, `google_api_key`, `jwt`, `private_key`, `bearer_token`,
 //!   `password_assignment`, `connection_string`), all on by default. Each is announced by a few
 //!   anchor bytes and confirmed by a validator (Luhn and issuer prefixes, SSN area rules, IBAN
-//!   length and mod-97, a JWT header that decodes to JSON with `alg`, ...): see `catalog.rs`.
-//! - Custom rules (regular expressions), dictionaries of terms (Aho-Corasick, case-insensitive
-//!   and whole-word by default), and JSON field rules ([`Engine::redact_field`]).
+//!   length and mod-97, a JWT header that decodes to JSON with `alg`, ...): see `catalog/`,
+//!   one file per anchor family. Placeholders in a detector's format (`ghp_xxxx...`, AWS's
+//!   `...EXAMPLE` keys) are reported as `placeholder` with the action `report`.
+//! - Custom rules (regular expressions, optionally gated by keywords, with a secret group, an
+//!   entropy threshold and allowlists, as gitleaks writes them: `custom.rs`, and
+//!   [`gitleaks`] converts gitleaks' TOML), dictionaries of terms (Aho-Corasick,
+//!   case-insensitive and whole-word by default), and JSON field rules
+//!   ([`Engine::redact_field`], `fields.rs`).
+//!
+//! `build.rs` compiles a configuration, `allow.rs` holds the allowlist, `render.rs` what replaces
+//! a finding.
 //!
 //! The allowlist removes findings but keeps their place: nothing inside an allowlisted value is
 //! redacted by another detector either.

@@ -20,6 +20,14 @@
 //! | `A` | `aws_access_key_id`, `google_api_key` |
 //! | `J` (of `eyJ`) | `jwt` |
 //! | `B` (of `Bearer`), and `Authorization` labels | `bearer_token` |
+//! | `/` after `hooks.slack.com` | `slack_webhook` written without its scheme |
+//! | two letters before a digit group | `iban`, `gitlab_token` (`GR1348941...`) |
+//!
+//! `%`, `&` and `\` are anchors too: they may start an escape that [`super::normalize`] folds
+//! (`%40`, `&#64;`, `\u0040`), and the scan then starts over on the folded text.
+//!
+//! The families live in their own files: `numbers.rs`, `email.rs`, `colon.rs` (URLs with
+//! credentials, IPv6), `labels.rs`, `tokens.rs` (prefixed tokens, JWTs, PEM blocks, `Bearer`).
 //!
 //! Anchors are common (one byte in eighteen of prose, code and tables), so each handler first
 //! rejects what cannot be its detector's start with a test or two, inlined into the scan loop:
