@@ -46,3 +46,8 @@ fn the_checks_see_a_value_a_client_would_read() {
     assert!(checks::surviving(br#"{"a":"mail [REDACTED:EMAIL]"}"#).is_empty());
     assert!(std::panic::catch_unwind(|| checks::answer(b"\x00\x03\x10jane@x.io")).is_ok());
 }
+
+#[test]
+fn every_request_target_in_the_corpus_keeps_the_invariants() {
+    replay("request_target", checks::request_target);
+}

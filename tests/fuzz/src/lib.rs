@@ -264,3 +264,52 @@ pub fn config(data: &[u8]) {
         }
     }
 }
+
+/// `%XX` decoded (a bad escape left as it is), lossily as UTF-8: what a server reads of a target.
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |j: usize| b.get(j).and_then(|c| (*c as char).to_digit(16));
+        match (b[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A request target (path and query) from an untrusted client: what reaches the upstream and
+/// what the access log prints hold no value the engine finds, in each path segment and each
+/// query value as a server decodes them.
+pub fn request_target(data: &[u8]) {
+    let Ok(path) = std::str::from_utf8(data) else { return };
+    let mut x = Exchange::new(HELD.with(Rc::clone));
+    let step =
+        x.on_request_head(&RequestHead { method: "GET", path, ..Default::default() }, &Verified::tls("TLSv1.3"), true);
+    if matches!(step.then, Then::Reply(_)) {
+        return;
+    }
+    let sent =
+        step.headers.iter().find(|(h, _)| h == ":path").and_then(|(_, v)| v.clone()).unwrap_or_else(|| path.to_owned());
+    for (what, target) in [("forwarded", sent.as_str()), ("logged", x.logged_path())] {
+        let (p, q) = target.split_once('?').unwrap_or((target, ""));
+        let pieces = p
+            .split('/')
+            .map(percent_decoded)
+            .chain(q.split('&').flat_map(|kv| kv.split('=')).map(|v| percent_decoded(&v.replace('+', " "))));
+        ENGINE.with(|e| {
+            for piece in pieces {
+                let left: Vec<_> = e.find_all(&piece).into_iter().filter(|f| f.action.rewrites()).collect();
+                assert!(left.is_empty(), "{what} target {target:?}: {piece:?} holds {:?}", left[0].detector);
+            }
+        });
+    }
+}
