@@ -166,12 +166,12 @@ registry-tools:
 	  echo "no skopeo or docker-registry: install them (apt-get install skopeo docker-registry); the OCI tests fail without them"; \
 	fi
 
-## fuzz [FUZZ_SECONDS=60] [FUZZ_TARGETS="answer prompt config request_target"]: each target under libFuzzer
+## fuzz [FUZZ_SECONDS=60] [FUZZ_TARGETS="answer prompt config request_target json_reader"]: each target under libFuzzer
 ## (cargo-fuzz, installed under .tools/; stable Rust with RUSTC_BOOTSTRAP=1) for that long. New
 ## inputs go to target/fuzz/corpus/ (not committed); tests/fuzz/corpus/ holds the seeds and every
 ## input that once failed, which `make test` replays (tests/fuzz_replay.rs).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= answer prompt config request_target
+FUZZ_TARGETS ?= answer prompt config request_target json_reader
 CARGO_FUZZ := .tools/cargo/bin/cargo-fuzz
 fuzz: $(CARGO_FUZZ)
 	@for t in $(FUZZ_TARGETS); do \

@@ -37,6 +37,12 @@ pub(crate) mod wire;
 #[allow(unsafe_code)]
 mod filter;
 
+/// Internals the fuzz targets (`tests/fuzz`) drive directly; not a stable interface.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::wire::json::{Kind, Tape};
+}
+
 pub use audit::{AuditRecord, Decision, DirectionAudit};
 pub use detect::Engine;
 pub use exchange::{Exchange, LocalReply, RequestHead, ResponseHead, Side, Step, Then};

@@ -51,3 +51,8 @@ fn the_checks_see_a_value_a_client_would_read() {
 fn every_request_target_in_the_corpus_keeps_the_invariants() {
     replay("request_target", checks::request_target);
 }
+
+#[test]
+fn every_json_document_in_the_corpus_reads_as_a_client_reads_it() {
+    replay("json_reader", checks::json_reader);
+}

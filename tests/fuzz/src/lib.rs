@@ -313,3 +313,37 @@ pub fn request_target(data: &[u8]) {
         });
     }
 }
+
+/// The one JSON reader reads whatever a strict client (serde_json) reads, the same way: every
+/// string and key a client keeps (the last of duplicate keys), decoded alike.
+pub fn json_reader(data: &[u8]) {
+    use inferguard::fuzzing::{Kind, Tape};
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else { return };
+    let mut want = Vec::new();
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) => out.push(format!("s:{s}")),
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            serde_json::Value::Object(m) => m.iter().for_each(|(k, v)| {
+                out.push(format!("k:{k}"));
+                walk(v, out)
+            }),
+            _ => {}
+        }
+    }
+    walk(&v, &mut want);
+    let mut tape = Tape::read(data).unwrap_or_else(|e| panic!("a document serde_json reads was refused: {e}"));
+    tape.mark_shadowed();
+    let mut got = Vec::new();
+    for n in tape.nodes.iter().filter(|n| !n.shadowed) {
+        if let Some(k) = &n.key {
+            got.push(format!("k:{k}"));
+        }
+        if n.kind == Kind::Str {
+            got.push(format!("s:{}", n.text));
+        }
+    }
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "the reader and a client disagree");
+}
