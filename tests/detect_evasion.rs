@@ -158,16 +158,7 @@ fn check(cases: &[Case]) {
         assert_eq!(found, dets, "{name}");
         assert_eq!(e.redact_field(None, text), r, "{name}: redact_field");
         assert_eq!(e.find_field(Some("comment"), text), r.findings, "{name}: find_field");
-        let want_found: Vec<(String, usize, usize)> =
-            r.findings.iter().map(|f| (f.detector.to_string(), f.start, f.end)).collect();
-        // Streamed: split at every point, and one byte at a time.
-        for p in (0..=text.len()).filter(|&p| text.is_char_boundary(p)) {
-            let (out, found) = common::stream(&e, text, |fed| if fed < p { p } else { text.len() });
-            assert_eq!(out, want, "{name}: split at {p}");
-            assert_eq!(found, want_found, "{name}: split at {p}");
-        }
-        let (out, found) = common::stream(&e, text, |fed| fed + 1);
-        assert_eq!((out.as_str(), &found), (want, &want_found), "{name}: one byte at a time");
+        common::assert_streams_as_whole(&e, name, text, &r);
     }
 }
 

@@ -89,3 +89,19 @@ pub fn drive_body(
         }
     }
 }
+
+/// Streamed, `text` gives exactly what redacting it whole gave (`whole`): split at every character
+/// boundary, and one byte at a time.
+#[allow(dead_code)]
+pub fn assert_streams_as_whole(engine: &Engine, name: &str, text: &str, whole: &inferguard::detect::Redaction) {
+    let want = whole.text.as_str();
+    let want_found: Vec<(String, usize, usize)> =
+        whole.findings.iter().map(|f| (f.detector.to_string(), f.start, f.end)).collect();
+    for p in (0..=text.len()).filter(|&p| text.is_char_boundary(p)) {
+        let (out, found) = stream(engine, text, |fed| if fed < p { p } else { text.len() });
+        assert_eq!(out, want, "{name}: split at {p}");
+        assert_eq!(found, want_found, "{name}: split at {p}");
+    }
+    let (out, found) = stream(engine, text, |fed| fed + 1);
+    assert_eq!((out.as_str(), &found), (want, &want_found), "{name}: one byte at a time");
+}
