@@ -72,6 +72,12 @@ def wait_for(predicate, timeout: float, what: str, proc=None, log=None):
     raise TimeoutError(f"{what}: not ready after {timeout}s\n{read(log)}")
 
 
+def complete_lines(text: str) -> list:
+    """The lines of a log another process is still appending to, without a last line it has not
+    finished writing (no newline yet)."""
+    return text[:text.rfind("\n") + 1].splitlines()
+
+
 def read(path) -> str:
     if not path:
         return ""
@@ -310,9 +316,10 @@ class Envoy(Process):
     def log_entries(self):
         """Every access-log line so far, in order, each parsed: one JSON object per line (see
         envoy/envoy.yaml), the audit record nested as its `inferguard` member (None when the
-        filter wrote none: Envoy prints `-`). Envoy's other output lines are skipped."""
+        filter wrote none: Envoy prints `-`). Envoy's other output lines are skipped, and so is a
+        last line Envoy is still writing (no newline yet): it is read whole on the next call."""
         out = []
-        for line in self.output().splitlines():
+        for line in complete_lines(self.output()):
             if not line.startswith('{"start_time":'):
                 continue
             try:
@@ -384,7 +391,7 @@ class Envoy(Process):
 
     def capture_entries(self):
         """Every line of the capture log so far, each parsed (one JSON object per line)."""
-        return [json.loads(line) for line in self.capture_output().splitlines()]
+        return [json.loads(line) for line in complete_lines(self.capture_output())]
 
     def capture_for(self, request_id: str, timeout: float = 5.0) -> dict:
         """The (single) capture log line of the request `request_id`."""
