@@ -5,7 +5,7 @@
 //! (an `Rc<Policies>`) with every [`Filter`], one per HTTP stream. A bad configuration makes
 //! `on_configure` return false, so Envoy refuses the filter and logs which field was wrong.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
@@ -116,13 +116,34 @@ impl Connections {
     }
 }
 
-/// The metric ids of this VM, defined on first use (label values come from the configuration).
+/// The metric ids of this VM, defined on first use (label values come from the configuration),
+/// and this VM's share of the gauges of what the filter holds.
 #[derive(Default)]
 struct Metrics {
     ids: RefCell<HashMap<String, u32>>,
+    /// HTTP contexts alive in this VM.
+    live: Cell<i64>,
+    /// What this VM last added to [`metrics::LIVE_EXCHANGES`] and [`metrics::MEMORY_BYTES`] in
+    /// all: each report adds only the change, so the gauges hold the sum over the workers.
+    shown_live: Cell<i64>,
+    shown_memory: Cell<i64>,
 }
 
 impl Metrics {
+    /// Brings this VM's share of the resident gauges up to date: a host call only for a change.
+    fn report_resident(&self) {
+        let memory = i64::try_from(core::arch::wasm32::memory_size::<0>() * 65536).unwrap_or(i64::MAX);
+        for (name, now, shown) in [
+            (metrics::LIVE_EXCHANGES, self.live.get(), &self.shown_live),
+            (metrics::MEMORY_BYTES, memory, &self.shown_memory),
+        ] {
+            if now != shown.get() {
+                self.add(MetricType::Gauge, name, now - shown.get());
+                shown.set(now);
+            }
+        }
+    }
+
     fn id(&self, kind: MetricType, name: &str) -> Option<u32> {
         if let Some(id) = self.ids.borrow().get(name) {
             return Some(*id);
@@ -180,6 +201,8 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let policy = Rc::clone(self.policy.as_ref()?);
+        self.metrics.live.set(self.metrics.live.get() + 1);
+        self.metrics.report_resident();
         Some(Box::new(Filter {
             exchange: Exchange::new(policy),
             replied: false,
@@ -327,6 +350,14 @@ impl Filter {
             };
             self.metrics.add(kind, &inc.name, i64::try_from(inc.value).unwrap_or(i64::MAX));
         }
+    }
+}
+
+impl Drop for Filter {
+    /// Envoy deleted the stream's context: its state is gone.
+    fn drop(&mut self) {
+        self.metrics.live.set(self.metrics.live.get() - 1);
+        self.metrics.report_resident();
     }
 }
 

@@ -42,6 +42,13 @@ pub const EXTRACTION_SUSPECTED: &str = "inferguard_extraction_suspected_total";
 /// created; never down: proxy-wasm cannot delete a key). At most `max_callers` per allowance.
 pub const LIMIT_BUCKETS: &str = "inferguard_limit_buckets";
 
+/// Gauge: HTTP streams this filter holds state for now, over every worker (up when Envoy creates
+/// the stream's context, down when it deletes it): back to 0 once all streams have ended.
+pub const LIVE_EXCHANGES: &str = "inferguard_live_exchanges";
+/// Gauge: the filter's linear memory, in bytes, over every worker's VM. Wasm memory never shrinks,
+/// so this is the high-water mark of the filter's heap: flat under steady load.
+pub const MEMORY_BYTES: &str = "inferguard_memory_bytes";
+
 /// The label keys, in the order they may appear; each has a `stats_tags` regex in `envoy/`.
 pub const LABELS: &[&str] = &["policy", "decision", "detector", "direction", "action", "reason"];
 

@@ -78,6 +78,11 @@ def test_metrics_after_a_known_sequence(make_envoy):
     assert samples(families, "inferguard_streamed_responses_total") == {frozenset({"policy": "default"}.items()): 1}
     assert samples(families, "inferguard_active_streams") == {frozenset(): 0}
     assert samples(families, "inferguard_holdback_max_chars_count") == {frozenset(): 1}
+    # What the filter holds: no stream's state once all have ended; its linear memory, in whole
+    # wasm pages, over every worker's VM.
+    assert samples(families, "inferguard_live_exchanges") == {frozenset(): 0}
+    [memory] = samples(families, "inferguard_memory_bytes").values()
+    assert memory > 0 and memory % 65536 == 0, memory
     # Envoy's own /stats lists the raw names, labels still inside, in its wasmcustom namespace.
     assert "wasmcustom.inferguard_requests_total;policy=default;decision=denied: 1" in e.stats().splitlines()
     assert "wasmcustom.inferguard_refusals_total;reason=rule:codeword: 1" in e.stats().splitlines()
@@ -88,9 +93,10 @@ def sse_chunk(content):
                                    "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}).encode() + b"\n\n"
 
 
-def test_active_streams_counts_an_answer_while_it_streams(make_envoy):
+def test_active_streams_and_live_exchanges_count_an_answer_while_it_streams(make_envoy):
     e = make_envoy("")
     gauge = lambda: samples(scrape(e)[1], "inferguard_active_streams")
+    live = lambda: samples(scrape(e)[1], "inferguard_live_exchanges")
     chunks = [sse_chunk("mail jane.doe@corp.example now "), sse_chunk("and more"), b"data: [DONE]\n\n"]
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
     with client() as c:
@@ -100,7 +106,9 @@ def test_active_streams_counts_an_answer_while_it_streams(make_envoy):
             first = next(pieces)
             assert b"[REDACTED:EMAIL]" in first, first
             assert gauge() == {frozenset(): 1}
+            assert live() == {frozenset(): 1}
             rest = b"".join(pieces)
         assert rest.endswith(b"data: [DONE]\n\n"), rest
     wait_for(lambda: gauge() == {frozenset(): 0}, 5, "the stream counted out")
+    wait_for(lambda: live() == {frozenset(): 0}, 5, "the stream's state deleted")
     assert samples(scrape(e)[1], "inferguard_streamed_responses_total") == {frozenset({"policy": "default"}.items()): 1}
