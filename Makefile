@@ -50,6 +50,14 @@ $(WASM): $(WASM_RAW) $(WASM_OPT)
 	  $(WASM_RAW) -o $@
 	@ls -l $(WASM_RAW) $(WASM) | awk '{ printf "built %s (%d bytes)\n", $$9, $$5 }'
 
+# The filter with the `crash-test` feature (tests only, never shipped): tests/e2e/test_crash.py.
+CRASH_WASM := target/inferguard-crash-test.wasm
+$(CRASH_WASM): wasm-target $(WASM_OPT) $(shell find src -name '*.rs') Cargo.toml Cargo.lock
+	CARGO_TARGET_DIR=target/crash-test cargo build --quiet --profile wasm --target wasm32-wasip1 --lib --features crash-test
+	$(WASM_OPT) -O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+	  --enable-mutable-globals --enable-multivalue --enable-reference-types --strip-debug --strip-producers \
+	  target/crash-test/wasm32-wasip1/wasm/inferguard.wasm -o $@
+
 $(WASM_OPT):
 	@command -v npm >/dev/null || { echo "npm (Node.js) is needed to install binaryen's wasm-opt"; exit 1; }
 	npm install --prefix .tools --no-audit --no-fund --loglevel=error binaryen@$(BINARYEN)
@@ -125,7 +133,7 @@ test: test-unit test-e2e
 test-unit:
 	cargo test --quiet
 
-test-e2e: build venv certs browser registry-tools $(KUSTOMIZE)
+test-e2e: build $(CRASH_WASM) venv certs browser registry-tools $(KUSTOMIZE)
 	$(PYTHON) -m pytest -q tests/e2e
 
 ## browser: a Chromium for tests/e2e/test_browser.py (driven by Playwright from .venv, which

@@ -186,6 +186,11 @@ def render(args) -> str:
         namespace = args.istio_wasmplugin.partition("/")[0]
         template = (f"node:\n  id: sidecar~127.0.0.1~inferguard.{namespace}~{namespace}.svc.cluster.local\n"
                     f"  cluster: inferguard.{namespace}\n") + template
+    if args.failure_policy != "FAIL_CLOSED":
+        template, n = re.subn(r"\n( *)failure_policy: FAIL_CLOSED\n",
+                              rf"\n\1failure_policy: {args.failure_policy}\n"
+                              r"\1reload_config: { backoff: { base_interval: 0.1s, max_interval: 1s } }\n", template)
+        assert n == 1 or args.istio_wasmplugin, "envoy.yaml: failure_policy is not where render.py expects it"
     host, port = host_port(args.upstream)
     plain_host, plain_port = host_port(args.plain_upstream or args.upstream)
     cert_dir = os.path.abspath(args.certs)
@@ -243,6 +248,8 @@ def main() -> None:
     p.add_argument("--wasm", default="target/inferguard.wasm")
     p.add_argument("--config", default=os.path.join(HERE, "inferguard.json"), help="plugin configuration (JSON)")
     p.add_argument("--bare", action="store_true", help="leave the inferguard filter out")
+    p.add_argument("--failure-policy", default="FAIL_CLOSED", choices=["FAIL_CLOSED", "FAIL_RELOAD", "FAIL_OPEN"],
+                   help="what Envoy does when the filter crashes (FAIL_RELOAD: a new VM, 0.1 s backoff)")
     p.add_argument("--istio-wasmplugin", metavar="NAMESPACE/NAME",
                    help="configure the filter as istiod does for that WasmPlugin (ECDS, no allow_on_headers_stop_iteration)")
     p.add_argument("--istio-ecds", help="file of the ECDS resource with --istio-wasmplugin (default: beside -o, .ecds.json)")

@@ -310,7 +310,8 @@ impl Filter {
             Side::Request => BufferType::HttpRequestBody,
             Side::Response => BufferType::HttpResponseBody,
         };
-        let mut read = |start, len| hostcalls::get_buffer(buffer, start, len).ok().flatten().unwrap_or_default();
+        let mut read =
+            |start, len| crash_test(hostcalls::get_buffer(buffer, start, len).ok().flatten().unwrap_or_default());
         let step = self.exchange.on_body(side, size, end, &mut read);
         if side == Side::Response {
             self.watch_stream();
@@ -371,10 +372,32 @@ impl Filter {
             Side::Request => BufferType::HttpRequestBody,
             Side::Response => BufferType::HttpResponseBody,
         };
-        let mut read = |start, len| hostcalls::get_buffer(buffer, start, len).ok().flatten().unwrap_or_default();
+        let mut read =
+            |start, len| crash_test(hostcalls::get_buffer(buffer, start, len).ok().flatten().unwrap_or_default());
         let step = self.exchange.on_trailers(side, held, &mut read);
         self.carry_out(side, held, step, None)
     }
+}
+
+/// With the `crash-test` feature (tests only), a body read from Envoy that holds a trigger crashes
+/// the filter: a panic (logged by proxy-wasm's hook, then a trap) or a bare trap.
+#[cfg(feature = "crash-test")]
+fn crash_test(bytes: Vec<u8>) -> Vec<u8> {
+    let holds = |trigger: &[u8]| bytes.windows(trigger.len()).any(|w| w == trigger);
+    if holds(b"INFERGUARD-TEST-PANIC") {
+        panic!("crash-test: INFERGUARD-TEST-PANIC in a body");
+    }
+    if holds(b"INFERGUARD-TEST-TRAP") {
+        core::arch::wasm32::unreachable();
+    }
+    bytes
+}
+
+/// The shipped module: the bytes as read.
+#[cfg(not(feature = "crash-test"))]
+#[inline(always)]
+fn crash_test(bytes: Vec<u8>) -> Vec<u8> {
+    bytes
 }
 
 impl Context for Filter {}

@@ -24,6 +24,8 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 ENVOY = os.environ.get("ENVOY_BIN", os.path.join(VENV_BIN, "envoy"))
 WASM = os.path.join(ROOT, "target", "inferguard.wasm")
+# The module with the `crash-test` feature (Makefile: $(CRASH_WASM)).
+CRASH_WASM = os.path.join(ROOT, "target", "inferguard-crash-test.wasm")
 CERTS = os.path.join(ROOT, "certs")
 CA = os.path.join(CERTS, "ca.crt")
 # What envoy/envoy.yaml's jwt_authn provider accepts (tokens signed by certs/jwt.key, in jwks.json).
@@ -262,11 +264,14 @@ class Envoy(Process):
     (`held_headers`). `istio_wasmplugin` ("NAMESPACE/NAME") configures the filter as istiod does for
     that WasmPlugin (render.py --istio-wasmplugin: over ECDS, no allow_on_headers_stop_iteration,
     jwt_authn as a RequestAuthentication sets it up), with the plugin configuration as given; the
-    ECDS resource is written to `ecds_path`."""
+    ECDS resource is written to `ecds_path`. `wasm` is the module (the crash-test build:
+    `CRASH_WASM`), `failure_policy` what Envoy does when it crashes (FAIL_CLOSED unless given); `concurrency` the
+    worker threads (each runs its own VM)."""
 
     def __init__(self, workdir, upstream: str, plugin_config: str = "{}", bare: bool = False, wait=True,
                  plain_upstream: str = None, upstream_plaintext: bool = False, upstream_sni: str = None,
-                 upstream_ca: str = None, log_jwt_metadata: bool = False, istio_wasmplugin: str = None):
+                 upstream_ca: str = None, log_jwt_metadata: bool = False, istio_wasmplugin: str = None,
+                 wasm: str = WASM, failure_policy: str = None, concurrency: int = 2):
         self.https_port, self.plain_port, self.admin_port = free_port(), free_port(), free_port()
         self.plain_filtered_port = free_port()
         tag = f"{self.https_port}"
@@ -280,7 +285,9 @@ class Envoy(Process):
                   "--plain-port", str(self.plain_port), "--admin-port", str(self.admin_port),
                   "--plain-filtered-port", str(self.plain_filtered_port),
                   "--listen-address", "127.0.0.1", "--upstream", upstream, "--certs", CERTS,
-                  "--wasm", WASM, "--config", self.config_path, "-o", self.yaml]
+                  "--wasm", wasm, "--config", self.config_path, "-o", self.yaml]
+        if failure_policy:
+            render += ["--failure-policy", failure_policy]
         if bare:
             render.append("--bare")
         if plain_upstream:
@@ -297,7 +304,7 @@ class Envoy(Process):
         if istio_wasmplugin:
             render += ["--istio-wasmplugin", istio_wasmplugin, "--istio-ecds", self.ecds_path]
         subprocess.run(render, check=True, cwd=ROOT)
-        super().__init__([ENVOY, "-c", self.yaml, "--disable-hot-restart", "--concurrency", "2",
+        super().__init__([ENVOY, "-c", self.yaml, "--disable-hot-restart", "--concurrency", str(concurrency),
                           "--log-level", "warn", "--component-log-level", "wasm:info",
                           "--file-flush-interval-msec", "50"],
                          os.path.join(workdir, f"envoy-{tag}.log"))

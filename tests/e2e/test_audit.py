@@ -136,7 +136,7 @@ def test_each_line_is_json_with_the_record_nested(audit_envoy):
     audit_envoy.log_entry(marker)
     [raw] = [l for l in audit_envoy.output().splitlines() if marker in l]
     line = json.loads(raw)
-    assert set(line) == {"start_time", "method", "path", "protocol", "response_code", "response_flags",
+    assert set(line) == {"start_time", "method", "path", "protocol", "response_code", "response_flags", "details",
                          "bytes_received", "bytes_sent", "duration_ms", "upstream_host", "route", "peer", "inferguard"}
     assert isinstance(line["inferguard"], dict) and line["inferguard"]["decision"] == "allowed"
     assert line["start_time"].endswith("Z") and isinstance(line["duration_ms"], int)

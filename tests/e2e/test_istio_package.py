@@ -570,7 +570,7 @@ def test_the_istio_rendering_has_exactly_the_fields_istiod_generates(tmp_path):
     with open(render(tmp_path, path)) as f:
         [inline] = [f for f in http_filters(yaml.safe_load(f)) if f["name"] == "envoy.filters.http.wasm"]
     assert inline["typed_config"]["config"]["allow_on_headers_stop_iteration"] is True
-    assert inline["typed_config"]["config"]["fail_open"] is False
+    assert inline["typed_config"]["config"]["failure_policy"] == "FAIL_CLOSED"
 
 
 def test_envoy_validates_both_renderings(tmp_path):
