@@ -424,9 +424,11 @@ fn main() {
         100.0 * sensitive_bytes as f64 / total as f64
     );
 
-    // `INFERGUARD_BENCH_PROFILE=1`: only the engine on the corpus, long enough for a profiler.
-    if std::env::var_os("INFERGUARD_BENCH_PROFILE").is_some() {
-        let (d, n) = time(60, || docs.iter().map(|doc| engine.find_all(doc).len()).sum());
+    // `INFERGUARD_BENCH_PROFILE=N`: only the engine on the corpus, N + 1 times (60 unless N is a
+    // number), long enough for a profiler; `=0` is one pass, for callgrind.
+    if let Some(runs) = std::env::var_os("INFERGUARD_BENCH_PROFILE") {
+        let runs = runs.to_str().and_then(|r| r.parse().ok()).unwrap_or(60);
+        let (d, n) = time(runs, || docs.iter().map(|doc| engine.find_all(doc).len()).sum());
         println!("profile run: {:.0} MB/s ({n} findings)", mbps(total, d));
         let mut counts = BTreeMap::new();
         for d in &docs {

@@ -374,6 +374,7 @@ static ANCHOR: [u8; 256] = {
 };
 
 /// `ANCHOR_AT[k][c]`: bit `k` set when `c` is an anchor byte.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 static ANCHOR_AT: [[u8; 256]; 8] = {
     let mut t = [[0u8; 256]; 8];
     let mut k = 0;
@@ -386,6 +387,39 @@ static ANCHOR_AT: [[u8; 256]; 8] = {
         k += 1;
     }
     t
+};
+
+/// The anchor bytes as two 16-entry tables (low nibbles, high nibbles), for a 16-byte-wide lookup
+/// (`i8x16.swizzle`): byte `c` is an anchor exactly when `lo[c & 15] & hi[c >> 4] != 0`. Each
+/// high nibble that holds anchors (`2`-`5` for ASCII, `C`-`F` for lead bytes) has a bit of its
+/// own, set in `lo` for the low nibbles of its anchors; eight such nibbles, eight bits: exact.
+#[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
+const NIBBLES: ([u8; 16], [u8; 16]) = {
+    let (mut lo, mut hi) = ([0u8; 16], [0u8; 16]);
+    let mut bits = 0u8;
+    let mut h = 0;
+    while h < 16 {
+        let mut any = false;
+        let mut l = 0;
+        while l < 16 {
+            any |= ANCHOR[h * 16 + l] != 0;
+            l += 1;
+        }
+        if any {
+            assert!(bits < 8, "more than eight high nibbles hold anchors");
+            hi[h] = 1 << bits;
+            let mut l = 0;
+            while l < 16 {
+                if ANCHOR[h * 16 + l] != 0 {
+                    lo[l] |= 1 << bits;
+                }
+                l += 1;
+            }
+            bits += 1;
+        }
+        h += 1;
+    }
+    (lo, hi)
 };
 
 /// The scanner met a character that must be folded first; rescan the folded text.
@@ -437,7 +471,37 @@ fn mask_from(k: usize) -> u64 {
     }
 }
 
+/// Which of the first [`WIN`] bytes of `w` are anchors, one bit per byte: in wasm with SIMD128,
+/// sixteen bytes at a time, each looked up by its two nibbles ([`NIBBLES`]).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn anchors(w: &[u8]) -> u64 {
+    use crate::swar::word;
+    use core::arch::wasm32::{i64x2, u8x16_bitmask, u8x16_ne, u8x16_shr, u8x16_splat, u8x16_swizzle, v128, v128_and};
+    const fn table(t: [u8; 16]) -> v128 {
+        let mut lo = 0u64;
+        let mut hi = 0u64;
+        let mut k = 0;
+        while k < 8 {
+            lo |= (t[k] as u64) << (8 * k);
+            hi |= (t[k + 8] as u64) << (8 * k);
+            k += 1;
+        }
+        i64x2(lo as i64, hi as i64)
+    }
+    let (lo_t, hi_t) = (table(NIBBLES.0), table(NIBBLES.1));
+    let mut m = 0u64;
+    for k in 0..WIN / 16 {
+        let v = i64x2(word(w, 16 * k) as i64, word(w, 16 * k + 8) as i64);
+        let lo = u8x16_swizzle(lo_t, v128_and(v, u8x16_splat(0x0F)));
+        let hi = u8x16_swizzle(hi_t, u8x16_shr(v, 4));
+        m |= u64::from(u8x16_bitmask(u8x16_ne(v128_and(lo, hi), u8x16_splat(0)))) << (16 * k);
+    }
+    m
+}
+
 /// Which of the first [`WIN`] bytes of `w` are anchors, one bit per byte.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline(always)]
 fn anchors(w: &[u8]) -> u64 {
     let mut m = 0u64;
@@ -449,6 +513,7 @@ fn anchors(w: &[u8]) -> u64 {
 
 /// [`anchors`] of eight bytes: byte `k` looks up its bit in its own table, so the eight bits
 /// come together with ORs alone.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline(always)]
 fn anchors8(e: &[u8]) -> u64 {
     let t = &ANCHOR_AT;
@@ -747,4 +812,27 @@ fn is_mask_body(body: &[u8]) -> bool {
         && body[body.len() - 9] == b':'
         && body[body.len() - 8..].iter().all(|&c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
         && upper(&body[..body.len() - 9])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{anchors, ANCHOR, NIBBLES, WIN};
+
+    #[test]
+    fn the_nibble_tables_classify_every_byte_as_the_anchor_table_does() {
+        for c in 0..=255u8 {
+            let by_nibbles = NIBBLES.0[usize::from(c & 15)] & NIBBLES.1[usize::from(c >> 4)] != 0;
+            assert_eq!(by_nibbles, ANCHOR[usize::from(c)] != 0, "byte {c:#04x}");
+        }
+    }
+
+    #[test]
+    fn anchors_sets_one_bit_per_anchor_byte_of_the_window() {
+        // Every byte value at every position of a window.
+        for shift in 0..WIN {
+            let w: Vec<u8> = (0..WIN).map(|k| (k * 4 + shift) as u8).collect();
+            let want = w.iter().enumerate().fold(0u64, |m, (k, &c)| m | u64::from(ANCHOR[usize::from(c)]) << k);
+            assert_eq!(anchors(&w), want, "shift {shift}");
+        }
+    }
 }
